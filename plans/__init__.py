@@ -1,0 +1,1 @@
+"""Bluesky plans for compute-in-memory chips (programming, characterization, inference)."""
