@@ -1,0 +1,1 @@
+"""Benchmarks: each ``bench_*.py`` module measures ratios against a baseline in the same run."""
