@@ -1,0 +1,331 @@
+"""The SCPI interpreter of a simulated Keithley 2450 SMU with one device under test.
+
+:class:`SimulatedSMU` turns one received line into at most one reply line; it knows
+nothing about sockets (see :mod:`mock_hw.smu_server`).  It serves the subset of the
+2450 command set listed in ``docs/smu.md``: long or short mnemonics, any case, optional
+nodes (``[:LEVel]``, ``[:SENSe1]`` ...) and the ``1`` suffix of ``SOURce1``.  Like the
+real instrument, a bad command or query pushes an error (``-113,"Undefined header"``
+and friends) to the error queue and a failed query sends no reply.  Compound commands
+(``;``) are not served.
+
+Units: V, A, s.
+"""
+
+from __future__ import annotations
+
+import collections
+import re
+import time
+from collections.abc import Callable
+
+from mock_hw.iv_device import IVDevice
+
+IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,SIM2450,labcim-sim"
+"""Reply to ``*IDN?``."""
+
+VOLTAGE_MAX = 210.0
+"""Largest |source voltage| of the 2450 (V)."""
+CURRENT_LIMIT_RANGE = (1e-9, 1.05)
+"""Settable current limit of the voltage source (A)."""
+DEFAULT_CURRENT_LIMIT = 105e-6
+"""Current limit after ``*RST`` (A)."""
+LIST_CHUNK = 100
+"""Most values one ``:SOUR:LIST:VOLT[:APP]`` command may carry."""
+SWEEP_POINTS_MAX = 100_000
+"""Capacity of ``defbuffer1`` (readings)."""
+ERROR_QUEUE_SIZE = 100
+"""Errors kept; the oldest are dropped beyond it."""
+
+_LONG_FORMS = {
+    "SOURCE": "SOUR",
+    "SENSE": "SENS",
+    "FUNCTION": "FUNC",
+    "VOLTAGE": "VOLT",
+    "CURRENT": "CURR",
+    "LEVEL": "LEV",
+    "IMMEDIATE": "IMM",
+    "AMPLITUDE": "AMPL",
+    "ILIMIT": "ILIM",
+    "MEASURE": "MEAS",
+    "OUTPUT": "OUTP",
+    "STATE": "STAT",
+    "SWEEP": "SWE",
+    "LINEAR": "LIN",
+    "APPEND": "APP",
+    "INITIATE": "INIT",
+    "TRACE": "TRAC",
+    "CLEAR": "CLE",
+    "ACTUAL": "ACT",
+    "SYSTEM": "SYST",
+    "ERROR": "ERR",
+}
+_OPTIONAL_NODES = {"LEV", "IMM", "AMPL", "DC", "STAT", "NEXT"}
+_SUFFIXED = re.compile(r"(SOUR|SENS)1")
+
+
+class SCPIError(Exception):
+    """A command the instrument refuses: (SCPI error code, message)."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(code, message)
+        self.code = code
+        self.message = message
+
+
+def normalize_header(header: str) -> str:
+    """Canonical short form of a command header, e.g. ``:SOURce1:VOLTage:LEVel`` -> ``SOUR:VOLT``.
+
+    Optional nodes and the optional ``SENSe`` root are dropped; a trailing ``?`` is kept.
+    """
+    header = header.upper()
+    query = header.endswith("?")
+    nodes = [_LONG_FORMS.get(n, n) for n in header.rstrip("?").lstrip(":").split(":")]
+    nodes = [_SUFFIXED.sub(r"\1", n) for n in nodes]
+    nodes = nodes[:1] + [n for n in nodes[1:] if n not in _OPTIONAL_NODES]
+    if nodes[0] == "SENS" and len(nodes) > 1:
+        nodes = nodes[1:]
+    return ":".join(nodes) + ("?" if query else "")
+
+
+def _float(text: str, low: float, high: float) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise SCPIError(-104, "Data type error") from None
+    if not low <= x <= high:  # also refuses NaN
+        raise SCPIError(-222, "Data out of range")
+    return x
+
+
+def _int(text: str, low: int, high: int) -> int:
+    x = _float(text, low, high)
+    if x != int(x):
+        raise SCPIError(-104, "Data type error")
+    return int(x)
+
+
+def _switch(text: str) -> bool:
+    try:
+        return {"ON": True, "1": True, "OFF": False, "0": False}[text.upper()]
+    except KeyError:
+        raise SCPIError(-224, "Illegal parameter value") from None
+
+
+def _buffer(args: list[str], index: int) -> None:
+    """Check the optional buffer-name argument at ``index``: only defbuffer1 exists."""
+    if len(args) > index and args[index].strip('"').lower() != "defbuffer1":
+        raise SCPIError(-224, "Illegal parameter value")
+
+
+def _arity(args: list[str], low: int, high: int) -> None:
+    if len(args) < low:
+        raise SCPIError(-109, "Missing parameter")
+    if len(args) > high:
+        raise SCPIError(-108, "Parameter not allowed")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6E}"
+
+
+class SimulatedSMU:
+    """A 2450 in voltage-source / current-measure mode wired to one device.
+
+    Not thread-safe on its own; the server serialises calls.
+
+    Parameters
+    ----------
+    device : IVDevice
+        The device under test; its state persists across ``*RST`` and clients.
+    """
+
+    def __init__(self, device: IVDevice) -> None:
+        self.device = device
+        self.errors: collections.deque[tuple[int, str]] = collections.deque(maxlen=ERROR_QUEUE_SIZE)
+        self.ese = 0
+        self._handlers: dict[str, Callable[[list[str]], str | None]] = {
+            "*IDN?": lambda a: IDN,
+            "*RST": self._reset,
+            "*CLS": lambda a: self.errors.clear(),
+            "*WAI": lambda a: None,  # commands already run one after another
+            "*OPC?": lambda a: "1",
+            "*ESE": self._set_ese,
+            "*ESE?": lambda a: str(self.ese),
+            "SOUR:FUNC": self._source_function,
+            "SOUR:FUNC?": lambda a: "VOLT",
+            "FUNC": self._sense_function,
+            "FUNC?": lambda a: '"CURR:DC"',
+            "SOUR:VOLT": self._set_level,
+            "SOUR:VOLT?": lambda a: _fmt(self.level),
+            "SOUR:VOLT:ILIM": self._set_limit,
+            "SOUR:VOLT:ILIM?": lambda a: _fmt(self.i_limit),
+            "OUTP": self._set_output,
+            "OUTP?": lambda a: "1" if self.output else "0",
+            "MEAS:CURR?": self._measure,
+            "READ?": self._measure,
+            "SOUR:LIST:VOLT": self._list_values,
+            "SOUR:LIST:VOLT:APP": self._list_append,
+            "SOUR:LIST:VOLT?": lambda a: ",".join(map(_fmt, self.source_list)),
+            "SOUR:SWE:VOLT:LIN": self._linear_sweep,
+            "SOUR:SWE:VOLT:LIST": self._list_sweep,
+            "INIT": self._initiate,
+            "TRAC:CLE": self._clear_buffer,
+            "TRAC:ACT?": self._count,
+            "TRAC:DATA?": self._data,
+            "SYST:ERR?": self._next_error,
+        }
+        self._reset([])
+
+    def handle(self, line: str) -> str | None:
+        """Execute one command line; return the reply line of a query, else None."""
+        header, _, rest = line.strip().partition(" ")
+        args = [a.strip() for a in rest.split(",")] if rest.strip() else []
+        handler = self._handlers.get(normalize_header(header))
+        try:
+            if handler is None:
+                raise SCPIError(-113, "Undefined header")
+            return handler(args)
+        except SCPIError as exc:
+            self.errors.append((exc.code, exc.message))
+            return None
+
+    # -- settings ------------------------------------------------------------------------
+
+    def _reset(self, args: list[str]) -> None:
+        _arity(args, 0, 0)
+        self.output = False
+        self.level = 0.0
+        self.i_limit = DEFAULT_CURRENT_LIMIT
+        self.source_list: list[float] = []
+        self.sweep: list[float] = []
+        self.sweep_delay = 0.0
+        self.fail_abort = True
+        self.buffer: list[tuple[float, float]] = []
+
+    def _set_ese(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        self.ese = _int(args[0], 0, 255)
+
+    def _source_function(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        if normalize_header(args[0]) != "VOLT":
+            raise SCPIError(-221, "Settings conflict")  # the simulator only sources voltage
+
+    def _sense_function(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        if normalize_header(args[0].strip('"')) != "CURR":
+            raise SCPIError(-221, "Settings conflict")
+
+    def _set_level(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        self.level = _float(args[0], -VOLTAGE_MAX, VOLTAGE_MAX)
+        self._settle()
+
+    def _set_limit(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        self.i_limit = _float(args[0], *CURRENT_LIMIT_RANGE)
+        self._settle()
+
+    def _set_output(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        self.output = _switch(args[0])
+        self._settle()
+
+    def _settle(self) -> None:
+        """Let the device see the present output: switching happens without a reading."""
+        if self.output:
+            self.device.apply(self.level, self.i_limit)
+
+    # -- measurements and sweeps ---------------------------------------------------------
+
+    def _measure(self, args: list[str]) -> str:
+        _arity(args, 0, 1)
+        _buffer(args, 0)
+        v, i = self.device.apply(self.level if self.output else 0.0, self.i_limit)
+        self.buffer.append((v, i))
+        return _fmt(i)
+
+    def _source_values(self, args: list[str]) -> list[float]:
+        _arity(args, 1, LIST_CHUNK)
+        return [_float(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args]
+
+    def _list_values(self, args: list[str]) -> None:
+        self.source_list = self._source_values(args)
+
+    def _list_append(self, args: list[str]) -> None:
+        values = self._source_values(args)
+        if len(self.source_list) + len(values) > SWEEP_POINTS_MAX:
+            raise SCPIError(-223, "Too much data")
+        self.source_list += values
+
+    def _linear_sweep(self, args: list[str]) -> None:
+        # start, stop, points[, delay, count, rangeType, failAbort, dual, bufferName]
+        _arity(args, 3, 9)
+        start, stop = (_float(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args[:2])
+        points = _int(args[2], 2, SWEEP_POINTS_MAX)
+        sweep = [start + (stop - start) * k / (points - 1) for k in range(points)]
+        if len(args) > 7 and _switch(args[7]):
+            sweep += sweep[::-1]
+        self._configure_sweep(sweep, args[3:5], args[6:7])
+        _buffer(args, 8)
+
+    def _list_sweep(self, args: list[str]) -> None:
+        # startIndex[, delay, count, failAbort, bufferName]
+        _arity(args, 1, 5)
+        if not self.source_list:
+            raise SCPIError(-221, "Settings conflict")
+        first = _int(args[0], 1, len(self.source_list))
+        self._configure_sweep(self.source_list[first - 1 :], args[1:3], args[3:4])
+        _buffer(args, 4)
+
+    def _configure_sweep(
+        self, sweep: list[float], delay_count: list[str], fail_abort: list[str]
+    ) -> None:
+        delay = _float(delay_count[0], -1.0, 1e4) if delay_count else 0.0
+        if len(delay_count) > 1 and _int(delay_count[1], 1, 1) != 1:
+            raise SCPIError(-224, "Illegal parameter value")
+        self.sweep = sweep
+        self.sweep_delay = max(delay, 0.0)  # -1 is auto delay: none in the simulator
+        self.fail_abort = _switch(fail_abort[0]) if fail_abort else True
+
+    def _initiate(self, args: list[str]) -> None:
+        _arity(args, 0, 0)
+        if not self.sweep:
+            raise SCPIError(-221, "Settings conflict")
+        self.output = True
+        for v in self.sweep:
+            v_dev, i = self.device.apply(v, self.i_limit)
+            self.buffer.append((v_dev, i))
+            self.level = v
+            if self.fail_abort and abs(i) >= self.i_limit:
+                break
+        time.sleep(self.sweep_delay * len(self.sweep))
+
+    def _clear_buffer(self, args: list[str]) -> None:
+        _arity(args, 0, 1)
+        _buffer(args, 0)
+        self.buffer.clear()
+
+    def _count(self, args: list[str]) -> str:
+        _arity(args, 0, 1)
+        _buffer(args, 0)
+        return str(len(self.buffer))
+
+    def _data(self, args: list[str]) -> str:
+        # startIndex, endIndex[, bufferName, element, ...]
+        _arity(args, 2, 16)
+        first = _int(args[0], 1, max(len(self.buffer), 1))
+        last = _int(args[1], first, len(self.buffer))
+        _buffer(args, 2)
+        columns = {"READ": 1, "READING": 1, "SOUR": 0, "SOURCE": 0}
+        try:
+            picks = [columns[e.upper()] for e in args[3:]] or [1]
+        except KeyError:
+            raise SCPIError(-224, "Illegal parameter value") from None
+        rows = self.buffer[first - 1 : last]
+        return ",".join(_fmt(row[c]) for row in rows for c in picks)
+
+    def _next_error(self, args: list[str]) -> str:
+        _arity(args, 0, 0)
+        code, message = self.errors.popleft() if self.errors else (0, "No error")
+        return f'{code},"{message}"'
