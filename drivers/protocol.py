@@ -1,0 +1,428 @@
+"""The board wire protocol: framing, integrity checks and payload layouts.
+
+Shared by both ends of the link: the host client (``drivers.board``) and the simulated
+board (``mock_hw.board_server``).  ``docs/protocol.md`` is the specification; this module
+is its reference implementation, so the two must agree.
+
+A frame on the wire is ``COBS(header | payload | crc32) 0x00``:
+
+- header (12 bytes, little-endian): version u8, opcode u8, flags u8, status u8, seq u32,
+  payload length u32;
+- payload: the message body, at most :data:`MAX_PAYLOAD` bytes;
+- crc32: CRC-32 (IEEE 802.3, as ``zlib.crc32``) of header and payload, u32.
+
+COBS removes every zero byte, so 0x00 only ever delimits frames and a receiver resyncs
+on the next delimiter after garbage, a dropped byte or a cable unplugged mid-frame.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import math
+import struct
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from cobs import cobs
+
+PROTOCOL_VERSION = 1
+"""Version written in every frame's header; negotiated by HELLO."""
+
+MAX_PAYLOAD = 2 * 1024 * 1024
+"""Largest payload any receiver accepts (bytes).  A board may advertise less in HELLO."""
+
+HEADER = struct.Struct("<BBBBII")
+"""version, opcode, flags, status, seq, payload length."""
+
+CRC = struct.Struct("<I")
+
+FLAG_REPLY = 0x01
+"""Flags bit set in every board-to-host frame; the other bits are reserved (zero)."""
+
+MAX_FRAME = HEADER.size + MAX_PAYLOAD + CRC.size
+"""Largest decoded frame (bytes)."""
+
+MAX_WIRE_FRAME = MAX_FRAME + MAX_FRAME // 254 + 2
+"""Largest COBS-encoded frame including its delimiter (bytes)."""
+
+PULSE_KIND_LIMIT: tuple[str, ...] = ("set_max", "reset_max", "form_max")
+"""Identify limit bounding the amplitude of each pulse kind, indexed by its wire code
+(0 SET, 1 RESET, 2 FORM)."""
+
+
+class Opcode(enum.IntEnum):
+    """Commands; a reply carries the opcode of its request."""
+
+    HELLO = 0x01
+    IDENTIFY = 0x02
+    GET_CONFIG = 0x03
+    SET_CONFIG = 0x04
+    APPLY_PULSES = 0x10
+    READ_CONDUCTANCE = 0x11
+    MVM = 0x12
+    CLOCK = 0x20
+    ADVANCE_CLOCK = 0x21
+    ABORT = 0x30
+    RESET = 0x31
+
+
+class Status(enum.IntEnum):
+    """Outcome of a request, in the header of its reply (0 in requests)."""
+
+    OK = 0
+    BAD_FRAME = 1
+    """The request failed its CRC or length check; resend it."""
+    BAD_ARGUMENT = 2
+    """Malformed payload or a value outside what the chip accepts (index, shape...)."""
+    OUT_OF_LIMITS = 3
+    """A pulse or read voltage outside the safe operating limits; nothing was applied."""
+    BUSY = 4
+    """The board is still executing an earlier command; retry later."""
+    INTERNAL_ERROR = 5
+    """The board failed while executing; the message says how."""
+    UNSUPPORTED = 6
+    """Unknown opcode, protocol version, or a command this board does not offer."""
+
+
+class ProtocolError(ValueError):
+    """A frame or payload that does not follow the protocol.
+
+    Parameters
+    ----------
+    message : str
+        What is wrong.
+    seq : int or None
+        Sequence number read from the header, when the frame was long enough to hold one.
+        Untrusted unless the CRC passed: use it only to ask for a resend.
+    """
+
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        super().__init__(message)
+        self.seq = seq
+
+
+class FramingError(ProtocolError):
+    """Invalid COBS encoding, or a frame too short or too long to hold a message."""
+
+
+class CrcError(ProtocolError):
+    """The CRC-32 does not match the frame."""
+
+
+class LengthError(ProtocolError):
+    """The header's payload length disagrees with the frame."""
+
+
+class VersionError(ProtocolError):
+    """A protocol version this end does not speak."""
+
+
+class UnknownOpcodeError(ProtocolError):
+    """An opcode this end does not know."""
+
+
+class PayloadError(ProtocolError):
+    """A payload that does not match its message's layout."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """One decoded message.
+
+    Parameters
+    ----------
+    opcode : int
+        Command (:class:`Opcode`).
+    seq : int
+        Sequence number, u32; a reply echoes its request's.
+    payload : bytes
+        Message body (layouts in :data:`REQUESTS` / :data:`REPLIES`; UTF-8 text for a
+        reply whose status is not OK).
+    status : int
+        :class:`Status` of a reply; 0 in requests.
+    reply : bool
+        True for board-to-host frames.
+    version : int
+        Protocol version of the frame.
+    """
+
+    opcode: int
+    seq: int
+    payload: bytes = b""
+    status: int = Status.OK
+    reply: bool = False
+    version: int = PROTOCOL_VERSION
+
+
+def encode_frame(frame: Frame) -> bytes:
+    """Wire bytes of ``frame``: COBS-encoded, ending with the 0x00 delimiter."""
+    if len(frame.payload) > MAX_PAYLOAD:
+        raise ValueError(f"payload of {len(frame.payload)} bytes exceeds {MAX_PAYLOAD}")
+    flags = FLAG_REPLY if frame.reply else 0
+    header = HEADER.pack(
+        frame.version, frame.opcode, flags, frame.status, frame.seq, len(frame.payload)
+    )
+    body = header + frame.payload
+    return cobs.encode(body + CRC.pack(zlib.crc32(body))) + b"\x00"
+
+
+def decode_frame(data: bytes) -> Frame:
+    """Decode one COBS-encoded frame (without its delimiter).
+
+    Checks, in order: COBS encoding, size, CRC-32, payload length, version, flags, opcode.
+
+    Raises
+    ------
+    ProtocolError
+        The subclass names the first check that failed.  Nothing else is raised.
+    """
+    if len(data) > MAX_WIRE_FRAME:
+        raise FramingError(f"frame of {len(data)} bytes exceeds {MAX_WIRE_FRAME}")
+    try:
+        raw = cobs.decode(data)
+    except cobs.DecodeError as exc:
+        raise FramingError(f"invalid COBS encoding: {exc}") from None
+    if len(raw) < HEADER.size + CRC.size:
+        raise FramingError(f"frame of {len(raw)} bytes is shorter than header and CRC")
+    version, opcode, flags, status, seq, length = HEADER.unpack_from(raw)
+    (crc,) = CRC.unpack_from(raw, len(raw) - CRC.size)
+    if zlib.crc32(memoryview(raw)[: -CRC.size]) != crc:
+        raise CrcError("CRC-32 mismatch", seq)
+    if length != len(raw) - HEADER.size - CRC.size:
+        raise LengthError(
+            f"header says {length} payload bytes, frame holds {len(raw) - HEADER.size - CRC.size}",
+            seq,
+        )
+    if version != PROTOCOL_VERSION:
+        raise VersionError(f"protocol version {version} (this end speaks {PROTOCOL_VERSION})", seq)
+    if flags & ~FLAG_REPLY:
+        raise FramingError(f"reserved flag bits set: {flags:#04x}", seq)
+    if opcode not in _OPCODES:
+        raise UnknownOpcodeError(f"unknown opcode {opcode:#04x}", seq)
+    try:
+        status = Status(status)
+    except ValueError:
+        raise FramingError(f"unknown status {status}", seq) from None
+    return Frame(
+        opcode=Opcode(opcode),
+        seq=seq,
+        payload=raw[HEADER.size : -CRC.size],
+        status=status,
+        reply=bool(flags & FLAG_REPLY),
+        version=version,
+    )
+
+
+_OPCODES = frozenset(int(op) for op in Opcode)
+
+
+class FrameSplitter:
+    """Cut a byte stream into COBS frames at 0x00 delimiters.
+
+    Empty frames (consecutive delimiters) are skipped.  A frame that grows beyond
+    :data:`MAX_WIRE_FRAME` without a delimiter is discarded up to the next one, so
+    garbage never makes the buffer grow without bound.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._skipping = False
+        self.overflows = 0
+        """Number of overlong frames discarded."""
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add received bytes; return the frames they complete (without delimiters)."""
+        frames = []
+        start = 0
+        while (end := data.find(0, start)) >= 0:
+            if self._buf:
+                self._buf += data[start:end]
+                frame = bytes(self._buf)
+                self._buf.clear()
+            else:
+                frame = data[start:end]
+            if self._skipping:
+                self._skipping = False
+            elif frame:
+                frames.append(frame)
+            start = end + 1
+        if not self._skipping:
+            self._buf += data[start:]
+            if len(self._buf) > MAX_WIRE_FRAME:
+                self._buf.clear()
+                self._skipping = True
+                self.overflows += 1
+        return frames
+
+
+# --- payloads --------------------------------------------------------------------------
+
+DTYPES: tuple[np.dtype, ...] = tuple(
+    np.dtype(s) for s in ("<i1", "<u1", "<i2", "<u2", "<i4", "<u4", "<f4", "<f8")
+)
+"""Array element types, indexed by their wire code."""
+
+_DTYPE_CODE = {dt.str: code for code, dt in enumerate(DTYPES)}
+
+
+@dataclass(frozen=True)
+class ArraySpec:
+    """One array field of a payload: its name, accepted element types and rank."""
+
+    name: str
+    dtypes: tuple[str, ...]
+    ndim: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Payload of one message: fixed little-endian fields, then arrays, then JSON.
+
+    Parameters
+    ----------
+    fields : str
+        :mod:`struct` format of the fixed fields without byte order, e.g. ``"HHH"``.
+    arrays : tuple of ArraySpec
+        Arrays following the fixed fields, each as dtype code u8, ndim u8, ndim u32
+        dimensions, then the elements (little-endian, C order, no padding).
+    json : bool
+        Whether a UTF-8 JSON object fills the rest of the payload.
+    """
+
+    fields: str = ""
+    arrays: tuple[ArraySpec, ...] = ()
+    json: bool = False
+    fixed: struct.Struct = field(init=False, repr=False, compare=False)
+    """Compiled :mod:`struct` of the fixed fields."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "fixed", struct.Struct("<" + self.fields))
+
+
+@dataclass(frozen=True)
+class Payload:
+    """A decoded payload: fixed field values, arrays by name, and the JSON object."""
+
+    values: tuple[Any, ...] = ()
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    obj: dict[str, Any] | None = None
+
+
+def encode_payload(
+    layout: Layout,
+    values: Sequence[Any] = (),
+    arrays: Sequence[np.ndarray] = (),
+    obj: dict[str, Any] | None = None,
+) -> bytes:
+    """Bytes of a payload following ``layout``; arrays are converted to little-endian."""
+    parts = [layout.fixed.pack(*values)]
+    for spec, a in zip(layout.arrays, arrays, strict=True):
+        a = np.asarray(a)
+        dt = a.dtype.newbyteorder("<") if a.dtype.byteorder == ">" else a.dtype
+        if dt.str not in spec.dtypes or a.ndim != spec.ndim:
+            raise ValueError(f"{spec.name}: {a.dtype}[{a.ndim}d] is not one of {spec.dtypes}")
+        parts.append(struct.pack(f"<BB{a.ndim}I", _DTYPE_CODE[dt.str], a.ndim, *a.shape))
+        parts.append(np.ascontiguousarray(a, dtype=dt).tobytes())
+    if layout.json:
+        parts.append(json.dumps(obj, separators=(",", ":")).encode())
+    return b"".join(parts)
+
+
+def decode_payload(layout: Layout, payload: bytes) -> Payload:
+    """Decode ``payload`` following ``layout``.
+
+    Arrays are read-only views into ``payload``.
+
+    Raises
+    ------
+    PayloadError
+        The payload does not match the layout; nothing else is raised.
+    """
+    end = len(payload)
+    if end < layout.fixed.size:
+        raise PayloadError(f"payload of {end} bytes, fixed fields need {layout.fixed.size}")
+    values = layout.fixed.unpack_from(payload)
+    pos = layout.fixed.size
+    arrays = {}
+    for spec in layout.arrays:
+        if end - pos < 2:
+            raise PayloadError(f"{spec.name}: payload ends before the array header")
+        code, ndim = payload[pos], payload[pos + 1]
+        if code >= len(DTYPES) or DTYPES[code].str not in spec.dtypes:
+            raise PayloadError(f"{spec.name}: element type code {code} not in {spec.dtypes}")
+        if ndim != spec.ndim:
+            raise PayloadError(f"{spec.name}: {ndim} dimensions, expected {spec.ndim}")
+        if end - pos - 2 < 4 * ndim:
+            raise PayloadError(f"{spec.name}: payload ends inside the array header")
+        shape = struct.unpack_from(f"<{ndim}I", payload, pos + 2)
+        pos += 2 + 4 * ndim
+        count = math.prod(shape)
+        nbytes = DTYPES[code].itemsize * count
+        if nbytes > end - pos:
+            raise PayloadError(f"{spec.name}: shape {shape} needs {nbytes} bytes, {end - pos} left")
+        arrays[spec.name] = np.frombuffer(payload, DTYPES[code], count, pos).reshape(shape)
+        pos += nbytes
+    obj = None
+    if layout.json:
+        obj = _decode_json(payload[pos:])
+    elif pos != end:
+        raise PayloadError(f"{end - pos} unexpected bytes after the payload")
+    return Payload(values, arrays, obj)
+
+
+def _decode_json(data: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(data)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise PayloadError(f"invalid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise PayloadError("JSON payload is not an object")
+    return obj
+
+
+_CORE = "H"
+_NO_PAYLOAD = Layout()
+
+REQUESTS: dict[Opcode, Layout] = {
+    Opcode.HELLO: Layout("BB"),  # lowest, highest protocol version the host speaks
+    Opcode.IDENTIFY: _NO_PAYLOAD,
+    Opcode.GET_CONFIG: Layout(_CORE),
+    Opcode.SET_CONFIG: Layout(_CORE, json=True),  # the fields to change
+    Opcode.APPLY_PULSES: Layout(
+        _CORE,
+        (
+            ArraySpec("row", ("<u2",), 1),
+            ArraySpec("col", ("<u2",), 1),
+            ArraySpec("device", ("|u1",), 1),
+            ArraySpec("kind", ("|u1",), 1),
+            ArraySpec("amplitude", ("<f8",), 1),  # V (RRAM) or uA (PCM)
+            ArraySpec("width", ("<f8",), 1),  # s
+        ),
+    ),
+    Opcode.READ_CONDUCTANCE: Layout(_CORE + "HH"),  # core, row_start, row_stop
+    Opcode.MVM: Layout(_CORE, (ArraySpec("inputs", ("|i1", "<i2"), 2),)),
+    Opcode.CLOCK: _NO_PAYLOAD,
+    Opcode.ADVANCE_CLOCK: Layout("d"),  # s
+    Opcode.ABORT: _NO_PAYLOAD,
+    Opcode.RESET: _NO_PAYLOAD,
+}
+"""Payload layout of each request."""
+
+REPLIES: dict[Opcode, Layout] = {
+    Opcode.HELLO: Layout("BI"),  # version chosen, board's max payload (bytes)
+    Opcode.IDENTIFY: Layout(json=True),
+    Opcode.GET_CONFIG: Layout(json=True),
+    Opcode.SET_CONFIG: Layout(json=True),  # the whole configuration after the change
+    Opcode.APPLY_PULSES: Layout("I"),  # pulses applied
+    Opcode.READ_CONDUCTANCE: Layout(arrays=(ArraySpec("g", ("<f4",), 3),)),  # uS
+    Opcode.MVM: Layout(arrays=(ArraySpec("codes", ("<i2", "<i4"), 2),)),  # ADC codes
+    Opcode.CLOCK: Layout("d"),  # s
+    Opcode.ADVANCE_CLOCK: Layout("d"),  # s, the new clock
+    Opcode.ABORT: _NO_PAYLOAD,
+    Opcode.RESET: _NO_PAYLOAD,
+}
+"""Payload layout of each OK reply; other statuses carry a UTF-8 message."""
