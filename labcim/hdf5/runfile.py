@@ -1,0 +1,356 @@
+"""One run's HDF5 file while it is written: stream buffers, datasets, flushes.
+
+The file is created under a temporary name, filled with the start metadata, switched to
+SWMR mode and only then renamed into place, so a reader never meets a run file that is
+not yet readable.  From then on everything is written in SWMR mode: appends as HDF5
+intends, and the few structural changes (a new stream, the stop fields) followed at once
+by a flush.  See ``docs/data-layout.md``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+import labcim
+from labcim.hdf5.fields import write_document, write_field
+from labcim.hdf5.layout import (
+    DESCRIPTORS_ATTR,
+    ENTRY,
+    EVENT_FIELDS,
+    FORMAT,
+    FORMAT_ATTR,
+    KIND_DTYPES,
+    METADATA,
+    NX_CLASS,
+    NXDATA,
+    PARTIAL_SUFFIX,
+    STOP,
+    STR_DTYPE,
+    STREAM_CONFIG,
+    STREAM_DATA,
+    STREAM_TIMESTAMPS,
+)
+from labcim.hdf5.metadata import split_arrays
+
+#: Target size of one chunk; a 256 x 256 float32 frame is exactly one chunk.
+CHUNK_BYTES = 256 * 1024
+MAX_CHUNK_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class Storage:
+    """How datasets are stored (h5py ``create_dataset`` filter options)."""
+
+    compression: str | None = "gzip"
+    compression_opts: int | None = 1
+    shuffle: bool = True
+
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments for ``create_dataset``."""
+        if self.compression is None:
+            return {}
+        return {
+            "compression": self.compression,
+            "compression_opts": self.compression_opts,
+            "shuffle": self.shuffle,
+        }
+
+
+def iso_time(timestamp: float) -> str:
+    """ISO 8601 local time with offset, as NeXus wants for ``start_time``."""
+    return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat()
+
+
+def dataset_dtype(data_key: Mapping[str, Any], sample: Any) -> np.dtype:
+    """HDF5 dtype for a data key: descriptor first, the first value as a fallback."""
+    if data_key.get("dtype") == "string":
+        return STR_DTYPE
+    if data_key.get("dtype_numpy"):
+        spec = data_key["dtype_numpy"]
+        dtype = np.dtype(spec if isinstance(spec, str) else [tuple(f) for f in spec])
+    else:  # promote, e.g. ophyd.sim motors declare "integer" but read floats
+        dtype = np.result_type(KIND_DTYPES.get(data_key.get("dtype"), "?"), np.asarray(sample))
+    return STR_DTYPE if dtype.kind in "USO" else dtype
+
+
+class StreamFile:
+    """Buffered rows of one stream and the datasets they are appended to.
+
+    Parameters
+    ----------
+    group : h5py.Group
+        ``/entry/<stream name>``, created by `RunFile.add_stream`.
+    descriptor : mapping
+        The stream's (first) descriptor document.
+    storage : Storage
+        Filter options for new datasets.
+    nxdata : (h5py.Group, set of str) or None
+        For ``primary``: the NXdata group and the fields it links once they exist.
+    """
+
+    def __init__(
+        self,
+        group: h5py.Group,
+        descriptor: Mapping[str, Any],
+        storage: Storage,
+        nxdata: tuple[h5py.Group, set[str]] | None,
+    ) -> None:
+        self.group = group
+        self.name: str = descriptor["name"]
+        self.data_keys = {
+            k: dk for k, dk in descriptor["data_keys"].items() if "external" not in dk
+        }
+        for key in self.data_keys:
+            if "/" in key or key in (".", ""):
+                raise ValueError(
+                    f"stream {self.name!r}: data key {key!r} cannot name an HDF5 dataset"
+                )
+        self.storage = storage
+        self.nxdata = nxdata
+        self._data: dict[str, list[Any]] = {k: [] for k in self.data_keys}
+        self._stamps: dict[str, list[float]] = {k: [] for k in self.data_keys}
+        self._events: dict[str, list[Any]] = {f: [] for f in EVENT_FIELDS}
+        self.pending_bytes = 0
+
+    @property
+    def pending(self) -> int:
+        """Number of buffered events not yet in the file."""
+        return len(self._events["time"])
+
+    def append(self, page: Mapping[str, Any]) -> None:
+        """Buffer the events of an event page (columns of equal length)."""
+        data, stamps = page["data"], page["timestamps"]
+        for key, column in self._data.items():
+            column.extend(data[key])
+            self._stamps[key].extend(stamps[key])
+            self.pending_bytes += sum(getattr(v, "nbytes", 8) for v in data[key])
+        for name, column in self._events.items():
+            column.extend(page[name])
+
+    def write(self, path: Path) -> None:
+        """Append the buffered events to the datasets (event fields last)."""
+        if not self.pending:
+            return
+        for key, rows in self._data.items():
+            self._extend(STREAM_DATA, key, self._column(key, rows, path))
+            self._extend(STREAM_TIMESTAMPS, key, np.asarray(self._stamps[key], "f8"))
+        self._extend(None, "time", np.asarray(self._events["time"], "f8"))
+        self._extend(None, "seq_num", np.asarray(self._events["seq_num"], "i8"))
+        self._extend(None, "uid", np.asarray(self._events["uid"], STR_DTYPE))
+        for column in (*self._data.values(), *self._stamps.values(), *self._events.values()):
+            column.clear()
+        self.pending_bytes = 0
+
+    def _column(self, key: str, rows: Sequence[Any], path: Path) -> np.ndarray:
+        dtype = dataset_dtype(self.data_keys[key], rows[0])
+        try:
+            column = np.asarray(rows if dtype is STR_DTYPE else [np.asarray(r) for r in rows])
+            return column.astype(dtype, copy=False)
+        except ValueError as exc:
+            raise ValueError(
+                f"{path}: stream {self.name!r}, data key {key!r}: values of differing shapes "
+                f"cannot be appended to one dataset ({exc})"
+            ) from exc
+
+    def _extend(self, subgroup: str | None, name: str, column: np.ndarray) -> None:
+        parent = self.group if subgroup is None else self.group.require_group(subgroup)
+        if name in parent:
+            dataset = parent[name]
+            if dataset.shape[1:] != column.shape[1:]:
+                raise ValueError(
+                    f"{dataset.file.filename}: stream {self.name!r}, {name!r}: shape "
+                    f"{column.shape[1:]} differs from the earlier {dataset.shape[1:]}"
+                )
+        else:
+            dataset = self._create(parent, name, column)
+        start = dataset.shape[0]
+        dataset.resize(start + len(column), axis=0)
+        dataset[start:] = column
+
+    def _create(self, parent: h5py.Group, name: str, column: np.ndarray) -> h5py.Dataset:
+        row_shape = column.shape[1:]
+        row_bytes = max(1, column.dtype.itemsize * int(np.prod(row_shape)))
+        rows = int(np.clip(CHUNK_BYTES // row_bytes, 1, MAX_CHUNK_ROWS))
+        dataset = parent.create_dataset(
+            name,
+            shape=(0, *row_shape),
+            maxshape=(None, *row_shape),
+            chunks=(rows, *row_shape) if all(row_shape) else None,
+            dtype=column.dtype,
+            **self.storage.options(),
+        )
+        if self.nxdata is not None and parent.name.endswith(f"/{STREAM_DATA}"):
+            group, fields = self.nxdata
+            if name in fields:
+                group[name] = dataset  # a hard link: NeXus viewers plot it
+        return dataset
+
+
+class RunFile:
+    """The open file of one run, from its start document to its stop document."""
+
+    def __init__(self, path: Path, file: h5py.File, start: Mapping[str, Any], fsync: bool):
+        self.path = path
+        self.file = file
+        self.start = start
+        self.fsync = fsync
+        self.streams: dict[str, StreamFile] = {}
+
+    @classmethod
+    def create(
+        cls,
+        path: Path,
+        start: Mapping[str, Any],
+        text: str,
+        arrays: Mapping[str, np.ndarray],
+        fsync: bool,
+    ) -> RunFile:
+        """Create the run file at ``path`` with the start document, in SWMR mode.
+
+        ``text`` and ``arrays`` are ``start`` split by `split_arrays`.
+        """
+        partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        file = h5py.File(partial, "w-", libver="latest")
+        try:
+            file.attrs.update(
+                {
+                    NX_CLASS: "NXroot",
+                    "default": ENTRY,
+                    "creator": f"labcim {labcim.__version__}",
+                    "file_time": iso_time(start["time"]),
+                    "HDF5_Version": h5py.version.hdf5_version,
+                    "h5py_version": h5py.version.version,
+                    FORMAT_ATTR: FORMAT,
+                }
+            )
+            entry = file.create_group(ENTRY)
+            entry.attrs[NX_CLASS] = "NXentry"
+            entry.attrs["default"] = NXDATA
+            write_field(entry, "entry_identifier", start["uid"])
+            write_field(entry, "title", start.get("plan_name", ""))
+            write_field(entry, "start_time", iso_time(start["time"]))
+            write_document(entry.create_group(METADATA), start, text, arrays)
+            file.swmr_mode = True
+            file.flush()
+            os.rename(partial, path)
+        except BaseException:
+            file.close()
+            partial.unlink(missing_ok=True)
+            raise
+        run = cls(path, file, start, fsync)
+        run.flush()
+        return run
+
+    @property
+    def entry(self) -> h5py.Group:
+        return self.file[ENTRY]
+
+    @property
+    def pending_bytes(self) -> int:
+        return sum(s.pending_bytes for s in self.streams.values())
+
+    @property
+    def pending(self) -> bool:
+        return any(s.pending for s in self.streams.values())
+
+    def add_stream(self, descriptor: Mapping[str, Any], storage: Storage) -> StreamFile:
+        """Create the group of a new stream (or return it for a repeated descriptor)."""
+        name = descriptor["name"]
+        text, arrays = split_arrays(_without_config_values(descriptor), f"descriptor {name!r}")
+        if arrays:
+            raise TypeError(
+                f"{self.path}: descriptor {name!r} holds arrays outside its configuration"
+            )
+        if name in self.streams:
+            stream = self.streams[name]
+            if descriptor["data_keys"].keys() != stream.data_keys.keys() | _external(descriptor):
+                raise ValueError(f"{self.path}: stream {name!r} changed its data keys mid-run")
+            texts = json.loads(stream.group.attrs[DESCRIPTORS_ATTR])
+            stream.group.attrs[DESCRIPTORS_ATTR] = json.dumps([*texts, json.loads(text)])
+            return stream
+        if "/" in name or name in (METADATA, STOP, NXDATA, ""):
+            raise ValueError(f"{self.path}: stream name {name!r} cannot name an HDF5 group")
+        group = self.entry.create_group(name)
+        group.attrs[NX_CLASS] = "NXcollection"
+        group.attrs[DESCRIPTORS_ATTR] = json.dumps([json.loads(text)])
+        self._write_config(group.create_group(STREAM_CONFIG), descriptor)
+        nxdata = self._nxdata(descriptor) if name == "primary" else None
+        stream = self.streams[name] = StreamFile(group, descriptor, storage, nxdata)
+        self.flush()
+        return stream
+
+    def _write_config(self, group: h5py.Group, descriptor: Mapping[str, Any]) -> None:
+        for obj, config in descriptor.get("configuration", {}).items():
+            obj_group = group.create_group(obj)
+            for key, value in config.get("data", {}).items():
+                split_arrays({key: value}, f"{self.path}: configuration of {obj!r}")  # checks
+                write_field(obj_group, key, value)
+                obj_group[key].attrs["timestamp"] = config.get("timestamps", {}).get(key, np.nan)
+
+    def _nxdata(self, descriptor: Mapping[str, Any]) -> tuple[h5py.Group, set[str]]:
+        """NXdata group naming the hinted detector field as signal and the motors as axes."""
+        keys = descriptor["data_keys"]
+        axes = [
+            f
+            for fields, stream in self.start.get("hints", {}).get("dimensions", [])
+            if stream == descriptor["name"]
+            for f in fields
+            if f in keys
+        ]
+        hinted = [
+            f
+            for h in descriptor.get("hints", {}).values()
+            for f in h.get("fields", [])
+            if f in keys
+        ]
+        signals = [f for f in hinted if f not in axes] or [k for k in keys if k not in axes]
+        group = self.entry.create_group(NXDATA)
+        group.attrs[NX_CLASS] = "NXdata"
+        if signals:
+            rank = 1 + len(keys[signals[0]].get("shape", []))
+            group.attrs["signal"] = signals[0]
+            group.attrs["axes"] = [axes[0] if axes else ".", *["."] * (rank - 1)]
+            if len(signals) > 1:
+                group.attrs["auxiliary_signals"] = signals[1:]
+        for i, axis in enumerate(axes[:1]):
+            group.attrs[f"{axis}_indices"] = i
+        return group, {*signals, *axes}
+
+    def flush(self) -> None:
+        """Write every buffered event and push the file to the OS (and disk with fsync)."""
+        for stream in self.streams.values():
+            stream.write(self.path)
+        self.file.flush()
+        if self.fsync:
+            os.fsync(self.file.id.get_vfd_handle())
+
+    def close(self, stop: Mapping[str, Any]) -> None:
+        """Flush, write the stop document and close the file."""
+        text, arrays = split_arrays(stop, f"{self.path}: stop document")
+        self.flush()
+        write_field(self.entry, "end_time", iso_time(stop["time"]))
+        write_document(self.entry.create_group(STOP), stop, text, arrays)
+        self.flush()
+        self.file.close()
+
+
+def _external(descriptor: Mapping[str, Any]) -> set[str]:
+    return {k for k, dk in descriptor["data_keys"].items() if "external" in dk}
+
+
+def _without_config_values(descriptor: Mapping[str, Any]) -> dict[str, Any]:
+    """The descriptor without configuration readings, which live in ``config/``."""
+    config = {
+        obj: {k: v for k, v in c.items() if k not in ("data", "timestamps")}
+        for obj, c in descriptor.get("configuration", {}).items()
+    }
+    return {**descriptor, "configuration": config}

@@ -1,0 +1,194 @@
+"""`HDF5Writer`: a bluesky callback that streams every run into its own HDF5 file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from event_model import DocumentRouter
+
+from labcim.hdf5.index import write_index
+from labcim.hdf5.layout import Location, run_file_name, run_number
+from labcim.hdf5.metadata import split_arrays
+from labcim.hdf5.runfile import RunFile, Storage, StreamFile
+
+
+class HDF5Writer(DocumentRouter):
+    """Write bluesky runs to HDF5 (NeXus layout) as their documents arrive.
+
+    Subscribe it to a RunEngine: ``RE.subscribe(HDF5Writer("results.h5"))``.  Each run
+    becomes one file ``run_NNNNNN_<uid>.h5`` in a run directory, so a crash can only
+    touch the run being written; see ``docs/data-layout.md``.
+
+    Events are buffered and written at most ``flush_interval`` seconds after they
+    arrive (a timer thread flushes when the plan goes quiet), and always at every
+    descriptor and at the stop document.  A SIGKILL therefore loses at most the events
+    of the last ``flush_interval`` seconds.  Any error (unwritable path, full disk,
+    metadata that JSON cannot hold) is raised into the RunEngine, so the run fails
+    loudly instead of going unsaved; an error met by the timer thread is raised at the
+    next document.
+
+    Parameters
+    ----------
+    path : str or Path
+        An index file (``.h5``, ``.hdf5``, ``.nxs`` ...; its runs go in the directory
+        ``<path>.runs``) or a directory (runs in it, index in ``<path>/index.h5``).
+    flush_interval : float
+        Longest time (s) an event stays in memory only.
+    compression, compression_opts, shuffle
+        HDF5 filters of the datasets (default gzip level 1 with shuffle: built into every
+        HDF5 library, so every viewer reads the files); ``compression=None`` turns off.
+    fsync : bool
+        Also ``fsync`` at every flush, so that a power cut (not only a killed process)
+        loses at most ``flush_interval`` of events.
+    max_buffer_bytes : int
+        Flush early when buffered event data exceed this size.
+
+    Raises
+    ------
+    OSError
+        If the run directory cannot be created or written.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        flush_interval: float = 0.5,
+        compression: str | None = "gzip",
+        compression_opts: int | None = 1,
+        shuffle: bool = True,
+        fsync: bool = True,
+        max_buffer_bytes: int = 64 * 2**20,
+    ) -> None:
+        super().__init__()
+        self.location = Location.from_path(path)
+        self.flush_interval = flush_interval
+        self.storage = Storage(compression, compression_opts if compression else None, shuffle)
+        self.fsync = fsync
+        self.max_buffer_bytes = max_buffer_bytes
+        run_dir = self.location.run_dir
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise OSError(exc.errno, f"HDF5Writer cannot create {run_dir}: {exc.strerror}") from exc
+        if not os.access(run_dir, os.W_OK | os.X_OK):
+            raise PermissionError(f"HDF5Writer cannot write in {run_dir}")
+        self._runs: dict[str, RunFile] = {}  # by start uid
+        self._streams: dict[str, tuple[RunFile, StreamFile]] = {}  # by descriptor uid
+        self._lock = threading.Lock()
+        self._timer: threading.Timer | None = None
+        self._deferred: Exception | None = None  # met by the timer thread
+
+    def __repr__(self) -> str:
+        return f"HDF5Writer({str(self.location.run_dir)!r}, open runs: {len(self._runs)})"
+
+    def __call__(self, name: str, doc: dict, validate: bool = False) -> tuple[str, dict]:
+        with self._lock:
+            if self._deferred is not None:
+                exc, self._deferred = self._deferred, None
+                raise exc
+            return super().__call__(name, doc, validate)
+
+    def start(self, doc: dict) -> None:
+        """Create the run file with the start metadata (checked JSON-able first)."""
+        text, arrays = split_arrays(doc, f"HDF5Writer({self.location.run_dir}): start document")
+        runs = self.location.run_files()
+        number = run_number(runs[-1]) + 1 if runs else 1
+        path = self.location.run_dir / run_file_name(number, doc["uid"])
+        with _naming(path):
+            self._runs[doc["uid"]] = RunFile.create(path, doc, text, arrays, self.fsync)
+        with _naming(self.location.index):
+            write_index(self.location)
+
+    def descriptor(self, doc: dict) -> None:
+        """Create the stream's group, config readings and (for primary) NXdata."""
+        run = self._runs.get(doc["run_start"])
+        if run is None:  # a run whose start failed, or that began before subscribing
+            return
+        with self._failing(run):
+            self._streams[doc["uid"]] = (run, run.add_stream(doc, self.storage))
+
+    def event(self, doc: dict) -> None:
+        """Buffer one event."""
+        columns = {k: [doc[k]] for k in ("time", "seq_num", "uid")}
+        page = {"data": _column(doc["data"]), "timestamps": _column(doc["timestamps"])}
+        self._append(doc["descriptor"], {**page, **columns})
+
+    def event_page(self, doc: dict) -> None:
+        """Buffer a page of events."""
+        self._append(doc["descriptor"], doc)
+
+    def stop(self, doc: dict) -> None:
+        """Flush, write the stop document and close the run file."""
+        run = self._runs.pop(doc["run_start"], None)
+        if run is None:
+            return
+        self._forget_streams(run)
+        with self._failing(run):
+            run.close(doc)
+
+    def _append(self, descriptor: str, page: Mapping[str, Any]) -> None:
+        if descriptor not in self._streams:
+            return
+        run, stream = self._streams[descriptor]
+        with self._failing(run):
+            stream.append(page)
+            if run.pending_bytes >= self.max_buffer_bytes:
+                run.flush()
+            elif self._timer is None:
+                self._timer = threading.Timer(self.flush_interval, self._flush_all)
+                self._timer.daemon = True
+                self._timer.start()
+
+    def _flush_all(self) -> None:
+        """Timer thread: write what has waited ``flush_interval``; keep errors for later."""
+        with self._lock:
+            self._timer = None
+            for run in list(self._runs.values()):
+                try:
+                    with self._failing(run):
+                        run.flush()
+                except Exception as exc:
+                    self._deferred = exc
+
+    @contextlib.contextmanager
+    def _failing(self, run: RunFile) -> Iterator[None]:
+        """On any error, abandon ``run`` and re-raise, naming its file if the OS failed."""
+        try:
+            with _naming(run.path):
+                yield
+        except Exception:
+            self._abandon(run)
+            raise
+
+    def _forget_streams(self, run: RunFile) -> None:
+        for uid in [u for u, (r, _) in self._streams.items() if r is run]:
+            del self._streams[uid]
+
+    def _abandon(self, run: RunFile) -> None:
+        """Drop a run whose writing failed; what was flushed stays readable."""
+        self._runs.pop(run.start["uid"], None)
+        self._forget_streams(run)
+        with contextlib.suppress(Exception):  # the original error is the one to report
+            run.file.close()
+
+
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """Re-raise an OS error with a message naming the file that could not be written."""
+    try:
+        yield
+    except OSError as exc:
+        if str(path) in str(exc):
+            raise
+        message = f"cannot write {path}: {exc.strerror or exc}"
+        raise (type(exc)(exc.errno, message) if exc.errno else OSError(message)) from exc
+
+
+def _column(values: Mapping[str, Any]) -> dict[str, list[Any]]:
+    return {k: [v] for k, v in values.items()}
