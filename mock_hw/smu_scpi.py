@@ -60,7 +60,7 @@ _LONG_FORMS = {
     "ERROR": "ERR",
 }
 _OPTIONAL_NODES = {"LEV", "IMM", "AMPL", "DC", "STAT", "NEXT"}
-_SUFFIXED = re.compile(r"(SOUR|SENS)1")
+_SUFFIXED = re.compile(r"^(SOURCE|SOUR|SENSE|SENS)1$")
 
 
 class SCPIError(Exception):
@@ -79,8 +79,8 @@ def normalize_header(header: str) -> str:
     """
     header = header.upper()
     query = header.endswith("?")
-    nodes = [_LONG_FORMS.get(n, n) for n in header.rstrip("?").lstrip(":").split(":")]
-    nodes = [_SUFFIXED.sub(r"\1", n) for n in nodes]
+    nodes = [_SUFFIXED.sub(r"\1", n) for n in header.rstrip("?").lstrip(":").split(":")]
+    nodes = [_LONG_FORMS.get(n, n) for n in nodes]
     nodes = nodes[:1] + [n for n in nodes[1:] if n not in _OPTIONAL_NODES]
     if nodes[0] == "SENS" and len(nodes) > 1:
         nodes = nodes[1:]
