@@ -8,8 +8,10 @@ Each run is one HDF5 file, so a crash can only ever touch the run being written.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -86,3 +88,15 @@ def run_file_name(number: int, uid: str) -> str:
 def run_number(path: Path) -> int:
     """Run number encoded in a run file name."""
     return int(RUN_FILE.fullmatch(path.name)[1])
+
+
+def dataset_dtype(data_key: Mapping[str, Any], sample: Any) -> np.dtype:
+    """HDF5 dtype for a data key: descriptor first, the first value as a fallback."""
+    if data_key.get("dtype") == "string":
+        return STR_DTYPE
+    if data_key.get("dtype_numpy"):
+        spec = data_key["dtype_numpy"]
+        dtype = np.dtype(spec if isinstance(spec, str) else [tuple(f) for f in spec])
+    else:  # promote, e.g. ophyd.sim motors declare "integer" but read floats
+        dtype = np.result_type(KIND_DTYPES.get(data_key.get("dtype"), "?"), np.asarray(sample))
+    return STR_DTYPE if dtype.kind in "USO" else dtype

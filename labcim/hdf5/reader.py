@@ -34,6 +34,7 @@ from labcim.hdf5.layout import (
     STREAM_TIMESTAMPS,
     SUMMARY_STREAM,
     Location,
+    dataset_dtype,
     run_number,
 )
 from labcim.hdf5.metadata import join_arrays
@@ -78,7 +79,7 @@ class LazyArray:
     def ndim(self) -> int:
         return len(self.shape)
 
-    def __getitem__(self, index: Any) -> np.ndarray:
+    def __getitem__(self, index: Any) -> Any:
         index = index if isinstance(index, tuple) else (index,)
         if index and index[0] is not Ellipsis:
             # numpy resolves negative indices, slices and masks against the visible rows
@@ -90,7 +91,7 @@ class LazyArray:
             if h5py.check_string_dtype(dataset.dtype):
                 dataset = dataset.asstr()
             if rows.ndim == 0:
-                return np.asarray(dataset[(int(rows), *rest)])
+                return dataset[(int(rows), *rest)]
             if rows.size == 0:
                 return np.asarray(dataset[(slice(0, 0), *rest)])
             lo, hi = int(rows.min()), int(rows.max()) + 1
@@ -118,6 +119,10 @@ class Stream(Mapping[str, "np.ndarray | LazyArray"]):
         lengths += [len(data[k]) for k in data]
         self._len = min(lengths)
         self._datasets = {k: (data[k].shape[1:], data[k].dtype) for k in data}
+        for key, data_key in self.data_keys.items():  # not written yet: empty
+            if "external" not in data_key and key not in self._datasets:
+                shape = tuple(data_key.get("shape") or ())
+                self._datasets[key] = (shape, dataset_dtype(data_key, 0.0))
         self.config: dict[str, dict[str, Any]] = {
             obj: {k: _plain(read_field(v)) for k, v in fields.items()}
             for obj, fields in group.get(STREAM_CONFIG, {}).items()
@@ -135,6 +140,8 @@ class Stream(Mapping[str, "np.ndarray | LazyArray"]):
 
     def __getitem__(self, key: str) -> np.ndarray | LazyArray:
         lazy = self.lazy(key)
+        if not len(lazy):  # maybe not even created: the writer creates at the first flush
+            return np.empty(lazy.shape, lazy.dtype)
         if lazy.dtype.itemsize * int(np.prod(lazy.shape)) > LAZY_ABOVE_BYTES:
             return lazy
         return lazy[...]

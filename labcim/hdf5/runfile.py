@@ -28,7 +28,6 @@ from labcim.hdf5.layout import (
     EVENT_FIELDS,
     FORMAT,
     FORMAT_ATTR,
-    KIND_DTYPES,
     METADATA,
     NX_CLASS,
     NXDATA,
@@ -38,6 +37,7 @@ from labcim.hdf5.layout import (
     STREAM_CONFIG,
     STREAM_DATA,
     STREAM_TIMESTAMPS,
+    dataset_dtype,
 )
 from labcim.hdf5.metadata import split_arrays
 
@@ -68,18 +68,6 @@ class Storage:
 def iso_time(timestamp: float) -> str:
     """ISO 8601 local time with offset, as NeXus wants for ``start_time``."""
     return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat()
-
-
-def dataset_dtype(data_key: Mapping[str, Any], sample: Any) -> np.dtype:
-    """HDF5 dtype for a data key: descriptor first, the first value as a fallback."""
-    if data_key.get("dtype") == "string":
-        return STR_DTYPE
-    if data_key.get("dtype_numpy"):
-        spec = data_key["dtype_numpy"]
-        dtype = np.dtype(spec if isinstance(spec, str) else [tuple(f) for f in spec])
-    else:  # promote, e.g. ophyd.sim motors declare "integer" but read floats
-        dtype = np.result_type(KIND_DTYPES.get(data_key.get("dtype"), "?"), np.asarray(sample))
-    return STR_DTYPE if dtype.kind in "USO" else dtype
 
 
 class StreamFile:

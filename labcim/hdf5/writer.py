@@ -180,14 +180,19 @@ class HDF5Writer(DocumentRouter):
 
 @contextlib.contextmanager
 def _naming(path: Path) -> Iterator[None]:
-    """Re-raise an OS error with a message naming the file that could not be written."""
+    """Re-raise an I/O error as an `OSError` naming the file that could not be written.
+
+    h5py reports a failed write as `OSError` but a failed flush (e.g. a full disk) as
+    `RuntimeError`; both mean the file did not get the data.
+    """
     try:
         yield
-    except OSError as exc:
-        if str(path) in str(exc):
+    except (OSError, RuntimeError) as exc:
+        if isinstance(exc, OSError) and str(path) in str(exc):
             raise
-        message = f"cannot write {path}: {exc.strerror or exc}"
-        raise (type(exc)(exc.errno, message) if exc.errno else OSError(message)) from exc
+        message = f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}"
+        errno = getattr(exc, "errno", None)
+        raise (OSError(errno, message) if errno else OSError(message)) from exc
 
 
 def _column(values: Mapping[str, Any]) -> dict[str, list[Any]]:

@@ -1,0 +1,111 @@
+"""Devices and plans shared by the HDF5 tests, including the kill-test child processes."""
+
+from __future__ import annotations
+
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from bluesky import preprocessors as bpp
+from ophyd import Signal
+from ophyd.sim import SynSignal
+
+from labcim.hdf5 import HDF5Writer
+
+
+class Counter(Signal):
+    """A signal whose reading counts its triggers: event ``k`` reads ``k``."""
+
+    def trigger(self):
+        self.put(self.get() + 1)
+        return super().trigger()
+
+
+def image_detector(seed: int = 0, shape=(256, 256), name: str = "img") -> SynSignal:
+    """A detector reading a fresh float32 array per event."""
+    rng = np.random.default_rng(seed)
+    return SynSignal(func=lambda: rng.random(shape, dtype=np.float32), name=name)
+
+
+def ticking(n: int, period: float, md: dict | None = None):
+    """``n`` counter events ``period`` s apart in ``primary``, then one ``summary`` event."""
+    sig = Counter(name="n", value=0)
+    summary = Signal(name="mvm_error", value=0.0)
+    md = {"plan_name": "ticking", "plan_args": {"n": n, "period": period}, **(md or {})}
+
+    @bpp.run_decorator(md=md)
+    def inner():
+        for _ in range(n):
+            yield from bps.trigger_and_read([sig])
+            yield from bps.sleep(period)
+        yield from bps.mv(summary, 0.125)
+        yield from bps.trigger_and_read([summary], name="summary")
+
+    return (yield from inner())
+
+
+def run_until_killed(directory: Path, log: Path, flush_interval: float, seed: int) -> None:
+    """Child process: run ``ticking`` plans forever, logging each document's arrival.
+
+    The log line of an event is written after the writer has taken the event, with
+    the wall time, so the parent knows which events were older than the flush interval
+    when it killed the process.
+    """
+    RE = RunEngine({})
+    RE.subscribe(HDF5Writer(directory, flush_interval=flush_interval))
+    streams: dict[str, str] = {}  # descriptor uid -> "run-uid stream-name"
+    with open(log, "a", buffering=1) as out:
+
+        def note(name, doc):
+            if name == "descriptor":
+                streams[doc["uid"]] = f"{doc['run_start']} {doc['name']}"
+            elif name == "start":
+                out.write(f"start {doc['uid']} - 0 {time.time()!r}\n")
+            elif name == "stop":
+                out.write(f"stop {doc['run_start']} - 0 {time.time()!r}\n")
+            elif name == "event":
+                out.write(f"event {streams[doc['descriptor']]} {doc['seq_num']} {time.time()!r}\n")
+
+        RE.subscribe(note)
+        rng = random.Random(seed)
+        while True:
+            RE(ticking(rng.randint(5, 80), 0.004))
+
+
+def fill_disk(directory: Path, limit: int) -> None:
+    """Child process: a run of 256 x 256 frames whose file may not grow beyond ``limit``.
+
+    Writes past the limit fail with EFBIG as they would with ENOSPC on a full disk.  The
+    child exits 0 only if the run failed with an `OSError` naming the run file.
+    """
+    import os
+    import re
+    import resource
+    import signal
+
+    from bluesky.plans import count
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    RE = RunEngine({})
+    RE.subscribe(HDF5Writer(directory, compression=None, max_buffer_bytes=2**20))
+    try:
+        RE(count([image_detector()], num=40))
+    except OSError as exc:
+        named = re.search(r"run_000001_\w+\.h5", str(exc))
+        os._exit(0 if named else 2)  # skip interpreter teardown of the broken file
+    os._exit(1)
+
+
+def start_child(target, *args):
+    """Start ``target(*args)`` in a process forked from a server with bluesky imported."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["hdf5_plans"])
+    process = ctx.Process(target=target, args=args, daemon=True)
+    process.start()
+    return process

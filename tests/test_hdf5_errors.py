@@ -1,0 +1,47 @@
+"""Bad input makes the run fail loudly, naming the offending path or key."""
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from bluesky.plans import count
+from hdf5_plans import fill_disk, start_child
+from ophyd.sim import det
+
+from labcim.hdf5 import HDF5Writer, open_runs
+
+
+def test_unwritable_path_fails_at_construction(tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(OSError, match="a_file"):
+        HDF5Writer(blocker / "results.h5")
+
+
+def test_run_fails_when_its_directory_became_unwritable(tmp_path):
+    RE = RunEngine({})
+    writer = HDF5Writer(tmp_path / "runs")
+    RE.subscribe(writer)
+    (tmp_path / "runs").rmdir()
+    (tmp_path / "runs").write_text("not a directory any more")
+    with pytest.raises(OSError, match="runs/run_000001_"):
+        RE(count([det], num=2))
+
+
+def test_non_json_metadata_names_the_key_and_writes_nothing(tmp_path):
+    RE = RunEngine({})
+    RE.subscribe(HDF5Writer(tmp_path))
+    with pytest.raises(TypeError, match=r"'sample\.holder'.*object"):
+        RE(count([det], num=2), sample={"holder": object()})
+    assert len(open_runs(tmp_path)) == 0
+    RE(count([det], num=2))  # the writer is still usable afterwards
+    assert open_runs(tmp_path)[0].exit_status == "success"
+
+
+def test_full_disk_fails_the_run_and_keeps_what_was_flushed(tmp_path):
+    child = start_child(fill_disk, tmp_path, 3 * 2**20)
+    child.join(60)
+    assert child.exitcode == 0, "the run did not fail with an OSError naming its file"
+    (run,) = open_runs(tmp_path)
+    assert run.exit_status == "incomplete"
+    frames = run.streams["primary"]["img"]
+    assert 4 <= len(frames) < 40 and np.isfinite(frames).all()
