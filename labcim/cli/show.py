@@ -1,0 +1,28 @@
+"""``labcim show FILE``: one line per run of a results file or directory."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``show`` subcommand."""
+    parser = subparsers.add_parser(
+        "show",
+        help="summarize the runs in a results file",
+        description="Print one line per run: number, start time, plan, exit status, "
+        "events per stream and the summary's key figures.",
+    )
+    parser.add_argument("path", help="results file or directory given to HDF5Writer, or a run file")
+    parser.set_defaults(func=_show)
+
+
+def _show(args: argparse.Namespace) -> int:
+    from labcim.hdf5.reader import describe, open_runs
+
+    runs = open_runs(args.path)
+    for run in runs:
+        print(describe(run))
+    if not runs:
+        print(f"no runs in {args.path}")
+    return 0
