@@ -1,0 +1,276 @@
+"""One crossbar core: differential unit cells, MVM with DAC/ADC, IR drop and read noise.
+
+A core is a view onto the chip's device-state arrays (shape ``(2, dpp, rows, cols)``:
+polarity, device within the polarity, row, column) plus the core's own periphery
+arrays.  Unit cell (HERMES 8T4R-like): weight ~ sum_d G[0, d] - sum_d G[1, d].
+
+MVM pipeline (all vectorized, one pass per batch):
+
+1. Effective conductances at the current time: every device read without per-read
+   noise (drift, relaxation, slow 1/f wander), summed per polarity, IR drop folded in
+   (:func:`mock_hw.periphery.ir_drop_weights`), ``W = W+ - W-``.  Cached until the core
+   is programmed or simulated time moves by more than 0.1 % of the time since its last
+   pulse, and at least every millisecond (every time dependence of the device models is
+   a function of log-time, so this keeps the weights within about 1e-4 of exact).
+2. ``I = V_read * (x / L) @ W`` in float32 (uA).
+3. One-phase mode only: inputs of negative sign see the devices under reverse bias,
+   whose conductance differs by the per-device polarity asymmetry ``a``:
+   ``I += V_read * (min(x, 0) / L) @ (a * G)`` (differential).
+4. Read noise drawn output-referred: its variance ``(V_read x / L)^2 @ S`` with
+   ``S = sum over the cell's devices of read_noise_std(G)^2`` is one more matrix
+   product, not a draw per device per vector; plus ADC noise.
+5. Per-column ADC gain/offset mismatch, then quantization and saturation.  Scale
+   factors (volts per input code, column gain, 1/LSB) are folded into the cached
+   matrices so a batch costs two matrix products and a few elementwise passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+import numpy as np
+
+from mock_hw.devices import DeviceModel, DeviceState
+from mock_hw.errors import InvalidRequestError
+from mock_hw.periphery import adc_full_scale, dac_levels, ir_drop_weights, quantize_adc
+
+READ_MODES = ("4-phase", "1-phase")
+
+MVM_TIME = {"4-phase": 520e-9, "1-phase": 133e-9}
+"""Simulated time of one MVM per core (s), from the HERMES throughput (16.1 / 63.1 TOPS
+over 64 cores of 256 x 256 at 8-bit; see physics-facts.md)."""
+
+CACHE_REL_TIME = 1e-3
+"""Relative change of the time since the last pulse that invalidates cached weights."""
+
+CACHE_MIN_AGE = 1.0
+"""Floor (s) of the age used with CACHE_REL_TIME: within the first second after a pulse
+the weights are refreshed every millisecond of simulated time."""
+
+
+@dataclass(frozen=True)
+class CoreConfig:
+    """Run-time configuration of one core (what the board's get/set config exposes).
+
+    Parameters
+    ----------
+    read_voltage : float
+        Read voltage of MVMs and conductance reads (V).
+    dac_bits : int
+        Input DAC resolution including sign (2-16); inputs are ``|x| <= 2**(bits-1)-1``.
+    adc_bits : int
+        Output ADC resolution including sign (2-16).
+    adc_gain : float
+        ADC gain (1/64 - 64); full scale shrinks as the gain grows.
+    read_mode : str
+        ``"4-phase"`` (accurate) or ``"1-phase"`` (about 4x faster, polarity error).
+    ir_drop : bool
+        Whether wire resistance is simulated.
+    """
+
+    read_voltage: float = 0.2
+    dac_bits: int = 8
+    adc_bits: int = 8
+    adc_gain: float = 1.0
+    read_mode: str = "4-phase"
+    ir_drop: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of the configuration."""
+        return asdict(self)
+
+    def replace(self, read_voltage_max: float, **changes: Any) -> CoreConfig:
+        """A validated copy with ``changes`` applied; raises InvalidRequestError naming the field.
+
+        Parameters
+        ----------
+        read_voltage_max : float
+            The chip's safe read-voltage limit (V).
+        """
+        known = {f.name for f in fields(self)}
+        unknown = sorted(set(changes) - known)
+        if unknown:
+            raise InvalidRequestError(
+                f"unknown configuration field(s) {unknown}; allowed: {sorted(known)}"
+            )
+        new = replace(self, **changes)
+        new._validate(read_voltage_max)
+        return new
+
+    def _validate(self, read_voltage_max: float) -> None:
+        v = self.read_voltage
+        if not isinstance(v, (int, float)) or not (0 < v <= read_voltage_max):
+            raise InvalidRequestError(
+                f"read_voltage = {v!r} V is outside (0, {read_voltage_max}] V"
+            )
+        for name in ("dac_bits", "adc_bits"):
+            bits = getattr(self, name)
+            if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)):
+                raise InvalidRequestError(f"{name} = {bits!r} must be an integer in [2, 16]")
+            if not 2 <= bits <= 16:
+                raise InvalidRequestError(f"{name} = {bits} is outside [2, 16]")
+        g = self.adc_gain
+        if not isinstance(g, (int, float)) or not (1 / 64 <= g <= 64):
+            raise InvalidRequestError(f"adc_gain = {g!r} is outside [1/64, 64]")
+        if self.read_mode not in READ_MODES:
+            raise InvalidRequestError(f"read_mode = {self.read_mode!r}; allowed: {READ_MODES}")
+        if not isinstance(self.ir_drop, (bool, np.bool_)):
+            raise InvalidRequestError(f"ir_drop = {self.ir_drop!r} must be true or false")
+
+
+@dataclass(frozen=True)
+class Periphery:
+    """Fixed (fabrication) parameters of a core's periphery.
+
+    Parameters
+    ----------
+    r_wire : float
+        Wire resistance between adjacent cells (ohm).  Not published for HERMES; 0.1 ohm
+        gives a few percent of IR drop on a full 256 x 256 array at high conductance.
+    adc_noise : float
+        Std of the ADC's own noise as a fraction of full scale.
+    col_gain_std : float
+        Std of the per-column ADC gain mismatch (relative).
+    col_offset_std : float
+        Std of the per-column ADC offset, as a fraction of full scale.
+    asym_mean, asym_std : float
+        Mean and std of the per-device relative conductance change under reverse read
+        bias, seen by negative inputs in one-phase mode (HERMES: one-phase needs a
+        calibration of the polarity dependence of PCM conductance).
+    """
+
+    r_wire: float = 0.1
+    adc_noise: float = 0.002
+    col_gain_std: float = 0.01
+    col_offset_std: float = 0.002
+    asym_mean: float = -0.04
+    asym_std: float = 0.02
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict."""
+        return asdict(self)
+
+
+def new_periphery_state(
+    periphery: Periphery, n_cores: int, shape: tuple[int, ...], rng: np.random.Generator
+) -> DeviceState:
+    """Draw fabrication mismatch: per-device polarity asymmetry and per-column ADC errors.
+
+    ``shape`` is the device-state shape ``(cores, 2, dpp, rows, cols)``.
+    """
+    cols = shape[-1]
+    asym = rng.normal(periphery.asym_mean, periphery.asym_std, size=shape).astype(np.float32)
+    col_gain = (1 + rng.normal(0, periphery.col_gain_std, (n_cores, cols))).astype(np.float32)
+    col_offset = rng.normal(0, periphery.col_offset_std, (n_cores, cols)).astype(np.float32)
+    return {"asym": asym, "col_gain": col_gain, "col_offset": col_offset}
+
+
+class Crossbar:
+    """The simulated crossbar of one core (a view onto the chip's state arrays).
+
+    Parameters
+    ----------
+    model : DeviceModel
+        Device technology.
+    devices : DeviceState
+        This core's device-state views, each of shape ``(2, dpp, rows, cols)``.
+    asym : ndarray
+        This core's polarity-asymmetry view, shape ``(2, dpp, rows, cols)``.
+    col_gain, col_offset : ndarray
+        This core's per-column ADC mismatch views, shape ``(cols,)``.
+    periphery : Periphery
+        Fixed periphery parameters.
+    """
+
+    def __init__(
+        self,
+        model: DeviceModel,
+        devices: DeviceState,
+        asym: np.ndarray,
+        col_gain: np.ndarray,
+        col_offset: np.ndarray,
+        periphery: Periphery,
+    ) -> None:
+        self.model = model
+        self.devices = devices
+        self.asym = asym
+        self.col_gain = col_gain
+        self.col_offset = col_offset
+        self.periphery = periphery
+        _, self.dpp, self.rows, self.cols = asym.shape
+        self.config = CoreConfig()
+        self.last_pulse_time = 0.0
+        self._cache: dict[str, Any] | None = None
+
+    @property
+    def g_cell_max(self) -> float:
+        """Largest conductance of one polarity of a cell (uS)."""
+        return self.dpp * self.model.g_max
+
+    def adc_lsb(self) -> float:
+        """Output current (uA) of one ADC code at the current configuration."""
+        c = self.config
+        full = adc_full_scale(c.read_voltage, self.g_cell_max, self.rows, c.adc_gain)
+        return full / (2 ** (c.adc_bits - 1) - 1)
+
+    def programmed(self, t: float) -> None:
+        """Note that devices of this core were pulsed at time ``t`` (s): drop cached weights."""
+        self.last_pulse_time = t
+        self._cache = None
+
+    def _weights(self, t: float, rng: np.random.Generator) -> dict[str, Any]:
+        """Effective MVM matrices at time ``t`` (s), recomputed only when stale."""
+        c = self._cache
+        age = max(t - self.last_pulse_time, CACHE_MIN_AGE)
+        fresh = c is not None and abs(t - c["t"]) <= CACHE_REL_TIME * age
+        if fresh and c["ir_drop"] == self.config.ir_drop:
+            return c
+        g = self.model.conductance(self.devices, t, rng, read_noise=False)
+        g_pol = g.sum(axis=1)  # (2, rows, cols): devices of a polarity are in parallel
+        if self.config.ir_drop:
+            w_pol = [ir_drop_weights(g_pol[p], self.periphery.r_wire) for p in (0, 1)]
+        else:
+            w_pol = [g_pol[p].astype(np.float32) for p in (0, 1)]
+        ga = (g * self.asym).sum(axis=1)
+        s = np.square(self.model.read_noise_std(g)).sum(axis=(0, 1))
+        self._cache = {
+            "t": t,
+            "ir_drop": self.config.ir_drop,
+            "w": w_pol[0] - w_pol[1],
+            "dw": (ga[0] - ga[1]).astype(np.float32),
+            "s": s.astype(np.float32),
+        }
+        return self._cache
+
+    def mvm(self, x: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
+        """ADC codes (int32, shape (batch, cols)) of the MVM of validated input codes ``x``.
+
+        Parameters
+        ----------
+        x : ndarray of int, shape (batch, rows)
+            DAC input codes.
+        t : float
+            Simulated time of the operation (s).
+        rng : numpy.random.Generator
+            Source of read and ADC noise.
+        """
+        c = self.config
+        w = self._weights(t, rng)
+        lsb = self.adc_lsb()
+        # Work in ADC codes: fold volts-per-code, column gain and 1/LSB into the matrices
+        # so the batch sees two matrix products and a few elementwise passes.
+        to_code = (c.read_voltage / dac_levels(c.dac_bits)) * self.col_gain / np.float32(lsb)
+        xv = x.astype(np.float32)
+        y = xv @ (w["w"] * to_code)
+        if c.read_mode == "1-phase":
+            y += np.minimum(xv, 0) @ (w["dw"] * to_code)
+        np.square(xv, out=xv)
+        std = xv @ (w["s"] * np.square(to_code))
+        full = adc_full_scale(c.read_voltage, self.g_cell_max, self.rows, c.adc_gain)
+        std += np.float32((self.periphery.adc_noise * full / lsb) ** 2)
+        np.sqrt(std, out=std)
+        std *= rng.standard_normal(y.shape, dtype=np.float32)
+        y += std
+        y += self.col_offset * np.float32(full / lsb)
+        return quantize_adc(y, 1.0, c.adc_bits)
