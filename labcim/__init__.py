@@ -10,4 +10,6 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+from labcim.hdf5 import HDF5Writer, open_runs
+
+__all__ = ["HDF5Writer", "__version__", "open_runs"]

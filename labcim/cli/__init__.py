@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import labcim
 
 # Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("sim",)
+SUBCOMMANDS = ("show", "sim")
 
 
 def build_parser() -> argparse.ArgumentParser:
