@@ -34,6 +34,7 @@ import numpy as np
 from mock_hw.devices import DeviceModel, DeviceState
 from mock_hw.errors import InvalidRequestError
 from mock_hw.periphery import adc_full_scale, dac_levels, ir_drop_weights, quantize_adc
+from mock_hw.slow_noise import standard_normal
 
 READ_MODES = ("4-phase", "1-phase")
 
@@ -270,7 +271,7 @@ class Crossbar:
         full = adc_full_scale(c.read_voltage, self.g_cell_max, self.rows, c.adc_gain)
         std += np.float32((self.periphery.adc_noise * full / lsb) ** 2)
         np.sqrt(std, out=std)
-        std *= rng.standard_normal(y.shape, dtype=np.float32)
+        std *= standard_normal(rng, y.shape)
         y += std
         y += self.col_offset * np.float32(full / lsb)
         return quantize_adc(y, 1.0, c.adc_bits)
