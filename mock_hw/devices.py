@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from mock_hw.slow_noise import standard_normal
+
 DeviceState = dict[str, np.ndarray]
 """Named per-device arrays (all of one shape); what a model needs to evolve devices."""
 
@@ -126,9 +128,21 @@ class DeviceModel(ABC):
         update slow-noise state in place (the arrays may be views into the chip state).
         """
 
-    @abstractmethod
+    params: Any
+    """The model's parameter dataclass; must have ``read_noise_rel``."""
+
     def read_noise_std(self, g: np.ndarray) -> np.ndarray:
         """Std (uS) of the independent short-term noise of a single read at conductance g (uS).
 
-        Used by the crossbar to draw MVM read noise output-referred.
+        ``read_noise_rel * |g|`` (about 1 %; aihwkit's suggestion for reads).  Used by the
+        crossbar to draw MVM read noise output-referred.
         """
+        return self.params.read_noise_rel * np.abs(g)
+
+    def finish_read(self, g: np.ndarray, rng: np.random.Generator, read_noise: bool) -> np.ndarray:
+        """Add one read's independent noise to conductances ``g`` (uS) if asked; float64."""
+        if read_noise:
+            n = standard_normal(rng, g.shape)
+            n *= self.read_noise_std(g)
+            g += n
+        return g.astype(np.float64)

@@ -299,15 +299,7 @@ class PCMDevice(DeviceModel):
         var = np.multiply(g, state["noise"], out=var)
         g += var
         np.maximum(g, 0.0, out=g)
-        if read_noise:
-            n = slow_noise.standard_normal(rng, g.shape)
-            n *= self.read_noise_std(g)
-            g += n
-        return g.astype(np.float64)
-
-    def read_noise_std(self, g: np.ndarray) -> np.ndarray:
-        """Std (uS) of one read's independent noise: ``read_noise_rel * |g|`` (about 1 %)."""
-        return self.params.read_noise_rel * np.abs(g)
+        return self.finish_read(g, rng, read_noise)
 
     def programmed_conductance(self, state: DeviceState) -> np.ndarray:
         """Ground truth (uS, float64): programmed and fully relaxed, before drift and noise."""

@@ -259,15 +259,7 @@ class RRAMDevice(DeviceModel):
         slow_noise.advance(state["noise"], state["noise_var"], var, rng)
         g = np.add(state["g"], state["noise"], out=var)
         np.maximum(g, 0.0, out=g)
-        if read_noise:
-            n = slow_noise.standard_normal(rng, g.shape)
-            n *= self.read_noise_std(g)
-            g += n
-        return g.astype(np.float64)
-
-    def read_noise_std(self, g: np.ndarray) -> np.ndarray:
-        """Std (uS) of one read's independent noise: ``read_noise_rel * |g|`` (about 1 %)."""
-        return self.params.read_noise_rel * np.abs(g)
+        return self.finish_read(g, rng, read_noise)
 
     def programmed_conductance(self, state: DeviceState) -> np.ndarray:
         """Ground truth (uS, float64): conductance right after the last pulse, no relaxation."""
