@@ -1,0 +1,189 @@
+"""``ChipTestBoard`` and its ``FPGAInterface``: the test board as an ophyd device.
+
+Device tree of a board named ``board`` with N cores::
+
+    board                    identity as configuration: model, chip, device_type, n_cores,
+                             rows, cols, devices_per_polarity, g_max (uS), limits, simulated
+    board.fpga               firmware, protocol_version, max_payload (config); clock (s,
+                             hinted); advance_clock (settable, s); link health: frames_sent,
+                             frames_received, retries, bad_frames, timeouts, stale_replies,
+                             last_rtt, mean_rtt (s), retry_fraction
+    board.core0 ... coreN-1  CIMCore (``labcim.devices.core``), kind omitted: read them by name
+
+The number of cores is known only after IDENTIFY, so the class with its ``coreI``
+components is built per core count (:func:`board_class`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections import deque
+from typing import Any
+
+from ophyd import Component as Cpt
+from ophyd import Device
+from ophyd.device import create_device_from_components
+
+from drivers.board import BoardClient
+from labcim.devices.core import CIMCore
+from labcim.devices.signals import DriverStatus, Readback, Setting, run_async
+
+LINK_WINDOW = 20
+"""Driver calls over which ``retry_fraction`` is computed."""
+
+_LINK_COUNTERS = ("frames_sent", "frames_received", "retries", "bad_frames", "timeouts")
+
+
+class ClockAdvance(Setting):
+    """Seconds to move the board clock forward; simulated boards only (real ones refuse)."""
+
+    def write(self, value: float) -> None:
+        self.parent.clock.update(self.root.client.advance_clock(float(value)))
+        self.update(value)
+
+
+class FPGAInterface(Device):
+    """The digital side of the board: firmware, clock and link health.
+
+    Link-health signals are refreshed after every command any part of the board sends,
+    so a suspender on them (e.g. ``SuspendCeil(board.fpga.retry_fraction, 0.2)``) sees
+    the link degrade while a plan runs.  ``retry_fraction`` is the fraction of frames
+    sent that were retries over the last :data:`LINK_WINDOW` commands; the counters are
+    totals since connecting.
+    """
+
+    firmware = Cpt(Readback, value="", kind="config")
+    protocol_version = Cpt(Readback, value=0, kind="config")
+    max_payload = Cpt(Readback, value=0, units="bytes", kind="config")
+    clock = Cpt(Readback, units="s", kind="hinted")
+    advance_clock = Cpt(ClockAdvance, units="s", kind="omitted")
+    frames_sent = Cpt(Readback, value=0, kind="normal")
+    frames_received = Cpt(Readback, value=0, kind="normal")
+    retries = Cpt(Readback, value=0, kind="normal")
+    bad_frames = Cpt(Readback, value=0, kind="normal")
+    timeouts = Cpt(Readback, value=0, kind="normal")
+    stale_replies = Cpt(Readback, value=0, kind="normal")
+    last_rtt = Cpt(Readback, units="s", kind="normal")
+    mean_rtt = Cpt(Readback, units="s", kind="normal")
+    retry_fraction = Cpt(Readback, kind="normal")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._history: deque[tuple[int, int]] = deque(maxlen=LINK_WINDOW + 1)
+
+    def refresh_link(self) -> None:
+        """Copy the client's link statistics into the signals (no traffic)."""
+        stats = self.root.client.stats
+        for key in (*_LINK_COUNTERS, "stale_replies", "last_rtt"):
+            getattr(self, key).update(getattr(stats, key))
+        self.mean_rtt.update(stats.mean_rtt)
+        self._history.append((stats.frames_sent, stats.retries))
+        (f0, r0), (f1, r1) = self._history[0], self._history[-1]
+        self.retry_fraction.update((r1 - r0) / (f1 - f0) if f1 > f0 else 0.0)
+
+    def trigger(self) -> DriverStatus:
+        """Read the board clock (and refresh the link health)."""
+        return self.root.run(self, lambda: self.clock.update(self.root.client.clock()))
+
+
+class ChipTestBoard(Device):
+    """A CIM test board and its chip.  Use :func:`labcim.connect` to get one.
+
+    Parameters
+    ----------
+    client : BoardClient
+        An open client; the device owns it from now on (:meth:`close`).
+    name : str
+        Prefix of every signal name (``board_core0_conductance_map``, ...).
+    sim_chip : mock_hw.chip.Chip, optional
+        The simulated chip behind a ``sim://`` board, for simulator-only extras such as
+        ``board.sim_chip.save(path)``.  Never used for what a real board does.
+    status_timeout : float
+        Backstop (s) after which a status fails if its command has not finished; the
+        client already bounds every frame by ``(retries + 1) * timeout``.
+    """
+
+    model = Cpt(Readback, value="", kind="config")
+    chip = Cpt(Readback, value="", kind="config")
+    device_type = Cpt(Readback, value="", kind="config")
+    n_cores = Cpt(Readback, value=0, kind="config")
+    rows = Cpt(Readback, value=0, kind="config")
+    cols = Cpt(Readback, value=0, kind="config")
+    devices_per_polarity = Cpt(Readback, value=0, kind="config")
+    g_max = Cpt(Readback, units="uS", kind="config")
+    limits = Cpt(Readback, value="", kind="config")
+    simulated = Cpt(Readback, value=False, kind="config")
+    fpga = Cpt(FPGAInterface, kind="normal")
+
+    def __init__(
+        self,
+        client: BoardClient,
+        *,
+        name: str = "board",
+        sim_chip: Any = None,
+        status_timeout: float = 60.0,
+        **kwargs: Any,
+    ) -> None:
+        # Set before Device.__init__: the components reach the client while being built.
+        self.client = client
+        self.chip_info: dict[str, Any] = client.info["chip"]
+        self.sim_chip = sim_chip
+        self.status_timeout = status_timeout
+        super().__init__(name=name, **kwargs)
+        info, chip = client.info, self.chip_info
+        self.model.update(info["board"])
+        self.chip.update(chip["chip"])
+        self.device_type.update(chip["device_type"])
+        for key in ("rows", "cols", "devices_per_polarity"):
+            getattr(self, key).update(chip[key])
+        self.n_cores.update(chip["cores"])
+        self.g_max.update(chip["g_max_uS"])
+        self.limits.update(json.dumps(chip["limits"], sort_keys=True))
+        self.simulated.update(bool(info.get("simulated", False)))
+        self.fpga.firmware.update(info["firmware"])
+        self.fpga.protocol_version.update(client.protocol_version)
+        self.fpga.max_payload.update(client.max_payload)
+        self.fpga.clock.update(client.clock())
+        self.fpga.refresh_link()
+
+    @property
+    def cores(self) -> list[CIMCore]:
+        """The core devices, in index order."""
+        return [getattr(self, f"core{i}") for i in range(self.chip_info["cores"])]
+
+    def core(self, index: int) -> CIMCore:
+        """Core ``index``; raises IndexError naming the cores that exist."""
+        n = self.chip_info["cores"]
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
+            raise IndexError(f"{self.name}: core {index!r} does not exist; cores are 0..{n - 1}")
+        return getattr(self, f"core{index}")
+
+    def run(self, obj: Any, work: Any, *, timeout: float | None = None) -> DriverStatus:
+        """Run ``work`` (driver calls) in a thread; the status fails with its exception."""
+        return run_async(
+            obj,
+            work,
+            timeout=self.status_timeout if timeout is None else timeout,
+            after=self.fpga.refresh_link,
+        )
+
+    def trigger(self) -> DriverStatus:
+        """Read the clock and link health (cores are triggered one by one)."""
+        return self.fpga.trigger()
+
+    def close(self) -> None:
+        """Close the link to the board."""
+        self.client.close()
+
+
+@functools.cache
+def board_class(n_cores: int) -> type[ChipTestBoard]:
+    """The ``ChipTestBoard`` subclass with components ``core0`` ... ``core{n_cores-1}``."""
+    cores = {f"core{i}": Cpt(CIMCore, index=i, kind="omitted") for i in range(n_cores)}
+    return create_device_from_components(
+        f"ChipTestBoard{n_cores}",
+        docstring=f"{ChipTestBoard.__doc__}\n\n    This board has {n_cores} cores.",
+        base_class=ChipTestBoard,
+        **cores,
+    )

@@ -1,0 +1,248 @@
+"""``CIMCore``: one crossbar core of the chip on the test board, as an ophyd device.
+
+Device tree of a core named ``board_core0`` (signal names in brackets)::
+
+    core0.read_voltage, dac_bits, adc_bits, adc_gain, read_mode, ir_drop   config, settable
+    core0.adc_lsb                 [board_core0_adc_lsb]  config, uA per ADC code
+    core0.program.set(pulses)     apply a pulse batch; .applied  pulses of the last batch
+    core0.conductance.trigger()   .map (2*dpp, rows, cols) float32 uS; .mean (hinted)
+    core0.mvm.inputs.set(x)       .codes (batch, cols) int32; .outputs uA; .mean_abs (hinted)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+from ophyd import Component as Cpt
+from ophyd import Device
+
+from drivers import protocol
+from drivers.board import BoardLimitError
+from drivers.protocol import Status
+from labcim.devices.signals import (
+    ArrayReadback,
+    ArraySetting,
+    DriverStatus,
+    Readback,
+    Setting,
+)
+
+PULSE_FIELDS = ("row", "col", "device", "kind", "amplitude", "width")
+"""Arrays of a pulse batch: cell, device in the cell (``polarity * dpp + index``), kind
+(0 SET, 1 RESET, 2 FORM), amplitude (V or uA, the chip's ``amplitude_unit``), width (s)."""
+
+ADC_LSB_KEY = "adc_lsb_uA"
+"""Configuration field in which a board reports the output current of one ADC code."""
+
+
+class CoreSetting(Setting):
+    """One field of the core's board configuration (its attribute name is the field)."""
+
+    def write(self, value: Any) -> None:
+        self.parent.configure(**{self.attr_name: value})
+
+
+class ProgrammingInterface(Device):
+    """Applies pulse batches: ``set(batch)`` finishes when the board acknowledges.
+
+    The batch is a mapping or an object with the arrays :data:`PULSE_FIELDS`.  It is
+    checked against the chip's geometry and safe limits before anything is sent.
+    """
+
+    applied = Cpt(Readback, value=0, kind="normal")
+
+    def set(self, pulses: Any, *, timeout: float | None = None) -> DriverStatus:
+        """Apply ``pulses`` (see :data:`PULSE_FIELDS`); raises on a bad batch."""
+        arrays = self.parent.check_pulses(pulses)
+
+        def work() -> None:
+            self.applied.update(self.root.client.apply_pulses(self.parent.index, *arrays))
+
+        return self.root.run(self, work, timeout=timeout)
+
+
+class ConductanceMap(Device):
+    """Conductance of every device of the core, read on ``trigger()``.
+
+    ``map`` is device-major: index ``polarity * devices_per_polarity + d`` (polarity 0
+    positive), then row, column; ``mean`` is its mean, for plots.
+    """
+
+    map = Cpt(ArrayReadback, dtype="float32", units="uS", kind="normal")
+    mean = Cpt(Readback, units="uS", kind="hinted")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        chip = self.root.chip_info
+        self.map.shape = (2 * chip["devices_per_polarity"], chip["rows"], chip["cols"])
+
+    def measure(self) -> None:
+        """Read the map over the link (blocking) and update the signals."""
+        g = self.root.client.read_conductance(self.parent.index)
+        self.map.update(g)
+        self.mean.update(float(g.mean()))
+
+    def trigger(self) -> DriverStatus:
+        return self.root.run(self, self.measure)
+
+
+class InputBatch(ArraySetting):
+    """A batch of MVM input vectors (DAC codes), checked when set; kept as int16.
+
+    Shape (batch, rows), integers with ``|x| <= 2**(dac_bits - 1) - 1`` at the core's
+    current ``dac_bits``.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(dtype="int16", ndim=2, **kwargs)
+
+    def check_value(self, value: Any) -> None:
+        rows = self.root.chip_info["rows"]
+        x = np.asarray(value)
+        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != rows:
+            raise ValueError(
+                f"{self.name}: inputs must have shape (batch >= 1, {rows}), got {x.shape}"
+            )
+        if not np.issubdtype(x.dtype, np.integer):
+            raise ValueError(f"{self.name}: inputs must be integer DAC codes, got {x.dtype}")
+        bits = self.parent.parent.dac_bits.get()
+        top = 2 ** (bits - 1) - 1
+        if np.abs(x.astype(np.int64)).max() > top:
+            raise ValueError(
+                f"{self.name}: input codes must be within +-{top} for dac_bits = {bits}"
+            )
+
+
+class MVMReadout(Device):
+    """Matrix-vector multiplication: set ``inputs``, ``trigger()``, read the outputs.
+
+    ``codes`` are the ADC codes, ``outputs`` the same in uA (codes x ``adc_lsb``), and
+    ``mean_abs`` the mean of ``|outputs|`` for plots.  Keep the batch size fixed within a
+    run: the descriptor records the shapes of the first reading.
+    """
+
+    inputs = Cpt(InputBatch, kind="normal")
+    codes = Cpt(ArrayReadback, dtype="int32", kind="normal")
+    outputs = Cpt(ArrayReadback, dtype="float64", units="uA", kind="normal")
+    mean_abs = Cpt(Readback, units="uA", kind="hinted")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.inputs.subscribe(self._declare_shapes, run=False)
+
+    def _declare_shapes(self, value: np.ndarray, **kwargs: Any) -> None:
+        self.codes.shape = self.outputs.shape = (len(value), self.root.chip_info["cols"])
+
+    @property
+    def ready(self) -> bool:
+        """Whether inputs were set."""
+        return self.inputs.get().size > 0
+
+    def measure(self) -> None:
+        """Run the MVM of the inputs over the link (blocking) and update the signals."""
+        codes = self.root.client.mvm(self.parent.index, self.inputs.get())
+        outputs = codes * self.parent.adc_lsb.get()
+        self.codes.update(codes)
+        self.outputs.update(outputs)
+        self.mean_abs.update(float(np.abs(outputs).mean()))
+
+    def trigger(self) -> DriverStatus:
+        if not self.ready:  # fail before starting anything
+            raise ValueError(f"{self.name}: set {self.inputs.name} before triggering")
+        return self.root.run(self, self.measure)
+
+
+class CIMCore(Device):
+    """One core of the chip.  Built by ``ChipTestBoard``; ``index`` is the core number.
+
+    ``trigger()`` reads the conductance map and, if inputs are set, runs the MVM, in one
+    status.  Configuration signals are settable (``mv(core.adc_bits, 6)``) and can be
+    staged (``core.stage_sigs["read_mode"] = "1-phase"``).
+    """
+
+    read_voltage = Cpt(CoreSetting, units="V", kind="config")
+    dac_bits = Cpt(CoreSetting, value=0, kind="config")
+    adc_bits = Cpt(CoreSetting, value=0, kind="config")
+    adc_gain = Cpt(CoreSetting, kind="config")
+    read_mode = Cpt(CoreSetting, value="", kind="config")
+    ir_drop = Cpt(CoreSetting, value=False, kind="config")
+    adc_lsb = Cpt(Readback, units="uA", kind="config")
+
+    program = Cpt(ProgrammingInterface, kind="normal")
+    conductance = Cpt(ConductanceMap, kind="normal")
+    mvm = Cpt(MVMReadout, kind="normal")
+
+    _settings = ("read_voltage", "dac_bits", "adc_bits", "adc_gain", "read_mode", "ir_drop")
+
+    def __init__(self, *args: Any, index: int, **kwargs: Any) -> None:
+        self.index = index
+        super().__init__(*args, **kwargs)
+        self.apply_config(self.root.client.get_config(index))
+
+    def configure(self, **changes: Any) -> None:
+        """Send configuration changes to the board (blocking); update the signals."""
+        self.apply_config(self.root.client.set_config(self.index, **changes))
+
+    def apply_config(self, config: Mapping[str, Any]) -> None:
+        """Update the configuration signals from the board's reply."""
+        missing = [k for k in self._settings if k not in config]
+        if missing:
+            raise KeyError(f"{self.name}: the board's configuration lacks {missing}")
+        for key in self._settings:
+            getattr(self, key).update(config[key])
+        # Boards that do not report their ADC step give NaN outputs (codes stay valid).
+        self.adc_lsb.update(float(config.get(ADC_LSB_KEY, np.nan)))
+
+    def check_pulses(self, pulses: Any) -> list[np.ndarray]:
+        """The arrays of a pulse batch, checked against geometry and safe limits.
+
+        Raises
+        ------
+        ValueError
+            Missing or unequal arrays, indices outside the core, unknown pulse kinds.
+        BoardLimitError
+            A pulse outside the limits the board reported.
+        """
+        get = pulses.get if isinstance(pulses, Mapping) else lambda k: getattr(pulses, k, None)
+        missing = [k for k in PULSE_FIELDS if get(k) is None]
+        if missing:
+            raise ValueError(f"{self.name}: pulse batch lacks {missing}; needs {PULSE_FIELDS}")
+        arrays = [np.asarray(get(k)) for k in PULSE_FIELDS]
+        n = len(arrays[0]) if arrays[0].ndim == 1 else -1
+        if any(a.ndim != 1 or len(a) != n for a in arrays):
+            shapes = {k: a.shape for k, a in zip(PULSE_FIELDS, arrays, strict=True)}
+            raise ValueError(f"{self.name}: pulse arrays must be 1-D of equal length: {shapes}")
+        chip = self.root.chip_info
+        bounds = {
+            "row": chip["rows"],
+            "col": chip["cols"],
+            "device": 2 * chip["devices_per_polarity"],
+            "kind": len(protocol.PULSE_KIND_LIMIT),
+        }
+        for name, a in zip(PULSE_FIELDS, arrays, strict=False):
+            if name not in bounds:
+                continue
+            if a.size and not np.issubdtype(a.dtype, np.integer):
+                raise ValueError(f"{self.name}: {name} must be integers, got {a.dtype}")
+            bad = (a < 0) | (a >= bounds[name])
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise ValueError(
+                    f"{self.name}: {name}[{i}] = {a[i]} is outside [0, {bounds[name]})"
+                )
+        kind, amplitude, width = arrays[3], arrays[4].astype(float), arrays[5].astype(float)
+        if message := protocol.pulse_limit_violation(chip["limits"], kind, amplitude, width):
+            raise BoardLimitError(
+                f"{self.name}: refused before sending: {message}", Status.OUT_OF_LIMITS
+            )
+        return arrays
+
+    def trigger(self) -> DriverStatus:
+        def work() -> None:
+            self.conductance.measure()
+            if self.mvm.ready:
+                self.mvm.measure()
+
+        return self.root.run(self, work)

@@ -1,0 +1,219 @@
+"""Signal classes and the status plumbing shared by the labcim devices.
+
+Every driver call of a device runs in a worker thread behind a :class:`DriverStatus`
+(:func:`run_async`): the RunEngine stays responsive, a driver exception fails the
+status with that very exception, and a timeout fails it instead of hanging.  The top
+device of a tree (``ChipTestBoard``, ``SMU``) owns the driver and a ``run(obj, work)``
+method; every part of the tree reaches it as ``self.root``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from ophyd import Signal
+from ophyd.signal import InternalSignal
+from ophyd.status import Status
+from ophyd.utils import InvalidState
+
+
+class DriverStatus(Status):
+    """A Status whose text names the exception it failed with.
+
+    bluesky reports a failed status as ``FailedStatus(str(status))`` in the stop
+    document's ``reason``; ophyd's own text would hide the instrument's message.
+    """
+
+    def __str__(self) -> str:
+        text = f"{type(self).__name__}(obj={getattr(self.obj, 'name', None)}, done={self.done})"
+        if self.done and not self.success:
+            exc = self.exception(timeout=0)
+            text += f": {type(exc).__name__}: {exc}"
+        return text
+
+    __repr__ = __str__
+
+
+def run_async(
+    obj: Any,
+    work: Callable[[], None],
+    *,
+    timeout: float | None,
+    after: Callable[[], None] | None = None,
+) -> DriverStatus:
+    """Run ``work`` in a daemon thread; the returned status finishes when it returns.
+
+    Parameters
+    ----------
+    obj : ophyd object
+        The object the status belongs to.
+    work : callable
+        Driver call(s) and the signal updates they produce.
+    timeout : float or None
+        Time (s) after which the status fails with ``StatusTimeoutError``, a backstop:
+        the drivers bound every exchange with their own timeouts.
+    after : callable, optional
+        Run after ``work`` whether it failed or not, before the status finishes (e.g.
+        refreshing link-health signals so suspenders see them first).
+    """
+    status = DriverStatus(obj, timeout=timeout)
+
+    def target() -> None:
+        error: Exception | None = None
+        try:
+            work()
+        except Exception as exc:
+            error = exc
+        if after is not None:
+            after()
+        # The status may have timed out meanwhile; its outcome is then already final.
+        with contextlib.suppress(InvalidState):
+            if error is None:
+                status.set_finished()
+            else:
+                status.set_exception(error)
+
+    threading.Thread(target=target, name=f"labcim {getattr(obj, 'name', obj)}", daemon=True).start()
+    return status
+
+
+def finished_status(obj: Any) -> DriverStatus:
+    """A status that is already done and successful (for settings stored locally)."""
+    status = DriverStatus(obj)
+    status.set_finished()
+    return status
+
+
+class UnitSignal(Signal):
+    """Signal with a physical unit in ``describe()`` and a source naming labcim.
+
+    Parameters
+    ----------
+    units : str
+        Physical unit (e.g. ``"uS"``, ``"uA"``, ``"V"``, ``"s"``); empty if none.
+    """
+
+    def __init__(self, *, units: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+
+    @property
+    def source_name(self) -> str:
+        return f"labcim:{self.name}"
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        desc = super().describe()
+        if self.units:
+            desc[self.name]["units"] = self.units
+        return desc
+
+
+class Readback(InternalSignal, UnitSignal):
+    """A value measured by the device's last driver call; users cannot write it."""
+
+    def update(self, value: Any) -> None:
+        """Store a new value (device-internal) and notify subscribers."""
+        self.put(value, internal=True)
+
+
+class ArrayReadback(Readback):
+    """An array readback whose ``describe()`` states its dtype and shape.
+
+    The shape is that of the next reading (set by the owning device whenever it
+    changes), so a descriptor written before the first trigger is already right.
+    Until the first reading the value is an empty array of the declared dtype.
+
+    Parameters
+    ----------
+    dtype : str
+        numpy dtype of the values.
+    """
+
+    def __init__(self, *, dtype: str, **kwargs: Any) -> None:
+        self.dtype = np.dtype(dtype)
+        self.shape: tuple[int, ...] = ()
+        super().__init__(value=np.empty(0, self.dtype), **kwargs)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        key = {
+            "source": self.source_name,
+            "dtype": "array",
+            "shape": list(self.shape),
+            "dtype_numpy": self.dtype.str,
+        }
+        if self.units:
+            key["units"] = self.units
+        return {self.name: key}
+
+
+class Setting(UnitSignal):
+    """A value written to an instrument; its readback is what the instrument took.
+
+    ``put`` writes synchronously; ``set`` checks the value at once (a bad value raises
+    before anything is sent) and writes in a worker thread of the root device, so the
+    status fails with the instrument's exception.  Subclasses implement :meth:`write`.
+
+    Parameters
+    ----------
+    units : str
+        Physical unit reported in ``describe()``.
+    """
+
+    def __init__(self, *, units: str = "", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.units = units
+
+    def write(self, value: Any) -> None:
+        """Send ``value`` to the instrument and :meth:`update` the readback(s)."""
+        raise NotImplementedError
+
+    def update(self, value: Any) -> None:
+        """Store the value the instrument acknowledged and notify subscribers."""
+        super().put(value)
+
+    def put(self, value: Any, **kwargs: Any) -> None:
+        self.check_value(value)
+        self.write(value)
+
+    def set(self, value: Any, *, timeout: float | None = None, **kwargs: Any) -> DriverStatus:
+        self.check_value(value)
+        return self.root.run(self, lambda: self.write(value), timeout=timeout)
+
+
+class ArraySetting(UnitSignal):
+    """An array argument of the next trigger, kept locally and checked when set.
+
+    ``set`` and ``put`` run :meth:`check_value` on the value as given (so a bad value
+    raises before anything is sent), then store a copy converted to ``dtype``.  Owners
+    follow changes with ``subscribe`` (e.g. to declare the shapes of the next reading).
+
+    Parameters
+    ----------
+    dtype : str
+        numpy dtype the value is stored as.
+    ndim : int
+        Number of dimensions of the value.
+    """
+
+    def __init__(self, *, dtype: str, ndim: int, **kwargs: Any) -> None:
+        self.dtype = np.dtype(dtype)
+        super().__init__(value=np.empty((0,) * ndim, self.dtype), **kwargs)
+
+    def put(self, value: Any, **kwargs: Any) -> None:
+        self.check_value(value)
+        super().put(np.array(value, self.dtype), force=True, **kwargs)
+
+    def set(self, value: Any, **kwargs: Any) -> DriverStatus:
+        self.put(value)
+        return finished_status(self)
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        desc = super().describe()
+        desc[self.name].update(
+            dtype="array", shape=list(np.shape(self.get())), dtype_numpy=self.dtype.str
+        )
+        return desc
