@@ -1,0 +1,159 @@
+"""``connect(url)``: a ready ``ChipTestBoard``; ``connect_smu(resource)``: a ready ``SMU``.
+
+Board URLs:
+
+- ``sim://PRESET?cores=N&seed=S&rows=R&cols=C&devices_per_polarity=D`` -- a fresh
+  simulated chip (``mock_hw.chip.PRESETS``) behind the simulated board, in this process,
+  through the real client and wire codec;
+- ``sim:///abs/path/chip.npz`` or ``sim://./rel/path.npz`` -- a saved simulated chip;
+- anything else is a pyserial URL: ``socket://127.0.0.1:PORT``, ``serial:///dev/ttyUSB0``,
+  ``/dev/pts/3`` ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import parse_qsl
+
+from drivers.board import BoardClient, InProcessTransport
+from drivers.smu import Keithley2450, SourceMeter
+from labcim.devices.board import ChipTestBoard, board_class
+from labcim.devices.smu import SMU
+from mock_hw.board_server import BoardHandler
+from mock_hw.chip import PRESETS, Chip
+
+SIM_SCHEME = "sim://"
+
+SIM_QUERY: dict[str, Callable[[str], Any]] = {
+    "cores": int,
+    "rows": int,
+    "cols": int,
+    "devices_per_polarity": int,
+    "seed": int,
+}
+"""The one place where ``sim://PRESET?...`` query keys map to ``Chip.from_preset``
+keywords, with the type each value is parsed as."""
+
+_CLIENT_OPTIONS = ("timeout", "retries")
+
+
+def connect(
+    url: str, *, name: str = "board", status_timeout: float = 60.0, **options: Any
+) -> ChipTestBoard:
+    """Open the board at ``url`` and return its device, identified and configured.
+
+    Parameters
+    ----------
+    url : str
+        ``sim://...`` or a pyserial URL (see the module docstring).
+    name : str
+        Device name, the prefix of every signal name.
+    status_timeout : float
+        Backstop (s) of every status (see ``ChipTestBoard``).
+    **options
+        ``timeout`` (s, per reply) and ``retries`` of the board client.
+
+    Raises
+    ------
+    ValueError
+        A malformed URL, an unknown or mistyped query option, an unknown option.
+    drivers.board.LinkError
+        The board cannot be reached.
+    """
+    unknown = sorted(set(options) - set(_CLIENT_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown option(s) {unknown}; allowed: {list(_CLIENT_OPTIONS)}")
+    chip = None
+    if url.startswith(SIM_SCHEME):
+        chip = sim_chip(url)
+        client = BoardClient(InProcessTransport(BoardHandler(chip)), **options)
+    else:
+        client = BoardClient.open(url, **options)
+    try:
+        cls = board_class(client.info["chip"]["cores"])
+        return cls(client, name=name, sim_chip=chip, status_timeout=status_timeout)
+    except BaseException:
+        client.close()
+        raise
+
+
+def sim_chip(url: str) -> Chip:
+    """The simulated chip a ``sim://`` URL names: a fresh preset or a saved file.
+
+    Raises
+    ------
+    ValueError
+        Unknown preset (naming the presets), unknown query key (naming the allowed
+        ones), a value that does not parse, or a query on a saved chip.
+    """
+    target, _, query = url.removeprefix(SIM_SCHEME).partition("?")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError as exc:
+        raise ValueError(f"{url}: malformed query ({exc})") from None
+    if target in PRESETS:
+        return Chip.from_preset(target, **_sim_options(url, pairs))
+    if "/" in target or target.endswith(".npz"):
+        if pairs:
+            raise ValueError(f"{url}: a saved chip takes no query options")
+        return Chip.load(target)
+    raise ValueError(
+        f"{url}: {target!r} is neither a chip preset {sorted(PRESETS)} nor a path "
+        "(sim:///abs/chip.npz, sim://./rel/chip.npz)"
+    )
+
+
+def _sim_options(url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for key, text in pairs:
+        if key not in SIM_QUERY:
+            raise ValueError(f"{url}: unknown option {key!r}; allowed: {sorted(SIM_QUERY)}")
+        if key in options:
+            raise ValueError(f"{url}: option {key!r} given twice")
+        try:
+            options[key] = SIM_QUERY[key](text)
+        except ValueError:
+            kind = SIM_QUERY[key].__name__
+            raise ValueError(f"{url}: {key}={text!r} is not of type {kind}") from None
+    return options
+
+
+def connect_smu(
+    resource: str,
+    *,
+    name: str = "smu",
+    driver: type[SourceMeter] = Keithley2450,
+    current_limit: float = 100e-6,
+    status_timeout: float = 600.0,
+    **options: Any,
+) -> SMU:
+    """Open the SMU at a VISA ``resource`` and return its device, reset to a known state.
+
+    The instrument is reset (output off, 0 V) and its current limit set, so every
+    readback starts true.
+
+    Parameters
+    ----------
+    resource : str
+        VISA resource string, e.g. ``"TCPIP::127.0.0.1::5025::SOCKET"``.
+    name : str
+        Device name, the prefix of every signal name.
+    driver : type
+        The ``drivers.smu.SourceMeter`` model class.
+    current_limit : float
+        Current limit (A) set after the reset.
+    status_timeout : float
+        Backstop (s) of every status; sweeps are bounded by the driver's own timeouts.
+    **options
+        Passed to the driver: ``max_voltage`` (V), ``max_current`` (A), ``timeout`` (ms),
+        ``backend``, ``resource_manager``.
+    """
+    smu = driver(resource, **options)
+    try:
+        smu.reset()
+        smu.set_current_limit(current_limit)
+        return SMU(smu, name=name, current_limit=current_limit, status_timeout=status_timeout)
+    except BaseException:
+        smu.close()
+        raise

@@ -1,0 +1,159 @@
+"""``SMU``: a source-measure unit (``drivers.smu.SourceMeter``) as an ophyd device.
+
+Device tree of an SMU named ``smu``::
+
+    smu.idn             identification string (config)
+    smu.voltage         source level (V), settable: ``mv(smu.voltage, 0.5)`` (hinted)
+    smu.current_limit   compliance (A), settable (config)
+    smu.output          output on/off, settable (config)
+    smu.current         current measured on ``trigger()`` (A, hinted)
+    smu.sweep           points (V) settable; delay (s, config); trigger() runs a list
+                        sweep; voltage (V readback) and current (A) arrays; kind omitted
+
+The instrument cannot be asked for its settings, so each readback is the value the
+device last wrote; ``labcim.connect_smu`` resets the instrument to make them true.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ophyd import Component as Cpt
+from ophyd import Device
+
+from drivers.smu import SMULimitError, SourceMeter
+from labcim.devices.signals import (
+    ArrayReadback,
+    ArraySetting,
+    DriverStatus,
+    Readback,
+    Setting,
+    UnitSignal,
+    run_async,
+)
+
+
+class SMUSetting(Setting):
+    """A setting written by the driver method named ``method``.
+
+    Parameters
+    ----------
+    method : str
+        Name of the ``SourceMeter`` method that takes the value.
+    """
+
+    def __init__(self, *, method: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.method = method
+
+    def write(self, value: Any) -> None:
+        getattr(self.root.driver, self.method)(value)
+        self.update(value)
+
+
+class OutputSetting(Setting):
+    """Output state: any truthy value switches it on; the readback is a bool."""
+
+    def write(self, value: Any) -> None:
+        self.root.driver.output(bool(value))
+        self.update(bool(value))
+
+
+class SweepPoints(ArraySetting):
+    """Voltages (V) of a list sweep, 1-D, finite, within the setup's ``max_voltage``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(dtype="float64", ndim=1, units="V", **kwargs)
+
+    def check_value(self, value: Any) -> None:
+        v = np.asarray(value, dtype=float)
+        top = self.root.driver.max_voltage
+        if v.ndim != 1 or len(v) < 1:
+            raise ValueError(f"{self.name}: sweep points must be a non-empty 1-D array")
+        if not np.all(np.isfinite(v) & (np.abs(v) <= top)):
+            raise SMULimitError(f"{self.name}: sweep points must be finite and within +-{top} V")
+
+
+class SMUSweep(Device):
+    """A list sweep: set ``points``, ``trigger()``, read ``voltage`` and ``current``.
+
+    The output is left on at the last point (the parent's readbacks say so).
+    """
+
+    points = Cpt(SweepPoints, kind="normal")
+    delay = Cpt(UnitSignal, value=0.0, units="s", kind="config")
+    voltage = Cpt(ArrayReadback, dtype="float64", units="V", kind="normal")
+    current = Cpt(ArrayReadback, dtype="float64", units="A", kind="normal")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.points.subscribe(self._declare_shapes, run=False)
+
+    def _declare_shapes(self, value: np.ndarray, **kwargs: Any) -> None:
+        self.voltage.shape = self.current.shape = (len(value),)
+
+    def trigger(self) -> DriverStatus:
+        points = self.points.get()
+        if not points.size:  # fail before starting anything
+            raise ValueError(f"{self.name}: set {self.points.name} before triggering")
+
+        def work() -> None:
+            v, i = self.root.driver.list_sweep(points, self.delay.get())
+            self.voltage.update(v)
+            self.current.update(i)
+            self.parent.voltage.update(float(points[-1]))
+            self.parent.output.update(True)
+
+        return self.root.run(self, work)
+
+
+class SMU(Device):
+    """A source-measure unit.  Use :func:`labcim.connect_smu` to get one.
+
+    Parameters
+    ----------
+    driver : SourceMeter
+        An open driver, freshly reset; the device owns it from now on (:meth:`close`).
+    current_limit : float
+        The current limit (A) the instrument has now.
+    name : str
+        Prefix of every signal name.
+    status_timeout : float
+        Backstop (s) of every status.
+    """
+
+    idn = Cpt(Readback, value="", kind="config")
+    voltage = Cpt(SMUSetting, method="source_voltage", units="V", kind="hinted")
+    current_limit = Cpt(SMUSetting, method="set_current_limit", units="A", kind="config")
+    output = Cpt(OutputSetting, value=False, kind="config")
+    current = Cpt(Readback, units="A", kind="hinted")
+    sweep = Cpt(SMUSweep, kind="omitted")
+
+    def __init__(
+        self,
+        driver: SourceMeter,
+        *,
+        current_limit: float,
+        name: str = "smu",
+        status_timeout: float = 600.0,
+        **kwargs: Any,
+    ) -> None:
+        self.driver = driver
+        self.status_timeout = status_timeout
+        super().__init__(name=name, **kwargs)
+        self.idn.update(driver.identify())
+        self.voltage.update(0.0)
+        self.current_limit.update(current_limit)
+
+    def run(self, obj: Any, work: Any, *, timeout: float | None = None) -> DriverStatus:
+        """Run ``work`` (driver calls) in a thread; the status fails with its exception."""
+        return run_async(obj, work, timeout=self.status_timeout if timeout is None else timeout)
+
+    def trigger(self) -> DriverStatus:
+        """Measure the current once."""
+        return self.run(self, lambda: self.current.update(self.root.driver.measure_current()))
+
+    def close(self) -> None:
+        """Close the VISA session."""
+        self.driver.close()
