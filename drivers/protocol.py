@@ -22,7 +22,7 @@ import json
 import math
 import struct
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,10 @@ PROTOCOL_VERSION = 1
 
 MAX_PAYLOAD = 2 * 1024 * 1024
 """Largest payload any receiver accepts (bytes).  A board may advertise less in HELLO."""
+
+PAYLOAD_MARGIN = 64
+"""Bytes of a payload beyond its array data (fixed fields, array headers), at most: both
+ends size chunked transfers so that data plus this margin fits ``max_payload``."""
 
 HEADER = struct.Struct("<BBBBII")
 """version, opcode, flags, status, seq, payload length."""
@@ -52,6 +56,49 @@ MAX_WIRE_FRAME = MAX_FRAME + MAX_FRAME // 254 + 2
 PULSE_KIND_LIMIT: tuple[str, ...] = ("set_max", "reset_max", "form_max")
 """Identify limit bounding the amplitude of each pulse kind, indexed by its wire code
 (0 SET, 1 RESET, 2 FORM)."""
+
+
+def pulse_limit_violation(
+    limits: Mapping[str, Any], kind: np.ndarray, amplitude: np.ndarray, width: np.ndarray
+) -> str | None:
+    """Describe the first pulse outside the safe limits, or return None if all are inside.
+
+    Parameters
+    ----------
+    limits : mapping
+        The ``limits`` object of IDENTIFY: ``amplitude_unit``, ``set_max``, ``reset_max``,
+        ``form_max`` (amplitude_unit), ``width_min``, ``width_max`` (s).
+    kind : array of int
+        Pulse kind wire codes (valid codes only).
+    amplitude : array of float
+        Pulse amplitudes (amplitude_unit); must be >= 0.
+    width : array of float
+        Pulse widths (s).
+
+    Returns
+    -------
+    str or None
+        A message naming the pulse index, its value and the limit it breaks.
+    """
+    unit = limits["amplitude_unit"]
+    top = np.array([limits[name] for name in PULSE_KIND_LIMIT], dtype=np.float64)[kind]
+    # Written so that NaN fails every test.
+    bad = ~((amplitude >= 0) & (amplitude <= top))
+    if bad.any():
+        i = int(np.argmax(bad))
+        name = PULSE_KIND_LIMIT[kind[i]]
+        return (
+            f"amplitude[{i}] = {amplitude[i]:g} {unit} is outside [0, {name}] = "
+            f"[0, {top[i]:g}] {unit}"
+        )
+    bad = ~((width >= limits["width_min"]) & (width <= limits["width_max"]))
+    if bad.any():
+        i = int(np.argmax(bad))
+        return (
+            f"width[{i}] = {width[i]:g} s is outside [width_min, width_max] = "
+            f"[{limits['width_min']:g}, {limits['width_max']:g}] s"
+        )
+    return None
 
 
 class Opcode(enum.IntEnum):
@@ -95,14 +142,15 @@ class ProtocolError(ValueError):
     ----------
     message : str
         What is wrong.
-    seq : int or None
-        Sequence number read from the header, when the frame was long enough to hold one.
-        Untrusted unless the CRC passed: use it only to ask for a resend.
+    seq, opcode : int or None
+        Sequence number and opcode read from the header, when the frame was long enough
+        to hold one.  Untrusted unless the CRC passed: use them only to ask for a resend.
     """
 
-    def __init__(self, message: str, seq: int | None = None) -> None:
+    def __init__(self, message: str, seq: int | None = None, opcode: int | None = None) -> None:
         super().__init__(message)
         self.seq = seq
+        self.opcode = opcode
 
 
 class FramingError(ProtocolError):
@@ -191,22 +239,25 @@ def decode_frame(data: bytes) -> Frame:
     version, opcode, flags, status, seq, length = HEADER.unpack_from(raw)
     (crc,) = CRC.unpack_from(raw, len(raw) - CRC.size)
     if zlib.crc32(memoryview(raw)[: -CRC.size]) != crc:
-        raise CrcError("CRC-32 mismatch", seq)
+        raise CrcError("CRC-32 mismatch", seq, opcode)
     if length != len(raw) - HEADER.size - CRC.size:
         raise LengthError(
             f"header says {length} payload bytes, frame holds {len(raw) - HEADER.size - CRC.size}",
             seq,
+            opcode,
         )
     if version != PROTOCOL_VERSION:
-        raise VersionError(f"protocol version {version} (this end speaks {PROTOCOL_VERSION})", seq)
+        raise VersionError(
+            f"protocol version {version} (this end speaks {PROTOCOL_VERSION})", seq, opcode
+        )
     if flags & ~FLAG_REPLY:
-        raise FramingError(f"reserved flag bits set: {flags:#04x}", seq)
+        raise FramingError(f"reserved flag bits set: {flags:#04x}", seq, opcode)
     if opcode not in _OPCODES:
-        raise UnknownOpcodeError(f"unknown opcode {opcode:#04x}", seq)
+        raise UnknownOpcodeError(f"unknown opcode {opcode:#04x}", seq, opcode)
     try:
         status = Status(status)
     except ValueError:
-        raise FramingError(f"unknown status {status}", seq) from None
+        raise FramingError(f"unknown status {status}", seq, opcode) from None
     return Frame(
         opcode=Opcode(opcode),
         seq=seq,
@@ -217,7 +268,7 @@ def decode_frame(data: bytes) -> Frame:
     )
 
 
-_OPCODES = frozenset(int(op) for op in Opcode)
+_OPCODES = frozenset(Opcode)
 
 
 class FrameSplitter:
