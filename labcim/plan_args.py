@@ -1,0 +1,275 @@
+"""Check and convert plan arguments given as text (YAML values) against the plan's signature.
+
+Campaign files and ``labcim run -p key=value`` give plain YAML values; a plan states
+what it takes in its signature.  `PlanSignature` names unknown and missing arguments
+and converts each value to its annotation, so mistakes surface before anything runs:
+
+- ``int``, ``float`` (an int is accepted), ``bool``, ``str``; ``Path`` (relative to a
+  base directory); ``Literal[...]`` (the allowed values are named); ``X | None``;
+- ``list[X]``, ``Sequence[X]``, ``tuple[X, ...]``: a single value becomes a one-element
+  list, so ``cores: 3`` means ``cores=[3]``;
+- ``dict[K, V]``; ``np.ndarray``, ``npt.NDArray``, ``npt.ArrayLike``: nested lists, or
+  ``{file: w.npy}`` / ``{file: w.npz, key: name}`` (loaded with ``allow_pickle=False``;
+  this form is understood for every argument);
+- anything else: an instance of the annotated class, or unchecked if not a class.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import inspect
+import types
+import typing
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path, PurePath
+from typing import Any, Literal, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_SEQUENCES = (
+    list,
+    tuple,
+    collections.abc.Sequence,
+    collections.abc.Collection,
+    collections.abc.Iterable,
+)
+_MAPPINGS = (dict, collections.abc.Mapping)
+_ARRAY_LIKE = set(typing.get_args(npt.ArrayLike))
+_ARRAY_FILE_KEYS = {"file", "key"}
+
+
+class ArgumentError(ValueError):
+    """Arguments that do not fit; ``errors`` holds one message per field, each naming it."""
+
+    def __init__(self, errors: Iterable[str]) -> None:
+        self.errors = list(errors)
+        super().__init__("\n".join(self.errors))
+
+
+class PlanSignature:
+    """The keyword arguments a plan takes after its first parameter (the board).
+
+    Parameters
+    ----------
+    name : str
+        The plan's registered name, used in messages.
+    plan : callable
+        The plan function, ``plan(board, **arguments)``.
+
+    Raises
+    ------
+    TypeError
+        If the plan takes no parameter for the board.
+    """
+
+    def __init__(self, name: str, plan: Callable[..., object]) -> None:
+        self.name = name
+        parameters = list(inspect.signature(plan).parameters.values())
+        if not parameters or parameters[0].kind not in (
+            inspect.Parameter.POSITIONAL_ONLY,
+            inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        ):
+            raise TypeError(f"plan {name!r} does not take the board as its first parameter")
+        self.board = parameters[0].name
+        keyword = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        self.parameters = {p.name: p for p in parameters[1:] if p.kind in keyword}
+        self.open = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+        try:
+            self.hints = typing.get_type_hints(plan)
+        except Exception:  # an annotation naming something not importable: leave unchecked
+            self.hints = {}
+
+    def __str__(self) -> str:
+        return f"{self.name}({', '.join(self.parameters)}{', **kwargs' if self.open else ''})"
+
+    def unknown(self, names: Iterable[str]) -> list[str]:
+        """Messages for the names the plan does not take, each listing those it does."""
+        allowed = ", ".join(self.parameters) or "none"
+        return [
+            f"{name}: unknown argument of {self.name}; allowed: {allowed}"
+            if name != self.board
+            else f"{name}: the board is given by the chip, not as an argument"
+            for name in names
+            if name == self.board or not (name in self.parameters or self.open)
+        ]
+
+    def missing(self, names: Iterable[str]) -> list[str]:
+        """The required arguments not among ``names``."""
+        given = set(names)
+        return [
+            name
+            for name, p in self.parameters.items()
+            if p.default is inspect.Parameter.empty and name not in given
+        ]
+
+    def convert(self, name: str, value: Any, base_dir: Path) -> Any:
+        """``value`` converted to the annotation of argument ``name``.
+
+        Raises
+        ------
+        ValueError
+            If it does not fit; the message says what was expected, not where.
+        """
+        if isinstance(value, Mapping) and "file" in value and set(value) <= _ARRAY_FILE_KEYS:
+            value = load_array(value, base_dir)
+        return _convert(value, self.hints.get(name, Any), base_dir)
+
+    def bind(self, arguments: Mapping[str, Any], base_dir: Path, where: str = "") -> dict:
+        """All of ``arguments`` checked and converted.
+
+        Parameters
+        ----------
+        arguments : mapping
+            Argument name to YAML value.
+        base_dir : Path
+            Where relative file names are found.
+        where : str
+            Prefix of the field names in messages, e.g. ``"steps[2].args."``.
+
+        Raises
+        ------
+        ArgumentError
+            Naming every unknown, missing or ill-typed argument.
+        """
+        errors = [where + message for message in self.unknown(arguments)]
+        errors += [
+            f"{where.rstrip('.') or 'arguments'}: missing required argument {name!r} of {self.name}"
+            for name in self.missing(arguments)
+        ]
+        converted = {}
+        for name, value in arguments.items():
+            try:
+                converted[name] = self.convert(name, value, base_dir)
+            except ValueError as exc:
+                errors.append(f"{where}{name}: {exc}")
+        if errors:
+            raise ArgumentError(errors)
+        return converted
+
+
+def load_array(reference: Mapping[str, Any], base_dir: Path) -> np.ndarray:
+    """The array named by ``{file: path}`` (``.npy``) or ``{file: path, key: name}`` (``.npz``).
+
+    Raises
+    ------
+    ValueError
+        If the file cannot be read as an array without pickle, or the key is not in it.
+    """
+    path = base_dir / str(reference["file"])
+    key = reference.get("key")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"cannot load an array from {path}: {exc}") from None
+    if isinstance(loaded, np.ndarray):
+        if key is not None:
+            raise ValueError(f"{path} holds one array: 'key' is for .npz files")
+        return loaded
+    with loaded:
+        names = list(loaded.files)
+        if key is None and len(names) == 1:
+            key = names[0]
+        if key not in names:
+            raise ValueError(f"{path} holds {names}: say which with 'key'")
+        return loaded[key]
+
+
+def _convert(value: Any, hint: Any, base_dir: Path) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any or hint is object or isinstance(hint, typing.TypeVar):
+        return value
+    if _is_array(hint):
+        return None if value is None and type(None) in args else _array(value)
+    if hint is None or hint is type(None):
+        if value is None:
+            return None
+    elif origin in (Union, types.UnionType):
+        return _union(value, args, hint, base_dir)
+    elif origin is Literal:
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+        raise ValueError(f"must be one of {', '.join(map(repr, args))}; got {value!r}")
+    elif hint in _SEQUENCES or origin in _SEQUENCES:
+        return _sequence(value, hint, base_dir)
+    elif hint in _MAPPINGS or origin in _MAPPINGS:
+        if isinstance(value, Mapping):
+            key, item = args or (Any, Any)
+            return {
+                _convert(k, key, base_dir): _convert(v, item, base_dir) for k, v in value.items()
+            }
+    elif not isinstance(hint, type):  # Callable[...], Protocol generics...: not checkable
+        return value
+    elif hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+    elif hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif issubclass(hint, PurePath):
+        if isinstance(value, str | PurePath):
+            return base_dir / hint(value)
+    elif isinstance(value, hint):
+        return value
+    raise ValueError(f"expected {_describe(hint)}; got {value!r}")
+
+
+def _union(value: Any, args: tuple, hint: Any, base_dir: Path) -> Any:
+    if value is None and type(None) in args:
+        return None
+    for alternative in args:
+        if alternative is not type(None):
+            try:
+                return _convert(value, alternative, base_dir)
+            except ValueError:
+                continue
+    raise ValueError(f"expected {_describe(hint)}; got {value!r}")
+
+
+def _sequence(value: Any, hint: Any, base_dir: Path) -> list | tuple:
+    items = list(value) if isinstance(value, list | tuple) else [value]
+    args = typing.get_args(hint)
+    origin = typing.get_origin(hint) or hint
+    if origin is tuple and args and args[-1] is not Ellipsis:
+        if len(items) != len(args):
+            raise ValueError(f"expected {_describe(hint)}; got {value!r}")
+        return tuple(_convert(v, a, base_dir) for v, a in zip(items, args, strict=True))
+    item = args[0] if args else Any
+    try:
+        converted = [_convert(v, item, base_dir) for v in items]
+    except ValueError:
+        raise ValueError(f"expected {_describe(hint)}; got {value!r}") from None
+    return tuple(converted) if origin is tuple else converted
+
+
+def _is_array(hint: Any) -> bool:
+    if hint is np.ndarray or typing.get_origin(hint) is np.ndarray:
+        return True
+    args = set(typing.get_args(hint))
+    return typing.get_origin(hint) in (Union, types.UnionType) and args >= _ARRAY_LIKE
+
+
+def _array(value: Any) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except ValueError:  # ragged nesting
+        array = np.empty(0, dtype=object)
+    if array.dtype == object:
+        expected = "an array (nested lists of numbers, or {file: ...})"
+        raise ValueError(f"expected {expected}; got {value!r}")
+    return array
+
+
+def _describe(hint: Any) -> str:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(_describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if hint is type(None) or hint is None:
+        return "null"
+    if (hint in _SEQUENCES or origin in _SEQUENCES) and args:
+        return f"list of {_describe(args[0])}"
+    if (hint in _MAPPINGS or origin in _MAPPINGS) and args:
+        return f"mapping of {_describe(args[0])} to {_describe(args[1])}"
+    return getattr(hint, "__name__", str(hint))
