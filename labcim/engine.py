@@ -1,0 +1,139 @@
+"""The RunEngine as labcim sets it up: results saved, progress shown, Ctrl-C pauses.
+
+`session` is the one line that starts interactive work; `run_engine` and `run_plan` are
+what ``labcim run`` and the campaign runner share.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Generator, Mapping
+from pathlib import Path
+from typing import Any
+
+from bluesky import RunEngine
+from bluesky.utils import ProgressBarManager, RunEngineInterrupted
+
+from labcim.hdf5 import HDF5Writer
+
+#: The chip "URL" of plans that need no board: they are given ``None``.
+NO_CHIP = "none"
+
+
+class PlanAbortedError(Exception):
+    """The operator aborted a paused plan; its run is recorded with exit status ``abort``."""
+
+
+def run_engine(out: str | Path, *, progress: bool = True, live: bool = False) -> RunEngine:
+    """A RunEngine writing every run to HDF5 at ``out``.
+
+    Its default context manager makes Ctrl-C pause the plan at the next checkpoint (a
+    second Ctrl-C pauses at once); `run_plan` then asks whether to resume or abort.
+
+    Parameters
+    ----------
+    out : str or Path
+        Results location, as for `labcim.HDF5Writer`.
+    progress : bool
+        Progress bars for moves and other waits (bluesky's `ProgressBarManager`).
+    live : bool
+        Subscribe bluesky's `BestEffortCallback`: live tables and plots.
+    """
+    RE = RunEngine({})
+    RE.subscribe(HDF5Writer(out))
+    if progress:
+        RE.waiting_hook = ProgressBarManager()
+    if live:
+        from bluesky.callbacks.best_effort import BestEffortCallback
+
+        RE.subscribe(BestEffortCallback())
+    return RE
+
+
+def connect_chip(url: str, **options: Any) -> Any:
+    """``labcim.connect(url, **options)``, or ``None`` for the chip ``"none"``."""
+    if url == NO_CHIP:
+        return None
+    from labcim.connect import connect
+
+    return connect(url, **options)
+
+
+def session(
+    chip_url: str,
+    out: str | Path,
+    *,
+    live: bool = True,
+    progress: bool = True,
+    quiet: bool = False,
+    **options: Any,
+) -> tuple[RunEngine, Any]:
+    """Start working interactively: ``RE, board = labcim.session("sim://pcm-hermes", "data/")``.
+
+    Parameters
+    ----------
+    chip_url : str
+        Passed to `labcim.connect` with ``options``; ``"none"`` gives no board.
+    out : str or Path
+        Where every run is saved (HDF5, see docs/data-layout.md).
+    live : bool
+        Live tables and plots (`BestEffortCallback`) when running under IPython or Jupyter.
+    progress : bool
+        Progress bars while the RunEngine waits.
+    quiet : bool
+        Neither progress bars nor live output, whatever ``live`` and ``progress`` say.
+
+    Returns
+    -------
+    RE : RunEngine
+        Ready for ``RE(plan(board, ...))``; Ctrl-C pauses, then ``RE.resume()`` or
+        ``RE.abort()``.
+    board : ChipTestBoard or None
+        The connected board.
+    """
+    RE = run_engine(out, progress=progress and not quiet, live=live and not quiet and _in_ipython())
+    return RE, connect_chip(chip_url, **options)
+
+
+def run_plan(
+    RE: RunEngine,
+    plan: Generator,
+    md: Mapping[str, Any],
+    on_pause: Callable[[], bool] | None = None,
+) -> tuple[str, ...]:
+    """Run ``plan`` with the extra start metadata ``md``; handle pauses.
+
+    Parameters
+    ----------
+    on_pause : callable, optional
+        Called each time the plan pauses (Ctrl-C); returns True to resume, False to
+        abort.  Without it a pause aborts, which suits unattended runs.
+
+    Returns
+    -------
+    tuple of str
+        The uids of the runs the plan opened.
+
+    Raises
+    ------
+    PlanAbortedError
+        If the plan was paused and then aborted (its run is closed as ``abort``).
+    Exception
+        Whatever the plan raised; its run is closed as ``fail``.
+    """
+    try:
+        return RE(plan, **md)
+    except RunEngineInterrupted:
+        pass
+    while on_pause is not None and on_pause():
+        try:
+            return RE.resume()
+        except RunEngineInterrupted:
+            continue
+    RE.abort("aborted by the operator after a pause")
+    raise PlanAbortedError("aborted by the operator after a pause")
+
+
+def _in_ipython() -> bool:
+    ipython = sys.modules.get("IPython")
+    return ipython is not None and ipython.get_ipython() is not None
