@@ -1,0 +1,305 @@
+"""Campaign files: loading, validation before anything runs, and expansion into steps.
+
+The format is described with a full example in ``docs/campaigns.md``.  Every mistake
+found is reported at once, each naming its field (``chip``, ``steps[2].args.tolerance``,
+steps numbered from 1 like their keys) and, where there is a choice, the allowed values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+
+from labcim.plan_args import PlanSignature
+from labcim.registry import UnknownPlanError, get_plan
+
+FailurePolicy = Literal["stop", "continue"]
+FAILURE_POLICIES: tuple[FailurePolicy, ...] = ("stop", "continue")
+
+_TOP_FIELDS = {
+    "id": "a name that stays the same when the file is edited (default: hash of the file)",
+    "chip": "the chip URL given to labcim.connect, or 'none'",
+    "chip_options": "keyword options of labcim.connect",
+    "out": "results location (HDF5), relative to the campaign file",
+    "metadata": "added to every run's start document",
+    "on_failure": "what a failed step does: " + " or ".join(FAILURE_POLICIES),
+    "steps": "the plans to run, in order",
+}
+_STEP_FIELDS = ("plan", "args", "over")
+
+#: Start-document keys the runner sets on every step's run.
+STEP_METADATA = (
+    "campaign_id",
+    "campaign_file",
+    "step_key",
+    "step_index",
+    "step_count",
+    "step_digest",
+)
+_BLUESKY_METADATA = ("uid", "time", "scan_id", "plan_name", "plan_type", "plan_args")
+_RESERVED_METADATA = {*STEP_METADATA, *_BLUESKY_METADATA}
+
+
+class CampaignError(ValueError):
+    """A campaign that cannot run; ``errors`` holds one message per field, each naming it."""
+
+    def __init__(self, source: str | Path, errors: list[str]) -> None:
+        self.source = str(source)
+        self.errors = errors
+        lines = "\n".join(f"  {e}" for e in errors)
+        super().__init__(f"{source}: {len(errors)} error(s), nothing was run:\n{lines}")
+
+
+@dataclass(frozen=True)
+class Step:
+    """One expanded step: a plan and its converted arguments.
+
+    Attributes
+    ----------
+    index : int
+        Position in the expanded campaign, from 1.
+    key : str
+        Stable name, e.g. ``"02-mvm_characterization[cores=3,read_modes=1-phase]"``: the
+        entry's number in the file, the plan, and the values of its ``over`` arguments.
+    digest : str
+        Hash of the plan name and arguments: a resumed campaign counts a step as done
+        only if its arguments are unchanged.
+    """
+
+    index: int
+    key: str
+    plan_name: str
+    plan: Callable[..., Any] = field(repr=False)
+    args: dict[str, Any]
+    digest: str
+
+    def describe(self) -> str:
+        """``key  name=value ...`` with arrays shown as their shape and dtype."""
+        args = " ".join(f"{k}={_short(v)}" for k, v in self.args.items())
+        return f"{self.key}  {args}".rstrip()
+
+
+@dataclass(frozen=True)
+class Campaign:
+    """A validated campaign file with its steps expanded."""
+
+    id: str
+    path: Path
+    chip: str
+    chip_options: dict[str, Any]
+    out: Path
+    metadata: dict[str, Any]
+    on_failure: FailurePolicy
+    steps: tuple[Step, ...]
+
+    def step_metadata(self, step: Step) -> dict[str, Any]:
+        """The start metadata of ``step``'s run: campaign metadata plus `STEP_METADATA`."""
+        values = (self.id, str(self.path), step.key, step.index, len(self.steps), step.digest)
+        return {**self.metadata, **dict(zip(STEP_METADATA, values, strict=True))}
+
+
+def load_campaign(path: str | Path) -> Campaign:
+    """Read, validate and expand a campaign file (YAML, safe loading).
+
+    Raises
+    ------
+    CampaignError
+        Listing every mistake found, each naming its field; nothing has run.
+    """
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+        document = yaml.safe_load(text)
+    except OSError as exc:
+        raise CampaignError(path, [f"cannot read the file: {exc.strerror}"]) from None
+    except yaml.YAMLError as exc:
+        raise CampaignError(path, [f"not valid YAML: {exc}"]) from None
+    errors: list[str] = []
+    campaign = _validate(document, path, hashlib.sha256(text).hexdigest()[:12], errors)
+    if errors or campaign is None:
+        raise CampaignError(path, errors)
+    return campaign
+
+
+def _validate(document: Any, path: Path, digest: str, errors: list[str]) -> Campaign | None:
+    if not isinstance(document, dict):
+        errors.append("the file must be a mapping of fields: " + ", ".join(_TOP_FIELDS))
+        return None
+    for name in document:
+        if name not in _TOP_FIELDS:
+            errors.append(f"{name}: unknown field; allowed: {', '.join(_TOP_FIELDS)}")
+    for name in ("chip", "out", "steps"):
+        if document.get(name) is None:
+            errors.append(f"{name}: missing ({_TOP_FIELDS[name]})")
+    chip = _typed(document, "chip", str, "a URL string", errors)
+    out = _typed(document, "out", str, "a path string", errors)
+    campaign_id = _typed(document, "id", str, "a string", errors) or digest
+    options = _typed(document, "chip_options", dict, "a mapping", errors) or {}
+    metadata = _metadata(_typed(document, "metadata", dict, "a mapping", errors) or {}, errors)
+    policy = document.get("on_failure", "stop")
+    if policy not in FAILURE_POLICIES:
+        allowed = ", ".join(map(repr, FAILURE_POLICIES))
+        errors.append(f"on_failure: must be one of {allowed}; got {policy!r}")
+    entries = _typed(document, "steps", list, "a list of steps", errors)
+    if entries == []:
+        errors.append("steps: empty; give at least one step")
+    steps = _expand(entries or [], path.parent, errors)
+    if errors:
+        return None
+    return Campaign(
+        id=campaign_id,
+        path=path.resolve(),
+        chip=chip,
+        chip_options=options,
+        out=path.parent / out,
+        metadata=metadata,
+        on_failure=policy,
+        steps=tuple(steps),
+    )
+
+
+def _typed(document: dict, name: str, kind: type, expected: str, errors: list[str]) -> Any:
+    value = document.get(name)
+    if value is not None and not isinstance(value, kind):
+        errors.append(f"{name}: expected {expected}; got {value!r}")
+        return None
+    return value
+
+
+def _metadata(metadata: dict[str, Any], errors: list[str]) -> dict[str, Any]:
+    for key, value in metadata.items():
+        if key in _RESERVED_METADATA:
+            errors.append(f"metadata.{key}: reserved; labcim or bluesky sets it")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            errors.append(f"metadata.{key}: not storable as JSON; got {value!r} (quote it)")
+    return metadata
+
+
+def _expand(entries: list[Any], base_dir: Path, errors: list[str]) -> list[Step]:
+    steps: list[Step] = []
+    width = max(2, len(str(len(entries))))
+    for number, entry in enumerate(entries, start=1):
+        where = f"steps[{number}]"
+        expanded = _expand_entry(entry, where, base_dir, errors)
+        for plan_name, plan, args, varied in expanded:
+            label = ",".join(f"{k}={_label(v)}" for k, v in varied.items())
+            key = f"{number:0{width}d}-{plan_name}" + (f"[{label}]" if label else "")
+            digest = _digest(plan_name, args)
+            steps.append(Step(len(steps) + 1, key, plan_name, plan, args, digest))
+    return steps
+
+
+def _expand_entry(
+    entry: Any, where: str, base_dir: Path, errors: list[str]
+) -> list[tuple[str, Callable[..., Any], dict[str, Any], dict[str, Any]]]:
+    """The (plan name, plan, arguments, varied values) of each combination of ``entry``."""
+    if not isinstance(entry, dict):
+        errors.append(f"{where}: expected a mapping with {', '.join(_STEP_FIELDS)}; got {entry!r}")
+        return []
+    n_errors = len(errors)
+    errors += [
+        f"{where}.{name}: unknown field; allowed: {', '.join(_STEP_FIELDS)}"
+        for name in entry
+        if name not in _STEP_FIELDS
+    ]
+    args = _typed(entry, "args", dict, "a mapping of argument names to values", errors) or {}
+    over = _typed(entry, "over", dict, "a mapping of argument names to lists", errors) or {}
+    plan_name = entry.get("plan")
+    if not isinstance(plan_name, str):
+        errors.append(f"{where}.plan: missing or not a name; got {plan_name!r}")
+        return []
+    try:
+        plan = get_plan(plan_name)
+        signature = PlanSignature(plan_name, plan)
+    except (UnknownPlanError, TypeError) as exc:
+        errors.append(f"{where}.plan: {exc}")
+        return []
+    except Exception as exc:  # the plan's package failed to import: say which plan
+        errors.append(f"{where}.plan: cannot load plan {plan_name!r}: {exc!r}")
+        return []
+    errors += [f"{where}.args.{m}" for m in signature.unknown(args)]
+    errors += [f"{where}.over.{m}" for m in signature.unknown(over)]
+    errors += [
+        f"{where}.over.{name}: also given in {where}.args; give it in one place"
+        for name in over
+        if name in args
+    ]
+    errors += [
+        f"{where}.args: missing required argument {name!r} of {plan_name}"
+        for name in signature.missing([*args, *over])
+    ]
+    converted = {
+        name: _converted(signature, name, value, f"{where}.args.{name}", base_dir, errors)
+        for name, value in args.items()
+    }
+    choices = {}
+    for name, values in over.items():
+        if not isinstance(values, list) or not values:
+            errors.append(f"{where}.over.{name}: expected a non-empty list; got {values!r}")
+            continue
+        labels = [_label(v) for v in values]
+        if len(set(labels)) < len(labels):
+            errors.append(f"{where}.over.{name}: repeated values in {values!r}")
+        prefix = f"{where}.over.{name}"
+        choices[name] = [
+            (value, _converted(signature, name, value, f"{prefix}[{i}]", base_dir, errors))
+            for i, value in enumerate(values, start=1)
+        ]
+    if len(errors) > n_errors:
+        return []
+    expanded = []
+    for combination in itertools.product(*choices.values()):
+        varied = {name: given for name, (given, _) in zip(choices, combination, strict=True)}
+        values = {name: value for name, (_, value) in zip(choices, combination, strict=True)}
+        expanded.append((plan_name, plan, {**converted, **values}, varied))
+    return expanded
+
+
+def _converted(
+    signature: PlanSignature, name: str, value: Any, where: str, base_dir: Path, errors: list[str]
+) -> Any:
+    try:
+        return signature.convert(name, value, base_dir)
+    except ValueError as exc:
+        errors.append(f"{where}: {exc}")
+        return None
+
+
+def _label(value: Any) -> str:
+    """A value as it appears in a step key: strings bare, the rest as compact JSON."""
+    if isinstance(value, str):
+        return value
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _digest(plan_name: str, args: Mapping[str, Any]) -> str:
+    text = json.dumps({"plan": plan_name, "args": args}, sort_keys=True, default=_canonical)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _canonical(value: Any) -> Any:
+    """JSON stand-in for what `json` cannot hold: arrays by content hash, paths as text."""
+    if isinstance(value, np.ndarray):
+        content = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        return {"dtype": str(value.dtype), "shape": value.shape, "sha256": content}
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, PurePath):
+        return str(value)
+    raise TypeError(f"cannot hash a {type(value).__name__}")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, np.ndarray):
+        return f"<array {'x'.join(map(str, value.shape))} {value.dtype}>"
+    return _label(value) if not isinstance(value, PurePath) else str(value)
