@@ -1,0 +1,73 @@
+"""``labcim campaign FILE [--resume] [--dry-run]``: run a campaign file, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from labcim.campaign import Campaign
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``campaign`` subcommand."""
+    parser = subparsers.add_parser(
+        "campaign",
+        help="run the steps of a campaign file, each as its own run, resumably",
+        description="Validate a campaign file (docs/campaigns.md), then run every step as "
+        "its own bluesky run saved to HDF5.  Ctrl-C pauses the running step and asks "
+        "whether to resume or abort (without a terminal it aborts).  Exit status: 0 all "
+        "steps done, 1 a step failed or the campaign stopped, 2 invalid file, 130 aborted.",
+    )
+    parser.add_argument("file", help="campaign file (YAML)")
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue a campaign with runs at its out location: skip the steps that "
+        "finished successfully, redo the rest",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and list the expanded steps (with --resume: which are done) only",
+    )
+    parser.set_defaults(func=campaign)
+
+
+def campaign(args: argparse.Namespace) -> int:
+    """Validate, then list or run; return the exit status."""
+    from labcim.campaign import CampaignError, finished_steps, load_campaign, run_campaign
+    from labcim.cli.pause import pause_handler
+
+    try:
+        loaded = load_campaign(args.file)
+        if args.dry_run:
+            _list_steps(loaded, finished_steps(loaded) if args.resume else {})
+            return 0
+        result = run_campaign(
+            loaded, resume=args.resume, progress=not args.quiet, on_pause=pause_handler()
+        )
+    except CampaignError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    counts = {s: sum(o.status == s for o in result.outcomes) for s in ("success", "fail", "done")}
+    print(
+        f"campaign {loaded.id}: {counts['success']} succeeded, {counts['fail']} failed, "
+        f"{counts['done']} done before, of {len(loaded.steps)} steps; results in {loaded.out}"
+    )
+    if result.stopped:
+        print(f"stopped: {result.stopped}; fix and continue with --resume", file=sys.stderr)
+    if result.aborted:
+        return 130
+    return 0 if result.complete else 1
+
+
+def _list_steps(campaign: Campaign, finished: dict[str, str]) -> None:
+    print(
+        f"campaign {campaign.id}: {len(campaign.steps)} steps, chip {campaign.chip}, "
+        f"out {campaign.out}, on_failure {campaign.on_failure}"
+    )
+    for step in campaign.steps:
+        status = "done " if step.key in finished else "todo " if finished else ""
+        print(f"  {status}{step.describe()}")
