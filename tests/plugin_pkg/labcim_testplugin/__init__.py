@@ -1,0 +1,81 @@
+"""Plans of a lab's own package, registered under ``labcim.plans`` by its pyproject.toml.
+
+They need no board (campaigns give ``chip: none``), so the campaign machinery is tested
+on its own: ``slow_count`` takes long enough to be interrupted mid-step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+from bluesky import plan_stubs as bps
+from bluesky import preprocessors as bpp
+from bluesky.plans import count
+from ophyd.sim import SynSignal
+
+from drivers.board import LinkError
+
+
+def _detector() -> SynSignal:
+    rng = np.random.default_rng(0)
+    return SynSignal(func=lambda: float(rng.normal()), name="det")
+
+
+def slow_count(
+    board: object,
+    cores: Sequence[int] = (0,),
+    n: int = 5,
+    delay: float = 0.05,
+    mode: Literal["fast", "careful"] = "fast",
+):
+    """Read a simulated detector ``n`` times, ``delay`` s apart; the board is ignored."""
+    args = {"cores": list(cores), "n": n, "delay": delay, "mode": mode}
+    md = {"plan_name": "slow_count", "plan_args": args}
+    return (yield from count([_detector()], num=n, delay=delay, md=md))
+
+
+def program(
+    board: object,
+    weights: npt.NDArray[np.float64],
+    tolerance: float = 0.05,
+    strategy: Literal["tdp", "iterative"] = "tdp",
+):
+    """A stand-in for a programming plan: records its weights, reads once."""
+    md = {
+        "plan_name": "program",
+        "plan_args": {"weights": weights, "tolerance": tolerance, "strategy": strategy},
+        "board": repr(board),
+    }
+    return (yield from count([_detector()], md=md))
+
+
+def failing(board: object, after: int = 1):
+    """A run that fails after ``after`` events."""
+
+    @bpp.run_decorator(md={"plan_name": "failing", "plan_args": {"after": after}})
+    def inner():
+        det = _detector()
+        for _ in range(after):
+            yield from bps.trigger_and_read([det])
+        raise RuntimeError("deliberate failure")
+
+    return (yield from inner())
+
+
+def board_fault(board: object):
+    """A run whose link to the board is lost."""
+
+    @bpp.run_decorator(md={"plan_name": "board_fault", "plan_args": {}})
+    def inner():
+        yield from bps.null()
+        raise LinkError("link lost while receiving: simulated")
+
+    return (yield from inner())
+
+
+def no_run(board: object):
+    """Messages but no run: not usable as a campaign step."""
+    yield from bps.null()
