@@ -1,0 +1,534 @@
+"""Shared machinery of the write-verify strategies: pulse batches, state, the step loop.
+
+A strategy is a pure step function.  ``state = strategy.start(targets)`` checks the
+targets and sets up the per-cell and per-device arrays; each ``strategy.step(state,
+readback)`` takes the conductance map read after the previous pulses and returns the
+next :class:`PulseBatch` (empty once every cell is done).  Nothing here talks to
+hardware, so a bluesky plan, a benchmark and a unit test drive the same code.
+
+Vocabulary.  A *cell* is one polarity of a unit cell (``dpp`` devices whose conductances
+add up); per-cell arrays have the targets' shape ``(2, rows, cols)``, per-device arrays
+``(2, dpp, rows, cols)``, and the flat device index sent to the board is
+``polarity * dpp + d``.  Every device plays one *role*: held fully RESET (``OFF``), held
+fully SET (``FULL``) or tuned iteratively (``TUNE``); a device that does not respond to a
+full pulse is ``dead`` and never pulsed again.
+
+Outcome of a cell (exactly one once it is done):
+
+``converged``
+    Its read-back met the strategy's tolerance at a verify read.
+``saturated``
+    Its devices respond but cannot reach the target (e.g. a TDP cell whose devices'
+    SET conductances add up to less than the target): left at best effort.
+``failed``
+    It did not converge and one of its devices was found dead (a full SET left it below,
+    or a full RESET above, ``dead_fraction * g_max``; or, for ISPP, it did not move
+    during ``patience`` pulses).  A dead device in a cell that converges anyway does
+    not fail the cell.
+``unfinished``
+    Still out of tolerance after ``max_iterations`` pulse batches (or no pulse could
+    help it).
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+LIMIT_KEYS = ("amplitude_unit", "set_max", "reset_max", "form_max", "width_min", "width_max")
+"""Keys of the board's ``identify()["limits"]`` a strategy needs."""
+
+
+class PulseKind(enum.IntEnum):
+    """Programming pulse kinds; the values are the board protocol's wire codes."""
+
+    SET = 0
+    RESET = 1
+    FORM = 2
+
+
+class Role(enum.IntEnum):
+    """What a device is asked to do in its cell (stored as int8)."""
+
+    OFF = 0
+    FULL = 1
+    TUNE = 2
+
+
+class Last(enum.IntEnum):
+    """The pulse a device received in the previous batch (stored as int8)."""
+
+    NONE = 0
+    PARTIAL_SET = 1
+    FULL_SET = 2
+    FULL_RESET = 3
+    PARTIAL_RESET = 4
+
+
+@dataclass(frozen=True)
+class PulseBatch:
+    """One batch of programming pulses, one per listed device, sorted by row.
+
+    Parameters
+    ----------
+    row, col : ndarray of int64
+        Cell coordinates.
+    device : ndarray of int64
+        Device within the cell, ``polarity * dpp + index``.
+    kind : ndarray of int64
+        :class:`PulseKind` wire codes.
+    amplitude : ndarray of float64
+        Pulse amplitude (uA for PCM, V for RRAM: the limits' ``amplitude_unit``).
+    width : ndarray of float64
+        Pulse width (s).
+    """
+
+    row: np.ndarray
+    col: np.ndarray
+    device: np.ndarray
+    kind: np.ndarray
+    amplitude: np.ndarray
+    width: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    @classmethod
+    def empty(cls) -> PulseBatch:
+        """A batch with no pulse: the strategy has finished."""
+        i, f = np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return cls(i, i, i, i, f, f)
+
+    def rows_between(self, start: int, stop: int) -> PulseBatch:
+        """The pulses of rows ``[start, stop)`` (a slice: the batch is sorted by row)."""
+        lo, hi = np.searchsorted(self.row, [start, stop])
+        return PulseBatch(
+            *(getattr(self, k)[lo:hi] for k in ("row", "col", "device", "kind")),
+            self.amplitude[lo:hi],
+            self.width[lo:hi],
+        )
+
+
+@dataclass
+class WriteVerifyState:
+    """Everything a strategy remembers between steps.  Built by ``Strategy.start``.
+
+    Attributes
+    ----------
+    targets : ndarray, (2, rows, cols)
+        Per-polarity targets as given (uS).
+    goal : ndarray, (2, rows, cols)
+        Summed conductance each cell is programmed to (uS); equals ``targets`` except
+        for strategies that add a device floor (ISPP adds ``dpp * g_min``).
+    iteration : int
+        Pulse batches sent so far.
+    done, converged, saturated, failed : ndarray of bool, (2, rows, cols)
+        Per-cell outcome (see the module docstring).
+    done_at : ndarray of int16, (2, rows, cols)
+        Pulse batches the cell had received when it was done (-1 while not done).
+    devices : dict of ndarray, each (2, dpp, rows, cols)
+        Per-device arrays: ``role``, ``goal`` (uS), ``tol`` (uS), ``level`` (estimated
+        SET conductance, uS), ``last``, ``amp``, ``width``, ``g_prev`` (last read, uS),
+        ``dead``, plus the strategy's own.
+    cells : dict of ndarray, each (2, rows, cols)
+        Per-cell arrays of the strategy (e.g. TDP's ``unreachable``).
+    finished : bool
+        No more pulses will be sent.
+    """
+
+    targets: np.ndarray
+    goal: np.ndarray
+    iteration: int = 0
+    finished: bool = False
+    done: np.ndarray = field(init=False)
+    converged: np.ndarray = field(init=False)
+    saturated: np.ndarray = field(init=False)
+    failed: np.ndarray = field(init=False)
+    done_at: np.ndarray = field(init=False)
+    devices: dict[str, np.ndarray] = field(default_factory=dict)
+    cells: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        shape = self.goal.shape
+        for name in ("done", "converged", "saturated", "failed"):
+            setattr(self, name, np.zeros(shape, bool))
+        self.done_at = np.full(shape, -1, np.int16)
+
+    @property
+    def unfinished(self) -> np.ndarray:
+        """Cells done without converging, saturating or failing (out of iterations)."""
+        return self.done & ~(self.converged | self.saturated | self.failed)
+
+    @property
+    def dead(self) -> np.ndarray:
+        """Devices found not to respond, bool (2, dpp, rows, cols)."""
+        return self.devices["dead"]
+
+    def summary(self) -> dict[str, Any]:
+        """Counts of every outcome, the iterations used and the largest ``done_at``."""
+        return {
+            "cells": int(self.goal.size),
+            "converged": int(self.converged.sum()),
+            "saturated": int(self.saturated.sum()),
+            "failed": int(self.failed.sum()),
+            "unfinished": int(self.unfinished.sum()),
+            "dead_devices": int(self.dead.sum()),
+            "iterations": self.iteration,
+            "max_done_at": int(self.done_at.max()),
+        }
+
+
+def check_limits(limits: Mapping[str, Any], unit: str) -> dict[str, Any]:
+    """Return the limits a strategy needs, or raise ValueError naming what is wrong.
+
+    Parameters
+    ----------
+    limits : mapping
+        The board's ``identify()["limits"]`` (extra keys are ignored).
+    unit : str
+        Amplitude unit the strategy works in (``"uA"`` or ``"V"``).
+    """
+    missing = [k for k in LIMIT_KEYS if k not in limits]
+    if missing:
+        raise ValueError(f"limits lack {missing}; needed: {list(LIMIT_KEYS)}")
+    if limits["amplitude_unit"] != unit:
+        raise ValueError(
+            f"limits amplitude_unit = {limits['amplitude_unit']!r}; this strategy needs {unit!r}"
+        )
+    out = {k: limits[k] for k in LIMIT_KEYS}
+    for k in LIMIT_KEYS[1:]:
+        check_positive(k, out[k])
+    if out["width_min"] > out["width_max"]:
+        raise ValueError(f"width_min = {out['width_min']} > width_max = {out['width_max']}")
+    return out
+
+
+def check_positive(name: str, value: Any) -> float:
+    """``value`` as a float if it is a finite number > 0, else ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise ValueError(f"{name} = {value!r} must be a number")
+    if not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} = {value!r} must be finite and > 0")
+    return float(value)
+
+
+class Strategy(ABC):
+    """Base of every write-verify strategy: validation, the step loop, the outcomes.
+
+    Subclasses decide the roles (:meth:`_plan`), the first batch (:meth:`_first_pulses`),
+    what a verify read teaches about each device (:meth:`_observe`), when a cell counts
+    as converged (:meth:`_converged`) and the tuning pulses (:meth:`_tune`).
+
+    Parameters
+    ----------
+    devices_per_polarity : int
+        Devices per polarity of a unit cell (1 or 2).
+    g_max : float
+        Nominal maximum conductance of one device (uS).
+    tolerance : float or None
+        Allowed |read-back - goal| of a cell (uS); None: :attr:`default_tolerance`.
+    max_iterations : int
+        Largest number of pulse batches.
+    limits : dict
+        Checked pulse limits (:func:`check_limits`).
+    """
+
+    name: str
+    unit: str
+    """Amplitude unit the strategy's parameters are in."""
+    dead_fraction: float = 0.1
+    """A full SET leaves a working device above, a full RESET below, this share of g_max."""
+
+    def __init__(
+        self,
+        devices_per_polarity: int,
+        g_max: float,
+        tolerance: float | None,
+        max_iterations: int,
+        limits: dict[str, Any],
+    ) -> None:
+        self.dpp = devices_per_polarity
+        self.g_max = g_max
+        self.tolerance = self.default_tolerance if tolerance is None else tolerance
+        self.max_iterations = max_iterations
+        self.limits = limits
+
+    # -- public step interface ---------------------------------------------------------
+
+    def start(self, targets: np.ndarray) -> WriteVerifyState:
+        """Check ``targets`` (uS, shape (2, rows, cols)) and return a fresh state.
+
+        Raises
+        ------
+        ValueError
+            If the targets are not a finite, non-negative (2, rows, cols) array within
+            what the strategy can represent; nothing has been pulsed yet.
+        """
+        t = np.asarray(targets)
+        if t.ndim != 3 or t.shape[0] != 2 or 0 in t.shape:
+            raise ValueError(f"targets must have shape (2, rows, cols), got {t.shape}")
+        if not (np.issubdtype(t.dtype, np.floating) or np.issubdtype(t.dtype, np.integer)):
+            raise ValueError(f"targets must be numbers, got dtype {t.dtype}")
+        t = t.astype(np.float64)
+        for bad, what in ((~np.isfinite(t), "is not finite"), (t < 0, "is negative")):
+            if bad.any():
+                i = tuple(int(v) for v in np.argwhere(bad)[0])
+                raise ValueError(f"targets[{i}] = {t[i]} {what}")
+        top = self.max_target
+        if t.max() > top * (1 + 1e-9):
+            i = tuple(int(v) for v in np.unravel_index(np.argmax(t), t.shape))
+            raise ValueError(f"targets[{i}] = {t[i]:g} uS exceeds this strategy's {top:g} uS")
+        state = WriteVerifyState(targets=t, goal=self._goal(t))
+        shape = (2, self.dpp, *t.shape[1:])
+        state.devices = {
+            "role": np.zeros(shape, np.int8),
+            "goal": np.zeros(shape, np.float32),
+            "tol": np.full(shape, self.tolerance, np.float32),
+            "level": np.full(shape, self.g_max, np.float32),
+            "last": np.zeros(shape, np.int8),
+            "amp": np.zeros(shape, np.float32),
+            "width": np.zeros(shape, np.float32),
+            "g_prev": np.zeros(shape, np.float32),
+            "dead": np.zeros(shape, bool),
+            **self._extra_device_arrays(shape),
+        }
+        return state
+
+    def step(self, state: WriteVerifyState, readback: np.ndarray) -> PulseBatch:
+        """Decide the next pulses from the conductances read after the previous ones.
+
+        Parameters
+        ----------
+        state : WriteVerifyState
+            From :meth:`start`; updated in place.
+        readback : ndarray, (2 * dpp, rows, cols)
+            Conductance of every device (uS), device-major as the board reads it.
+
+        Returns
+        -------
+        PulseBatch
+            The next pulses; empty when every cell is done (then ``state.finished``).
+        """
+        g = self._check_readback(state, readback)
+        if state.finished:
+            return PulseBatch.empty()
+        if state.iteration > 0:
+            self._observe(state, g)
+        else:
+            first = self._first_pulses(state, g)
+            if first is not None:
+                return self._emit(state, g, first)
+        self._plan(state, g)
+        self._judge(state, g)
+        if state.iteration >= self.max_iterations or state.done.all():
+            return self._finish(state)
+        pulses = self._enforce_roles(state, g)
+        self._tune(state, g, pulses)
+        if not pulses[0].any():
+            return self._finish(state)
+        return self._emit(state, g, pulses)
+
+    # -- hooks ------------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def max_target(self) -> float:
+        """Largest target of one cell this strategy accepts (uS)."""
+
+    @property
+    @abstractmethod
+    def default_tolerance(self) -> float:
+        """Tolerance (uS) used when none is given."""
+
+    @property
+    @abstractmethod
+    def g_cell_max(self) -> float:
+        """Summed conductance of one polarity that full-scale weights should map to (uS);
+        pass it to :func:`labcim.mapping.weights_to_targets`."""
+
+    def _goal(self, targets: np.ndarray) -> np.ndarray:
+        """Summed conductance (uS) each cell is programmed to."""
+        return targets
+
+    def _extra_device_arrays(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+        """Per-device arrays a subclass adds to the state."""
+        return {}
+
+    def _first_pulses(self, state: WriteVerifyState, g: np.ndarray) -> Pulses | None:
+        """Pulses of the first batch sent before any planning, or None to plan at once."""
+        return None
+
+    @abstractmethod
+    def _plan(self, state: WriteVerifyState, g: np.ndarray) -> None:
+        """Set roles, per-device goals and tolerances of the cells not yet done."""
+
+    @abstractmethod
+    def _observe(self, state: WriteVerifyState, g: np.ndarray) -> None:
+        """Learn from the response of each device to the previous batch."""
+
+    @abstractmethod
+    def _converged(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+        """Cells within tolerance; ``fulfils``: per device, it plays its role at this read."""
+
+    def _saturated(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+        """Cells that cannot get closer (devices respond but cannot reach the goal)."""
+        return np.zeros(state.goal.shape, bool)
+
+    def _hopeless(self, state: WriteVerifyState, g: np.ndarray) -> np.ndarray:
+        """Cells with a dead device that cannot converge any more."""
+        return state.dead.any(axis=1)
+
+    @abstractmethod
+    def _tune(self, state: WriteVerifyState, g: np.ndarray, pulses: Pulses) -> None:
+        """Add the pulses of ``TUNE`` devices of undone cells to ``pulses`` (in place)."""
+
+    # -- machinery --------------------------------------------------------------------
+
+    def _check_readback(self, state: WriteVerifyState, readback: np.ndarray) -> np.ndarray:
+        rows, cols = state.goal.shape[1:]
+        g = np.asarray(readback)
+        want = (2 * self.dpp, rows, cols)
+        if g.shape != want:
+            raise ValueError(f"readback must have shape {want} (2*dpp, rows, cols), got {g.shape}")
+        if not np.issubdtype(g.dtype, np.floating) and not np.issubdtype(g.dtype, np.integer):
+            raise ValueError(f"readback must be numbers, got dtype {g.dtype}")
+        if not np.isfinite(g).all():
+            raise ValueError("readback contains NaN or inf")
+        return g.reshape(2, self.dpp, rows, cols).astype(np.float32, copy=False)
+
+    def _full_pulses(self, state: WriteVerifyState, kind: PulseKind) -> Pulses:
+        """A full SET or RESET of every device that is not dead."""
+        pulses = new_pulses(state.dead.shape)
+        self._add_full(pulses, ~state.dead, kind)
+        return pulses
+
+    def _add_full(self, pulses: Pulses, mask: np.ndarray, kind: PulseKind) -> None:
+        """Mark ``mask`` devices for a full SET (set_max, width_max) or full RESET."""
+        full_set = kind == PulseKind.SET
+        amp, width = (
+            (self.limits["set_max"], self.limits["width_max"])
+            if full_set
+            else (self.limits["reset_max"], self.reset_width)
+        )
+        set_pulses(pulses, mask, Last.FULL_SET if full_set else Last.FULL_RESET, amp, width)
+
+    @property
+    def reset_width(self) -> float:
+        """Width (s) of a full RESET pulse."""
+        return self.limits["width_min"]
+
+    def _observe_full(self, state: WriteVerifyState, g: np.ndarray) -> None:
+        """A full SET that leaves a device low, or a full RESET that leaves it high, kills it.
+
+        A full SET also measures the device's SET conductance (``level``).
+        """
+        dev = state.devices
+        dead_g = self.dead_fraction * self.g_max
+        full_set = dev["last"] == Last.FULL_SET
+        dev["dead"] |= (full_set & (g < dead_g)) | ((dev["last"] == Last.FULL_RESET) & (g > dead_g))
+        np.copyto(dev["level"], g, where=full_set & ~dev["dead"])
+
+    def _judge(self, state: WriteVerifyState, g: np.ndarray) -> None:
+        """Settle the outcome of cells that are converged, saturated or hopeless."""
+        dev = state.devices
+        role = dev["role"]
+        dead_g = self.dead_fraction * self.g_max
+        fulfils = np.where(
+            role == Role.OFF,
+            g <= dead_g,
+            np.where(
+                role == Role.FULL, g >= 0.5 * dev["level"], np.abs(dev["goal"] - g) <= dev["tol"]
+            ),
+        )
+        open_ = ~state.done
+        conv = open_ & self._converged(state, g, fulfils)
+        fail = open_ & ~conv & self._hopeless(state, g)
+        sat = open_ & ~conv & ~fail & self._saturated(state, g, fulfils)
+        for outcome, mask in (
+            (state.converged, conv),
+            (state.failed, fail),
+            (state.saturated, sat),
+        ):
+            outcome |= mask
+        newly = conv | fail | sat
+        state.done |= newly
+        state.done_at[newly] = state.iteration
+
+    def _enforce_roles(self, state: WriteVerifyState, g: np.ndarray) -> Pulses:
+        """Full RESET of OFF devices still high, full SET of FULL devices still low."""
+        dev = state.devices
+        live = ~dev["dead"] & ~state.done[:, None]
+        pulses = new_pulses(g.shape)
+        role = dev["role"]
+        self._add_full(
+            pulses,
+            live & (role == Role.OFF) & (g > self.dead_fraction * self.g_max),
+            PulseKind.RESET,
+        )
+        self._add_full(pulses, live & (role == Role.FULL) & (g < 0.5 * dev["level"]), PulseKind.SET)
+        return pulses
+
+    def _emit(self, state: WriteVerifyState, g: np.ndarray, pulses: Pulses) -> PulseBatch:
+        """Record what each device receives and turn the marks into a row-sorted batch."""
+        mask, last, amp, width = pulses
+        dev = state.devices
+        np.copyto(dev["last"], last)
+        np.copyto(dev["amp"], amp)
+        np.copyto(dev["width"], width)
+        np.copyto(dev["g_prev"], g)
+        state.iteration += 1
+        # Row-major order (row, polarity, device, col) so a batch splits by row range.
+        r, p, d, c = np.nonzero(mask.transpose(2, 0, 1, 3))
+        rows, cols = mask.shape[2:]
+        device = p * self.dpp + d
+        flat = (device * rows + r) * cols + c
+        return PulseBatch(
+            row=r,
+            col=c,
+            device=device,
+            kind=_KIND_OF_LAST[last.ravel()[flat]],
+            amplitude=amp.ravel()[flat].astype(np.float64),
+            width=width.ravel()[flat].astype(np.float64),
+        )
+
+    def _finish(self, state: WriteVerifyState) -> PulseBatch:
+        state.done_at[~state.done] = state.iteration
+        state.done[:] = True
+        state.finished = True
+        return PulseBatch.empty()
+
+
+_KIND_OF_LAST = np.array(
+    [PulseKind.SET, PulseKind.SET, PulseKind.SET, PulseKind.RESET, PulseKind.RESET], np.int64
+)
+"""Wire code of the pulse behind each :class:`Last` value (NONE never reaches the wire)."""
+
+Pulses = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+"""Per-device pulse marks being assembled: (mask, last, amplitude, width), device-shaped."""
+
+
+def new_pulses(shape: tuple[int, ...]) -> Pulses:
+    """No device marked yet."""
+    return (
+        np.zeros(shape, bool),
+        np.zeros(shape, np.int8),
+        np.zeros(shape, np.float32),
+        np.zeros(shape, np.float32),
+    )
+
+
+def set_pulses(
+    pulses: Pulses, mask: np.ndarray, last: Last, amp: float | np.ndarray, width: float | np.ndarray
+) -> None:
+    """Mark the devices of ``mask`` for a pulse of type ``last``, ``amp``, ``width`` (s)."""
+    m, kinds, amps, widths = pulses
+    m |= mask
+    kinds[mask] = last
+    np.copyto(amps, amp, where=mask, casting="unsafe")
+    np.copyto(widths, width, where=mask, casting="unsafe")

@@ -1,0 +1,78 @@
+"""TDP: two-device programming of PCM unit cells (IBM HERMES).
+
+Le Gallo et al., Nat. Electron. 6, 680 (2023), Extended Data Fig. 5: SET every device of
+the unit cell and read its SET conductance; keep devices fully SET while their SET
+conductances fit under the target (largest first), fully RESET the rest except one,
+which is programmed iteratively so that the cell's summed conductance meets the target.
+At most one device per polarity is left at an intermediate level, so only it carries
+the post-programming relaxation error, and the wide spread of SET conductances is used
+rather than suffered.  The same rule works for one device per polarity (it is then ODP
+that knows each device's SET conductance).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from labcim.writeverify.base import PulseKind, Pulses, Role, WriteVerifyState
+from labcim.writeverify.partial_set import PartialSetStrategy, stalled
+
+
+class TDP(PartialSetStrategy):
+    """Two-device programming; cells converge when ``|sum(G) - target| <= tolerance``.
+
+    Cells whose devices' SET conductances add up to less than ``target - tolerance``
+    are left with every device fully SET and reported ``saturated``.  A dead device is
+    left alone and counted at its read conductance; its cell fails only if the other
+    devices cannot make up for it.
+    """
+
+    name = "tdp"
+
+    def _first_pulses(self, state: WriteVerifyState, g: np.ndarray) -> Pulses:
+        return self._full_pulses(state, PulseKind.SET)
+
+    def _plan(self, state: WriteVerifyState, g: np.ndarray) -> None:
+        """Greedy split over the live devices by descending measured SET conductance."""
+        dev = state.devices
+        dead, level = dev["dead"], dev["level"]
+        tol = self.tolerance
+        rest = state.goal - np.where(dead, g, 0.0).sum(axis=1)
+        state.cells["infeasible"] = rest < -tol
+        # Rank devices by SET conductance, largest first (ties by index); dead ones last.
+        left = np.where(dead, -np.inf, level)
+        rank = np.zeros(dead.shape, np.int8)
+        for d in range(self.dpp):
+            for e in range(self.dpp):
+                if e != d:
+                    ahead = left[:, e] >= left[:, d] if e < d else left[:, e] > left[:, d]
+                    rank[:, d] += ahead
+        role = np.full(dead.shape, Role.OFF, np.int8)
+        for r in range(self.dpp):
+            this = rank == r
+            s = np.where(this, left, 0.0).sum(axis=1)
+            live = (this & ~dead).any(axis=1)
+            full = live & (rest >= s)
+            tune = live & ~full & (rest > tol)
+            role[this & full[:, None]] = Role.FULL
+            role[this & tune[:, None]] = Role.TUNE
+            rest = np.where(full, rest - s, np.where(tune, 0.0, rest))
+        state.cells["unreachable"] = rest > tol
+        open_ = ~state.done[:, None]
+        np.copyto(dev["role"], role, where=open_)
+        # The tuned device makes up whatever the others read now (wander, floors, dead).
+        others = g.sum(axis=1, keepdims=True) - g
+        np.copyto(dev["goal"], state.goal[:, None] - others, where=open_)
+
+    def _converged(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+        # Dead devices count at whatever they read; the others make up for them.
+        ok = (fulfils | state.dead).all(axis=1)
+        return ok & (np.abs(g.sum(axis=1) - state.goal) <= self.tolerance)
+
+    def _saturated(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+        unreachable = state.cells["unreachable"] & (fulfils | state.dead).all(axis=1)
+        return unreachable | stalled(state).any(axis=1)
+
+    def _hopeless(self, state: WriteVerifyState, g: np.ndarray) -> np.ndarray:
+        cells = state.cells
+        return state.dead.any(axis=1) & (cells["infeasible"] | cells["unreachable"])
