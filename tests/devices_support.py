@@ -58,7 +58,7 @@ def check_compliance(device: Device) -> None:
     assert set(device.hints.get("fields", [])) <= set(read)
     for field in device.hints.get("fields", []):
         assert desc[field]["dtype"] in ("number", "integer"), field  # BEC can plot it
-    names = [sig.name for _, sig in device.walk_signals()]
+    names = [walk.item.name for walk in device.walk_signals()]
     assert len(names) == len(set(names))
     assert all(name.startswith(device.name + "_") for name in names)
     # event-model validates the data keys (dtype, shape, dtype_numpy) of a descriptor.

@@ -76,7 +76,7 @@ class ConductanceMap(Device):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         chip = self.root.chip_info
-        self.map.shape = (2 * chip["devices_per_polarity"], chip["rows"], chip["cols"])
+        self.map.declare((2 * chip["devices_per_polarity"], chip["rows"], chip["cols"]))
 
     def measure(self) -> None:
         """Read the map over the link (blocking) and update the signals."""
@@ -131,9 +131,12 @@ class MVMReadout(Device):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.inputs.subscribe(self._declare_shapes, run=False)
+        self._declare_shapes(self.inputs.get())
 
     def _declare_shapes(self, value: np.ndarray, **kwargs: Any) -> None:
-        self.codes.shape = self.outputs.shape = (len(value), self.root.chip_info["cols"])
+        shape = (len(value), self.root.chip_info["cols"])
+        self.codes.declare(shape)
+        self.outputs.declare(shape)
 
     @property
     def ready(self) -> bool:

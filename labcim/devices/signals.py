@@ -107,6 +107,8 @@ class UnitSignal(Signal):
 
     def describe(self) -> dict[str, dict[str, Any]]:
         desc = super().describe()
+        if isinstance(self.get(), bool):  # ophyd would call it an integer
+            desc[self.name]["dtype"] = "boolean"
         if self.units:
             desc[self.name]["units"] = self.units
         return desc
@@ -123,9 +125,10 @@ class Readback(InternalSignal, UnitSignal):
 class ArrayReadback(Readback):
     """An array readback whose ``describe()`` states its dtype and shape.
 
-    The shape is that of the next reading (set by the owning device whenever it
-    changes), so a descriptor written before the first trigger is already right.
-    Until the first reading the value is an empty array of the declared dtype.
+    The owning device declares the shape of the next reading (:meth:`declare`) whenever
+    it changes, so a descriptor written before a trigger is already right.  Until that
+    reading the value is a placeholder of that shape: NaN for floats, 0 for integers (a
+    read-only broadcast view, which costs no memory).
 
     Parameters
     ----------
@@ -135,8 +138,17 @@ class ArrayReadback(Readback):
 
     def __init__(self, *, dtype: str, **kwargs: Any) -> None:
         self.dtype = np.dtype(dtype)
-        self.shape: tuple[int, ...] = ()
-        super().__init__(value=np.empty(0, self.dtype), **kwargs)
+        self.shape: tuple[int, ...] = (0,)
+        super().__init__(value=self._placeholder(), **kwargs)
+
+    def _placeholder(self) -> np.ndarray:
+        fill = np.nan if self.dtype.kind == "f" else 0
+        return np.broadcast_to(np.array(fill, self.dtype), self.shape)
+
+    def declare(self, shape: tuple[int, ...]) -> None:
+        """Set the shape of the next reading; the current value becomes a placeholder."""
+        self.shape = tuple(shape)
+        self.update(self._placeholder())
 
     def describe(self) -> dict[str, dict[str, Any]]:
         key = {

@@ -91,7 +91,8 @@ class SMUSweep(Device):
         self.points.subscribe(self._declare_shapes, run=False)
 
     def _declare_shapes(self, value: np.ndarray, **kwargs: Any) -> None:
-        self.voltage.shape = self.current.shape = (len(value),)
+        self.voltage.declare((len(value),))
+        self.current.declare((len(value),))
 
     def trigger(self) -> DriverStatus:
         points = self.points.get()
