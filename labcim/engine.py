@@ -6,8 +6,9 @@ what ``labcim run`` and the campaign runner share.
 
 from __future__ import annotations
 
+import contextlib
 import sys
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,17 @@ def connect_chip(url: str, **options: Any) -> Any:
     from labcim.connect import connect
 
     return connect(url, **options)
+
+
+@contextlib.contextmanager
+def connected(connect: Callable[..., Any], url: str, **options: Any) -> Iterator[Any]:
+    """``connect(url, **options)``, the board closed (if any) when the block ends."""
+    board = connect(url, **options)
+    try:
+        yield board
+    finally:
+        if board is not None:
+            board.close()
 
 
 def session(

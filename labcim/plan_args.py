@@ -133,8 +133,9 @@ class PlanSignature:
             Naming every unknown, missing or ill-typed argument.
         """
         errors = [where + message for message in self.unknown(arguments)]
+        field = where.rstrip(". ") or "arguments"
         errors += [
-            f"{where.rstrip('.') or 'arguments'}: missing required argument {name!r} of {self.name}"
+            f"{field}: missing required argument {name!r} of {self.name}"
             for name in self.missing(arguments)
         ]
         converted = {}

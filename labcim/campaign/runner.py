@@ -19,7 +19,7 @@ from tqdm import tqdm
 from drivers.board import BoardError
 from drivers.smu import SMUError
 from labcim.campaign.schema import Campaign, CampaignError, Step
-from labcim.engine import PlanAbortedError, connect_chip, run_engine, run_plan
+from labcim.engine import PlanAbortedError, connect_chip, connected, run_engine, run_plan
 from labcim.hdf5 import open_runs
 from labcim.hdf5.reader import Run
 
@@ -115,7 +115,7 @@ def run_campaign(
     connect : callable
         ``connect(chip, **chip_options)`` returning the board given to every plan
         (default `labcim.connect`; ``"none"`` gives ``None``).  Only called if a step
-        is left to run.
+        is left to run; the board is closed at the end.
     progress : bool
         A progress bar over the steps, and bluesky's for waits within a step.
     on_pause : callable, optional
@@ -153,11 +153,13 @@ def run_campaign(
         tqdm.write(f"resuming campaign {campaign.id}: {done}")
     if not todo:
         return result
-    board = connect(campaign.chip, **campaign.chip_options)
     RE = run_engine(campaign.out, progress=progress)
-    with tqdm(
-        total=len(campaign.steps), initial=len(finished), unit="step", disable=not progress
-    ) as bar:
+    with (
+        connected(connect, campaign.chip, **campaign.chip_options) as board,
+        tqdm(
+            total=len(campaign.steps), initial=len(finished), unit="step", disable=not progress
+        ) as bar,
+    ):
         for step in todo:
             bar.set_description(step.key)
             outcome, stop = _run_step(RE, campaign, step, board, on_pause)

@@ -43,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Check the arguments, connect, run the plan; return the exit status."""
     from labcim.cli.pause import pause_handler
-    from labcim.engine import PlanAbortedError, connect_chip, run_engine, run_plan
+    from labcim.engine import PlanAbortedError, connect_chip, connected, run_engine, run_plan
     from labcim.plan_args import ArgumentError, PlanSignature
     from labcim.registry import UnknownPlanError, get_plan
 
@@ -61,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     RE = run_engine(args.out, progress=not args.quiet)
     try:
-        uids = run_plan(RE, plan(connect_chip(args.chip), **arguments), md, pause_handler())
+        with connected(connect_chip, args.chip) as board:
+            uids = run_plan(RE, plan(board, **arguments), md, pause_handler())
     except PlanAbortedError as exc:
         print(f"labcim run: {exc}", file=sys.stderr)
         return 130
