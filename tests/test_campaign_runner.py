@@ -102,14 +102,21 @@ def test_the_board_comes_from_the_injected_connect(tmp_path, plugin):
     path = campaign_file(tmp_path, steps, extra="chip_options: {timeout: 2}\n")
     calls = []
 
+    class Board:
+        def close(self):
+            calls.append("closed")
+
+        def __repr__(self):
+            return "BOARD"
+
     def connect(url, **options):
         calls.append((url, options))
-        return "BOARD"
+        return Board()
 
     run_campaign(load_campaign(path), connect=connect, progress=False)
-    assert calls == [("none", {"timeout": 2})]
+    assert calls == [("none", {"timeout": 2}), "closed"]
     run = open_runs(tmp_path / "results")[0]
-    assert run.metadata["board"] == "'BOARD'"
+    assert run.metadata["board"] == "BOARD"
     assert run.plan_args["weights"].tolist() == [[1.0, 2.0]]
     calls.clear()
     run_campaign(load_campaign(path), resume=True, connect=connect, progress=False)

@@ -1,7 +1,8 @@
 """Plans of a lab's own package, registered under ``labcim.plans`` by its pyproject.toml.
 
-They need no board (campaigns give ``chip: none``), so the campaign machinery is tested
-on its own: ``slow_count`` takes long enough to be interrupted mid-step.
+Most need no board (campaigns give ``chip: none``), so the campaign machinery is tested
+on its own: ``slow_count`` takes long enough to be interrupted mid-step.  ``read_cores``
+and ``set_adc_bits`` use a real ``ChipTestBoard`` (``sim://`` URLs).
 """
 
 from __future__ import annotations
@@ -79,3 +80,19 @@ def board_fault(board: object):
 def no_run(board: object):
     """Messages but no run: not usable as a campaign step."""
     yield from bps.null()
+
+
+def read_cores(board: object, cores: Sequence[int] = (0,)):
+    """Read the conductance maps of ``cores`` once."""
+    md = {"plan_name": "read_cores", "plan_args": {"cores": list(cores)}}
+    return (yield from count([board.core(i) for i in cores], md=md))
+
+
+def set_adc_bits(board: object, core: int = 0, bits: int = 8):
+    """Set a core's ADC resolution in a run; the board refuses values outside its limits."""
+
+    @bpp.run_decorator(md={"plan_name": "set_adc_bits", "plan_args": {"core": core, "bits": bits}})
+    def inner():
+        yield from bps.mv(board.core(core).adc_bits, bits)
+
+    return (yield from inner())
