@@ -53,9 +53,20 @@ MAX_FRAME = HEADER.size + MAX_PAYLOAD + CRC.size
 MAX_WIRE_FRAME = MAX_FRAME + MAX_FRAME // 254 + 2
 """Largest COBS-encoded frame including its delimiter (bytes)."""
 
-PULSE_KIND_LIMIT: tuple[str, ...] = ("set_max", "reset_max", "form_max")
-"""Identify limit bounding the amplitude of each pulse kind, indexed by its wire code
-(0 SET, 1 RESET, 2 FORM)."""
+
+class PulseKind(enum.IntEnum):
+    """Kinds of programming pulse; the values are the wire codes."""
+
+    SET = 0
+    """Increase conductance (PCM: crystallize; RRAM: grow the filament)."""
+    RESET = 1
+    """Decrease conductance (PCM: melt-quench; RRAM: rupture the filament)."""
+    FORM = 2
+    """One-time forming of a fresh RRAM device (PCM devices ignore it)."""
+
+
+PULSE_KIND_LIMIT: tuple[str, ...] = tuple(f"{k.name.lower()}_max" for k in PulseKind)
+"""Identify limit bounding the amplitude of each pulse kind, indexed by its wire code."""
 
 
 def pulse_limit_violation(

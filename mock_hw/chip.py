@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from drivers.protocol import pulse_limit_violation
 from mock_hw.core import MVM_TIME, CoreConfig, Crossbar, Periphery, new_periphery_state
 from mock_hw.devices import DeviceModel, PulseKind, PulseLimits
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
@@ -257,7 +258,8 @@ class Chip:
         _check_range("col", col, self.spec.cols)
         _check_range("device", device, 2 * dpp)
         _check_kind(kind)
-        check_pulse_limits(self.limits, kind, amplitude, width)
+        if message := pulse_limit_violation(self.limits.to_dict(), kind, amplitude, width):
+            raise SafetyLimitError(message)
         flat = (device * self.spec.rows + row) * self.spec.cols + col
         if len(np.unique(flat)) != n:
             raise InvalidRequestError("a device appears more than once in one pulse batch")
@@ -384,44 +386,6 @@ class Chip:
 
 _CHIP_FIELDS = ("asym", "col_gain", "col_offset", "pulse_counts")
 """State arrays owned by the chip rather than the device model."""
-
-
-def check_pulse_limits(
-    limits: PulseLimits, kind: np.ndarray, amplitude: np.ndarray, width: np.ndarray
-) -> None:
-    """Raise SafetyLimitError naming the first pulse outside ``limits``.
-
-    Parameters
-    ----------
-    limits : PulseLimits
-        The chip's safe operating limits.
-    kind : array of int
-        Pulse kinds.
-    amplitude : array of float
-        Amplitudes (limits.amplitude_unit).
-    width : array of float
-        Widths (s).
-    """
-    unit = limits.amplitude_unit
-    if np.any(amplitude < 0):
-        i = int(np.argmax(amplitude < 0))
-        raise SafetyLimitError(f"amplitude[{i}] = {amplitude[i]:g} {unit} is negative")
-    for k in PulseKind:
-        top = limits.amplitude_max(k)
-        bad = (kind == k) & (amplitude > top)
-        if bad.any():
-            i = int(np.argmax(bad))
-            raise SafetyLimitError(
-                f"amplitude[{i}] = {amplitude[i]:g} {unit} exceeds the {k.name} limit "
-                f"{k.name.lower()}_max = {top:g} {unit}"
-            )
-    bad = (width < limits.width_min) | (width > limits.width_max)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise SafetyLimitError(
-            f"width[{i}] = {width[i]:g} s is outside [width_min, width_max] = "
-            f"[{limits.width_min:g}, {limits.width_max:g}] s"
-        )
 
 
 def _check_spec(spec: ChipSpec) -> None:

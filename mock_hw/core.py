@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from mock_hw.devices import DeviceModel, DeviceState
-from mock_hw.errors import InvalidRequestError
+from mock_hw.errors import InvalidRequestError, SafetyLimitError
 from mock_hw.periphery import adc_full_scale, dac_levels, ir_drop_weights, quantize_adc
 from mock_hw.slow_noise import standard_normal
 
@@ -101,9 +101,11 @@ class CoreConfig:
 
     def _validate(self, read_voltage_max: float) -> None:
         v = self.read_voltage
-        if not isinstance(v, (int, float)) or not (0 < v <= read_voltage_max):
-            raise InvalidRequestError(
-                f"read_voltage = {v!r} V is outside (0, {read_voltage_max}] V"
+        if not isinstance(v, (int, float)) or not v > 0:
+            raise InvalidRequestError(f"read_voltage = {v!r} V must be a number > 0")
+        if not v <= read_voltage_max:
+            raise SafetyLimitError(
+                f"read_voltage = {v:g} V exceeds read_voltage_max = {read_voltage_max:g} V"
             )
         for name in ("dac_bits", "adc_bits"):
             bits = getattr(self, name)

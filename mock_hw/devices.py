@@ -12,13 +12,13 @@ programming current), pulse width in s.
 
 from __future__ import annotations
 
-import enum
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from drivers.protocol import PulseKind
 from mock_hw.slow_noise import standard_normal
 
 DeviceState = dict[str, np.ndarray]
@@ -26,17 +26,6 @@ DeviceState = dict[str, np.ndarray]
 
 Index = tuple[np.ndarray, ...]
 """A tuple of integer index arrays into the state arrays (numpy advanced indexing)."""
-
-
-class PulseKind(enum.IntEnum):
-    """Kinds of programming pulse.  The integer values are the wire encoding."""
-
-    SET = 0
-    """Increase conductance (PCM: crystallize; RRAM: grow the filament)."""
-    RESET = 1
-    """Decrease conductance (PCM: melt-quench; RRAM: rupture the filament)."""
-    FORM = 2
-    """One-time forming of a fresh RRAM device (PCM devices ignore it)."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +54,7 @@ class PulseLimits:
 
     def amplitude_max(self, kind: PulseKind) -> float:
         """Largest allowed amplitude for ``kind`` (amplitude_unit)."""
-        return {
-            PulseKind.SET: self.set_max,
-            PulseKind.RESET: self.reset_max,
-            PulseKind.FORM: self.form_max,
-        }[PulseKind(kind)]
+        return getattr(self, f"{PulseKind(kind).name.lower()}_max")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the limits."""

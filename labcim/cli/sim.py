@@ -6,7 +6,7 @@ import argparse
 import importlib
 
 # Modules of this package providing ``register(subparsers)`` for one simulated instrument.
-SIM_COMMANDS = ("sim_smu",)
+SIM_COMMANDS = ("sim_serve", "sim_smu")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
