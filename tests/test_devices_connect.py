@@ -1,0 +1,70 @@
+"""labcim.connect URL forms: sim presets with typed options, saved chips, pyserial URLs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from drivers.board import LinkError
+from labcim.connect import connect
+from mock_hw.board_server import BoardHandler, PtyBoardServer
+from mock_hw.chip import Chip
+
+
+def test_sim_preset_with_options():
+    board = connect("sim://rram-small?cores=2&rows=16&cols=8&seed=7", name="chipA")
+    assert [c.name for c in board.cores] == ["chipA_core0", "chipA_core1"]
+    assert (board.rows.get(), board.cols.get(), board.devices_per_polarity.get()) == (16, 8, 1)
+    assert board.sim_chip.spec.seed == 7
+    assert board.simulated.get() is True
+    board.close()
+
+
+@pytest.mark.parametrize(
+    ("url", "match"),
+    [
+        ("sim://pcm-small?core=2", r"unknown option 'core'; allowed: \['cols', 'cores'"),
+        ("sim://pcm-small?cores=two", "cores='two' is not of type int"),
+        ("sim://pcm-small?cores=1&cores=2", "given twice"),
+        ("sim://pcm-small?cores", "malformed query"),
+        ("sim://pcm-tiny", "neither a chip preset"),
+        ("sim://./missing.npz?seed=1", "takes no query options"),
+    ],
+)
+def test_bad_sim_urls_name_the_problem(url, match):
+    with pytest.raises(ValueError, match=match):
+        connect(url)
+
+
+def test_unknown_connect_option():
+    with pytest.raises(ValueError, match=r"unknown option\(s\) \['retry'\]"):
+        connect("sim://pcm-small?cores=1", retry=3)
+
+
+def test_saved_chip_absolute_and_relative(tmp_path, monkeypatch):
+    board = connect("sim://pcm-small?cores=1&seed=2")
+    x = np.eye(64, dtype=int)[:4] * 100
+    board.fpga.advance_clock.set(10.0).wait(5)
+    board.sim_chip.save(tmp_path / "chip.npz")
+    board.close()
+    monkeypatch.chdir(tmp_path)
+    for url in (f"sim://{tmp_path}/chip.npz", "sim://./chip.npz"):
+        again = connect(url)
+        assert again.fpga.clock.get() >= 10.0 and again.chip.get() == "pcm-small"
+        again.core0.mvm.inputs.set(x).wait()
+        again.core0.mvm.trigger().wait(5)
+        again.close()
+
+
+def test_pyserial_url_through_a_pty():
+    chip = Chip.from_preset("pcm-small", cores=1, seed=1)
+    with PtyBoardServer(BoardHandler(chip)).start() as server:
+        board = connect(server.url, timeout=1.0)
+        board.core0.conductance.trigger().wait(10)
+        assert board.core0.conductance.map.get().shape == (4, 64, 64)
+        board.close()
+
+
+def test_unreachable_board():
+    with pytest.raises(LinkError):
+        connect("socket://127.0.0.1:1", timeout=0.1, retries=0)
