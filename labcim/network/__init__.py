@@ -1,0 +1,1 @@
+"""Neural networks on the chip: model, loaders, placement, execution, drift, hybrid, tuning."""
