@@ -1,0 +1,462 @@
+"""Running a model with its weight layers on crossbar cores and the rest on the host.
+
+Per weight layer (dense, or conv2d as an im2col matrix), for a batch of input rows ``a``:
+
+1. Quantize: DAC codes ``rint(clip(a / s_in, -1, 1) * L)``, ``s_in`` the layer's input
+   scale (the input value of a full-scale code), ``L`` the largest code.
+2. Analog MVMs: every tile gets its slice of the codes (zero-padded to the core's rows),
+   one batched backend call per tile (chunked to ``max_batch`` vectors).
+3. Codes to weight units: the board returns ADC codes ``c``; the output current is
+   ``I = c * lsb`` (uA) and ``I = V_read (x / L) @ G`` with ``G`` in uS, so the partial
+   product in weight units is ``c * lsb / V_read * s_in * s_w / g_cell_max`` (``s_w``: the
+   weight magnitude mapped to ``g_cell_max``, :func:`labcim.mapping.weight_scale`).
+4. Drift factors per tile (:mod:`labcim.network.drift`), digital accumulation of the
+   partial sums of row tiles, then the per-column affine correction ``gain * y + offset``
+   fitted on a calibration read against the software product.
+5. Digital part: the weights kept on the host (:mod:`labcim.network.hybrid`) at full
+   precision, ``a @ W_digital``, plus the bias; then the layer's non-weight successors
+   (activations, pooling, residual adds) run in float64 on the host.
+
+The engine talks to hardware only through a :class:`Backend`, so the same code drives
+the simulator called directly and a board reached through devices.  The per-step pure
+functions (:func:`quantize_inputs`, :func:`codes_to_weight_units`, :func:`fit_affine`)
+are public so a bluesky plan can interleave them with its own messages.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from labcim.mapping import Tile, weight_scale, weights_to_targets
+from labcim.network.drift import drift_factors
+from labcim.network.layers import WeightLayer
+from labcim.network.model import Model
+from labcim.network.placement import Placement, place
+
+ADC_GAIN_RANGE = (1 / 64, 64.0)
+"""Range of a core's ``adc_gain`` setting (the board's configuration limits)."""
+
+ADC_HEADROOM = 1.0
+"""Full scale chosen by auto-ranging, as a multiple of the largest calibration output."""
+
+
+class Backend(Protocol):
+    """What the engine needs from a chip (simulated or real).
+
+    Attributes
+    ----------
+    rows, cols : int
+        Crossbar size of one core.
+    n_cores : int
+        Number of cores.
+    g_cell_max : float
+        Largest conductance of one polarity of a cell (uS): the conductance a weight of
+        magnitude ``weight_scale`` is programmed to.
+    """
+
+    rows: int
+    cols: int
+    n_cores: int
+    g_cell_max: float
+
+    def mvm(self, core: int, codes: np.ndarray) -> np.ndarray:
+        """ADC codes (int, (batch, cols)) of a batch of DAC codes (int, (batch, rows))."""
+        ...
+
+    def adc_lsb(self, core: int) -> float:
+        """Output current of one ADC code (uA) at the core's configuration."""
+        ...
+
+    def config(self, core: int) -> Mapping[str, Any]:
+        """The core's configuration: at least read_voltage (V), dac_bits, adc_bits, adc_gain."""
+        ...
+
+    def configure(self, core: int, **changes: Any) -> None:
+        """Change configuration fields of ``core`` (here: adc_gain)."""
+        ...
+
+
+def signed_levels(bits: int) -> int:
+    """Largest code of a signed converter of ``bits`` bits (sign included)."""
+    return (1 << (bits - 1)) - 1
+
+
+def quantize_inputs(a: np.ndarray, input_scale: float, dac_bits: int) -> np.ndarray:
+    """DAC codes (int32) of input rows ``a``: ``a / input_scale`` clipped to [-1, 1], rounded.
+
+    Parameters
+    ----------
+    a : ndarray, shape (n, inputs)
+        Layer inputs (any units).
+    input_scale : float
+        Input value mapped to the largest code (same units as ``a``).
+    dac_bits : int
+        DAC resolution including sign.
+    """
+    top = signed_levels(dac_bits)
+    return np.rint(np.clip(a / input_scale, -1.0, 1.0) * top).astype(np.int32)
+
+
+def codes_to_weight_units(
+    codes: np.ndarray,
+    lsb: float,
+    read_voltage: float,
+    input_scale: float,
+    w_scale: float,
+    g_cell_max: float,
+) -> np.ndarray:
+    """Convert ADC codes to the matrix product in the units of inputs x weights.
+
+    Parameters
+    ----------
+    codes : ndarray of int
+        ADC codes.
+    lsb : float
+        Current of one code (uA).
+    read_voltage : float
+        Read voltage of a full-scale input (V).
+    input_scale : float
+        Input value of a full-scale DAC code.
+    w_scale : float
+        Weight magnitude programmed to ``g_cell_max``.
+    g_cell_max : float
+        Largest conductance of one polarity of a cell (uS).
+    """
+    return codes * (lsb / read_voltage * input_scale * w_scale / g_cell_max)
+
+
+def fit_affine(measured: np.ndarray, ideal: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column least-squares ``ideal ~ gain * measured + offset``.
+
+    Columns whose measured values barely vary (e.g. all weights kept digital) get gain 1
+    and only an offset.
+
+    Returns
+    -------
+    gain, offset : ndarray, shape (cols,)
+    """
+    m_mean, i_mean = measured.mean(axis=0), ideal.mean(axis=0)
+    dm = measured - m_mean
+    var = np.square(dm).mean(axis=0)
+    cov = (dm * (ideal - i_mean)).mean(axis=0)
+    flat = var <= 1e-12 * max(float(var.max()), 1e-300)
+    gain = np.where(flat, 1.0, cov / np.where(flat, 1.0, var))
+    return gain, i_mean - gain * m_mean
+
+
+@dataclass
+class AnalogLayer:
+    """Everything the engine keeps about one weight layer on the chip.
+
+    Parameters
+    ----------
+    index : int
+        Layer index in the model.
+    tiles : list of Tile
+        Its blocks on cores.
+    analog : ndarray, shape (inputs, outputs)
+        The part of the matrix programmed into the crossbars.
+    digital : ndarray, shape (inputs, outputs)
+        The part computed on the host (zeros where analog).
+    w_scale : float
+        Weight magnitude programmed to ``g_cell_max``.
+    input_scale : float
+        Input value of a full-scale DAC code (set by calibration or tuning).
+    adc_gain : dict of int to float
+        ADC gain of each tile's core.
+    gain, offset : ndarray, shape (outputs,)
+        Per-column affine correction from the calibration read.
+    drift : dict of int to ndarray
+        Per-core drift factors (ones until compensation).
+    ref_rows : ndarray, optional
+        The fixed input rows of the drift reference.
+    reference : dict of int to ndarray
+        Per-core outputs of ``ref_rows`` read right after calibration.
+    """
+
+    index: int
+    tiles: list[Tile]
+    analog: np.ndarray
+    digital: np.ndarray
+    w_scale: float
+    input_scale: float = 1.0
+    adc_gain: dict[int, float] = field(default_factory=dict)
+    gain: np.ndarray | None = None
+    offset: np.ndarray | None = None
+    drift: dict[int, np.ndarray] = field(default_factory=dict)
+    ref_rows: np.ndarray | None = None
+    reference: dict[int, np.ndarray] = field(default_factory=dict)
+
+
+class Deployment:
+    """A model placed on a chip: conductance targets, calibration, drift state, execution.
+
+    Parameters
+    ----------
+    model : Model
+        The network.
+    placement : Placement
+        Where each weight layer's tiles live (:func:`labcim.network.placement.place`).
+    g_cell_max : float
+        Largest conductance of one polarity of a cell (uS).
+    digital_masks : dict of int to ndarray of bool, optional
+        Per layer index, the weights computed on the host instead of in analog
+        (:func:`labcim.network.hybrid.select_digital`).
+    scaling : str
+        Weight scaling of :func:`labcim.mapping.weight_scale` (``"max"`` or ``"percentile"``).
+        The default clips the largest 0.5 % of |W| (NeuRRAM clips at the 95th
+        percentile): the rest gets more conductance range, which on the digits MLP keeps
+        the accuracy closer to software than ``"max"`` (docs/inference.md).
+    percentile : float
+        Percentile for ``scaling="percentile"``.
+    max_batch : int
+        Largest number of input vectors per backend call.
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        placement: Placement,
+        g_cell_max: float,
+        *,
+        digital_masks: Mapping[int, np.ndarray] | None = None,
+        scaling: str = "percentile",
+        percentile: float = 99.5,
+        max_batch: int = 8192,
+    ) -> None:
+        self.model = model
+        self.placement = placement
+        self.g_cell_max = float(g_cell_max)
+        self.max_batch = int(max_batch)
+        self.drift_mode = "none"
+        masks = dict(digital_masks or {})
+        self.layers: dict[int, AnalogLayer] = {}
+        for i, layer in model.weight_layers():
+            mask = masks.get(i, np.zeros(layer.matrix.shape, bool))
+            if mask.shape != layer.matrix.shape:
+                raise ValueError(f"layer {i}: digital mask {mask.shape} != {layer.matrix.shape}")
+            analog = np.where(mask, 0.0, layer.matrix)
+            self.layers[i] = AnalogLayer(
+                i,
+                placement.layer(i).tiles,
+                analog,
+                layer.matrix - analog,
+                weight_scale(analog, scaling, percentile),
+            )
+
+    # -- programming ------------------------------------------------------------------
+
+    def targets(self) -> dict[int, np.ndarray]:
+        """Differential conductance targets (uS) per core, shape (2, tile rows, tile cols)."""
+        return {
+            t.core: weights_to_targets(
+                al.analog[t.row0 : t.row1, t.col0 : t.col1], self.g_cell_max, al.w_scale
+            )
+            for al in self.layers.values()
+            for t in al.tiles
+        }
+
+    # -- analog execution -------------------------------------------------------------
+
+    def tile_outputs(
+        self, backend: Backend, index: int, a: np.ndarray, input_scale: float | None = None
+    ) -> dict[int, np.ndarray]:
+        """Raw analog partial products of every tile of layer ``index`` (weight units).
+
+        Parameters
+        ----------
+        backend : Backend
+            The chip.
+        index : int
+            Weight layer index.
+        a : ndarray, shape (n, inputs)
+            Input rows.
+        input_scale : float, optional
+            Override of the layer's input scale (used by tuning).
+
+        Returns
+        -------
+        dict of int to ndarray
+            Per core, shape (n, tile cols): no drift factor, no affine correction.
+        """
+        al = self.layers[index]
+        s_in = al.input_scale if input_scale is None else input_scale
+        out = {}
+        for t in al.tiles:
+            cfg = backend.config(t.core)
+            codes = quantize_inputs(a[:, t.row0 : t.row1], s_in, int(cfg["dac_bits"]))
+            padded = np.zeros((len(a), backend.rows), np.int32)
+            padded[:, : t.shape[0]] = codes
+            adc = np.concatenate(
+                [
+                    backend.mvm(t.core, padded[k : k + self.max_batch])
+                    for k in range(0, len(a), self.max_batch)
+                ]
+            )[:, : t.shape[1]]
+            out[t.core] = codes_to_weight_units(
+                adc,
+                backend.adc_lsb(t.core),
+                float(cfg["read_voltage"]),
+                s_in,
+                al.w_scale,
+                self.g_cell_max,
+            )
+        return out
+
+    def accumulate(self, index: int, parts: Mapping[int, np.ndarray]) -> np.ndarray:
+        """Sum the tiles' partial products (times their drift factors) into layer columns."""
+        al = self.layers[index]
+        n = len(next(iter(parts.values())))
+        y = np.zeros((n, al.analog.shape[1]))
+        for t in al.tiles:
+            y[:, t.col0 : t.col1] += parts[t.core] * al.drift.get(t.core, 1.0)
+        return y
+
+    def analog_product(self, backend: Backend, index: int, a: np.ndarray) -> np.ndarray:
+        """``a @ analog`` of layer ``index`` measured on the chip and corrected (weight units)."""
+        al = self.layers[index]
+        y = self.accumulate(index, self.tile_outputs(backend, index, a))
+        return y if al.gain is None else y * al.gain + al.offset
+
+    def layer_forward(self, backend: Backend, index: int, layer: WeightLayer, x: np.ndarray):
+        """Output of weight layer ``index`` for a batch ``x``: analog + digital part + bias."""
+        a = layer.rows(x)
+        y = self.analog_product(backend, index, a) + a @ self.layers[index].digital + layer.bias
+        return layer.unrows(y, x.shape[1:])
+
+    def predict(self, backend: Backend, X: np.ndarray) -> np.ndarray:
+        """Model output for inputs ``X`` with every weight layer on the chip."""
+        X = self.model.check_input(X)
+        return self.model.run(X, lambda i, la, x: self.layer_forward(backend, i, la, x))[-1]
+
+    # -- calibration ------------------------------------------------------------------
+
+    def layer_rows(self, X: np.ndarray) -> dict[int, np.ndarray]:
+        """Software input rows of every weight layer for model inputs ``X``."""
+        outs = self.model.forward(X, keep=True)
+        return {
+            i: la.rows(self.model.check_input(X) if i == 0 else outs[i - 1])
+            for i, la in self.model.weight_layers()
+        }
+
+    def auto_range(self, backend: Backend, index: int, a: np.ndarray) -> None:
+        """Set the input scale to max |a| and each tile's ADC gain to fit its largest output.
+
+        The ADC full scale of a tile is made ``ADC_HEADROOM`` times the largest partial
+        product the software predicts for the rows ``a``.
+        """
+        al = self.layers[index]
+        al.input_scale = float(np.abs(a).max()) or 1.0
+        gains = {}
+        for t in al.tiles:
+            cfg = backend.config(t.core)
+            x = np.clip(a[:, t.row0 : t.row1] / al.input_scale, -1, 1)
+            cells = np.abs(x @ al.analog[t.row0 : t.row1, t.col0 : t.col1]).max() / al.w_scale
+            peak = float(cfg["read_voltage"]) * self.g_cell_max * max(cells, 1e-3)  # uA
+            full = backend.adc_lsb(t.core) * signed_levels(int(cfg["adc_bits"]))
+            gains[t.core] = float(cfg["adc_gain"]) * full / (ADC_HEADROOM * peak)
+        self.set_gains(backend, index, gains)
+
+    def set_gains(self, backend: Backend, index: int, gains: Mapping[int, float]) -> None:
+        """Configure cores of layer ``index`` with ADC ``gains`` (clipped to the range)."""
+        al = self.layers[index]
+        for core, g in gains.items():
+            al.adc_gain[core] = float(np.clip(g, *ADC_GAIN_RANGE))
+            backend.configure(core, adc_gain=al.adc_gain[core])
+
+    def calibrate_layer(
+        self, backend: Backend, index: int, a: np.ndarray, n_ref: int = 256
+    ) -> None:
+        """Fit the layer's per-column affine correction and store its drift reference.
+
+        Parameters
+        ----------
+        backend : Backend
+            The chip, right after programming.
+        index : int
+            Weight layer index.
+        a : ndarray, shape (n, inputs)
+            Calibration input rows (software activations of a calibration batch).
+        n_ref : int
+            Rows of ``a`` kept as the fixed drift-reference input.
+        """
+        al = self.layers[index]
+        al.drift = {}
+        parts = self.tile_outputs(backend, index, a)
+        al.gain, al.offset = fit_affine(self.accumulate(index, parts), a @ al.analog)
+        pick = np.linspace(0, len(a) - 1, min(n_ref, len(a))).astype(int)
+        al.ref_rows = a[pick]
+        al.reference = {core: p[pick] for core, p in parts.items()}
+
+    def calibrate(self, backend: Backend, X_cal: np.ndarray, *, auto: bool = True) -> None:
+        """Calibrate every weight layer on software activations of ``X_cal``.
+
+        Parameters
+        ----------
+        backend : Backend
+            The chip, right after programming.
+        X_cal : ndarray
+            Calibration inputs (e.g. a slice of the training set).
+        auto : bool
+            Auto-range input scales and ADC gains first (off after :mod:`tuning`).
+        """
+        rows = self.layer_rows(X_cal)
+        for i, a in rows.items():
+            if auto:
+                self.auto_range(backend, i, a)
+            self.calibrate_layer(backend, i, a)
+        self.drift_mode = "none"
+
+    def compensate_drift(self, backend: Backend, mode: str = "global") -> None:
+        """Re-read each tile's drift reference input and set its factors (see drift.py)."""
+        for i, al in self.layers.items():
+            if al.ref_rows is None:
+                raise RuntimeError(f"layer {i} has no drift reference: calibrate first")
+            now = self.tile_outputs(backend, i, al.ref_rows)
+            al.drift = {c: drift_factors(al.reference[c], now[c], mode) for c in now}
+        self.drift_mode = mode
+
+    # -- metadata ---------------------------------------------------------------------
+
+    def metadata(self) -> dict[str, Any]:
+        """JSON-ready description of the deployment for run metadata."""
+        return {
+            "placement": self.placement.to_dict(),
+            "g_cell_max_uS": self.g_cell_max,
+            "drift_compensation": self.drift_mode,
+            "layers": [
+                {
+                    "layer": i,
+                    "weight_scale": al.w_scale,
+                    "input_scale": al.input_scale,
+                    "adc_gain": {str(c): g for c, g in al.adc_gain.items()},
+                    "digital_weights": int(np.count_nonzero(al.digital)),
+                    "weights": int(al.analog.size),
+                }
+                for i, al in self.layers.items()
+            ],
+        }
+
+
+def prepare(
+    model: Model,
+    backend: Backend,
+    X: np.ndarray,
+    *,
+    cores: list[int] | None = None,
+    **kwargs: Any,
+) -> Deployment:
+    """Everything that can be refused, done before any device is programmed.
+
+    Checks that ``X`` fits the model's input and that the model fits the chip, then
+    builds the :class:`Deployment` (``kwargs`` go to it).  Raises
+    :class:`~labcim.network.model.ModelError` or
+    :class:`~labcim.network.placement.PlacementError`.
+    """
+    model.check_input(X)
+    placement = place(model, backend.rows, backend.cols, backend.n_cores, cores)
+    return Deployment(model, placement, backend.g_cell_max, **kwargs)
