@@ -10,6 +10,19 @@ try:
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0+unknown"
 
+from labcim.connection import connect, connect_smu
+from labcim.devices import SMU, ChipTestBoard, CIMCore
+from labcim.engine import session
 from labcim.hdf5 import HDF5Writer, open_runs
 
-__all__ = ["HDF5Writer", "__version__", "open_runs"]
+__all__ = [
+    "SMU",
+    "CIMCore",
+    "ChipTestBoard",
+    "HDF5Writer",
+    "__version__",
+    "connect",
+    "connect_smu",
+    "open_runs",
+    "session",
+]

@@ -55,7 +55,7 @@ def connect_chip(url: str, **options: Any) -> Any:
     """``labcim.connect(url, **options)``, or ``None`` for the chip ``"none"``."""
     if url == NO_CHIP:
         return None
-    from labcim.connect import connect
+    from labcim.connection import connect
 
     return connect(url, **options)
 

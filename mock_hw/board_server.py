@@ -162,11 +162,15 @@ class BoardHandler:
         return _encode(Opcode.IDENTIFY, obj=info)
 
     def _get_config(self, p: protocol.Payload) -> bytes:
-        return _encode(Opcode.GET_CONFIG, obj=self.chip.config(p.values[0]).to_dict())
+        return _encode(Opcode.GET_CONFIG, obj=self._config_reply(p.values[0]))
 
     def _set_config(self, p: protocol.Payload) -> bytes:
-        config = self.chip.configure(p.values[0], **p.obj)
-        return _encode(Opcode.SET_CONFIG, obj=config.to_dict())
+        self.chip.configure(p.values[0], **p.obj)
+        return _encode(Opcode.SET_CONFIG, obj=self._config_reply(p.values[0]))
+
+    def _config_reply(self, core: int) -> dict[str, Any]:
+        """The core's configuration plus the read-only ADC step it implies (uA per code)."""
+        return {**self.chip.config(core).to_dict(), "adc_lsb_uA": self.chip.adc_lsb(core)}
 
     def _apply_pulses(self, p: protocol.Payload) -> bytes:
         a = p.arrays

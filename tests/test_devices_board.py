@@ -14,7 +14,7 @@ from bluesky.suspenders import SuspendCeil
 from devices_support import Collector, check_value
 
 from drivers.board import BoardLimitError, BoardRefusedError
-from labcim.connect import connect
+from labcim.connection import connect
 from labcim.hdf5 import HDF5Writer, open_runs
 from mock_hw.board_server import BoardHandler, Faults, FaultyHandler, TcpBoardServer
 from mock_hw.chip import Chip
@@ -139,9 +139,6 @@ def test_mvm_outputs_are_codes_times_lsb(board):
     np.testing.assert_array_equal(outputs, codes * core.adc_lsb.get())
 
 
-@pytest.mark.xfail(
-    strict=True, reason="the board does not report adc_lsb_uA in GET_CONFIG yet (routed)"
-)
 def test_board_reports_adc_lsb(board):
     assert board.core0.adc_lsb.get() == pytest.approx(board.sim_chip.adc_lsb(0))
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from devices_support import check_compliance
 
-from labcim.connect import connect
+from labcim.connection import connect
 from labcim.devices import ChipTestBoard, CIMCore
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from drivers.board import LinkError
-from labcim.connect import connect
+from labcim.connection import connect
 from mock_hw.board_server import BoardHandler, PtyBoardServer
 from mock_hw.chip import Chip
 

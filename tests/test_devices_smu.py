@@ -11,7 +11,7 @@ from bluesky.utils import FailedStatus
 from devices_support import Collector, check_compliance, check_value
 
 from drivers.smu import SMULimitError
-from labcim.connect import connect_smu
+from labcim.connection import connect_smu
 from labcim.devices import SMU
 from mock_hw.iv_device import RRAMDevice
 from mock_hw.smu_server import SMUServer

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import labcim
 
 # Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("show", "sim")
+SUBCOMMANDS = ("run", "campaign", "show", "sim", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Instrument control and experiment orchestration for compute-in-memory chips.",
     )
     parser.add_argument("--version", action="version", version=f"labcim {labcim.__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (CI, logs)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"labcim.cli.{name}").register(sub)
