@@ -116,6 +116,58 @@ class PulseBatch:
 
 
 @dataclass
+class Work:
+    """The cells still being programmed, compacted: what every step computes on.
+
+    Cells are ordered row by row (row, polarity, col), so pulses come out sorted by
+    row.  Once half of them are done the arrays are cut down to the open ones, so late
+    steps cost in proportion to the cells still open, not to the whole array.
+
+    Attributes
+    ----------
+    cell : ndarray of int64, (n,)
+        Flat index of each cell in the (2, rows, cols) per-cell arrays.
+    read : ndarray of int64, (n, dpp)
+        Flat index of each device in the (2 * dpp, rows, cols) readback.
+    goal : ndarray, (n,)
+        Summed conductance each cell is programmed to (uS).
+    done : ndarray of bool, (n,)
+        Outcome settled.
+    devices : dict of ndarray, each (n, dpp)
+        Per-device arrays (see :class:`WriteVerifyState`).
+    cells : dict of ndarray, each (n,)
+        Per-cell arrays of the strategy (e.g. TDP's ``unreachable``).
+    iteration : int
+        Pulse batches sent so far.
+    """
+
+    cell: np.ndarray
+    read: np.ndarray
+    goal: np.ndarray
+    done: np.ndarray
+    devices: dict[str, np.ndarray]
+    cells: dict[str, np.ndarray] = field(default_factory=dict)
+    iteration: int = 0
+
+    @property
+    def dead(self) -> np.ndarray:
+        """Devices found not to respond, bool (n, dpp)."""
+        return self.devices["dead"]
+
+    def subset(self, keep: np.ndarray) -> Work:
+        """The cells where ``keep`` is true."""
+        return Work(
+            self.cell[keep],
+            self.read[keep],
+            self.goal[keep],
+            self.done[keep],
+            {k: v[keep] for k, v in self.devices.items()},
+            {k: v[keep] for k, v in self.cells.items()},
+            self.iteration,
+        )
+
+
+@dataclass
 class WriteVerifyState:
     """Everything a strategy remembers between steps.  Built by ``Strategy.start``.
 
@@ -133,17 +185,20 @@ class WriteVerifyState:
     done_at : ndarray of int16, (2, rows, cols)
         Pulse batches the cell had received when it was done (-1 while not done).
     devices : dict of ndarray, each (2, dpp, rows, cols)
-        Per-device arrays: ``role``, ``goal`` (uS), ``tol`` (uS), ``level`` (estimated
+        Per-device arrays, complete once ``finished`` (while running, open cells' values
+        live in ``work``): ``role``, ``goal`` (uS), ``tol`` (uS), ``level`` (estimated
         SET conductance, uS), ``last``, ``amp``, ``width``, ``g_prev`` (last read, uS),
         ``dead``, plus the strategy's own.
-    cells : dict of ndarray, each (2, rows, cols)
-        Per-cell arrays of the strategy (e.g. TDP's ``unreachable``).
+    work : Work
+        The open cells, compacted.
     finished : bool
         No more pulses will be sent.
     """
 
     targets: np.ndarray
     goal: np.ndarray
+    devices: dict[str, np.ndarray]
+    work: Work
     iteration: int = 0
     finished: bool = False
     done: np.ndarray = field(init=False)
@@ -151,8 +206,6 @@ class WriteVerifyState:
     saturated: np.ndarray = field(init=False)
     failed: np.ndarray = field(init=False)
     done_at: np.ndarray = field(init=False)
-    devices: dict[str, np.ndarray] = field(default_factory=dict)
-    cells: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         shape = self.goal.shape
@@ -169,6 +222,11 @@ class WriteVerifyState:
     def dead(self) -> np.ndarray:
         """Devices found not to respond, bool (2, dpp, rows, cols)."""
         return self.devices["dead"]
+
+    def store(self) -> None:
+        """Copy the open cells' device arrays from ``work`` into ``devices``."""
+        for k, v in self.work.devices.items():
+            self.devices[k].ravel()[self.work.read] = v
 
     def summary(self) -> dict[str, Any]:
         """Counts of every outcome, the iterations used and the largest ``done_at``."""
@@ -284,9 +342,18 @@ class Strategy(ABC):
         if t.max() > top * (1 + 1e-9):
             i = tuple(int(v) for v in np.unravel_index(np.argmax(t), t.shape))
             raise ValueError(f"targets[{i}] = {t[i]:g} uS exceeds this strategy's {top:g} uS")
-        state = WriteVerifyState(targets=t, goal=self._goal(t))
-        shape = (2, self.dpp, *t.shape[1:])
-        state.devices = {
+        goal = self._goal(t)
+        _, rows, cols = t.shape
+        # Cells row by row (row, polarity, col); devices of a cell side by side.
+        r, p, c = np.meshgrid(np.arange(rows), np.arange(2), np.arange(cols), indexing="ij")
+        cell = ((p * rows + r) * cols + c).ravel()
+        d = np.arange(self.dpp)
+        read = (((p.reshape(-1, 1) * self.dpp + d) * rows + r.reshape(-1, 1)) * cols) + c.reshape(
+            -1, 1
+        )
+        n = cell.size
+        shape = (n, self.dpp)
+        devices = {
             "role": np.zeros(shape, np.int8),
             "goal": np.zeros(shape, np.float32),
             "tol": np.full(shape, self.tolerance, np.float32),
@@ -298,7 +365,9 @@ class Strategy(ABC):
             "dead": np.zeros(shape, bool),
             **self._extra_device_arrays(shape),
         }
-        return state
+        work = Work(cell, read, goal.ravel()[cell], np.zeros(n, bool), devices)
+        public = {k: np.empty((2, self.dpp, rows, cols), v.dtype) for k, v in devices.items()}
+        return WriteVerifyState(targets=t, goal=goal, devices=public, work=work)
 
     def step(self, state: WriteVerifyState, readback: np.ndarray) -> PulseBatch:
         """Decide the next pulses from the conductances read after the previous ones.
@@ -315,21 +384,29 @@ class Strategy(ABC):
         PulseBatch
             The next pulses; empty when every cell is done (then ``state.finished``).
         """
-        g = self._check_readback(state, readback)
+        self._check_readback(state, readback)
         if state.finished:
             return PulseBatch.empty()
+        w = state.work
+        w.iteration = state.iteration
+        g = np.asarray(readback).ravel()[w.read].astype(np.float32)
         if state.iteration > 0:
-            self._observe(state, g)
+            self._observe(w, g)
         else:
-            first = self._first_pulses(state, g)
+            first = self._first_pulses(w, g)
             if first is not None:
                 return self._emit(state, g, first)
-        self._plan(state, g)
+        self._plan(w, g)
         self._judge(state, g)
         if state.iteration >= self.max_iterations or state.done.all():
             return self._finish(state)
-        pulses = self._enforce_roles(state, g)
-        self._tune(state, g, pulses)
+        if w.done.mean() > 0.5:
+            keep = ~w.done
+            state.store()
+            state.work = w = w.subset(keep)
+            g = g[keep]
+        pulses = self._enforce_roles(w, g)
+        self._tune(w, g, pulses)
         if not pulses[0].any():
             return self._finish(state)
         return self._emit(state, g, pulses)
@@ -360,37 +437,37 @@ class Strategy(ABC):
         """Per-device arrays a subclass adds to the state."""
         return {}
 
-    def _first_pulses(self, state: WriteVerifyState, g: np.ndarray) -> Pulses | None:
+    def _first_pulses(self, w: Work, g: np.ndarray) -> Pulses | None:
         """Pulses of the first batch sent before any planning, or None to plan at once."""
         return None
 
     @abstractmethod
-    def _plan(self, state: WriteVerifyState, g: np.ndarray) -> None:
+    def _plan(self, w: Work, g: np.ndarray) -> None:
         """Set roles, per-device goals and tolerances of the cells not yet done."""
 
     @abstractmethod
-    def _observe(self, state: WriteVerifyState, g: np.ndarray) -> None:
+    def _observe(self, w: Work, g: np.ndarray) -> None:
         """Learn from the response of each device to the previous batch."""
 
     @abstractmethod
-    def _converged(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+    def _converged(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
         """Cells within tolerance; ``fulfils``: per device, it plays its role at this read."""
 
-    def _saturated(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+    def _saturated(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
         """Cells that cannot get closer (devices respond but cannot reach the goal)."""
-        return np.zeros(state.goal.shape, bool)
+        return np.zeros(w.goal.shape, bool)
 
-    def _hopeless(self, state: WriteVerifyState, g: np.ndarray) -> np.ndarray:
+    def _hopeless(self, w: Work, g: np.ndarray) -> np.ndarray:
         """Cells with a dead device that cannot converge any more."""
-        return state.dead.any(axis=1)
+        return w.dead.any(axis=1)
 
     @abstractmethod
-    def _tune(self, state: WriteVerifyState, g: np.ndarray, pulses: Pulses) -> None:
+    def _tune(self, w: Work, g: np.ndarray, pulses: Pulses) -> None:
         """Add the pulses of ``TUNE`` devices of undone cells to ``pulses`` (in place)."""
 
     # -- machinery --------------------------------------------------------------------
 
-    def _check_readback(self, state: WriteVerifyState, readback: np.ndarray) -> np.ndarray:
+    def _check_readback(self, state: WriteVerifyState, readback: np.ndarray) -> None:
         rows, cols = state.goal.shape[1:]
         g = np.asarray(readback)
         want = (2 * self.dpp, rows, cols)
@@ -400,13 +477,6 @@ class Strategy(ABC):
             raise ValueError(f"readback must be numbers, got dtype {g.dtype}")
         if not np.isfinite(g).all():
             raise ValueError("readback contains NaN or inf")
-        return g.reshape(2, self.dpp, rows, cols).astype(np.float32, copy=False)
-
-    def _full_pulses(self, state: WriteVerifyState, kind: PulseKind) -> Pulses:
-        """A full SET or RESET of every device that is not dead."""
-        pulses = new_pulses(state.dead.shape)
-        self._add_full(pulses, ~state.dead, kind)
-        return pulses
 
     def _add_full(self, pulses: Pulses, mask: np.ndarray, kind: PulseKind) -> None:
         """Mark ``mask`` devices for a full SET (set_max, width_max) or full RESET."""
@@ -423,12 +493,12 @@ class Strategy(ABC):
         """Width (s) of a full RESET pulse."""
         return self.limits["width_min"]
 
-    def _observe_full(self, state: WriteVerifyState, g: np.ndarray) -> None:
+    def _observe_full(self, w: Work, g: np.ndarray) -> None:
         """A full SET that leaves a device low, or a full RESET that leaves it high, kills it.
 
         A full SET also measures the device's SET conductance (``level``).
         """
-        dev = state.devices
+        dev = w.devices
         dead_g = self.dead_fraction * self.g_max
         full_set = dev["last"] == Last.FULL_SET
         dev["dead"] |= (full_set & (g < dead_g)) | ((dev["last"] == Last.FULL_RESET) & (g > dead_g))
@@ -436,7 +506,8 @@ class Strategy(ABC):
 
     def _judge(self, state: WriteVerifyState, g: np.ndarray) -> None:
         """Settle the outcome of cells that are converged, saturated or hopeless."""
-        dev = state.devices
+        w = state.work
+        dev = w.devices
         role = dev["role"]
         dead_g = self.dead_fraction * self.g_max
         fulfils = np.where(
@@ -446,24 +517,25 @@ class Strategy(ABC):
                 role == Role.FULL, g >= 0.5 * dev["level"], np.abs(dev["goal"] - g) <= dev["tol"]
             ),
         )
-        open_ = ~state.done
-        conv = open_ & self._converged(state, g, fulfils)
-        fail = open_ & ~conv & self._hopeless(state, g)
-        sat = open_ & ~conv & ~fail & self._saturated(state, g, fulfils)
+        open_ = ~w.done
+        conv = open_ & self._converged(w, g, fulfils)
+        fail = open_ & ~conv & self._hopeless(w, g)
+        sat = open_ & ~conv & ~fail & self._saturated(w, g, fulfils)
         for outcome, mask in (
             (state.converged, conv),
             (state.failed, fail),
             (state.saturated, sat),
         ):
-            outcome |= mask
+            outcome.ravel()[w.cell[mask]] = True
         newly = conv | fail | sat
-        state.done |= newly
-        state.done_at[newly] = state.iteration
+        w.done |= newly
+        state.done.ravel()[w.cell[newly]] = True
+        state.done_at.ravel()[w.cell[newly]] = state.iteration
 
-    def _enforce_roles(self, state: WriteVerifyState, g: np.ndarray) -> Pulses:
+    def _enforce_roles(self, w: Work, g: np.ndarray) -> Pulses:
         """Full RESET of OFF devices still high, full SET of FULL devices still low."""
-        dev = state.devices
-        live = ~dev["dead"] & ~state.done[:, None]
+        dev = w.devices
+        live = ~dev["dead"] & ~w.done[:, None]
         pulses = new_pulses(g.shape)
         role = dev["role"]
         self._add_full(
@@ -477,29 +549,29 @@ class Strategy(ABC):
     def _emit(self, state: WriteVerifyState, g: np.ndarray, pulses: Pulses) -> PulseBatch:
         """Record what each device receives and turn the marks into a row-sorted batch."""
         mask, last, amp, width = pulses
-        dev = state.devices
-        np.copyto(dev["last"], last)
-        np.copyto(dev["amp"], amp)
-        np.copyto(dev["width"], width)
-        np.copyto(dev["g_prev"], g)
+        w = state.work
+        dev = w.devices
+        for k, v in (("last", last), ("amp", amp), ("width", width), ("g_prev", g)):
+            np.copyto(dev[k], v)
         state.iteration += 1
-        # Row-major order (row, polarity, device, col) so a batch splits by row range.
-        r, p, d, c = np.nonzero(mask.transpose(2, 0, 1, 3))
-        rows, cols = mask.shape[2:]
-        device = p * self.dpp + d
-        flat = (device * rows + r) * cols + c
+        j, d = np.nonzero(mask)  # cells are ordered row by row
+        _, rows, cols = state.goal.shape
+        plane, rc = np.divmod(w.read[j, d], rows * cols)
+        row, col = np.divmod(rc, cols)
         return PulseBatch(
-            row=r,
-            col=c,
-            device=device,
-            kind=_KIND_OF_LAST[last.ravel()[flat]],
-            amplitude=amp.ravel()[flat].astype(np.float64),
-            width=width.ravel()[flat].astype(np.float64),
+            row=row,
+            col=col,
+            device=plane,
+            kind=_KIND_OF_LAST[last[j, d]],
+            amplitude=amp[j, d].astype(np.float64),
+            width=width[j, d].astype(np.float64),
         )
 
     def _finish(self, state: WriteVerifyState) -> PulseBatch:
+        state.store()
         state.done_at[~state.done] = state.iteration
         state.done[:] = True
+        state.work.done[:] = True
         state.finished = True
         return PulseBatch.empty()
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from labcim.writeverify.base import Last, Pulses, Role, Strategy, WriteVerifyState, set_pulses
+from labcim.writeverify.base import Last, Pulses, Role, Strategy, Work, set_pulses
 
 
 @dataclass(frozen=True)
@@ -108,27 +108,27 @@ class ISPP(Strategy):
     def _extra_device_arrays(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         return {"ramp": np.zeros(shape, np.int16), "g0": np.zeros(shape, np.float32)}
 
-    def _plan(self, state: WriteVerifyState, g: np.ndarray) -> None:
-        if state.iteration > 0:
+    def _plan(self, w: Work, g: np.ndarray) -> None:
+        if w.iteration > 0:
             return
-        dev = state.devices
+        dev = w.devices
         dev["role"][:] = Role.TUNE
-        dev["goal"][:] = (state.goal / self.dpp)[:, None]
+        dev["goal"][:] = (w.goal / self.dpp)[:, None]
         dev["tol"][:] = self.tolerance / self.dpp
 
-    def _observe(self, state: WriteVerifyState, g: np.ndarray) -> None:
-        dev = state.devices
+    def _observe(self, w: Work, g: np.ndarray) -> None:
+        dev = w.devices
         p, ramp, g0 = self.params, dev["ramp"], dev["g0"]
         span = np.where(ramp > 0, self.g_max, p.g_min) - g0
         moved = np.divide(g - g0, span, out=np.ones_like(g), where=np.abs(span) > 1e-6)
         dev["dead"] |= (np.abs(ramp) >= p.patience) & (moved < p.stuck_fraction)
 
-    def _converged(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+    def _converged(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
         return fulfils.all(axis=1)
 
-    def _tune(self, state: WriteVerifyState, g: np.ndarray, pulses: Pulses) -> None:
-        p, dev = self.params, state.devices
-        live = ~dev["dead"] & ~state.done[:, None]
+    def _tune(self, w: Work, g: np.ndarray, pulses: Pulses) -> None:
+        p, dev = self.params, w.devices
+        live = ~dev["dead"] & ~w.done[:, None]
         gap = dev["goal"] - g
         direction = np.where(
             live & (gap > dev["tol"]), 1, np.where(live & (gap < -dev["tol"]), -1, 0)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labcim.writeverify.base import PulseKind, Pulses, Role, WriteVerifyState
+from labcim.writeverify.base import PulseKind, Pulses, Role, Work, new_pulses
 from labcim.writeverify.partial_set import PartialSetStrategy, stalled
 
 
@@ -23,26 +23,28 @@ class MaxFill(PartialSetStrategy):
 
     name = "max-fill"
 
-    def _first_pulses(self, state: WriteVerifyState, g: np.ndarray) -> Pulses:
-        return self._full_pulses(state, PulseKind.RESET)
+    def _first_pulses(self, w: Work, g: np.ndarray) -> Pulses:
+        pulses = new_pulses(g.shape)
+        self._add_full(pulses, np.ones(g.shape, bool), PulseKind.RESET)
+        return pulses
 
-    def _plan(self, state: WriteVerifyState, g: np.ndarray) -> None:
-        if state.iteration > 1:
+    def _plan(self, w: Work, g: np.ndarray) -> None:
+        if w.iteration > 1:
             return  # the split depends on the targets only
-        dev = state.devices
-        index = np.arange(self.dpp).reshape(1, -1, 1, 1)
-        share = np.clip(state.goal[:, None] - index * self.g_max, 0.0, self.g_max)
+        dev = w.devices
+        index = np.arange(self.dpp).reshape(1, -1)
+        share = np.clip(w.goal[:, None] - index * self.g_max, 0.0, self.g_max)
         tune = (share > self.tolerance / self.used) & (index < self.used)
         dev["role"][:] = np.where(tune, Role.TUNE, Role.OFF)
         dev["goal"][:] = np.where(tune, share, 0.0)
         n_tuned = np.maximum(tune.sum(axis=1, keepdims=True), 1)
         dev["tol"][:] = self.tolerance / n_tuned
 
-    def _converged(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+    def _converged(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
         return fulfils.all(axis=1)
 
-    def _saturated(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
-        short = stalled(state)
+    def _saturated(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+        short = stalled(w)
         return short.any(axis=1) & (fulfils | short).all(axis=1)
 
 

@@ -24,7 +24,7 @@ from labcim.writeverify.base import (
     Pulses,
     Role,
     Strategy,
-    WriteVerifyState,
+    Work,
     set_pulses,
 )
 
@@ -133,9 +133,9 @@ class PartialSetStrategy(Strategy):
     def _extra_device_arrays(self, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
         return {"gain": np.full(shape, np.log(self.params.set_gain), np.float32)}
 
-    def _observe(self, state: WriteVerifyState, g: np.ndarray) -> None:
-        self._observe_full(state, g)
-        p, dev = self.params, state.devices
+    def _observe(self, w: Work, g: np.ndarray) -> None:
+        self._observe_full(w, g)
+        p, dev = self.params, w.devices
         partial = dev["last"] == Last.PARTIAL_SET
         g0 = dev["g_prev"]
         room = dev["level"] - g0
@@ -153,12 +153,12 @@ class PartialSetStrategy(Strategy):
         # A device that climbs past its estimated level shows its level is higher.
         np.maximum(dev["level"], np.where(partial, g, 0.0), out=dev["level"])
 
-    def _tune(self, state: WriteVerifyState, g: np.ndarray, pulses: Pulses) -> None:
-        p, dev = self.params, state.devices
-        tune = (dev["role"] == Role.TUNE) & ~dev["dead"] & ~state.done[:, None]
+    def _tune(self, w: Work, g: np.ndarray, pulses: Pulses) -> None:
+        p, dev = self.params, w.devices
+        tune = (dev["role"] == Role.TUNE) & ~dev["dead"] & ~w.done[:, None]
         tol = dev["tol"]
         gap = dev["goal"] - g
-        up = tune & (gap > tol) & ~stalled(state)
+        up = tune & (gap > tol) & ~stalled(w)
         self._add_full(pulses, tune & (gap < -tol), PulseKind.RESET)
         step = np.where(gap <= p.centre_band * tol, gap, p.aim * gap)
         room = dev["level"] - g
@@ -175,8 +175,8 @@ class PartialSetStrategy(Strategy):
         set_pulses(pulses, up & ~full, Last.PARTIAL_SET, amp, width)
 
 
-def stalled(state: WriteVerifyState) -> np.ndarray:
+def stalled(w: Work) -> np.ndarray:
     """Tuned devices whose measured SET conductance lies below their goal: they cannot
     climb further (per device, bool)."""
-    dev = state.devices
+    dev = w.devices
     return (dev["role"] == Role.TUNE) & (dev["level"] < dev["goal"] - dev["tol"])

@@ -1,7 +1,8 @@
 """TDP: two-device programming of PCM unit cells (IBM HERMES).
 
 Le Gallo et al., Nat. Electron. 6, 680 (2023), Extended Data Fig. 5: SET every device of
-the unit cell and read its SET conductance; keep devices fully SET while their SET
+the unit cell and read its SET conductance (cells whose target is within tolerance of 0
+are RESET at once instead); keep devices fully SET while their SET
 conductances fit under the target (largest first), fully RESET the rest except one,
 which is programmed iteratively so that the cell's summed conductance meets the target.
 At most one device per polarity is left at an intermediate level, so only it carries
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from labcim.writeverify.base import PulseKind, Pulses, Role, WriteVerifyState
+from labcim.writeverify.base import PulseKind, Pulses, Role, Work, new_pulses
 from labcim.writeverify.partial_set import PartialSetStrategy, stalled
 
 
@@ -29,16 +30,22 @@ class TDP(PartialSetStrategy):
 
     name = "tdp"
 
-    def _first_pulses(self, state: WriteVerifyState, g: np.ndarray) -> Pulses:
-        return self._full_pulses(state, PulseKind.SET)
+    def _first_pulses(self, w: Work, g: np.ndarray) -> Pulses:
+        """Full SET of the cells that need conductance; cells to be off go straight to
+        a full RESET (their SET conductances are never used: fewer pulses, less wear)."""
+        pulses = new_pulses(g.shape)
+        on = np.broadcast_to((w.goal > self.tolerance)[:, None], g.shape)
+        self._add_full(pulses, on, PulseKind.SET)
+        self._add_full(pulses, ~on, PulseKind.RESET)
+        return pulses
 
-    def _plan(self, state: WriteVerifyState, g: np.ndarray) -> None:
+    def _plan(self, w: Work, g: np.ndarray) -> None:
         """Greedy split over the live devices by descending measured SET conductance."""
-        dev = state.devices
+        dev = w.devices
         dead, level = dev["dead"], dev["level"]
         tol = self.tolerance
-        rest = state.goal - np.where(dead, g, 0.0).sum(axis=1)
-        state.cells["infeasible"] = rest < -tol
+        rest = w.goal - np.where(dead, g, 0.0).sum(axis=1)
+        w.cells["infeasible"] = rest < -tol
         # Rank devices by SET conductance, largest first (ties by index); dead ones last.
         left = np.where(dead, -np.inf, level)
         rank = np.zeros(dead.shape, np.int8)
@@ -57,22 +64,22 @@ class TDP(PartialSetStrategy):
             role[this & full[:, None]] = Role.FULL
             role[this & tune[:, None]] = Role.TUNE
             rest = np.where(full, rest - s, np.where(tune, 0.0, rest))
-        state.cells["unreachable"] = rest > tol
-        open_ = ~state.done[:, None]
+        w.cells["unreachable"] = rest > tol
+        open_ = ~w.done[:, None]
         np.copyto(dev["role"], role, where=open_)
         # The tuned device makes up whatever the others read now (wander, floors, dead).
         others = g.sum(axis=1, keepdims=True) - g
-        np.copyto(dev["goal"], state.goal[:, None] - others, where=open_)
+        np.copyto(dev["goal"], w.goal[:, None] - others, where=open_)
 
-    def _converged(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+    def _converged(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
         # Dead devices count at whatever they read; the others make up for them.
-        ok = (fulfils | state.dead).all(axis=1)
-        return ok & (np.abs(g.sum(axis=1) - state.goal) <= self.tolerance)
+        ok = (fulfils | w.dead).all(axis=1)
+        return ok & (np.abs(g.sum(axis=1) - w.goal) <= self.tolerance)
 
-    def _saturated(self, state: WriteVerifyState, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
-        unreachable = state.cells["unreachable"] & (fulfils | state.dead).all(axis=1)
-        return unreachable | stalled(state).any(axis=1)
+    def _saturated(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
+        unreachable = w.cells["unreachable"] & (fulfils | w.dead).all(axis=1)
+        return unreachable | stalled(w).any(axis=1)
 
-    def _hopeless(self, state: WriteVerifyState, g: np.ndarray) -> np.ndarray:
-        cells = state.cells
-        return state.dead.any(axis=1) & (cells["infeasible"] | cells["unreachable"])
+    def _hopeless(self, w: Work, g: np.ndarray) -> np.ndarray:
+        cells = w.cells
+        return w.dead.any(axis=1) & (cells["infeasible"] | cells["unreachable"])
