@@ -7,11 +7,14 @@ next :class:`PulseBatch` (empty once every cell is done).  Nothing here talks to
 hardware, so a bluesky plan, a benchmark and a unit test drive the same code.
 
 Vocabulary.  A *cell* is one polarity of a unit cell (``dpp`` devices whose conductances
-add up); per-cell arrays have the targets' shape ``(2, rows, cols)``, per-device arrays
-``(2, dpp, rows, cols)``, and the flat device index sent to the board is
-``polarity * dpp + d``.  Every device plays one *role*: held fully RESET (``OFF``), held
-fully SET (``FULL``) or tuned iteratively (``TUNE``); a device that does not respond to a
-full pulse is ``dead`` and never pulsed again.
+add up); the public per-cell arrays have the targets' shape ``(2, rows, cols)``,
+per-device arrays ``(2, dpp, rows, cols)``, and the flat device index sent to the board
+is ``polarity * dpp + d``.  Inside, the strategies compute on :class:`Work`: the open
+cells only, flattened row by row, per-cell ``(n,)`` and per-device ``(n, dpp)``.
+
+Every device plays one *role*: held fully RESET (``OFF``), held fully SET (``FULL``) or
+tuned iteratively (``TUNE``); a device that does not respond to a full pulse is ``dead``
+and never pulsed again.
 
 Outcome of a cell (exactly one once it is done):
 
@@ -345,12 +348,12 @@ class Strategy(ABC):
         goal = self._goal(t)
         _, rows, cols = t.shape
         # Cells row by row (row, polarity, col); devices of a cell side by side.
-        r, p, c = np.meshgrid(np.arange(rows), np.arange(2), np.arange(cols), indexing="ij")
-        cell = ((p * rows + r) * cols + c).ravel()
-        d = np.arange(self.dpp)
-        read = (((p.reshape(-1, 1) * self.dpp + d) * rows + r.reshape(-1, 1)) * cols) + c.reshape(
-            -1, 1
+        r, p, c = (
+            a.reshape(-1, 1)
+            for a in np.meshgrid(np.arange(rows), np.arange(2), np.arange(cols), indexing="ij")
         )
+        cell = ((p * rows + r) * cols + c)[:, 0]
+        read = ((p * self.dpp + np.arange(self.dpp)) * rows + r) * cols + c
         n = cell.size
         shape = (n, self.dpp)
         devices = {
