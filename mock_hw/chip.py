@@ -261,7 +261,9 @@ class Chip:
         if message := pulse_limit_violation(self.limits.to_dict(), kind, amplitude, width):
             raise SafetyLimitError(message)
         flat = (device * self.spec.rows + row) * self.spec.cols + col
-        if len(np.unique(flat)) != n:
+        seen = np.zeros(2 * dpp * self.spec.rows * self.spec.cols, bool)
+        seen[flat] = True  # linear-time duplicate check (np.unique sorts)
+        if np.count_nonzero(seen) != n:
             raise InvalidRequestError("a device appears more than once in one pulse batch")
         index = (np.full(n, core), device // dpp, device % dpp, row, col)
         # The programming unit pulses one row's worth of devices in parallel.

@@ -44,16 +44,10 @@ from typing import Any
 
 import numpy as np
 
+from drivers.protocol import PulseKind
+
 LIMIT_KEYS = ("amplitude_unit", "set_max", "reset_max", "form_max", "width_min", "width_max")
 """Keys of the board's ``identify()["limits"]`` a strategy needs."""
-
-
-class PulseKind(enum.IntEnum):
-    """Programming pulse kinds; the values are the board protocol's wire codes."""
-
-    SET = 0
-    RESET = 1
-    FORM = 2
 
 
 class Role(enum.IntEnum):
