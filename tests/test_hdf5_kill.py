@@ -46,7 +46,10 @@ def test_sigkill_at_random_moments_loses_only_the_last_flush_interval(tmp_path):
         stopped = {run for kind, run, *_ in entries if kind == "stop"}
         for uid in {run for kind, run, *_ in entries if kind == "start"}:
             run = runs[uid]
-            assert run.exit_status == ("success" if uid in stopped else "incomplete")
+            # The stop is logged just after the writer has saved it, so a kill between
+            # the two leaves a complete run the log does not know about yet.
+            allowed = {"success"} if uid in stopped else {"incomplete", "success"}
+            assert run.exit_status in allowed
             primary = run.streams.get("primary")
             on_disk = len(primary) if primary is not None else 0
             if on_disk:
