@@ -1,1 +1,21 @@
-"""Bluesky plans for compute-in-memory chips (programming, characterization, inference)."""
+"""labcim's bluesky plans: programming, characterization, I-V work with an SMU.
+
+Every public plan opens one bluesky run whose start metadata holds ``plan_name``,
+``plan_args`` and what a replay needs, records each step in ``primary`` and ends with a
+``summary`` event (``labcim.open_runs(path)[-1].summary``).  See docs/plans.md.
+"""
+
+from plans.characterization import conductance_map, mvm_characterization, retention
+from plans.iv import forming, iv_sweep
+from plans.programming import program_cores, tdp_program, verify
+
+__all__ = [
+    "conductance_map",
+    "forming",
+    "iv_sweep",
+    "mvm_characterization",
+    "program_cores",
+    "retention",
+    "tdp_program",
+    "verify",
+]

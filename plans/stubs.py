@@ -1,0 +1,193 @@
+"""Small plan stubs the public plans are built from (the style of ``bluesky.plan_stubs``).
+
+Each is a generator of bluesky messages; none opens a run.  They talk to the hardware
+only through the devices of ``labcim.devices``.  The stubs used in every iteration yield
+``Msg`` objects themselves, as ``bluesky.plan_stubs`` does inside: each call of a
+``bluesky.plan_stubs`` function also records the caller's stack (bluesky 1.15), which
+costs more than the message itself.  Values the plans derive (error
+statistics, ideal outputs, summary figures) travel in :class:`Derived` signals so that
+they are recorded in events next to the readings they come from.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Generator, Iterable, Mapping, Sequence
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import numpy as np
+from bluesky.utils import Msg, short_uid
+from ophyd import Signal
+
+from labcim.devices.signals import UnitSignal
+
+Plan = Generator[Msg, Any, Any]
+"""A bluesky plan or plan stub."""
+
+IDENTITY = (
+    "model",
+    "chip",
+    "device_type",
+    "n_cores",
+    "rows",
+    "cols",
+    "devices_per_polarity",
+    "g_max",
+    "limits",
+    "simulated",
+)
+"""Identity signals of a ``ChipTestBoard`` recorded in every run's metadata."""
+
+CORE_SETTINGS = ("read_voltage", "dac_bits", "adc_bits", "adc_gain", "read_mode", "ir_drop")
+"""Settable configuration of a core, restored by :func:`restore_settings`."""
+
+
+class Derived(UnitSignal):
+    """A value the plan computed, recorded like a reading (not hardware)."""
+
+
+def derived(name: str, value: Any = 0.0, units: str = "", kind: str = "normal") -> Derived:
+    """A :class:`Derived` signal named ``name`` holding ``value``."""
+    return Derived(name=name, value=value, units=units, kind=kind)
+
+
+def identity(board: Any) -> Plan:
+    """The board's identity as a dict (``limits`` parsed from its JSON); reads no hardware."""
+    values = {}
+    for key in IDENTITY:
+        values[key] = yield from bps.rd(getattr(board, key))
+    values["limits"] = json.loads(values["limits"])
+    return values
+
+
+def settings(core: Any) -> Plan:
+    """The core's current :data:`CORE_SETTINGS` as a dict (the last values the board took)."""
+    values = {}
+    for key in CORE_SETTINGS:
+        values[key] = yield from bps.rd(getattr(core, key))
+    return values
+
+
+def configure(core: Any, **changes: Any) -> Plan:
+    """Set configuration fields of ``core`` (e.g. ``read_mode="1-phase"``), waiting."""
+    args = []
+    for key, value in changes.items():
+        args += [getattr(core, key), value]
+    if args:
+        yield from bps.mv(*args)
+
+
+def restore_settings(saved: Mapping[Any, Mapping[str, Any]]) -> Plan:
+    """Put back the settings ``{core: settings(core)}`` saved before a plan changed them."""
+    for core, values in saved.items():
+        yield from configure(core, **values)
+
+
+def set_wait(obj: Any, value: Any) -> Plan:
+    """Set ``obj`` to ``value`` and wait for it (``bps.abs_set(..., wait=True)``)."""
+    group = short_uid("set")
+    yield Msg("set", obj, value, group=group)
+    yield Msg("wait", None, group=group)
+
+
+def trigger_wait(obj: Any) -> Plan:
+    """Trigger ``obj`` and wait for it (``bps.trigger(..., wait=True)``)."""
+    group = short_uid("trigger")
+    yield Msg("trigger", obj, group=group)
+    yield Msg("wait", None, group=group)
+
+
+def value(signal: Any) -> Plan:
+    """The value of ``signal`` as it reads now (``bps.rd`` of a signal)."""
+    reading = yield Msg("read", signal)
+    return None if reading is None else reading[signal.name]["value"]
+
+
+def apply_pulses(core: Any, batch: Any) -> Plan:
+    """Apply one pulse batch to ``core`` and wait for the board's acknowledgement.
+
+    The batch is checked against the chip's geometry and limits before it is sent.
+    """
+    yield from set_wait(core.program, batch)
+
+
+def measure(objs: Iterable[Any]) -> Plan:
+    """Trigger ``objs`` one after the other, each waited for (the board runs one command
+    at a time, and a read must follow the command before it)."""
+    for obj in objs:
+        yield from trigger_wait(obj)
+
+
+def read_conductance(core: Any) -> Plan:
+    """Read the conductance map of ``core``: (2 * dpp, rows, cols) float32, uS."""
+    yield from trigger_wait(core.conductance)
+    return (yield from value(core.conductance.map))
+
+
+def run_mvm(core: Any, codes: np.ndarray) -> Plan:
+    """Run the MVM of ``codes`` (batch, rows) on ``core``; returns the outputs (uA)."""
+    yield from set_wait(core.mvm.inputs, codes)
+    yield from trigger_wait(core.mvm)
+    return (yield from value(core.mvm.outputs))
+
+
+def record(values: Mapping[Signal, Any]) -> None:
+    """Store derived values in their signals for the next event.
+
+    A plain call, not a plan stub: these signals are the plan's own bookkeeping, not
+    hardware, and a message with a status per value would cost more than the whole
+    verify read of a small core.
+    """
+    for signal, value in values.items():
+        signal.put(value)
+
+
+def event(objs: Sequence[Any], stream: str = "primary") -> Plan:
+    """One event of ``objs`` as they are now, without triggering them."""
+    yield Msg("create", name=stream)
+    for obj in objs:
+        yield Msg("read", obj)
+    yield Msg("save")
+
+
+def board_clock(board: Any) -> Plan:
+    """Read the board clock (s)."""
+    yield from bps.trigger(board.fpga, wait=True)
+    return (yield from bps.rd(board.fpga.clock))
+
+
+def wait_until(board: Any, clock: float, simulated: bool) -> Plan:
+    """Let the board clock reach ``clock`` (s): advance a simulated clock, else sleep.
+
+    Returns the board clock afterwards.
+    """
+    now = yield from board_clock(board)
+    if clock > now:
+        if simulated:
+            yield from bps.mv(board.fpga.advance_clock, clock - now)
+        else:
+            yield from bps.sleep(clock - now)
+        now = yield from board_clock(board)
+    return now
+
+
+def check_cores(board: Any, cores: Sequence[int]) -> list[Any]:
+    """The core devices of ``cores``; ValueError naming the field if one is unknown or
+    repeated (checked before anything is sent)."""
+    cores = list(cores)
+    if not cores:
+        raise ValueError("cores: give at least one core")
+    if len(set(cores)) != len(cores):
+        raise ValueError(f"cores = {cores} lists a core twice")
+    try:
+        return [board.core(c) for c in cores]
+    except IndexError as exc:
+        raise ValueError(f"cores = {cores}: {exc}") from None
+
+
+def summary_stream(values: Mapping[str, Any], units: Mapping[str, str] | None = None) -> Plan:
+    """Emit ``values`` as the one event of the ``summary`` stream (``Run.summary``)."""
+    units = units or {}
+    signals = [derived(k, v, units.get(k, "")) for k, v in values.items()]
+    yield from event(signals, stream="summary")
