@@ -1,0 +1,498 @@
+"""Characterization plans of the test board: MVM accuracy, conductance maps, retention.
+
+Each plan opens one run, records its steps in ``primary`` and ends with a ``summary``
+event.  Random test data follow the HERMES MVM test (Le Gallo et al., Nat. Electron. 6,
+680 (2023)): weights uniform in [-1, 1] with 30 % zeros, inputs with 50 % zeros, drawn
+from ``numpy.random.default_rng(seed)`` (weights first, then inputs).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+import numpy as np
+
+from labcim.characterization import (
+    BITS_RANGE,
+    READ_MODES,
+    differential_weights,
+    drift_by_level,
+    hermes_inputs,
+    hermes_weights,
+    ideal_outputs,
+    quantize_inputs,
+)
+from labcim.metrics import linear_fit, mvm_error
+from labcim.progress import EventProgress
+from plans.programming import (
+    Programming,
+    prepare_programming,
+    program_cores,
+    programming_summary,
+    summary_units,
+    verify,
+)
+from plans.stubs import (
+    Plan,
+    board_clock,
+    check_cores,
+    configure,
+    derived,
+    event,
+    identity,
+    measure,
+    record,
+    restore_settings,
+    run_mvm,
+    settings,
+    summary_stream,
+    value,
+    wait_until,
+)
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """``value`` if it is an int within [low, high], else ValueError naming ``name``."""
+    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
+    if not ok or value < low or (high is not None and value > high):
+        allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
+        raise ValueError(f"{name} = {value!r} must be an integer {allowed}")
+    return int(value)
+
+
+def _random_programming(
+    board: Any,
+    ident: dict[str, Any],
+    cores: list[int],
+    rng: np.random.Generator,
+    strategy: str,
+    tolerance: float | None,
+    max_iterations: int,
+) -> Programming:
+    """A job programming fresh HERMES-style random weights, one full core each."""
+    rows, cols = ident["rows"], ident["cols"]
+    weights = np.hstack([hermes_weights(rng, rows, cols) for _ in cores])
+    return prepare_programming(
+        board, ident, weights, cores, strategy, tolerance, max_iterations, "max", 1.0
+    )
+
+
+def _program_first(board: Any, job: Programming | None, simulated: bool) -> Plan:
+    """Run ``job`` in stream ``program`` (its verify read in ``verify``), if given.
+
+    Returns the programming summary figures (``program_`` prefix), empty without a job.
+    """
+    if job is None:
+        return {}
+    yield from program_cores(job, stream="program")
+    maps = yield from verify(board, job, simulated)
+    return {f"program_{k}": v for k, v in programming_summary(job, maps).items()}
+
+
+def _mode_key(core: int, mode: str, dac: int, adc: int) -> str:
+    """Summary key prefix of one measured combination, e.g. ``core0_4phase_d8_a8_``."""
+    return f"core{core}_{mode.replace('-', '')}_d{dac}_a{adc}_"
+
+
+def mvm_characterization(
+    board: Any,
+    cores: list[int] | None = None,
+    read_modes: list[str] | None = None,
+    dac_bits: list[int] | None = None,
+    adc_bits: list[int] | None = None,
+    n_vectors: int = 1000,
+    batch_size: int = 1000,
+    seed: int = 0,
+    program: bool = True,
+    strategy: str = "tdp",
+    tolerance: float | None = None,
+    max_iterations: int = 20,
+    md: dict[str, Any] | None = None,
+) -> Plan:
+    """MVM accuracy per core, read mode and input/output bit width (the HERMES test).
+
+    With ``program`` every core first gets fresh random weights (one full core each,
+    programmed with ``strategy``, stream ``program``).  Every core's map is then read
+    once (stream ``reference``).  For each combination of ``read_modes`` x ``dac_bits``
+    x ``adc_bits`` all cores are configured alike and run the same ``n_vectors`` random
+    inputs (the same analog vectors quantized to each ``dac_bits``) in batches; the
+    cores' configuration is restored at the end, also after an error.
+
+    Parameters
+    ----------
+    board : ChipTestBoard
+        The board.
+    cores : list of int, optional
+        Cores to measure; default ``[0]``.
+    read_modes : list of str, optional
+        ``"4-phase"`` and/or ``"1-phase"``; default ``["4-phase"]``.
+    dac_bits, adc_bits : list of int, optional
+        Input / output resolutions (sign included, 2..16); default ``[8]``.
+    n_vectors : int
+        Input vectors per combination.
+    batch_size : int
+        Vectors per event (and per board command); must divide ``n_vectors``.
+    seed : int
+        Seed of the weights and inputs.
+    program : bool
+        Program random weights first; otherwise measure what the cores hold, against
+        the read-back reference only.
+    strategy, tolerance, max_iterations
+        Of the programming (see :func:`plans.programming.tdp_program`).
+    md : dict, optional
+        Extra start metadata.
+
+    Streams
+    -------
+    program, verify
+        The programming (with ``program``), as in ``tdp_program``.
+    reference
+        Each core's conductance map (uS) before the MVMs.
+    primary
+        One event per batch and combination: per core the inputs (DAC codes), ADC
+        codes, outputs (uA), its ``read_mode``, ``dac_bits``, ``adc_bits``,
+        ``read_voltage``, ``adc_lsb``, and the ideal outputs (uA) on the target
+        weights (``<core>_mvm_ideal``, with ``program``) and on the reference map
+        (``<core>_mvm_ideal_readback``).
+    summary
+        Per combination ``coreN_<mode>_d<dac>_a<adc>_``: ``mvm_error`` (%, vs the ideal
+        on the reference map: the MVM's own error), ``gain``, ``offset`` (uA),
+        ``residual`` (%) of ``linear_fit`` of measured on that ideal, and with
+        ``program`` ``mvm_error_target`` (%, vs the target weights: programming error
+        and drift included); plus the programming figures (``program_`` prefix).
+    """
+    ident = yield from identity(board)
+    cores = [0] if cores is None else list(cores)
+    read_modes = ["4-phase"] if read_modes is None else list(read_modes)
+    dac_bits = [8] if dac_bits is None else list(dac_bits)
+    adc_bits = [8] if adc_bits is None else list(adc_bits)
+    devices = check_cores(board, cores)
+    for mode in read_modes:
+        if mode not in READ_MODES:
+            raise ValueError(f"read_modes: {mode!r} is not a read mode; allowed: {READ_MODES}")
+    for name, bits in (("dac_bits", dac_bits), ("adc_bits", adc_bits)):
+        if not bits:
+            raise ValueError(f"{name}: give at least one bit width")
+        for b in bits:
+            _check_int(name, b, *BITS_RANGE)
+    n_vectors = _check_int("n_vectors", n_vectors, 1)
+    batch_size = _check_int("batch_size", batch_size, 1)
+    if n_vectors % batch_size:
+        raise ValueError(
+            f"batch_size = {batch_size} must divide n_vectors = {n_vectors} "
+            "(every event of a run has the same batch shape)"
+        )
+    rng = np.random.default_rng(_check_int("seed", seed, 0))
+    job = (
+        _random_programming(board, ident, cores, rng, strategy, tolerance, max_iterations)
+        if program
+        else None
+    )
+    x = hermes_inputs(rng, n_vectors, ident["rows"])
+    dpp = ident["devices_per_polarity"]
+    targets = {}
+    if job is not None:
+        targets = {j.tile.core: j.state.targets[0] - j.state.targets[1] for j in job.jobs}
+    ideal = {
+        c: derived(f"{d.name}_mvm_ideal", units="uA") for c, d in zip(cores, devices, strict=True)
+    }
+    ideal_rb = {
+        c: derived(f"{d.name}_mvm_ideal_readback", units="uA")
+        for c, d in zip(cores, devices, strict=True)
+    }
+    objs: list[Any] = []
+    for c, d in zip(cores, devices, strict=True):
+        objs += [d.mvm, d.read_mode, d.dac_bits, d.adc_bits, d.read_voltage, d.adc_lsb]
+        objs += [ideal[c], ideal_rb[c]] if program else [ideal_rb[c]]
+    combos = list(itertools.product(read_modes, dac_bits, adc_bits))
+    start = {
+        "plan_name": "mvm_characterization",
+        "plan_args": {
+            "cores": cores,
+            "read_modes": read_modes,
+            "dac_bits": dac_bits,
+            "adc_bits": adc_bits,
+            "n_vectors": n_vectors,
+            "batch_size": batch_size,
+            "seed": seed,
+            "program": program,
+            "strategy": strategy,
+            "tolerance": tolerance,
+            "max_iterations": max_iterations,
+        },
+        "board_identity": ident,
+        "num_points": len(combos) * (n_vectors // batch_size),
+        **({"programming": job.metadata()} if job is not None else {}),
+        **(md or {}),
+    }
+    saved = {}
+    for d in devices:
+        saved[d] = yield from settings(d)
+
+    def measure_combo(mode: str, dac: int, adc: int, reference: dict) -> Plan:
+        for d in devices:
+            yield from configure(d, read_mode=mode, dac_bits=dac, adc_bits=adc)
+        codes = quantize_inputs(x, dac)
+        measured: dict[int, list] = {c: [] for c in cores}
+        ideals: dict[int, list] = {c: [] for c in cores}
+        ideals_rb: dict[int, list] = {c: [] for c in cores}
+        for lo in range(0, n_vectors, batch_size):
+            batch = codes[lo : lo + batch_size]
+            yield from bps.checkpoint()
+            for c, d in zip(cores, devices, strict=True):
+                measured[c].append((yield from run_mvm(d, batch)))
+                v = yield from value(d.read_voltage)
+                ideals_rb[c].append(ideal_outputs(batch, reference[c], v, dac))
+                values = {ideal_rb[c]: ideals_rb[c][-1]}
+                if program:
+                    ideals[c].append(ideal_outputs(batch, targets[c], v, dac))
+                    values[ideal[c]] = ideals[c][-1]
+                record(values)
+            yield from event(objs)
+        figures = {}
+        for c in cores:
+            y = np.concatenate(measured[c])
+            y_rb = np.concatenate(ideals_rb[c])
+            key = _mode_key(c, mode, dac, adc)
+            figures[key + "mvm_error"] = mvm_error(y, y_rb)
+            figures.update({key + k: v for k, v in linear_fit(y, y_rb).items()})
+            if program:
+                figures[key + "mvm_error_target"] = mvm_error(y, np.concatenate(ideals[c]))
+        return figures
+
+    @bpp.subs_decorator(EventProgress())
+    @bpp.run_decorator(md=start)
+    def run() -> Plan:
+        summary = yield from _program_first(board, job, ident["simulated"])
+        yield from measure([d.conductance for d in devices])
+        reference = {}
+        for c, d in zip(cores, devices, strict=True):
+            reference[c] = differential_weights((yield from value(d.conductance.map)), dpp)
+        yield from event([d.conductance for d in devices], "reference")
+        for mode, dac, adc in combos:
+            summary.update((yield from measure_combo(mode, dac, adc, reference)))
+        units = {k: "%" for k in summary if k.endswith(("mvm_error", "residual", "_target"))}
+        units.update({k: "uA" for k in summary if k.endswith("offset")})
+        units.update(summary_units({k: v for k, v in summary.items() if k.startswith("program")}))
+        yield from summary_stream(summary, units)
+        return summary
+
+    return (yield from bpp.finalize_wrapper(run(), restore_settings(saved)))
+
+
+def conductance_map(
+    board: Any,
+    cores: list[int] | None = None,
+    reads: int = 1,
+    md: dict[str, Any] | None = None,
+) -> Plan:
+    """Read every device of the given cores, ``reads`` times.
+
+    Parameters
+    ----------
+    board : ChipTestBoard
+        The board.
+    cores : list of int, optional
+        Cores to read; default all.
+    reads : int
+        Reads of each core (one event each, all cores per event).
+    md : dict, optional
+        Extra start metadata.
+
+    Streams
+    -------
+    primary
+        Per read: the board clock (s) and each core's map (uS) and mean.
+    summary
+        Per core ``coreN_``: ``mean``, ``std``, ``min``, ``max`` (uS) of the last map and
+        ``read_noise`` (uS, rms difference of consecutive reads / sqrt 2; 0 for one read).
+    """
+    ident = yield from identity(board)
+    cores = list(range(ident["n_cores"])) if cores is None else list(cores)
+    devices = check_cores(board, cores)
+    reads = _check_int("reads", reads, 1)
+    start = {
+        "plan_name": "conductance_map",
+        "plan_args": {"cores": cores, "reads": reads},
+        "board_identity": ident,
+        "num_points": reads,
+        **(md or {}),
+    }
+
+    @bpp.subs_decorator(EventProgress())
+    @bpp.run_decorator(md=start)
+    def run() -> Plan:
+        maps: dict[int, list[np.ndarray]] = {c: [] for c in cores}
+        for _ in range(reads):
+            yield from bps.checkpoint()
+            yield from measure([board.fpga, *(d.conductance for d in devices)])
+            for c, d in zip(cores, devices, strict=True):
+                maps[c].append((yield from value(d.conductance.map)))
+            yield from event([board.fpga, *(d.conductance for d in devices)])
+        summary = {}
+        for c in cores:
+            summary.update({f"core{c}_{k}": v for k, v in map_figures(maps[c]).items()})
+        yield from summary_stream(summary, {k: "uS" for k in summary})
+        return summary
+
+    return (yield from run())
+
+
+def map_figures(maps: Sequence[np.ndarray]) -> dict[str, float]:
+    """``mean``, ``std``, ``min``, ``max`` (uS) of the last map and ``read_noise`` (uS)."""
+    g = np.asarray(maps[-1], np.float64)
+    if len(maps) > 1:
+        diffs = np.diff(np.asarray(maps, np.float64), axis=0)
+        noise = float(np.sqrt(np.mean(diffs * diffs) / 2))
+    else:
+        noise = 0.0
+    return {
+        "mean": float(g.mean()),
+        "std": float(g.std()),
+        "min": float(g.min()),
+        "max": float(g.max()),
+        "read_noise": noise,
+    }
+
+
+def retention(
+    board: Any,
+    times: list[float],
+    cores: list[int] | None = None,
+    program: bool = True,
+    seed: int = 0,
+    strategy: str = "tdp",
+    tolerance: float | None = None,
+    max_iterations: int = 20,
+    n_levels: int = 4,
+    min_conductance: float = 1.0,
+    t0: float = 0.0,
+    md: dict[str, Any] | None = None,
+) -> Plan:
+    """Conductance drift after programming, read at ``times`` s after it ends.
+
+    On a simulated board (identity ``simulated``) the board clock is advanced to each
+    time; on real hardware the plan sleeps until then.  Each device's drift exponent is
+    fitted over the reads (``log G = a - nu log(t + t0)``,
+    :func:`labcim.metrics.drift_exponent`) and summarized per conductance level
+    (:func:`labcim.characterization.drift_by_level`).
+
+    Parameters
+    ----------
+    board : ChipTestBoard
+        The board.
+    times : list of float
+        Read times (s) after the end of programming, increasing, > 0; at least two.
+    cores : list of int, optional
+        Cores; default ``[0]``.
+    program : bool
+        Program fresh random weights first (one full core each); otherwise times count
+        from the start of the plan.
+    seed : int
+        Seed of the random weights.
+    strategy, tolerance, max_iterations
+        Of the programming (see :func:`plans.programming.tdp_program`).
+    n_levels : int
+        Conductance levels (bins of equal population of the first read).
+    min_conductance : float
+        Devices reading less at the first time (uS) are left out of the fit.
+    t0 : float
+        Drift onset (s) added to the times in the fit (HERMES model: 200-300 s); 0
+        fits a pure power law, fine for times much longer than the onset.
+    md : dict, optional
+        Extra start metadata.
+
+    Streams
+    -------
+    program, verify
+        The programming (with ``program``).
+    primary
+        Per time: ``elapsed`` (s since programming, from the board clock), the board
+        clock and link, each core's map (uS).
+    summary
+        Per core ``coreN_``: ``nu`` (n_levels: median fitted exponent per level),
+        ``nu_median`` (over all fitted devices), ``level`` (uS, median first read per
+        level), ``level_edges`` (uS), ``count``, ``ratio`` (times x levels: median of
+        G(t) / G(first time)).
+    """
+    ident = yield from identity(board)
+    cores = [0] if cores is None else list(cores)
+    devices = check_cores(board, cores)
+    t = np.asarray(times, np.float64)
+    if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or np.any(t <= 0):
+        raise ValueError(f"times = {times!r} must be at least two finite times > 0 (s)")
+    if np.any(np.diff(t) <= 0):
+        raise ValueError(f"times = {times!r} must increase")
+    n_levels = _check_int("n_levels", n_levels, 1)
+    for name, given in (("min_conductance", min_conductance), ("t0", t0)):
+        if not (isinstance(given, int | float) and np.isfinite(given) and given >= 0):
+            raise ValueError(f"{name} = {given!r} must be finite and >= 0")
+    rng = np.random.default_rng(_check_int("seed", seed, 0))
+    job = (
+        _random_programming(board, ident, cores, rng, strategy, tolerance, max_iterations)
+        if program
+        else None
+    )
+    elapsed = derived("elapsed", 0.0, "s", kind="hinted")
+    start = {
+        "plan_name": "retention",
+        "plan_args": {
+            "times": t.tolist(),
+            "cores": cores,
+            "program": program,
+            "seed": seed,
+            "strategy": strategy,
+            "tolerance": tolerance,
+            "max_iterations": max_iterations,
+            "n_levels": n_levels,
+            "min_conductance": min_conductance,
+            "t0": t0,
+        },
+        "board_identity": ident,
+        "num_points": len(t),
+        "hints": {"dimensions": [(["elapsed"], "primary")]},
+        **({"programming": job.metadata()} if job is not None else {}),
+        **(md or {}),
+    }
+    simulated = ident["simulated"]
+
+    @bpp.subs_decorator(EventProgress())
+    @bpp.run_decorator(md=start)
+    def run() -> Plan:
+        summary = yield from _program_first(board, job, simulated)
+        origin = yield from board_clock(board)
+        maps: dict[int, list[np.ndarray]] = {c: [] for c in cores}
+        when = []
+        for ti in t:
+            yield from bps.checkpoint()
+            if simulated:  # advancing a clock twice on a replay would skew every time
+                yield from bps.clear_checkpoint()
+            clock = yield from wait_until(board, origin + ti, simulated)
+            when.append(clock - origin)
+            record({elapsed: when[-1]})
+            yield from measure([d.conductance for d in devices])
+            for c, d in zip(cores, devices, strict=True):
+                maps[c].append((yield from value(d.conductance.map)))
+            yield from event([elapsed, board.fpga, *(d.conductance for d in devices)])
+        for c in cores:
+            fit = drift_by_level(np.array(when) + t0, maps[c], n_levels, min_conductance)
+            p = f"core{c}_"
+            summary.update(
+                {
+                    p + "nu": fit["nu"],
+                    p + "nu_median": float(np.nanmedian(fit["nu_device"])),
+                    p + "level": fit["level"],
+                    p + "level_edges": fit["edges"],
+                    p + "count": fit["count"],
+                    p + "ratio": fit["ratio"],
+                }
+            )
+        units = {k: "uS" for k in summary if k.endswith(("level", "level_edges"))}
+        yield from summary_stream(summary, units)
+        return summary
+
+    return (yield from run())
