@@ -1,0 +1,121 @@
+"""Full-stack overhead of the plans: RunEngine + devices + codec + HDF5 writer vs the chip.
+
+Each figure is the wall time of a plan on ``sim://pcm-hermes`` (RunEngine, ophyd
+devices, board client and wire codec, HDF5 writer subscribed) divided by the time of the
+same work done on a ``mock_hw.chip.Chip`` directly with no framework, measured in the
+same run on a chip built with the same seed:
+
+- ``tdp_program`` of one full 256 x 256 core (two devices per polarity) vs
+  ``labcim.writeverify.run_write_verify`` with the same strategy and targets;
+- ``mvm_characterization`` of 10,000 input vectors (batches of 1,000, 8-bit in/out,
+  4-phase, no programming) vs a ``Chip.mvm`` loop over the same batches.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import numpy as np
+from bluesky import RunEngine
+
+from benchmarks.common import Record, main
+from labcim.characterization import hermes_inputs, hermes_weights, quantize_inputs
+from labcim.connection import connect
+from labcim.hdf5 import HDF5Writer
+from labcim.mapping import weight_scale, weights_to_targets
+from labcim.writeverify import make_strategy, run_write_verify
+from mock_hw.chip import Chip
+from plans import mvm_characterization, tdp_program
+
+PRESET = "pcm-hermes"
+SEED = 0
+
+
+def _stack_seconds(plan_factory, repeat: int) -> float:
+    """Best wall time (s) of ``RE(plan)`` on a fresh board, HDF5 writer subscribed."""
+    best = float("inf")
+    for _ in range(repeat):
+        board = connect(f"sim://{PRESET}?cores=1&seed={SEED}")
+        with tempfile.TemporaryDirectory() as out:
+            RE = RunEngine({})
+            RE.subscribe(HDF5Writer(out))
+            t0 = time.perf_counter()
+            RE(plan_factory(board))
+            best = min(best, time.perf_counter() - t0)
+        board.close()
+    return best
+
+
+def _direct_program_seconds(weights: np.ndarray, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
+        info = chip.identify()
+        strategy = make_strategy(
+            "tdp",
+            devices_per_polarity=info["devices_per_polarity"],
+            device_type=info["device_type"],
+            limits=info["limits"],
+            g_max=info["g_max_uS"],
+        )
+        targets = weights_to_targets(weights, strategy.g_cell_max, weight_scale(weights))
+        t0 = time.perf_counter()
+        run_write_verify(
+            strategy,
+            targets,
+            lambda chip=chip: chip.read_conductance(0),
+            lambda b, chip=chip: chip.apply_pulses(
+                0, b.row, b.col, b.device, b.kind, b.amplitude, b.width
+            ),
+        )
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _direct_mvm_seconds(codes: np.ndarray, batch: int, repeat: int) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
+        t0 = time.perf_counter()
+        for lo in range(0, len(codes), batch):
+            chip.mvm(0, codes[lo : lo + batch])
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def run(quick: bool = False) -> list[Record]:
+    """The two overhead ratios (``quick``: one trial each and 2,000 vectors)."""
+    repeat = 1 if quick else 3
+    rows = cols = 256
+    weights = hermes_weights(np.random.default_rng(1), rows, cols)
+    direct_tdp = _direct_program_seconds(weights, repeat)
+    stack_tdp = _stack_seconds(lambda b: tdp_program(b, weights, cores=[0]), repeat)
+
+    n, batch = (2000, 1000) if quick else (10_000, 1000)
+    codes = quantize_inputs(hermes_inputs(np.random.default_rng(SEED), n, rows), 8)
+    direct_mvm = _direct_mvm_seconds(codes, batch, repeat)
+    stack_mvm = _stack_seconds(
+        lambda b: mvm_characterization(b, n_vectors=n, batch_size=batch, program=False),
+        repeat,
+    )
+    return [
+        Record(
+            "tdp_program 1 core 256x256 dpp=2: full stack / direct",
+            stack_tdp / direct_tdp,
+            "x",
+            f"run_write_verify on Chip: {direct_tdp:.3f} s",
+            "<= 1.5",
+        ),
+        Record(
+            f"mvm_characterization {n} vectors: full stack / direct",
+            stack_mvm / direct_mvm,
+            "x",
+            f"Chip.mvm loop: {direct_mvm:.3f} s",
+            "<= 1.5",
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    main(run)
