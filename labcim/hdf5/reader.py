@@ -202,22 +202,41 @@ class Run:
         self.path = Path(path)
         self.refresh()
 
-    def refresh(self) -> None:
-        """Re-read the file: a run still being written shows its new events."""
+    def refresh(self, attempts: int = 5) -> None:
+        """Re-read the file: a run still being written shows its new events.
+
+        The writer adds groups and datasets (a new stream) while in SWMR mode, which
+        HDF5 does not make atomic for readers: a reader may catch the structure half
+        written (an object address past the end of the file, a link without its
+        object).  That is retried briefly, as it resolves once the writer flushes.
+        """
+        for attempt in range(attempts):
+            try:
+                self._read()
+                break
+            except (KeyError, OSError):
+                if attempt == attempts - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        self.__dict__.pop("metadata", None)
+
+    def _read(self) -> None:
         with _open(self.path) as file:
             if file.attrs.get(FORMAT_ATTR) is None:
                 raise ValueError(f"{self.path} is not a labcim run file")
             entry = file[ENTRY]
             self.start: dict[str, Any] = json.loads(entry[METADATA].attrs[DOCUMENT_ATTR])
-            # A writer killed while closing may leave the stop group without its document.
-            stop = entry[STOP].attrs.get(DOCUMENT_ATTR) if STOP in entry else None
+            # A SWMR reader may see the link to a group the writer has just created
+            # before the group itself: h5py then gives None for it.  Such a group is
+            # treated as not there yet, like the stop group of a writer killed while closing.
+            groups = {name: group for name, group in entry.items() if group is not None}
+            stop = groups[STOP].attrs.get(DOCUMENT_ATTR) if STOP in groups else None
             self.stop: dict[str, Any] | None = json.loads(stop) if stop is not None else None
             self.streams: dict[str, Stream] = {
                 name: Stream(self, group)
-                for name, group in entry.items()
+                for name, group in groups.items()
                 if DESCRIPTORS_ATTR in group.attrs
             }
-        self.__dict__.pop("metadata", None)
 
     @property
     def number(self) -> int:
