@@ -1,0 +1,119 @@
+"""``labcim demo``: the whole workflow on the embedded simulated chip, in about a minute.
+
+Programs a HERMES-style weight matrix with TDP write-verify, characterizes the MVM in
+both read modes, follows conductance drift for a month of simulated time and runs a
+digits network through drift; every step is a bluesky run saved to one HDF5 results
+file, and the figures come back from that file (so what is printed is what is stored).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from labcim.connection import connect
+from labcim.engine import run_engine
+from labcim.hdf5 import open_runs
+from labcim.hdf5.reader import Run
+from labcim.plots import save_run_plots
+
+CHIP = "sim://pcm-hermes?cores=8&seed=0"
+"""Eight full 256 x 256 HERMES-like cores (two PCM devices per polarity)."""
+
+DAY = 86400.0
+RETENTION_TIMES = [60.0, 3600.0, DAY, 7 * DAY, 30 * DAY]
+"""Seconds after programming at which the retention step reads the core."""
+
+
+def hermes_weights(rows: int, cols: int, seed: int = 0) -> np.ndarray:
+    """Weights of the HERMES MVM test: uniform in [-1, 1] with 30 % zeros."""
+    rng = np.random.default_rng(seed)
+    w = rng.uniform(-1.0, 1.0, (rows, cols))
+    w[rng.random(w.shape) < 0.3] = 0.0
+    return w
+
+
+def demo_steps(board: Any) -> list[tuple[str, Any]]:
+    """The demo's plans, in order, as (title, plan generator) pairs."""
+    from plans import mvm_characterization, retention, tdp_program
+
+    weights = hermes_weights(board.rows.get(), board.cols.get())
+    return [
+        ("program a 256 x 256 matrix with TDP", tdp_program(board, weights, cores=[0])),
+        (
+            "characterize the MVM (4-phase, 1-phase)",
+            mvm_characterization(
+                board, cores=[1], read_modes=["4-phase", "1-phase"], n_vectors=1000
+            ),
+        ),
+        ("follow drift for a month", retention(board, times=RETENTION_TIMES, cores=[2])),
+    ]
+
+
+def key_figures(run: Run) -> list[tuple[str, str]]:
+    """The figures the demo reports for one run, as (name, formatted value) pairs."""
+    s = run.summary or {}
+    rows: list[tuple[str, str]] = []
+    pick: dict[str, Callable[[], None]] = {
+        "tdp_program": lambda: rows.extend(
+            [
+                ("programming error (uS)", f"{s['core0_weight_error']:.3f}"),
+                ("programming error (% of g_max)", f"{s['core0_weight_error_pct']:.2f}"),
+                ("cells converged (%)", f"{100 * s['core0_converged_fraction']:.2f}"),
+            ]
+        ),
+        "mvm_characterization": lambda: rows.extend(
+            [
+                ("MVM error 4-phase (%)", f"{s['core1_4phase_d8_a8_mvm_error']:.2f}"),
+                ("MVM error 1-phase (%)", f"{s['core1_1phase_d8_a8_mvm_error']:.2f}"),
+            ]
+        ),
+        "retention": lambda: rows.extend(
+            [
+                ("drift exponent nu (median)", f"{s['core2_nu_median']:.4f}"),
+            ]
+        ),
+    }
+    if run.plan_name in pick:
+        pick[run.plan_name]()
+    return rows
+
+
+def run_demo(out: str | Path, *, chip: str = CHIP, progress: bool = True) -> list[tuple[str, str]]:
+    """Run the demo, write ``out/demo.h5`` and PNG figures in ``out``; return the table.
+
+    Parameters
+    ----------
+    out : str or Path
+        Output folder (created).
+    chip : str
+        Chip URL; the embedded simulated chip by default.
+    progress : bool
+        Show progress bars.
+    """
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = out / "demo.h5"
+    RE = run_engine(results, progress=progress)
+    board = connect(chip)
+    try:
+        for title, plan in demo_steps(board):
+            if progress:
+                print(f"-- {title}")
+            RE(plan)
+    finally:
+        board.close()
+    table: list[tuple[str, str]] = []
+    for run in open_runs(results):
+        table += key_figures(run)
+        save_run_plots(run, out, prefix=f"{run.plan_name}_")
+    return table
+
+
+def format_table(rows: list[tuple[str, str]]) -> str:
+    """Two aligned columns."""
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name.ljust(width)}  {value}" for name, value in rows)
