@@ -17,17 +17,21 @@ Per weight layer (dense, or conv2d as an im2col matrix), for a batch of input ro
    precision, ``a @ W_digital``, plus the bias; then the layer's non-weight successors
    (activations, pooling, residual adds) run in float64 on the host.
 
-The engine talks to hardware only through a :class:`Backend`, so the same code drives
-the simulator called directly and a board reached through devices.  The per-step pure
-functions (:func:`quantize_inputs`, :func:`codes_to_weight_units`, :func:`fit_affine`)
-are public so a bluesky plan can interleave them with its own messages.
+Every operation that needs the chip (calibration, drift compensation, prediction,
+tuning) is written once, as *steps*: a generator that yields :data:`Call` requests (the
+name of a :class:`Backend` method and its arguments) and is sent each call's result.
+:func:`run_steps` answers them synchronously from a :class:`Backend` (the simulator
+called directly); a bluesky plan answers them with device messages
+(``plans/inference.py``).  So the arithmetic (the pure per-step functions
+:func:`quantize_inputs`, :func:`codes_to_weight_units`, :func:`fit_affine` and the
+:class:`Deployment` bookkeeping) exists once, whoever talks to the hardware.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
@@ -75,9 +79,40 @@ class Backend(Protocol):
         """The core's configuration: at least read_voltage (V), dac_bits, adc_bits, adc_gain."""
         ...
 
-    def configure(self, core: int, **changes: Any) -> None:
+    def configure(self, core: int, changes: Mapping[str, Any]) -> None:
         """Change configuration fields of ``core`` (here: adc_gain)."""
         ...
+
+
+T = TypeVar("T")
+
+Call = tuple[str, tuple[Any, ...]]
+"""A request to the chip: the name of a :class:`Backend` method and its arguments."""
+
+Steps = Generator[Call, Any, T]
+"""Engine work that needs the chip: yields :data:`Call` requests, is sent each one's
+result, and returns the work's result."""
+
+
+def request(method: str, *args: Any) -> Steps[Any]:
+    """One backend call as a step: ``codes = yield from request("mvm", core, x)``."""
+    return (yield method, args)
+
+
+def run_steps(backend: Backend, steps: Steps[T]) -> T:
+    """Run engine ``steps`` to the end, answering every call with ``backend``.
+
+    Returns
+    -------
+    The steps' result.
+    """
+    reply = None
+    try:
+        while True:
+            method, args = steps.send(reply)
+            reply = getattr(backend, method)(*args)
+    except StopIteration as stop:
+        return stop.value
 
 
 def signed_levels(bits: int) -> int:
@@ -195,6 +230,9 @@ class AnalogLayer:
 class Deployment:
     """A model placed on a chip: conductance targets, calibration, drift state, execution.
 
+    Methods that need the chip return :data:`Steps`: run them with
+    ``run_steps(backend, dep.calibrate(X_cal))`` or drive them from a plan.
+
     Parameters
     ----------
     model : Model
@@ -202,17 +240,17 @@ class Deployment:
     placement : Placement
         Where each weight layer's tiles live (:func:`labcim.network.placement.place`).
     g_cell_max : float
-        Largest conductance of one polarity of a cell (uS).
+        Conductance (uS) a weight of magnitude ``w_scale`` is programmed to: the
+        write-verify strategy's ``g_cell_max`` (:mod:`labcim.writeverify`).
     digital_masks : dict of int to ndarray of bool, optional
         Per layer index, the weights computed on the host instead of in analog
         (:func:`labcim.network.hybrid.select_digital`).
     scaling : str
-        Weight scaling of :func:`labcim.mapping.weight_scale` (``"max"`` or ``"percentile"``).
-        The default clips the largest 0.5 % of |W| (NeuRRAM clips at the 95th
-        percentile): the rest gets more conductance range, which on the digits MLP keeps
-        the accuracy closer to software than ``"max"`` (docs/inference.md).
-    percentile : float
-        Percentile for ``scaling="percentile"``.
+        Weight scaling of :func:`labcim.mapping.weight_scale` with its default
+        percentile, the same as the programming plan's ``scaling``, so the engine reads
+        the weights back with the scale they were programmed with.  The default clips
+        the largest 1 % of |W| (NeuRRAM clips at the 95th percentile): the rest gets
+        more conductance range.
     max_batch : int
         Largest number of input vectors per backend call.
     """
@@ -225,7 +263,6 @@ class Deployment:
         *,
         digital_masks: Mapping[int, np.ndarray] | None = None,
         scaling: str = "percentile",
-        percentile: float = 99.5,
         max_batch: int = 8192,
     ) -> None:
         self.model = model
@@ -245,7 +282,7 @@ class Deployment:
                 placement.layer(i).tiles,
                 analog,
                 layer.matrix - analog,
-                weight_scale(analog, scaling, percentile),
+                weight_scale(analog, scaling),
             )
 
     # -- programming ------------------------------------------------------------------
@@ -260,17 +297,22 @@ class Deployment:
             for t in al.tiles
         }
 
+    def digital_fraction(self) -> float:
+        """Fraction of all weights computed on the host."""
+        digital = sum(int(np.count_nonzero(al.digital)) for al in self.layers.values())
+        return digital / sum(al.analog.size for al in self.layers.values())
+
     # -- analog execution -------------------------------------------------------------
 
     def tile_outputs(
-        self, backend: Backend, index: int, a: np.ndarray, input_scale: float | None = None
-    ) -> dict[int, np.ndarray]:
+        self, index: int, a: np.ndarray, input_scale: float | None = None
+    ) -> Steps[dict[int, np.ndarray]]:
         """Raw analog partial products of every tile of layer ``index`` (weight units).
+
+        One batched MVM call per tile (chunked to ``max_batch`` vectors).
 
         Parameters
         ----------
-        backend : Backend
-            The chip.
         index : int
             Weight layer index.
         a : ndarray, shape (n, inputs)
@@ -287,19 +329,17 @@ class Deployment:
         s_in = al.input_scale if input_scale is None else input_scale
         out = {}
         for t in al.tiles:
-            cfg = backend.config(t.core)
+            cfg = yield from request("config", t.core)
+            lsb = yield from request("adc_lsb", t.core)
             codes = quantize_inputs(a[:, t.row0 : t.row1], s_in, int(cfg["dac_bits"]))
-            padded = np.zeros((len(a), backend.rows), np.int32)
+            padded = np.zeros((len(a), self.placement.rows), np.int32)
             padded[:, : t.shape[0]] = codes
-            adc = np.concatenate(
-                [
-                    backend.mvm(t.core, padded[k : k + self.max_batch])
-                    for k in range(0, len(a), self.max_batch)
-                ]
-            )[:, : t.shape[1]]
+            adc = []
+            for k in range(0, len(a), self.max_batch):
+                adc.append((yield from request("mvm", t.core, padded[k : k + self.max_batch])))
             out[t.core] = codes_to_weight_units(
-                adc,
-                backend.adc_lsb(t.core),
+                np.concatenate(adc)[:, : t.shape[1]],
+                lsb,
                 float(cfg["read_voltage"]),
                 s_in,
                 al.w_scale,
@@ -316,22 +356,31 @@ class Deployment:
             y[:, t.col0 : t.col1] += parts[t.core] * al.drift.get(t.core, 1.0)
         return y
 
-    def analog_product(self, backend: Backend, index: int, a: np.ndarray) -> np.ndarray:
+    def analog_product(self, index: int, a: np.ndarray) -> Steps[np.ndarray]:
         """``a @ analog`` of layer ``index`` measured on the chip and corrected (weight units)."""
         al = self.layers[index]
-        y = self.accumulate(index, self.tile_outputs(backend, index, a))
+        y = self.accumulate(index, (yield from self.tile_outputs(index, a)))
         return y if al.gain is None else y * al.gain + al.offset
 
-    def layer_forward(self, backend: Backend, index: int, layer: WeightLayer, x: np.ndarray):
+    def layer_forward(self, index: int, layer: WeightLayer, x: np.ndarray) -> Steps[np.ndarray]:
         """Output of weight layer ``index`` for a batch ``x``: analog + digital part + bias."""
         a = layer.rows(x)
-        y = self.analog_product(backend, index, a) + a @ self.layers[index].digital + layer.bias
-        return layer.unrows(y, x.shape[1:])
+        y = (yield from self.analog_product(index, a)) + a @ self.layers[index].digital
+        return layer.unrows(y + layer.bias, x.shape[1:])
 
-    def predict(self, backend: Backend, X: np.ndarray) -> np.ndarray:
+    def forward(self, X: np.ndarray) -> Steps[list[np.ndarray]]:
+        """Every layer's output for inputs ``X``, weight layers on the chip."""
+        walk = self.model.walk(self.model.check_input(X))
+        try:
+            call = next(walk)
+            while True:
+                call = walk.send((yield from self.layer_forward(*call)))
+        except StopIteration as stop:
+            return stop.value
+
+    def predict(self, X: np.ndarray) -> Steps[np.ndarray]:
         """Model output for inputs ``X`` with every weight layer on the chip."""
-        X = self.model.check_input(X)
-        return self.model.run(X, lambda i, la, x: self.layer_forward(backend, i, la, x))[-1]
+        return (yield from self.forward(X))[-1]
 
     # -- calibration ------------------------------------------------------------------
 
@@ -343,7 +392,7 @@ class Deployment:
             for i, la in self.model.weight_layers()
         }
 
-    def auto_range(self, backend: Backend, index: int, a: np.ndarray) -> None:
+    def auto_range(self, index: int, a: np.ndarray) -> Steps[None]:
         """Set the input scale to max |a| and each tile's ADC gain to fit its largest output.
 
         The ADC full scale of a tile is made ``ADC_HEADROOM`` times the largest partial
@@ -353,30 +402,27 @@ class Deployment:
         al.input_scale = float(np.abs(a).max()) or 1.0
         gains = {}
         for t in al.tiles:
-            cfg = backend.config(t.core)
+            cfg = yield from request("config", t.core)
+            lsb = yield from request("adc_lsb", t.core)
             x = np.clip(a[:, t.row0 : t.row1] / al.input_scale, -1, 1)
             cells = np.abs(x @ al.analog[t.row0 : t.row1, t.col0 : t.col1]).max() / al.w_scale
             peak = float(cfg["read_voltage"]) * self.g_cell_max * max(cells, 1e-3)  # uA
-            full = backend.adc_lsb(t.core) * signed_levels(int(cfg["adc_bits"]))
+            full = lsb * signed_levels(int(cfg["adc_bits"]))
             gains[t.core] = float(cfg["adc_gain"]) * full / (ADC_HEADROOM * peak)
-        self.set_gains(backend, index, gains)
+        yield from self.set_gains(index, gains)
 
-    def set_gains(self, backend: Backend, index: int, gains: Mapping[int, float]) -> None:
+    def set_gains(self, index: int, gains: Mapping[int, float]) -> Steps[None]:
         """Configure cores of layer ``index`` with ADC ``gains`` (clipped to the range)."""
         al = self.layers[index]
         for core, g in gains.items():
             al.adc_gain[core] = float(np.clip(g, *ADC_GAIN_RANGE))
-            backend.configure(core, adc_gain=al.adc_gain[core])
+            yield from request("configure", core, {"adc_gain": al.adc_gain[core]})
 
-    def calibrate_layer(
-        self, backend: Backend, index: int, a: np.ndarray, n_ref: int = 256
-    ) -> None:
+    def calibrate_layer(self, index: int, a: np.ndarray, n_ref: int = 256) -> Steps[None]:
         """Fit the layer's per-column affine correction and store its drift reference.
 
         Parameters
         ----------
-        backend : Backend
-            The chip, right after programming.
         index : int
             Weight layer index.
         a : ndarray, shape (n, inputs)
@@ -386,37 +432,36 @@ class Deployment:
         """
         al = self.layers[index]
         al.drift = {}
-        parts = self.tile_outputs(backend, index, a)
+        parts = yield from self.tile_outputs(index, a)
         al.gain, al.offset = fit_affine(self.accumulate(index, parts), a @ al.analog)
         pick = np.linspace(0, len(a) - 1, min(n_ref, len(a))).astype(int)
         al.ref_rows = a[pick]
         al.reference = {core: p[pick] for core, p in parts.items()}
 
-    def calibrate(self, backend: Backend, X_cal: np.ndarray, *, auto: bool = True) -> None:
+    def calibrate(self, X_cal: np.ndarray, *, auto: bool = True) -> Steps[None]:
         """Calibrate every weight layer on software activations of ``X_cal``.
+
+        Run it right after programming: the drift reference is read here.
 
         Parameters
         ----------
-        backend : Backend
-            The chip, right after programming.
         X_cal : ndarray
             Calibration inputs (e.g. a slice of the training set).
         auto : bool
             Auto-range input scales and ADC gains first (off after :mod:`tuning`).
         """
-        rows = self.layer_rows(X_cal)
-        for i, a in rows.items():
+        for i, a in self.layer_rows(X_cal).items():
             if auto:
-                self.auto_range(backend, i, a)
-            self.calibrate_layer(backend, i, a)
+                yield from self.auto_range(i, a)
+            yield from self.calibrate_layer(i, a)
         self.drift_mode = "none"
 
-    def compensate_drift(self, backend: Backend, mode: str = "global") -> None:
+    def compensate_drift(self, mode: str = "global") -> Steps[None]:
         """Re-read each tile's drift reference input and set its factors (see drift.py)."""
         for i, al in self.layers.items():
             if al.ref_rows is None:
                 raise RuntimeError(f"layer {i} has no drift reference: calibrate first")
-            now = self.tile_outputs(backend, i, al.ref_rows)
+            now = yield from self.tile_outputs(i, al.ref_rows)
             al.drift = {c: drift_factors(al.reference[c], now[c], mode) for c in now}
         self.drift_mode = mode
 
@@ -428,6 +473,7 @@ class Deployment:
             "placement": self.placement.to_dict(),
             "g_cell_max_uS": self.g_cell_max,
             "drift_compensation": self.drift_mode,
+            "digital_fraction": self.digital_fraction(),
             "layers": [
                 {
                     "layer": i,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from typing import Any
 
 import numpy as np
@@ -99,13 +99,16 @@ class Model:
         outs = self.run(self.check_input(X), lambda i, layer, x: layer.forward(x))
         return outs if keep else outs[-1]
 
-    def run(
-        self, X: np.ndarray, weight_op: Callable[[int, WeightLayer, np.ndarray], np.ndarray]
-    ) -> list[np.ndarray]:
-        """Run the layers with ``weight_op(index, layer, x)`` computing every weight layer.
+    def walk(
+        self, X: np.ndarray
+    ) -> Generator[tuple[int, WeightLayer, np.ndarray], np.ndarray, list[np.ndarray]]:
+        """The one traversal shared by the software reference and the chip execution.
 
-        The one traversal shared by the software reference and the chip execution, so
-        residual connections and shapes are handled in one place.
+        A coroutine: it yields ``(index, layer, x)`` for every weight layer and expects
+        that layer's output to be sent back; every other layer (activations, pooling,
+        residual adds) it computes itself, so shapes and residual sources are handled
+        in one place whether the weight layers run in software, on a backend or inside a
+        bluesky plan.
 
         Returns
         -------
@@ -116,13 +119,31 @@ class Model:
         x = X
         for i, layer in enumerate(self.layers):
             if isinstance(layer, WeightLayer):
-                x = weight_op(i, layer, x)
+                x = yield i, layer, x
             elif isinstance(layer, Add):
                 x = layer.forward(x, X if layer.source == -1 else outs[layer.source])
             else:
                 x = layer.forward(x)
             outs.append(x)
         return outs
+
+    def run(
+        self, X: np.ndarray, weight_op: Callable[[int, WeightLayer, np.ndarray], np.ndarray]
+    ) -> list[np.ndarray]:
+        """:meth:`walk` with ``weight_op(index, layer, x)`` computing every weight layer.
+
+        Returns
+        -------
+        list of ndarray
+            Every layer's output.
+        """
+        walk = self.walk(X)
+        try:
+            request = next(walk)
+            while True:
+                request = walk.send(weight_op(*request))
+        except StopIteration as stop:
+            return stop.value
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready description: input shape and each layer's kind and hyper-parameters."""

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from labcim.metrics import mvm_error
-from labcim.network.execution import Backend, Deployment, fit_affine
+from labcim.network.execution import Deployment, Steps, fit_affine
 
 GAIN_FACTORS = (0.5, 1.0, 1.5, 2.0, 3.0, 4.0)
 """ADC-gain multipliers tried (the auto-range puts the largest calibration output at
@@ -29,16 +29,14 @@ INPUT_FACTORS = (1.0, 0.75, 0.5)
 """Input-scale multipliers tried."""
 
 
-def layer_error(
-    dep: Deployment, backend: Backend, index: int, a: np.ndarray, input_scale: float
-) -> float:
+def layer_error(dep: Deployment, index: int, a: np.ndarray, input_scale: float) -> Steps[float]:
     """Layer-output error (percent) of the analog product on rows ``a`` after affine fit.
 
     :func:`labcim.metrics.mvm_error` over the output columns (each column's batch of
     outputs is one vector), so every output channel weighs the same whatever its range.
     """
     al = dep.layers[index]
-    y = dep.accumulate(index, dep.tile_outputs(backend, index, a, input_scale))
+    y = dep.accumulate(index, (yield from dep.tile_outputs(index, a, input_scale)))
     ideal = a @ al.analog
     gain, offset = fit_affine(y, ideal)
     return mvm_error((y * gain + offset).T, ideal.T)
@@ -46,20 +44,17 @@ def layer_error(
 
 def tune_layer(
     dep: Deployment,
-    backend: Backend,
     index: int,
     a: np.ndarray,
     gain_factors: Sequence[float] = GAIN_FACTORS,
     input_factors: Sequence[float] = INPUT_FACTORS,
-) -> dict[str, float]:
+) -> Steps[dict[str, float]]:
     """Search ADC gain, then input scale, of layer ``index``; leave the best configured.
 
     Parameters
     ----------
     dep : Deployment
         The deployed model (programmed).
-    backend : Backend
-        The chip.
     index : int
         Weight layer index.
     a : ndarray, shape (n, inputs)
@@ -73,20 +68,23 @@ def tune_layer(
         ``gain_factor``, ``input_factor``, ``error`` (percent) of the best pair,
         ``error_auto`` of the auto-ranged one and ``evaluations`` (backend batches per tile).
     """
-    dep.auto_range(backend, index, a)
+    yield from dep.auto_range(index, a)
     al = dep.layers[index]
     base_gains, base_scale = dict(al.adc_gain), al.input_scale
     errors: dict[tuple[float, float], float] = {}
 
-    def trial(g: float, f: float) -> float:
-        if (g, f) not in errors:
-            dep.set_gains(backend, index, {c: v * g for c, v in base_gains.items()})
-            errors[g, f] = layer_error(dep, backend, index, a, base_scale * f)
-        return errors[g, f]
+    def trial(g: float, f: float) -> Steps[None]:
+        if (g, f) not in errors:  # (1.0, 1.0) comes up in both searches
+            yield from dep.set_gains(index, {c: v * g for c, v in base_gains.items()})
+            errors[g, f] = yield from layer_error(dep, index, a, base_scale * f)
 
-    best_g = min(gain_factors, key=lambda g: trial(g, 1.0))
-    best_f = min(input_factors, key=lambda f: trial(best_g, f))
-    dep.set_gains(backend, index, {c: v * best_g for c, v in base_gains.items()})
+    for g in gain_factors:
+        yield from trial(g, 1.0)
+    best_g = min(gain_factors, key=lambda g: errors[g, 1.0])
+    for f in input_factors:
+        yield from trial(best_g, f)
+    best_f = min(input_factors, key=lambda f: errors[best_g, f])
+    yield from dep.set_gains(index, {c: v * best_g for c, v in base_gains.items()})
     al.input_scale = base_scale * best_f
     return {
         "gain_factor": best_g,
@@ -98,16 +96,14 @@ def tune_layer(
 
 
 def tune(
-    dep: Deployment, backend: Backend, X_cal: np.ndarray, **kwargs: Sequence[float]
-) -> dict[int, dict[str, float]]:
+    dep: Deployment, X_cal: np.ndarray, **kwargs: Sequence[float]
+) -> Steps[dict[int, dict[str, float]]]:
     """Tune every weight layer on ``X_cal``, then recalibrate with the chosen parameters.
 
     Parameters
     ----------
     dep : Deployment
         The deployed model, right after programming.
-    backend : Backend
-        The chip.
     X_cal : ndarray
         Calibration inputs.
     **kwargs
@@ -118,7 +114,8 @@ def tune(
     dict of int to dict
         Per layer index, what :func:`tune_layer` returned.
     """
-    rows = dep.layer_rows(X_cal)
-    report = {i: tune_layer(dep, backend, i, a, **kwargs) for i, a in rows.items()}
-    dep.calibrate(backend, X_cal, auto=False)
+    report = {}
+    for i, a in dep.layer_rows(X_cal).items():
+        report[i] = yield from tune_layer(dep, i, a, **kwargs)
+    yield from dep.calibrate(X_cal, auto=False)
     return report
