@@ -21,6 +21,7 @@ from bluesky.utils import Msg, short_uid
 from ophyd import Signal
 
 from labcim.devices.signals import UnitSignal
+from labcim.sim_record import chip_record
 
 Plan = Generator[Msg, Any, Any]
 """A bluesky plan or plan stub."""
@@ -53,11 +54,18 @@ def derived(name: str, value: Any = 0.0, units: str = "", kind: str = "normal") 
 
 
 def identity(board: Any) -> Plan:
-    """The board's identity as a dict (``limits`` parsed from its JSON); reads no hardware."""
+    """The board's identity as a dict (``limits`` parsed from its JSON); reads no hardware.
+
+    On a simulated board it also holds ``sim_chip`` (`labcim.sim_record.chip_record`):
+    what a replay needs to rebuild the chip exactly as the run found it.
+    """
     values = {}
     for key in IDENTITY:
         values[key] = yield from bps.rd(getattr(board, key))
     values["limits"] = json.loads(values["limits"])
+    record = chip_record(board)
+    if record is not None:
+        values["sim_chip"] = record
     return values
 
 
