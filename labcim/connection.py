@@ -2,9 +2,10 @@
 
 Board URLs:
 
-- ``sim://PRESET?cores=N&seed=S&rows=R&cols=C&devices_per_polarity=D`` -- a fresh
-  simulated chip (``mock_hw.chip.PRESETS``) behind the simulated board, in this process,
-  through the real client and wire codec;
+- ``sim://PRESET?cores=N&seed=S&rows=R&cols=C&devices_per_polarity=D&model=M.yaml`` -- a
+  fresh simulated chip (``mock_hw.chip.PRESETS``, with the device model of a model file
+  from ``labcim calibrate``) behind the simulated board, in this process, through the
+  real client and wire codec;
 - ``sim:///abs/path/chip.npz`` or ``sim://./rel/path.npz`` -- a saved simulated chip;
 - anything else is a pyserial URL: ``socket://127.0.0.1:PORT``, ``serial:///dev/ttyUSB0``,
   ``/dev/pts/3`` ...
@@ -20,6 +21,7 @@ from drivers.board import BoardClient, InProcessTransport
 from drivers.smu import Keithley2450, SourceMeter
 from labcim.devices.board import ChipTestBoard, board_class
 from labcim.devices.smu import SMU
+from labcim.model_file import ModelFileError, load_model
 from mock_hw.board_server import BoardHandler
 from mock_hw.chip import PRESETS, Chip
 
@@ -31,9 +33,12 @@ SIM_QUERY: dict[str, Callable[[str], Any]] = {
     "cols": int,
     "devices_per_polarity": int,
     "seed": int,
+    "model": lambda path: load_model(path).chip_options(),
 }
 """The one place where ``sim://PRESET?...`` query keys map to ``Chip.from_preset``
-keywords, with the type each value is parsed as."""
+keywords, with the type each value is parsed as; a parser that returns a dict gives
+several keywords (``model=PATH.yaml``: the ``model_params`` and ``periphery`` of a model
+file, `labcim.model_file`)."""
 
 _CLIENT_OPTIONS = ("timeout", "retries")
 
@@ -64,12 +69,26 @@ def connect(
     unknown = sorted(set(options) - set(_CLIENT_OPTIONS))
     if unknown:
         raise ValueError(f"unknown option(s) {unknown}; allowed: {list(_CLIENT_OPTIONS)}")
-    chip = None
     if url.startswith(SIM_SCHEME):
-        chip = sim_chip(url)
-        client = BoardClient(InProcessTransport(BoardHandler(chip)), **options)
-    else:
-        client = BoardClient.open(url, **options)
+        return connect_sim_chip(sim_chip(url), name=name, status_timeout=status_timeout, **options)
+    return _board(BoardClient.open(url, **options), None, name, status_timeout)
+
+
+def connect_sim_chip(
+    chip: Chip, *, name: str = "board", status_timeout: float = 60.0, **options: Any
+) -> ChipTestBoard:
+    """The board of an existing simulated ``chip`` (in this process), as `connect` gives it.
+
+    For a chip built in Python rather than named by a URL, e.g. the chip a replay
+    rebuilds from a run's record.  ``options`` as for `connect`.
+    """
+    client = BoardClient(InProcessTransport(BoardHandler(chip)), **options)
+    return _board(client, chip, name, status_timeout)
+
+
+def _board(
+    client: BoardClient, chip: Chip | None, name: str, status_timeout: float
+) -> ChipTestBoard:
     try:
         cls = board_class(client.info["chip"]["cores"])
         return cls(client, name=name, sim_chip=chip, status_timeout=status_timeout)
@@ -111,11 +130,17 @@ def _sim_options(url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
             raise ValueError(f"{url}: unknown option {key!r}; allowed: {sorted(SIM_QUERY)}")
         if key in options:
             raise ValueError(f"{url}: option {key!r} given twice")
+        parse = SIM_QUERY[key]
         try:
-            options[key] = SIM_QUERY[key](text)
+            value = parse(text)
+        except ModelFileError as exc:
+            raise ValueError(f"{url}: {exc}") from None
         except ValueError:
-            kind = SIM_QUERY[key].__name__
-            raise ValueError(f"{url}: {key}={text!r} is not of type {kind}") from None
+            raise ValueError(f"{url}: {key}={text!r} is not of type {parse.__name__}") from None
+        if isinstance(value, dict):
+            options.update(value)
+        else:
+            options[key] = value
     return options
 
 
