@@ -21,7 +21,14 @@ import numpy as np
 from labcim.connection import connect, connect_sim_chip
 from labcim.engine import run_engine, run_plan
 from labcim.hdf5 import Run, Runs, open_runs
-from labcim.hdf5.layout import FORMAT_ATTR, RUN_FILE, RUNS_DIR_SUFFIX, Location
+from labcim.hdf5.layout import (
+    FORMAT_ATTR,
+    INDEX_NAME,
+    RUN_FILE,
+    RUNS_DIR_SUFFIX,
+    SUMMARY_STREAM,
+    Location,
+)
 from labcim.plan_args import ArgumentError, PlanSignature
 from labcim.registry import UnknownPlanError, get_plan
 from labcim.sim_record import configure, fresh_chip, matches
@@ -101,7 +108,7 @@ def open_recorded(path: str | Path) -> Runs:
         raise ReplayError(f"{path}: no such file or directory")
     if path.is_file():
         _check_labcim_file(path)
-    runs = open_runs(path)
+    runs = open_runs(results_location(path))
     if not runs:
         raise ReplayError(f"{path}: no runs recorded there")
     return runs
@@ -116,7 +123,7 @@ def _check_labcim_file(path: Path) -> None:
         raise ReplayError(f"{path}: not an HDF5 file, so not labcim results") from None
     if RUN_FILE.fullmatch(path.name) and not is_run:
         raise ReplayError(f"{path}: not a labcim run file (no {FORMAT_ATTR!r} attribute)")
-    if not is_run and not Location.from_path(path).run_dir.is_dir():
+    if not is_run and not Location.from_path(results_location(path)).run_dir.is_dir():
         raise ReplayError(
             f"{path}: not labcim results: neither a run file (no {FORMAT_ATTR!r} "
             f"attribute) nor an index with its runs in {path.name}{RUNS_DIR_SUFFIX}/ "
@@ -130,6 +137,8 @@ def results_location(path: str | Path) -> Path:
     Replays are written there, next to the runs they replay.
     """
     path = Path(path)
+    if path.name == INDEX_NAME and not Location.from_path(path).run_dir.is_dir():
+        return path.parent  # the index of a directory location
     if not RUN_FILE.fullmatch(path.name):
         return path
     run_dir = path.parent
@@ -151,7 +160,8 @@ def select_runs(runs: Runs, ids: Sequence[str] | None) -> list[Run]:
         return list(runs)
     chosen = []
     for text in ids:
-        found = [r for r in runs if str(r.number) == text or r.uid.startswith(text)]
+        found = [r for r in runs if str(r.number) == text]  # a number first, then a uid
+        found = found or [r for r in runs if r.uid.startswith(text)]
         if len(found) != 1:
             numbers = ", ".join(str(r.number) for r in runs)
             raise ReplayError(
@@ -416,11 +426,11 @@ def compare(recorded: Run, replayed: Run) -> Comparison:
 
     Data keys are compared over the events both runs have (a write-verify may take a
     different number of iterations); keys or streams only one run has are listed in
-    ``missing``.
+    ``missing``.  The summary stream is compared as figures only.
     """
     figures = compare_figures(recorded.summary or {}, replayed.summary or {})
     data, missing = [], []
-    for name in sorted(set(recorded.streams) | set(replayed.streams)):
+    for name in sorted((set(recorded.streams) | set(replayed.streams)) - {SUMMARY_STREAM}):
         a, b = recorded.streams.get(name), replayed.streams.get(name)
         if a is None or b is None:
             missing.append(f"stream {name!r} only in the {'replayed' if a is None else 'recorded'}")
