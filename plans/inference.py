@@ -1,0 +1,562 @@
+"""Network inference on the chip: ``network_inference`` and the adapter it runs the engine with.
+
+The network engine (:mod:`labcim.network.execution`) writes every operation that needs
+the chip as *steps*: generators that yield backend calls (``("mvm", (core, codes))``,
+``("config", (core,))``, ...) and are sent the results.  :func:`on_chip` answers those
+calls with device messages, so calibration, drift compensation, tuning and prediction
+run inside a plan with the engine's own arithmetic, none of it repeated here.  An MVM
+call is one ``mvm.inputs`` set + trigger + read of a whole batch of input vectors.
+
+Programming uses the programming plan's stubs inside this plan's one run
+(:func:`plans.programming.prepare_programming` per weight layer, then
+:func:`plans.programming.program_cores` over every core at once): the cores are
+programmed interleaved and finish together, so the drift clock of the whole model
+starts at one time, and the programming, its verify read and the inference that
+depends on them are one run (bluesky runs cannot nest; sequential ``tdp_program``
+runs, one per layer, would start each layer's drift clock at a different time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import bluesky.plan_stubs as bps
+import bluesky.preprocessors as bpp
+import numpy as np
+
+from labcim.metrics import mvm_error
+from labcim.network.drift import DRIFT_MODES
+from labcim.network.execution import Deployment, Steps, prepare
+from labcim.network.hybrid import select_digital, sensitivity
+from labcim.network.loaders import load_npz
+from labcim.network.model import Model, ModelError
+from labcim.network.tasks import Task, diabetes_regressor, digits_cnn, digits_mlp
+from labcim.network.tuning import tune as tune_steps
+from labcim.progress import EventProgress
+from labcim.writeverify import make_strategy
+from plans.programming import (
+    Programming,
+    prepare_programming,
+    program_cores,
+    programming_summary,
+    summary_units,
+    verify,
+)
+from plans.stubs import (
+    Derived,
+    Plan,
+    board_clock,
+    check_cores,
+    configure,
+    derived,
+    event,
+    identity,
+    record,
+    restore_settings,
+    set_wait,
+    settings,
+    summary_stream,
+    trigger_wait,
+    value,
+    wait_until,
+)
+
+TASKS = {"digits-mlp": digits_mlp, "digits-cnn": digits_cnn, "diabetes": diabetes_regressor}
+"""Reference tasks a plan argument can name (:mod:`labcim.network.tasks`)."""
+
+CALIBRATION_ROWS = 300
+"""Training inputs of a reference task used for calibration (all, if it has fewer)."""
+
+
+class DeviceBackend:
+    """The engine's :class:`~labcim.network.execution.Backend`, as plan stubs over devices.
+
+    Every method is a plan (a generator of messages) returning what the synchronous
+    backend method returns; :func:`on_chip` calls them.
+
+    Parameters
+    ----------
+    board : ChipTestBoard
+        The board.
+    ident : dict
+        Its identity (:func:`plans.stubs.identity`).
+    g_cell_max : float
+        Conductance (uS) full-scale weights are programmed to: the write-verify
+        strategy's.
+    """
+
+    def __init__(self, board: Any, ident: Mapping[str, Any], g_cell_max: float) -> None:
+        self.board = board
+        self.rows, self.cols, self.n_cores = ident["rows"], ident["cols"], ident["n_cores"]
+        self.g_cell_max = g_cell_max
+
+    def mvm(self, core: int, codes: np.ndarray) -> Plan:
+        """ADC codes (int32, (batch, cols)) of a batch of DAC codes (batch, rows)."""
+        mvm = self.board.core(core).mvm
+        yield from set_wait(mvm.inputs, codes)
+        yield from trigger_wait(mvm)
+        return (yield from value(mvm.codes))
+
+    def adc_lsb(self, core: int) -> Plan:
+        """Output current of one ADC code (uA), as the board reported it."""
+        return (yield from value(self.board.core(core).adc_lsb))
+
+    def config(self, core: int) -> Plan:
+        """The core's settings (:data:`plans.stubs.CORE_SETTINGS`)."""
+        return (yield from settings(self.board.core(core)))
+
+    def configure(self, core: int, changes: Mapping[str, Any]) -> Plan:
+        """Set configuration fields of ``core``, waiting for the board."""
+        yield from configure(self.board.core(core), **changes)
+
+
+def on_chip(backend: DeviceBackend, steps: Steps[Any]) -> Plan:
+    """Run engine ``steps``, answering each backend call with device messages.
+
+    Returns
+    -------
+    The steps' result.
+    """
+    reply = None
+    while True:
+        try:
+            method, args = steps.send(reply)
+        except StopIteration as stop:
+            return stop.value
+        reply = yield from getattr(backend, method)(*args)
+
+
+def resolve_model(model: Model | str) -> tuple[Model, Task | None]:
+    """The model of ``model`` (a :class:`Model`, a task name of :data:`TASKS` or a ``.npz``
+    path) and its reference task, if it names one.
+
+    Raises
+    ------
+    ModelError
+        If the file is not a saved model, or describes an unsupported layer.
+    """
+    if isinstance(model, Model):
+        return model, None
+    if model in TASKS:
+        task = TASKS[model]()
+        return task.model, task
+    if not Path(model).is_file():
+        raise ModelError(f"model = {model!r} is neither a task ({list(TASKS)}) nor a file")
+    return load_npz(model), None
+
+
+def scores(outputs: np.ndarray, y: np.ndarray | None, reference: np.ndarray) -> dict[str, float]:
+    """Figures of model ``outputs`` against labels ``y`` and the software ``reference``.
+
+    Classification (more than one output): ``accuracy`` (percent, with labels) and
+    ``agreement`` (percent of predictions equal to the software's).  Regression (one
+    output): ``rmse`` and ``r2`` (with targets) and ``rmse_vs_software`` (target
+    units), the error the hardware adds to the software model.
+    """
+    out: dict[str, float] = {}
+    if is_classifier(reference):
+        predicted = outputs.argmax(axis=1)
+        out["agreement"] = float(100.0 * np.mean(predicted == reference.argmax(axis=1)))
+        if y is not None:
+            out["accuracy"] = float(100.0 * np.mean(predicted == y))
+        return out
+    flat = outputs.reshape(len(outputs))
+    out["rmse_vs_software"] = float(np.sqrt(np.mean((flat - reference.reshape(len(flat))) ** 2)))
+    if y is not None:
+        residual = float(np.mean((flat - y) ** 2))
+        out["rmse"] = float(np.sqrt(residual))
+        out["r2"] = float(1.0 - residual / np.var(y))
+    return out
+
+
+def is_classifier(outputs: np.ndarray) -> bool:
+    """Whether model outputs are class scores (more than one output per sample)."""
+    return int(np.prod(outputs.shape[1:])) > 1
+
+
+def time_key(t: float) -> str:
+    """Summary key prefix of a time point: ``t3600s``, ``t0p5s`` (no dots in keys)."""
+    return f"t{t:.0f}s" if float(t).is_integer() else f"t{t}s".replace(".", "p")
+
+
+SCORE_UNITS = {"accuracy": "%", "agreement": "%"}
+"""Units of the :func:`scores` figures that have one (RMSE is in the target's units)."""
+
+
+@dataclass
+class Inference:
+    """A checked inference job (:func:`prepare_inference`); nothing has been sent yet."""
+
+    model: Model
+    X: np.ndarray
+    y: np.ndarray | None
+    X_cal: np.ndarray
+    dep: Deployment
+    backend: DeviceBackend
+    programming: Programming | None
+    layer_programming: dict[int, Programming]
+    times: list[float]
+    modes: list[str]
+    batch_size: int
+    reference: np.ndarray
+    signals: dict[str, Derived] = field(default_factory=dict)
+
+    @property
+    def n_batches(self) -> int:
+        """Batches per pass over ``X``."""
+        return -(-len(self.X) // self.batch_size)
+
+
+def prepare_inference(
+    board: Any,
+    ident: Mapping[str, Any],
+    model: Model | str,
+    X: np.ndarray | None,
+    y: np.ndarray | None,
+    X_cal: np.ndarray | None,
+    cores: list[int] | None,
+    strategy: str,
+    times: Sequence[float],
+    compensation: Sequence[str],
+    digital_budget: float,
+    batch_size: int,
+    program: bool,
+    settle: float,
+    max_iterations: int,
+) -> Inference:
+    """Check every argument and build the job; nothing is sent to the board.
+
+    Raises
+    ------
+    ModelError
+        Unsupported layer, unreadable model file, inputs that do not fit the model.
+    PlacementError
+        A model that needs more cores than given.
+    ValueError
+        Naming the bad argument: unknown core or strategy, times not sorted or negative,
+        unknown compensation mode, budget outside [0, 1], batch size < 1, labels that do
+        not match the inputs, a task name needed for default inputs.
+    """
+    net, task = resolve_model(model)
+    if X is None:
+        if task is None:
+            raise ValueError("X: give inputs, or name a reference task as the model")
+        X, y = task.X_test, task.y_test if y is None else y
+    X = net.check_input(X)
+    if X_cal is None:  # only inputs are used: no labels leak into the calibration
+        X_cal = X if task is None else task.X_train[:CALIBRATION_ROWS]
+    X_cal = net.check_input(X_cal)
+    if y is not None and len(np.asarray(y)) != len(X):
+        raise ValueError(f"y has {len(np.asarray(y))} labels for {len(X)} inputs")
+    times = [float(t) for t in times]
+    if not times or min(times) < 0 or times != sorted(times):
+        raise ValueError(f"times = {times} s must be non-empty, >= 0 and sorted")
+    bad = [m for m in compensation if m not in DRIFT_MODES]
+    if bad or not compensation:
+        raise ValueError(f"compensation = {list(compensation)}; allowed: {list(DRIFT_MODES)}")
+    if not 0.0 <= digital_budget <= 1.0:
+        raise ValueError(f"digital_budget = {digital_budget} is outside [0, 1]")
+    if batch_size < 1:
+        raise ValueError(f"batch_size = {batch_size} must be >= 1")
+    if cores is not None:
+        check_cores(board, cores)
+    wv = make_strategy(
+        strategy,
+        devices_per_polarity=ident["devices_per_polarity"],
+        device_type=ident["device_type"],
+        limits=ident["limits"],
+        g_max=ident["g_max"],
+    )
+    backend = DeviceBackend(board, ident, wv.g_cell_max)
+    masks = select_digital(sensitivity(net, X_cal), digital_budget) if digital_budget else None
+    dep = prepare(net, backend, X, cores=cores, digital_masks=masks)
+    layer_programming = {}
+    if program:
+        for i, al in dep.layers.items():
+            layer_programming[i] = prepare_programming(
+                board,
+                dict(ident),
+                al.analog,
+                [t.core for t in al.tiles],
+                strategy,
+                None,
+                max_iterations,
+                "percentile",
+                settle,
+            )
+    merged = None
+    if program:  # every core in one job: programmed interleaved, finished together
+        jobs = [j for p in layer_programming.values() for j in p.jobs]
+        merged = Programming(jobs, float("nan"), settle)  # per-layer scales: metadata
+    return Inference(
+        net,
+        X,
+        None if y is None else np.asarray(y),
+        X_cal,
+        dep,
+        backend,
+        merged,
+        layer_programming,
+        times,
+        list(compensation),
+        min(batch_size, len(X)),
+        net.forward(X),
+    )
+
+
+def make_signals(job: Inference) -> dict[str, Derived]:
+    """The per-batch signals: time, mode, batch, valid samples, predictions, layer errors."""
+    n = job.batch_size
+    classifier = is_classifier(job.reference)
+    blank = np.full(n, -1) if classifier else np.full((n, *job.model.output_shape), np.nan)
+    signals = {
+        "time": derived("time", 0.0, "s", kind="hinted"),
+        "elapsed": derived("elapsed", 0.0, "s"),
+        "compensation": derived("compensation", ""),
+        "batch": derived("batch", 0, kind="hinted"),
+        "samples": derived("samples", 0),
+        "predictions": derived("predictions", blank),
+    }
+    for i in job.dep.layers:
+        signals[f"layer{i}_error"] = derived(f"layer{i}_error", 0.0, "%", kind="hinted")
+        signals[f"layer{i}_deviation"] = derived(f"layer{i}_deviation", 0.0, "%")
+    return signals
+
+
+def layer_errors(job: Inference, X: np.ndarray, outs: list[np.ndarray]) -> dict[str, float]:
+    """Per weight layer, the MVM error (%) of its chip output against two references.
+
+    ``layer{i}_error``: against the exact product of the same (chip) inputs, the
+    layer's own error.  ``layer{i}_deviation``: against the software model's output of
+    that layer, the error accumulated up to it.
+    """
+    software = job.model.forward(X, keep=True)
+    out = {}
+    for i, layer in job.model.weight_layers():
+        x_in = X if i == 0 else outs[i - 1]
+        flat = outs[i].reshape(len(X), -1)
+        exact = layer.forward(x_in).reshape(len(X), -1)
+        out[f"layer{i}_error"] = mvm_error(flat, exact)
+        out[f"layer{i}_deviation"] = mvm_error(flat, software[i].reshape(len(X), -1))
+    return out
+
+
+def run_batches(job: Inference, t: float, elapsed: float, mode: str) -> Plan:
+    """One pass over ``X`` at one time point and compensation mode, one event per batch.
+
+    Returns
+    -------
+    ndarray
+        The model outputs for every input.
+    """
+    s = job.signals
+    outputs = []
+    for b in range(job.n_batches):
+        yield from bps.checkpoint()
+        X = job.X[b * job.batch_size : (b + 1) * job.batch_size]
+        outs = yield from on_chip(job.backend, job.dep.forward(X))
+        outputs.append(outs[-1])
+        padded = s["predictions"].get().copy()
+        padded[len(X) :] = -1 if padded.dtype.kind == "i" else np.nan
+        padded[: len(X)] = outs[-1].argmax(axis=1) if padded.dtype.kind == "i" else outs[-1]
+        values = {s["predictions"]: padded, s["batch"]: b, s["samples"]: len(X)}
+        values.update({s["time"]: t, s["elapsed"]: elapsed, s["compensation"]: mode})
+        values.update({s[k]: v for k, v in layer_errors(job, X, outs).items()})
+        record(values)
+        yield from event(list(s.values()))
+    return np.concatenate(outputs)
+
+
+def network_inference(
+    board: Any,
+    model: Model | str,
+    X: np.ndarray | None = None,
+    y: np.ndarray | None = None,
+    *,
+    X_cal: np.ndarray | None = None,
+    cores: list[int] | None = None,
+    strategy: str = "tdp",
+    times: list[float] | None = None,
+    compensation: list[str] | None = None,
+    digital_budget: float = 0.0,
+    tune: bool = False,
+    batch_size: int = 256,
+    program: bool = True,
+    settle: float = 1.0,
+    max_iterations: int = 20,
+    md: dict[str, Any] | None = None,
+) -> Plan:
+    """Run a network on the chip: place, program, calibrate, then infer at drift times.
+
+    Every weight layer (dense, or conv2d as an im2col matrix) is placed on cores
+    (:func:`labcim.network.placement.place`), programmed with write-verify (stream
+    ``program``, verify read ``settle`` s later in ``verify``), calibrated on
+    software activations of ``X_cal`` (input scale, ADC gain, per-column affine
+    correction, and the drift-compensation reference read), optionally tuned per layer.
+    Then for each time in ``times`` (s after the end of programming; a simulated clock
+    is advanced, a real board is waited for) and each compensation mode, the drift
+    factors are re-read and every batch of ``X`` runs through the chip: one MVM per
+    tile per batch.
+
+    Parameters
+    ----------
+    board : ChipTestBoard
+        The board.
+    model : Model or str
+        A :class:`labcim.network.Model`, a reference task (``"digits-mlp"``,
+        ``"digits-cnn"``, ``"diabetes"``) or the path of a model saved with
+        :func:`labcim.network.loaders.save_npz`.
+    X : ndarray, optional
+        Inputs, shape (n, *model input shape); default the task's test split.
+    y : ndarray, optional
+        Class labels or regression targets of ``X``; default the task's.  Without them
+        only agreement with the software model is reported.
+    X_cal : ndarray, optional
+        Calibration inputs (no labels used); default the task's first 300 training
+        inputs, or ``X`` for a model that is not a task.
+    cores : list of int, optional
+        Cores to place the model on, in order; default all, from core 0.
+    strategy : str
+        Write-verify strategy (:data:`labcim.writeverify.STRATEGIES`).
+    times : list of float, optional
+        Times (s, >= 0, sorted) after programming at which to infer; default one hour.
+    compensation : list of str, optional
+        Drift compensation modes to evaluate at every time: ``"none"``, ``"global"``
+        (one factor per tile, aihwkit's) or ``"column"``; default ``["global"]``.
+    digital_budget : float
+        Fraction of the weights (the most sensitive, AnDi) computed on the host, in
+        [0, 1].
+    tune : bool
+        Tune ADC gain and input scale per layer on the chip after calibration.
+    batch_size : int
+        Input vectors per event (and per MVM call of a tile).
+    program : bool
+        Program the weights first; False when the model is already on the chip (with
+        the same placement, strategy and budget); times then count from the run's start.
+    settle : float
+        Wait (s) after programming before the verify read and calibration.
+    max_iterations : int
+        Largest number of write-verify pulse batches.
+    md : dict, optional
+        Extra start metadata.
+
+    Streams
+    -------
+    program, verify
+        Write-verify iterations and the verify read (:mod:`plans.programming`).
+    primary
+        One event per batch: ``time`` (s), ``elapsed`` (s since programming, as
+        measured), ``compensation``, ``batch``, ``samples``, ``predictions`` (class
+        labels, -1 past ``samples``; or outputs, NaN past ``samples``),
+        ``layer{i}_error`` and ``layer{i}_deviation`` (%, :func:`layer_errors`).
+    evaluation
+        One event per time and mode: its :func:`scores` and elapsed time.
+    summary
+        Software figures (``software_``), each time and mode's figures
+        (``t{time}s_{mode}_``, :func:`time_key`), placement utilization, digital
+        fraction, tuning choices (``tune_``), programming figures (``program_``).
+
+    Raises
+    ------
+    ModelError, PlacementError, ValueError
+        Before anything is sent (:func:`prepare_inference`).
+    """
+    ident = yield from identity(board)
+    times = [3600.0] if times is None else times
+    compensation = ["global"] if compensation is None else compensation
+    job = prepare_inference(
+        board,
+        ident,
+        model,
+        X,
+        y,
+        X_cal,
+        cores,
+        strategy,
+        times,
+        compensation,
+        digital_budget,
+        batch_size,
+        program,
+        settle,
+        max_iterations,
+    )
+    job.signals = make_signals(job)
+    dep = job.dep
+    devices = [board.core(c) for c in dep.placement.cores_used]
+    start = {
+        "plan_name": "network_inference",
+        "plan_args": {
+            "model": model if isinstance(model, str) else "<Model>",
+            "cores": cores,
+            "strategy": strategy,
+            "times": job.times,
+            "compensation": job.modes,
+            "digital_budget": digital_budget,
+            "tune": tune,
+            "batch_size": batch_size,
+            "program": program,
+            "settle": settle,
+            "max_iterations": max_iterations,
+        },
+        "board_identity": ident,
+        "network": job.model.describe(),
+        "deployment": dep.metadata(),
+        "programming": {f"layer{i}": p.metadata() for i, p in job.layer_programming.items()},
+        "num_points": len(job.times) * len(job.modes) * job.n_batches,
+        "hints": {"dimensions": [(["batch"], "primary")]},
+        **(md or {}),
+    }
+    saved = {}
+    for d in devices:
+        saved[d] = yield from settings(d)
+    evaluation = {
+        "time": derived("time", 0.0, "s"),
+        "elapsed": derived("elapsed", 0.0, "s"),
+        "compensation": derived("compensation", ""),
+    }
+    for k in scores(job.reference, job.y, job.reference):
+        evaluation[k] = derived(k, 0.0, SCORE_UNITS.get(k, ""))
+
+    @bpp.subs_decorator(EventProgress())
+    @bpp.run_decorator(md=start)
+    def run() -> Plan:
+        summary: dict[str, Any] = {}
+        units: dict[str, str] = {}
+        if job.programming is not None:
+            yield from program_cores(job.programming, stream="program")
+            t0 = yield from board_clock(board)
+            maps = yield from verify(board, job.programming, ident["simulated"])
+            figures = programming_summary(job.programming, maps)
+            summary.update({f"program_{k}": v for k, v in figures.items()})
+            units.update({f"program_{k}": u for k, u in summary_units(figures).items()})
+        else:
+            t0 = yield from board_clock(board)
+        yield from on_chip(job.backend, dep.calibrate(job.X_cal))
+        if tune:
+            report = yield from on_chip(job.backend, tune_steps(dep, job.X_cal))
+            for i, r in report.items():
+                summary.update({f"tune_layer{i}_{k}": v for k, v in r.items()})
+        software = scores(job.reference, job.y, job.reference)
+        summary.update({f"software_{k}": v for k, v in software.items()})
+        for t in job.times:
+            now = yield from wait_until(board, t0 + t, ident["simulated"])
+            for mode in job.modes:
+                yield from on_chip(job.backend, dep.compensate_drift(mode))
+                outputs = yield from run_batches(job, t, now - t0, mode)
+                figures = scores(outputs, job.y, job.reference)
+                summary.update({f"{time_key(t)}_{mode}_{k}": v for k, v in figures.items()})
+                values = {"time": t, "elapsed": now - t0, "compensation": mode, **figures}
+                record({evaluation[k]: v for k, v in values.items()})
+                yield from event(list(evaluation.values()), "evaluation")
+        summary.update({f"utilization_{k}": v for k, v in dep.placement.utilization().items()})
+        summary["digital_fraction"] = dep.digital_fraction()
+        for k in summary:
+            units.setdefault(k, SCORE_UNITS.get(k.rsplit("_", 1)[-1], ""))
+        yield from summary_stream(summary, units)
+        return summary
+
+    return (yield from bpp.finalize_wrapper(run(), restore_settings(saved)))
