@@ -27,7 +27,7 @@ from ophyd.device import create_device_from_components
 
 from drivers.board import BoardClient
 from labcim.devices.core import CIMCore
-from labcim.devices.signals import DriverStatus, Readback, Setting, run_async
+from labcim.devices.signals import DriverStatus, DriverWorker, Readback, Setting
 
 LINK_WINDOW = 20
 """Driver calls over which ``retry_fraction`` is computed."""
@@ -130,6 +130,7 @@ class ChipTestBoard(Device):
         self.chip_info: dict[str, Any] = client.info["chip"]
         self.sim_chip = sim_chip
         self.status_timeout = status_timeout
+        self.worker = DriverWorker(name)
         super().__init__(name=name, **kwargs)
         info, chip = client.info, self.chip_info
         self.model.update(info["board"])
@@ -160,8 +161,9 @@ class ChipTestBoard(Device):
         return getattr(self, f"core{index}")
 
     def run(self, obj: Any, work: Any, *, timeout: float | None = None) -> DriverStatus:
-        """Run ``work`` (driver calls) in a thread; the status fails with its exception."""
-        return run_async(
+        """Run ``work`` (driver calls) in the board's worker thread; the status fails with
+        its exception."""
+        return self.worker.run(
             obj,
             work,
             timeout=self.status_timeout if timeout is None else timeout,
@@ -173,7 +175,8 @@ class ChipTestBoard(Device):
         return self.fpga.trigger()
 
     def close(self) -> None:
-        """Close the link to the board."""
+        """Stop the worker thread and close the link to the board."""
+        self.worker.close()
         self.client.close()
 
 

@@ -27,10 +27,10 @@ from labcim.devices.signals import (
     ArrayReadback,
     ArraySetting,
     DriverStatus,
+    DriverWorker,
     Readback,
     Setting,
     UnitSignal,
-    run_async,
 )
 
 
@@ -142,19 +142,24 @@ class SMU(Device):
     ) -> None:
         self.driver = driver
         self.status_timeout = status_timeout
+        self.worker = DriverWorker(name)
         super().__init__(name=name, **kwargs)
         self.idn.update(driver.identify())
         self.voltage.update(0.0)
         self.current_limit.update(current_limit)
 
     def run(self, obj: Any, work: Any, *, timeout: float | None = None) -> DriverStatus:
-        """Run ``work`` (driver calls) in a thread; the status fails with its exception."""
-        return run_async(obj, work, timeout=self.status_timeout if timeout is None else timeout)
+        """Run ``work`` (driver calls) in the SMU's worker thread; the status fails with its
+        exception."""
+        return self.worker.run(
+            obj, work, timeout=self.status_timeout if timeout is None else timeout
+        )
 
     def trigger(self) -> DriverStatus:
         """Measure the current once."""
         return self.run(self, lambda: self.current.update(self.root.driver.measure_current()))
 
     def close(self) -> None:
-        """Close the VISA session."""
+        """Stop the worker thread and close the VISA session."""
+        self.worker.close()
         self.driver.close()
