@@ -1,0 +1,41 @@
+"""``labcim calibrate FILE... -o MODEL.yaml``: fit the simulated device model to runs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``calibrate`` subcommand."""
+    parser = subparsers.add_parser(
+        "calibrate",
+        help="fit the simulated device model to recorded runs (a model file for sim://)",
+        description="Fit the simulator's device model to recorded tdp_program (or any "
+        "TDP programming), retention, conductance_map (reads >= 2) and "
+        "mvm_characterization runs and write a model file; use it as "
+        "sim://PRESET?model=MODEL.yaml.  See docs/replay.md.",
+    )
+    parser.add_argument("files", nargs="+", metavar="FILE", help="results files or directories")
+    parser.add_argument("-o", "--output", required=True, metavar="MODEL.yaml")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fit, write the model file, print the fitted knobs; return the exit status."""
+    from labcim.calibrate import CalibrationError, calibrate
+    from labcim.model_file import save_model
+    from labcim.replay import ReplayError, open_recorded
+
+    try:
+        runs = [run for path in args.files for run in open_recorded(path)]
+        model = calibrate(runs, args.files)
+    except (ReplayError, CalibrationError) as exc:
+        print(f"labcim calibrate: {exc}", file=sys.stderr)
+        return 2
+    save_model(model, args.output)
+    print(f"{args.output}: {model.preset} model from {len(runs)} run(s)")
+    for section in (model.model_params, model.periphery):
+        for key, value in section.items():
+            print(f"  {key} = {value:.4g}")
+    return 0

@@ -1,0 +1,125 @@
+"""Issue 9: calibration recovers known model parameters; a replay on the calibrated
+simulator matches the recorded key figures, the uncalibrated preset does not."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pytest
+import yaml
+
+import labcim
+from labcim.calibrate import CalibrationError, calibrate, fit_read_noise, fit_stuck
+from labcim.characterization import hermes_weights
+from labcim.cli import calibrate as calibrate_cli
+from labcim.engine import run_engine
+from labcim.model_file import ModelFileError, load_model
+from labcim.replay import replay
+from plans import conductance_map, mvm_characterization, retention, tdp_program
+
+TRUTH = {"drift_nu_scale": 1.3, "prog_noise_scale": 1.5, "stuck_fraction": 0.02}
+"""Differs from every preset: drift 30 % stronger, programming noise 50 % higher, 2 %
+stuck devices; the other knobs keep their defaults, which the fit must find too."""
+EXPECTED = {
+    **TRUTH,
+    "stuck_set_share": 0.5,
+    "read_noise_scale": 1.0,
+    "read_noise_rel": 0.01,
+    "col_gain_std": 0.01,
+    "col_offset_std": 0.002,
+}
+
+
+def _cli(command, *argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-q", "--quiet", action="store_true")
+    command.register(parser.add_subparsers())
+    args = parser.parse_args(["-q", *argv])
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory):
+    """tdp_program, retention, mvm_characterization and conductance_map on the truth chip."""
+    tmp = tmp_path_factory.mktemp("calibrate")
+    truth = tmp / "truth.yaml"
+    doc = {"format": "labcim-model", "version": 1, "preset": "pcm-hermes", "model_params": TRUTH}
+    truth.write_text(yaml.safe_dump(doc))
+    out = tmp / "measured.h5"
+    RE = run_engine(out, progress=False)
+    board = labcim.connect(f"sim://pcm-hermes?cores=2&seed=7&model={truth}")
+    try:
+        RE(tdp_program(board, hermes_weights(np.random.default_rng(1), 256, 256), cores=[0]))
+        RE(retention(board, [1e4, 3e4, 1e5, 3e5, 1e6], cores=[1], t0=200.0, seed=2))
+        RE(mvm_characterization(board, cores=[0], seed=3))
+        RE(conductance_map(board, cores=[0], reads=3))
+    finally:
+        board.close()
+    return tmp, out
+
+
+@pytest.mark.slow
+def test_calibration_recovers_parameters_and_replay_matches(recorded, capsys):
+    tmp, out = recorded
+    model_path = tmp / "fitted.yaml"
+    assert _cli(calibrate_cli, "calibrate", str(out), "-o", str(model_path)) == 0
+    model = load_model(model_path)
+    fitted = {**model.model_params, **model.periphery}
+    print("fitted", fitted)
+    assert set(fitted) == set(EXPECTED)
+    for key, truth in EXPECTED.items():
+        assert fitted[key] == pytest.approx(truth, rel=0.15), key
+
+    figures = {}
+    for name, url in (
+        ("calibrated", f"sim://pcm-hermes?cores=2&seed=8&model={model_path}"),
+        ("preset", "sim://pcm-hermes?cores=2&seed=8"),
+    ):
+        done = replay(out, ["1", "3"], chip=url, out=tmp / f"replay_{name}")
+        figures[name] = {
+            f.key: (float(f.recorded), float(f.replayed))
+            for item in done
+            for f in item.comparison.figures
+            if f.key in ("core0_weight_error", "core0_4phase_d8_a8_mvm_error_target")
+        }
+    print(figures)
+    for key, (rec, rep) in figures["calibrated"].items():
+        assert rep == pytest.approx(rec, rel=0.10), key
+    for key, (rec, rep) in figures["preset"].items():
+        assert rep != pytest.approx(rec, rel=0.10), key
+    assert len(figures["calibrated"]) == len(figures["preset"]) == 2
+
+
+def test_fits_on_synthetic_data():
+    rng = np.random.default_rng(0)
+    g = rng.uniform(2, 10, 20000)
+    maps = g * (1 + 0.02 * rng.standard_normal((3, g.size)))
+    assert fit_read_noise(maps) == pytest.approx(0.02, rel=0.03)
+    first = np.full((2, 2, 100, 100), 12.0)
+    on = np.ones((2, 100, 100), bool)
+    on[1] = False
+    first[1] = 0.1
+    first[0, 0, :3] = 0.1  # 300 of the 20000 SET devices stuck low
+    first[1, 1, :1] = 12.0  # 100 of the 20000 RESET devices stuck high
+    stuck, share, devices = fit_stuck(first, on, 10.35)
+    assert (stuck, share, devices) == (pytest.approx(0.02), pytest.approx(0.25), 40000)
+
+
+def test_nothing_to_fit_and_bad_model_files(recorded, tmp_path):
+    _, out = recorded
+    runs = labcim.open_runs(out)
+    with pytest.raises(CalibrationError, match="no successful run"):
+        calibrate([])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "format: labcim-model\nversion: 1\npreset: pcm-hermes\n"
+        "model_params: {prog_noise: 1.2, drift_nu_scale: fast}\ncolour: red\n"
+    )
+    with pytest.raises(ModelFileError) as info:
+        load_model(bad)
+    for name in ("prog_noise", "drift_nu_scale", "colour"):
+        assert name in str(info.value)
+    with pytest.raises(ValueError, match="prog_noise"):
+        labcim.connect(f"sim://pcm-small?model={bad}")
+    assert runs[0].plan_name == "tdp_program"
