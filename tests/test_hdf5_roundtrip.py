@@ -110,7 +110,7 @@ def test_summary_stream_and_extra_stop_fields(tmp_path, engine):
 
 def test_nexus_attributes_and_index_for_general_viewers(tmp_path, engine):
     RE, _ = engine
-    RE.subscribe(HDF5Writer(tmp_path / "results.nxs"))
+    RE.subscribe(HDF5Writer(tmp_path / "results.nxs", compression="gzip"))
     RE(scan([det], motor, 0, 1, 3))
     RE(count([image_detector()], num=2))
     with h5py.File(tmp_path / "results.nxs", "r") as index:

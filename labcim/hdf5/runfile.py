@@ -50,8 +50,8 @@ MAX_CHUNK_ROWS = 4096
 class Storage:
     """How datasets are stored (h5py ``create_dataset`` filter options)."""
 
-    compression: str | None = "gzip"
-    compression_opts: int | None = 1
+    compression: str | None = None
+    compression_opts: int | None = None
     shuffle: bool = True
 
     def options(self) -> dict[str, Any]:
