@@ -1,0 +1,109 @@
+"""Issue 9: exact replay of simulated runs, and clear errors for runs that cannot be replayed."""
+
+from __future__ import annotations
+
+import argparse
+
+import bluesky.plan_stubs as bps
+import h5py
+import numpy as np
+import pytest
+
+import labcim
+from labcim.characterization import hermes_weights
+from labcim.cli import replay as replay_cli
+from labcim.engine import run_engine
+from labcim.replay import ReplayError, replay
+from plans import conductance_map, mvm_characterization, retention, tdp_program
+
+
+def _cli(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("-q", "--quiet", action="store_true")
+    replay_cli.register(parser.add_subparsers())
+    args = parser.parse_args(["-q", *argv])
+    return args.func(args)
+
+
+@pytest.fixture
+def campaign(tmp_path):
+    """Four runs on one pcm-small chip, as a campaign records them (only the first on a
+    fresh chip)."""
+    out = tmp_path / "results.h5"
+    RE = run_engine(out, progress=False)
+    board = labcim.connect("sim://pcm-small?cores=2&seed=4")
+    try:
+        RE(tdp_program(board, hermes_weights(np.random.default_rng(1), 64, 100), cores=[0, 1]))
+        RE(mvm_characterization(board, cores=[1], n_vectors=200, batch_size=100))
+        RE(retention(board, [10.0, 100.0, 1000.0], cores=[0]))
+        RE(conductance_map(board, reads=2))
+    finally:
+        board.close()
+    return out
+
+
+def test_replay_of_simulated_runs_is_exact(campaign, capsys):
+    done = replay(campaign)
+    assert [d.call.run.plan_name for d in done] == [
+        "tdp_program",
+        "mvm_characterization",
+        "retention",
+        "conductance_map",
+    ]
+    for item in done:
+        assert item.exact and item.comparison.identical, item.comparison
+        assert item.run.metadata["replay_of"]["uid"] == item.call.run.uid
+        assert item.run.path.parent == item.call.run.path.parent  # next to the recorded
+        for a, b in ((item.call.run, item.run),):
+            for name, stream in a.streams.items():
+                for key in stream:
+                    if "rtt" not in key and "frames" not in key:
+                        np.testing.assert_array_equal(stream[key], b.streams[name][key])
+    assert _cli("replay", str(campaign), "--run", "1", "--keys", "weight_error") == 0
+    text = capsys.readouterr().out
+    assert "identical" in text and "core0_weight_error" in text
+
+
+def test_later_run_alone_is_not_exact_and_another_chip_differs(campaign, capsys):
+    (item,) = replay(campaign, ["3"])
+    assert not item.exact and not item.comparison.identical
+    assert _cli("replay", str(campaign), "--run", "2", "--chip", "sim://pcm-small?seed=9") == 0
+    assert "differs" in capsys.readouterr().out
+
+
+def _bare_run(out, md):
+    RE = run_engine(out, progress=False)
+
+    def plan():
+        yield from bps.open_run(md)
+        yield from bps.close_run()
+
+    RE(plan())
+
+
+def test_clear_errors(tmp_path, capsys):
+    foreign = tmp_path / "other.h5"
+    with h5py.File(foreign, "w") as f:
+        f["x"] = 1
+    with pytest.raises(ReplayError, match="another program"):
+        replay(foreign)
+    (tmp_path / "text.h5").write_text("not hdf5")
+    assert _cli("replay", str(tmp_path / "text.h5")) == 2
+    assert "not an HDF5 file" in capsys.readouterr().err
+
+    missing = tmp_path / "missing.h5"
+    _bare_run(missing, {"plan_name": "tdp_program", "plan_args": {"cores": [0]}})
+    with pytest.raises(ReplayError, match="missing required argument 'weights'"):
+        replay(missing)
+
+    gone = tmp_path / "gone.h5"
+    _bare_run(gone, {"plan_name": "old_sweep", "plan_args": {}})
+    with pytest.raises(ReplayError, match=r"plan no longer exists.*'old_sweep'.*tdp_program"):
+        replay(gone)
+
+    noplan = tmp_path / "noplan.h5"
+    _bare_run(noplan, {})
+    assert _cli("replay", str(noplan)) == 2
+    assert "no 'plan_args'" in capsys.readouterr().err  # bluesky names it 'plan'
+    with pytest.raises(ReplayError, match="--run 7"):
+        replay(noplan, ["7"])
