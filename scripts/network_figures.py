@@ -1,96 +1,100 @@
-"""Figures of docs/inference.md: the issue-7 reference tasks on a simulated pcm-hermes chip.
+"""Figures of docs/inference.md: the issue-7 reference tasks through ``network_inference``.
 
-Seeds fixed (chip seed 1), weights programmed through the chip's pulse/read interface
-with the test helper of tests/network_support.py.  About a minute on one core.
+Full stack (RunEngine, devices, wire codec, HDF5 writer) on ``sim://pcm-hermes`` with
+chip seed 1 unless ``--seeds`` is given; every figure is read back from the files.
+About a minute per seed on one core.
 
-Usage: python scripts/network_figures.py
+Usage: python scripts/network_figures.py [--seeds 1 2 3]
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import argparse
+import tempfile
 
-import numpy as np
+from bluesky import RunEngine
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from network_support import deploy
-
-from labcim.network.hybrid import select_digital, sensitivity
-from labcim.network.tasks import diabetes_regressor, digits_cnn, digits_mlp
-from labcim.network.tuning import tune
-from mock_hw.chip import Chip
+from labcim import HDF5Writer, connect, open_runs
+from labcim.network.tasks import digits_cnn
+from plans.inference import network_inference
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 month": 30 * 86400.0}
-MODES = ("none", "global", "column")
+BUDGETS = (0.0, 0.02, 0.05, 0.10)
 
 
-def at(chip: Chip, t_prog: float, t: float) -> None:
-    chip.advance(max(t_prog + t - chip.time, 0.0))
+def summary(url: str, plan_factory) -> dict:
+    """Run a plan on a fresh board of ``url``; its summary read back from the file."""
+    board = connect(url)
+    with tempfile.TemporaryDirectory() as out:
+        RE = RunEngine({})
+        RE.subscribe(HDF5Writer(out))
+        RE(plan_factory(board))
+        result = open_runs(out)[-1].summary
+    board.close()
+    return result
 
 
-def mlp_drift() -> None:
-    task = digits_mlp()
-    sw = task.score(task.model.forward(task.X_test))
-    chip = Chip.from_preset("pcm-hermes", seed=1, cores=2)
-    dep, be, tp = deploy(chip, task.model, task.X_train[:300])
-    print(f"\n## digits MLP 64-64-10, software {sw:.2f} %")
-    print("| time | " + " | ".join(MODES) + " |")
-    for name, t in TIMES.items():
-        at(chip, tp, t)
-        accs = []
-        for mode in MODES:
-            dep.compensate_drift(be, mode)
-            accs.append(task.score(dep.predict(be, task.X_test)))
-        print(f"| {name} | " + " | ".join(f"{a:.2f}" for a in accs) + " |")
+def key(t: float, mode: str, figure: str) -> str:
+    return f"t{t:.0f}s_{mode}_{figure}"
 
 
-def diabetes() -> None:
-    task = diabetes_regressor()
-    ysw = task.model.forward(task.X_test)
-    sw = task.score(ysw)
-    scores = sensitivity(task.model, task.X_train)
-    print(f"\n## diabetes MLP 10-32-1, software RMSE {sw:.2f}")
-    print("| digital | RMSE 1 h global | dev. from sw 1 h | RMSE 1 month none | 1 month global |")
-    for b in (0.0, 0.02, 0.05, 0.10):
-        chip = Chip.from_preset("pcm-hermes", seed=1, cores=2)
-        dep, be, tp = deploy(
-            chip, task.model, task.X_train, digital_masks=select_digital(scores, b)
-        )
-        at(chip, tp, TIMES["1 h"])
-        dep.compensate_drift(be, "global")
-        y = dep.predict(be, task.X_test)
-        dev = np.sqrt(np.mean((y - ysw) ** 2))
-        at(chip, tp, TIMES["1 month"])
-        late = []
-        for mode in ("none", "global"):
-            dep.compensate_drift(be, mode)
-            late.append(task.score(dep.predict(be, task.X_test)))
-        print(
-            f"| {100 * b:.0f} % | {task.score(y):.2f} | {dev:.2f} | {late[0]:.2f} | {late[1]:.2f} |"
-        )
-
-
-def cnn() -> None:
-    task = digits_cnn()
-    sw = task.score(task.model.forward(task.X_test))
-    chip = Chip.from_preset("pcm-hermes", seed=1, cores=3)
-    dep, be, tp = deploy(chip, task.model, task.X_train[:200])
-    at(chip, tp, TIMES["1 h"])
-    dep.compensate_drift(be, "global")
-    auto = task.score(dep.predict(be, task.X_test))
-    report = tune(dep, be, task.X_train[:200])
-    dep.compensate_drift(be, "global")
-    tuned = task.score(dep.predict(be, task.X_test))
-    print(
-        f"\n## digits CNN, software {sw:.2f} %: chip 1 h (global) {auto:.2f} %, tuned {tuned:.2f} %"
+def mlp_drift(seed: int) -> None:
+    s = summary(
+        f"sim://pcm-hermes?cores=3&seed={seed}",
+        lambda b: network_inference(
+            b, "digits-mlp", times=list(TIMES.values()), compensation=["none", "global"]
+        ),
     )
-    for i, r in report.items():
-        print(f"layer {i}: {r}")
-    print("utilization", dep.placement.utilization())
+    print(f"\n## digits MLP, chip seed {seed}, software {s['software_accuracy']:.2f} %")
+    print("| time | none | global |\n| --- | --- | --- |")
+    for name, t in TIMES.items():
+        row = [s[key(t, m, "accuracy")] for m in ("none", "global")]
+        print(f"| {name} | {row[0]:.2f} | {row[1]:.2f} |")
+
+
+def diabetes(seed: int) -> None:
+    month, hour = TIMES["1 month"], TIMES["1 h"]
+    print(f"\n## diabetes MLP, chip seed {seed}")
+    print("| digital | RMSE 1 h global | vs software 1 h | R^2 1 h | RMSE 1 month none | global |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for b in BUDGETS:
+        s = summary(
+            f"sim://pcm-hermes?cores=2&seed={seed}",
+            lambda board, b=b: network_inference(
+                board,
+                "diabetes",
+                times=[hour, month],
+                compensation=["none", "global"],
+                digital_budget=b,
+            ),
+        )
+        print(
+            f"| {100 * b:.0f} % | {s[key(hour, 'global', 'rmse')]:.2f} "
+            f"| {s[key(hour, 'global', 'rmse_vs_software')]:.2f} "
+            f"| {s[key(hour, 'global', 'r2')]:.3f} | {s[key(month, 'none', 'rmse')]:.2f} "
+            f"| {s[key(month, 'global', 'rmse')]:.2f} |"
+        )
+    print(f"software RMSE {s['software_rmse']:.2f}, R^2 {s['software_r2']:.3f}")
+
+
+def cnn(seed: int) -> None:
+    X_cal = digits_cnn().X_train[:200]
+    for tune in (False, True):
+        s = summary(
+            f"sim://pcm-hermes?cores=3&seed={seed}",
+            lambda b, tune=tune: network_inference(b, "digits-cnn", X_cal=X_cal, tune=tune),
+        )
+        chip = s[key(3600, "global", "accuracy")]
+        print(
+            f"\n## digits CNN, chip seed {seed}, tune={tune}: software "
+            f"{s['software_accuracy']:.2f} %, chip 1 h global {chip:.2f} %"
+        )
 
 
 if __name__ == "__main__":
-    mlp_drift()
-    diabetes()
-    cnn()
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1])
+    for seed in parser.parse_args().seeds:
+        mlp_drift(seed)
+        diabetes(seed)
+        cnn(seed)
