@@ -52,12 +52,17 @@ def run_engine(out: str | Path, *, progress: bool = True, live: bool = False) ->
 
 
 def connect_chip(url: str, **options: Any) -> Any:
-    """``labcim.connect(url, **options)``, or ``None`` for the chip ``"none"``."""
+    """The instrument a URL names: a board, an SMU, or ``None`` for ``"none"``.
+
+    VISA resource strings (they contain ``::``, e.g. ``TCPIP::127.0.0.1::5025::SOCKET``)
+    give an SMU device (:func:`labcim.connect_smu`), so campaigns and ``labcim run`` drive
+    the SMU plans the same way; anything else goes to :func:`labcim.connect`.
+    """
     if url == NO_CHIP:
         return None
-    from labcim.connection import connect
+    from labcim.connection import connect, connect_smu
 
-    return connect(url, **options)
+    return (connect_smu if "::" in url else connect)(url, **options)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,9 @@ and converts each value to its annotation, so mistakes surface before anything r
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
@@ -204,6 +206,10 @@ def _convert(value: Any, hint: Any, base_dir: Path) -> Any:
     elif hint is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
             return float(value)
+        # YAML 1.1 reads "10e-6" (no dot) as a string; a float field takes it as the number.
+        with contextlib.suppress(ValueError):
+            if isinstance(value, str) and math.isfinite(number := float(value)):
+                return number
     elif hint is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import labcim
 
 # Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("demo", "run", "campaign", "show", "sim", "bench")
+SUBCOMMANDS = ("demo", "run", "campaign", "replay", "calibrate", "show", "sim", "bench")
 
 
 def build_parser() -> argparse.ArgumentParser:
