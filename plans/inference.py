@@ -46,6 +46,7 @@ from plans.programming import (
     verify,
 )
 from plans.stubs import (
+    ArrayArgument,
     Derived,
     Plan,
     board_clock,
@@ -96,7 +97,7 @@ class DeviceBackend:
     def mvm(self, core: int, codes: np.ndarray) -> Plan:
         """ADC codes (int32, (batch, cols)) of a batch of DAC codes (batch, rows)."""
         mvm = self.board.core(core).mvm
-        yield from set_wait(mvm.inputs, codes)
+        yield from set_wait(mvm.inputs, ArrayArgument(codes))  # not listed by bluesky
         yield from trigger_wait(mvm)
         return (yield from value(mvm.codes))
 
