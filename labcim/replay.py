@@ -137,7 +137,7 @@ def results_location(path: str | Path) -> Path:
     Replays are written there, next to the runs they replay.
     """
     path = Path(path)
-    if path.name == INDEX_NAME and not Location.from_path(path).run_dir.is_dir():
+    if path.name == INDEX_NAME and Location.from_path(path).run_dir == path.parent:
         return path.parent  # the index of a directory location
     if not RUN_FILE.fullmatch(path.name):
         return path

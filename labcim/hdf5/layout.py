@@ -66,8 +66,15 @@ class Location:
 
     @classmethod
     def from_path(cls, path: str | Path) -> Location:
-        """Resolve a user path: an index file (known HDF5 suffix) or a directory."""
+        """Resolve a user path: an index file (known HDF5 suffix) or a directory.
+
+        ``dir/index.h5`` with no ``dir/index.h5.runs`` beside it is the index of the
+        directory location ``dir``.
+        """
         path = Path(path)
+        runs_beside = path.with_name(path.name + RUNS_DIR_SUFFIX)
+        if path.name == INDEX_NAME and not runs_beside.is_dir():
+            return cls(path.parent, path)
         if path.suffix.lower() in FILE_SUFFIXES:
             return cls(path.with_name(path.name + RUNS_DIR_SUFFIX), path)
         return cls(path, path / INDEX_NAME)
