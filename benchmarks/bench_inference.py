@@ -17,10 +17,8 @@ timing (the plan is given the Model, not the task name).
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 from bluesky import RunEngine
@@ -29,12 +27,10 @@ from benchmarks.common import Record, best_time, main
 from labcim.connection import connect
 from labcim.hdf5 import HDF5Writer
 from labcim.network.execution import prepare, run_steps
+from labcim.network.simchip import SimChipBackend, chip_strategy
 from labcim.network.tasks import digits_mlp
 from mock_hw.chip import Chip
 from plans.inference import CALIBRATION_ROWS, network_inference
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from network_support import SimChipBackend, chip_strategy
 
 URL = "sim://pcm-hermes?cores=3&seed=1"
 BATCH = 256

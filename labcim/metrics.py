@@ -38,7 +38,12 @@ def linear_fit(measured: np.ndarray, ideal: np.ndarray) -> dict[str, float]:
     i = np.asarray(ideal, np.float64).ravel()
     if m.shape != i.shape:
         raise ValueError(f"measured has {m.size} values, ideal has {i.size}")
-    gain, offset = np.polyfit(i, m, 1)
+    # Closed-form least squares: np.polyfit's SVD costs ~10x more on millions of points.
+    i_mean, m_mean = i.mean(), m.mean()
+    di = i - i_mean
+    var = float(np.dot(di, di))
+    gain = float(np.dot(di, m - m_mean)) / var if var else 0.0
+    offset = m_mean - gain * i_mean
     resid = m - (gain * i + offset)
     scale = np.sqrt(np.mean(i * i))
     return {

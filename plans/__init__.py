@@ -1,4 +1,4 @@
-"""labcim's bluesky plans: programming, characterization, I-V work with an SMU.
+"""labcim's bluesky plans: programming, characterization, inference, I-V work with an SMU.
 
 Every public plan opens one bluesky run whose start metadata holds ``plan_name``,
 ``plan_args`` and what a replay needs, records each step in ``primary`` and ends with a
@@ -6,6 +6,7 @@ Every public plan opens one bluesky run whose start metadata holds ``plan_name``
 """
 
 from plans.characterization import conductance_map, mvm_characterization, retention
+from plans.inference import network_inference
 from plans.iv import forming, iv_sweep
 from plans.programming import program_cores, tdp_program, verify
 
@@ -14,6 +15,7 @@ __all__ = [
     "forming",
     "iv_sweep",
     "mvm_characterization",
+    "network_inference",
     "program_cores",
     "retention",
     "tdp_program",

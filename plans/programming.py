@@ -16,6 +16,7 @@ show in verify reads.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -300,9 +301,13 @@ SUMMARY_UNITS = {"weight_error": "uS", "weight_error_pct": "%"}
 """Units of the programming summary figures (by key suffix)."""
 
 
+CORE_PREFIX = re.compile(r"^(?:[a-z]+_)?core\d+_")
+"""``coreN_`` with the optional prefix a calling plan adds (``program_core0_...``)."""
+
+
 def summary_units(summary: dict[str, Any]) -> dict[str, str]:
     """Units of summary keys, found by their suffix after the ``coreN_`` prefix."""
-    return {k: SUMMARY_UNITS.get(k.split("_", 1)[-1], "") for k in summary}
+    return {k: SUMMARY_UNITS.get(CORE_PREFIX.sub("", k), "") for k in summary}
 
 
 def tdp_program(

@@ -1,7 +1,7 @@
 """Networks on the simulated pcm-hermes chip (fixed seeds): the Must-shows of issue 7.
 
 The engine against the simulator called directly; weights are programmed with TDP
-write-verify through the chip's pulse/read interface (see network_support).  Drift
+write-verify through the chip's pulse/read interface (see labcim.network.simchip).  Drift
 times are counted from the end of programming; calibration and the drift reference are
 read 1 s after it.  The same Must-shows through bluesky: tests/test_plans_inference.py.
 """
@@ -10,13 +10,13 @@ import json
 
 import numpy as np
 import pytest
-from network_support import deploy
 
 from labcim.metrics import mvm_error
 from labcim.network.execution import run_steps
 from labcim.network.hybrid import select_digital, sensitivity
 from labcim.network.model import ModelError
 from labcim.network.placement import PlacementError
+from labcim.network.simchip import deploy
 from labcim.network.tasks import diabetes_regressor, digits_cnn, digits_mlp
 from labcim.network.tuning import tune
 from mock_hw.chip import Chip

@@ -1,20 +1,24 @@
-"""Test support for labcim.network: the engine on the simulated chip called directly.
+"""The inference engine on a simulated chip object called directly (no bluesky, no link).
 
-Weights are programmed with the real write-verify path (:mod:`labcim.writeverify`,
-TDP by default) through the chip's public ``read_conductance`` / ``apply_pulses``; the
-plan tests do the same through bluesky and the devices (``plans/inference.py``).
+A simulator convenience for tests, benchmarks and quick studies: the same engine the
+``network_inference`` plan drives through devices, with weights programmed by the real
+write-verify path (:mod:`labcim.writeverify`, TDP by default) through the chip's public
+``read_conductance`` / ``apply_pulses``.  The chip is duck-typed (a
+:class:`mock_hw.chip.Chip`), so importing this module does not import the simulator.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from labcim.network.execution import Deployment, prepare, run_steps
 from labcim.writeverify import Strategy, make_strategy, run_write_verify
-from mock_hw.chip import Chip
+
+if TYPE_CHECKING:
+    from mock_hw.chip import Chip
 
 SETTLE = 1.0
 """Wait (s) after programming before calibrating (PCM relaxation: ~50 ms); the plan's
