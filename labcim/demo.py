@@ -2,13 +2,13 @@
 
 Programs a HERMES-style weight matrix with TDP write-verify, characterizes the MVM in
 both read modes, follows conductance drift for a month of simulated time and runs a
-digits network through drift; every step is a bluesky run saved to one HDF5 results
-file, and the figures come back from that file (so what is printed is what is stored).
+digits network through a month of drift, with and without drift compensation.  Every
+step is a bluesky run saved to one HDF5 results file, and the figures come back from
+that file (so what is printed is what is stored).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,9 @@ from labcim.connection import connect
 from labcim.engine import run_engine
 from labcim.hdf5 import open_runs
 from labcim.hdf5.reader import Run
+from labcim.network.drift import time_key
 from labcim.plots import save_run_plots
+from labcim.registry import get_plan
 
 CHIP = "sim://pcm-hermes?cores=8&seed=0"
 """Eight full 256 x 256 HERMES-like cores (two PCM devices per polarity)."""
@@ -26,6 +28,11 @@ CHIP = "sim://pcm-hermes?cores=8&seed=0"
 DAY = 86400.0
 RETENTION_TIMES = [60.0, 3600.0, DAY, 7 * DAY, 30 * DAY]
 """Seconds after programming at which the retention step reads the core."""
+
+INFERENCE_TIMES = [1.0, 3600.0, DAY, 30 * DAY]
+"""Seconds after programming at which the network is evaluated."""
+
+TIME_NAMES = {1.0: "1 s", 3600.0: "1 h", DAY: "1 day", 30 * DAY: "1 month"}
 
 
 def hermes_weights(rows: int, cols: int, seed: int = 0) -> np.ndarray:
@@ -38,8 +45,11 @@ def hermes_weights(rows: int, cols: int, seed: int = 0) -> np.ndarray:
 
 def demo_steps(board: Any) -> list[tuple[str, Any]]:
     """The demo's plans, in order, as (title, plan generator) pairs."""
-    from plans import mvm_characterization, retention, tdp_program
-
+    # Plans come through the labcim.plans entry points: labcim never imports plans/.
+    tdp_program, mvm_characterization, retention, network_inference = (
+        get_plan(name)
+        for name in ("tdp_program", "mvm_characterization", "retention", "network_inference")
+    )
     weights = hermes_weights(board.rows.get(), board.cols.get())
     return [
         ("program a 256 x 256 matrix with TDP", tdp_program(board, weights, cores=[0])),
@@ -50,36 +60,43 @@ def demo_steps(board: Any) -> list[tuple[str, Any]]:
             ),
         ),
         ("follow drift for a month", retention(board, times=RETENTION_TIMES, cores=[2])),
+        (
+            "run a digits network through a month of drift",
+            network_inference(
+                board,
+                "digits-mlp",
+                cores=[3, 4, 5],
+                times=INFERENCE_TIMES,
+                compensation=["none", "global"],
+            ),
+        ),
     ]
 
 
 def key_figures(run: Run) -> list[tuple[str, str]]:
     """The figures the demo reports for one run, as (name, formatted value) pairs."""
     s = run.summary or {}
-    rows: list[tuple[str, str]] = []
-    pick: dict[str, Callable[[], None]] = {
-        "tdp_program": lambda: rows.extend(
-            [
-                ("programming error (uS)", f"{s['core0_weight_error']:.3f}"),
-                ("programming error (% of g_max)", f"{s['core0_weight_error_pct']:.2f}"),
-                ("cells converged (%)", f"{100 * s['core0_converged_fraction']:.2f}"),
-            ]
-        ),
-        "mvm_characterization": lambda: rows.extend(
-            [
-                ("MVM error 4-phase (%)", f"{s['core1_4phase_d8_a8_mvm_error']:.2f}"),
-                ("MVM error 1-phase (%)", f"{s['core1_1phase_d8_a8_mvm_error']:.2f}"),
-            ]
-        ),
-        "retention": lambda: rows.extend(
-            [
-                ("drift exponent nu (median)", f"{s['core2_nu_median']:.4f}"),
-            ]
-        ),
-    }
-    if run.plan_name in pick:
-        pick[run.plan_name]()
-    return rows
+    if run.plan_name == "tdp_program":
+        return [
+            ("programming error (uS)", f"{s['core0_weight_error']:.3f}"),
+            ("programming error (% of g_max)", f"{s['core0_weight_error_pct']:.2f}"),
+            ("cells converged (%)", f"{100 * s['core0_converged_fraction']:.2f}"),
+        ]
+    if run.plan_name == "mvm_characterization":
+        return [
+            ("MVM error 4-phase (%)", f"{s['core1_4phase_d8_a8_mvm_error']:.2f}"),
+            ("MVM error 1-phase (%)", f"{s['core1_1phase_d8_a8_mvm_error']:.2f}"),
+        ]
+    if run.plan_name == "retention":
+        return [("drift exponent nu (median)", f"{s['core2_nu_median']:.4f}")]
+    if run.plan_name == "network_inference":
+        rows = [("digits accuracy, software (%)", f"{s['software_accuracy']:.2f}")]
+        for t in INFERENCE_TIMES:
+            for mode in ("none", "global"):
+                value = s[f"{time_key(t)}_{mode}_accuracy"]
+                rows.append((f"digits accuracy at {TIME_NAMES[t]}, {mode} (%)", f"{value:.2f}"))
+        return rows
+    return []
 
 
 def run_demo(out: str | Path, *, chip: str = CHIP, progress: bool = True) -> list[tuple[str, str]]:

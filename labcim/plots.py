@@ -143,6 +143,33 @@ def drift(run: Run, core: int) -> Figure:
     return fig
 
 
+def accuracy_vs_time(run: Run) -> Figure:
+    """Network accuracy (or RMSE) vs time since programming, per drift compensation."""
+    ev = run.streams["evaluation"]
+    metric = "accuracy" if "accuracy" in ev else "rmse"
+    elapsed = np.asarray(ev["elapsed"])
+    modes = np.asarray(ev["compensation"]).astype(str)
+    fig = Figure(figsize=(5.5, 4))
+    ax = fig.subplots()
+    for mode in dict.fromkeys(modes):
+        sel = modes == mode
+        ax.semilogx(
+            elapsed[sel], np.asarray(ev[metric])[sel], marker="o", label=f"compensation: {mode}"
+        )
+    software = (run.summary or {}).get(f"software_{metric}")
+    if software is not None:
+        ax.axhline(software, color="k", ls="--", lw=0.8, label="software")
+    unit = " (%)" if metric == "accuracy" else ""
+    ax.set(
+        title=f"{run.plan_name}: {metric} after drift",
+        xlabel="time since programming (s)",
+        ylabel=metric + unit,
+    )
+    ax.legend()
+    fig.tight_layout()
+    return fig
+
+
 def _per_core(plot: Callable[[Run, int], Figure], stream: str) -> Callable[[Run], dict]:
     return lambda run: {f"core{c}": plot(run, c) for c in _cores_with_maps(run, stream)}
 
@@ -155,6 +182,7 @@ PLOTS: dict[str, dict[str, Callable[[Run], Any]]] = {
     },
     "mvm_characterization": {"mvm_scatter": mvm_scatter, "convergence": convergence},
     "retention": {"drift": _per_core(drift, "primary"), "convergence": convergence},
+    "network_inference": {"accuracy_vs_time": accuracy_vs_time, "convergence": convergence},
 }
 """The figures drawn for each plan, by figure name; per-core ones return a dict."""
 

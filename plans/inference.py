@@ -28,7 +28,7 @@ import bluesky.preprocessors as bpp
 import numpy as np
 
 from labcim.metrics import mvm_error
-from labcim.network.drift import DRIFT_MODES
+from labcim.network.drift import DRIFT_MODES, time_key
 from labcim.network.execution import Deployment, Steps, prepare
 from labcim.network.hybrid import select_digital, sensitivity
 from labcim.network.loaders import load_npz
@@ -176,11 +176,6 @@ def scores(outputs: np.ndarray, y: np.ndarray | None, reference: np.ndarray) -> 
 def is_classifier(outputs: np.ndarray) -> bool:
     """Whether model outputs are class scores (more than one output per sample)."""
     return int(np.prod(outputs.shape[1:])) > 1
-
-
-def time_key(t: float) -> str:
-    """Summary key prefix of a time point: ``t3600s``, ``t0p5s`` (no dots in keys)."""
-    return f"t{t:.0f}s" if float(t).is_integer() else f"t{t}s".replace(".", "p")
 
 
 SCORE_UNITS = {"accuracy": "%", "agreement": "%"}
@@ -457,8 +452,9 @@ def network_inference(
         One event per time and mode: its :func:`scores` and elapsed time.
     summary
         Software figures (``software_``), each time and mode's figures
-        (``t{time}s_{mode}_``, :func:`time_key`), placement utilization, digital
-        fraction, tuning choices (``tune_``), programming figures (``program_``).
+        (``t{time}s_{mode}_``, :func:`labcim.network.drift.time_key`), placement
+        utilization, digital fraction, tuning choices (``tune_``), programming figures
+        (``program_``).
 
     Raises
     ------

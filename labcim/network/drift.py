@@ -63,3 +63,8 @@ def drift_factors(reference: np.ndarray, current: np.ndarray, mode: str) -> np.n
         return np.full_like(ref, glob)
     weak = (ref < MIN_SIGNAL * ref.mean()) | (cur <= 0)
     return np.where(weak, glob, ref / np.where(weak, 1.0, cur))
+
+
+def time_key(t: float) -> str:
+    """Summary key prefix of a drift time point (s): ``t3600s``, ``t0p5s`` (no dots in keys)."""
+    return f"t{t:.0f}s" if float(t).is_integer() else f"t{t}s".replace(".", "p")
