@@ -105,5 +105,5 @@ def test_clear_errors(tmp_path, capsys):
     _bare_run(noplan, {})
     assert _cli("replay", str(noplan)) == 2
     assert "no 'plan_args'" in capsys.readouterr().err  # bluesky names it 'plan'
-    with pytest.raises(ReplayError, match="--run 7"):
-        replay(noplan, ["7"])
+    with pytest.raises(ReplayError, match="--run 7x: names 0 runs"):
+        replay(noplan, ["7x"])  # neither a run number nor a uid prefix (uids are hex)
