@@ -205,6 +205,7 @@ class Crossbar:
         self.config = CoreConfig()
         self.last_pulse_time = 0.0
         self._cache: dict[str, Any] | None = None
+        self._work: tuple[np.ndarray, ...] | None = None
 
     @property
     def g_cell_max(self) -> float:
@@ -246,6 +247,19 @@ class Crossbar:
         }
         return self._cache
 
+    def _buffers(self, batch: int) -> tuple[np.ndarray, ...]:
+        """Work arrays of one batch size, kept between batches.
+
+        Fresh megabyte-sized temporaries are page-faulted in on every batch, which cost
+        as much as the matrix products themselves.
+        """
+        if self._work is None or len(self._work[0]) != batch:
+            self._work = (
+                np.empty((batch, self.rows), np.float32),
+                *(np.empty((batch, self.cols), np.float32) for _ in range(3)),
+            )
+        return self._work
+
     def mvm(self, x: np.ndarray, t: float, rng: np.random.Generator) -> np.ndarray:
         """ADC codes (int32, shape (batch, cols)) of the MVM of validated input codes ``x``.
 
@@ -261,19 +275,30 @@ class Crossbar:
         c = self.config
         w = self._weights(t, rng)
         lsb = self.adc_lsb()
-        # Work in ADC codes: fold volts-per-code, column gain and 1/LSB into the matrices
-        # so the batch sees two matrix products and a few elementwise passes.
-        to_code = (c.read_voltage / dac_levels(c.dac_bits)) * self.col_gain / np.float32(lsb)
-        xv = x.astype(np.float32)
-        y = xv @ (w["w"] * to_code)
-        if c.read_mode == "1-phase":
-            y += np.minimum(xv, 0) @ (w["dw"] * to_code)
-        np.square(xv, out=xv)
-        std = xv @ (w["s"] * np.square(to_code))
         full = adc_full_scale(c.read_voltage, self.g_cell_max, self.rows, c.adc_gain)
+        # Work in ADC codes: volts per input code, column gain and 1/LSB are folded into
+        # the matrices (once per configuration) so a batch is two matrix products and a
+        # few elementwise passes.
+        key = (c.read_voltage, c.dac_bits, c.adc_bits, c.adc_gain)
+        if w.get("key") != key:
+            to_code = (c.read_voltage / dac_levels(c.dac_bits)) * self.col_gain / np.float32(lsb)
+            w.update(
+                key=key,
+                w_code=w["w"] * to_code,
+                dw_code=w["dw"] * to_code,
+                s_code=w["s"] * np.square(to_code),
+            )
+        xv, y, std, noise = self._buffers(len(x))
+        np.copyto(xv, x, casting="unsafe")
+        np.matmul(xv, w["w_code"], out=y)
+        if c.read_mode == "1-phase":
+            np.minimum(xv, 0, out=std)
+            y += std @ w["dw_code"]
+        np.square(xv, out=xv)
+        np.matmul(xv, w["s_code"], out=std)
         std += np.float32((self.periphery.adc_noise * full / lsb) ** 2)
         np.sqrt(std, out=std)
-        std *= standard_normal(rng, y.shape)
+        std *= standard_normal(rng, y.shape, out=noise)
         y += std
         y += self.col_offset * np.float32(full / lsb)
-        return quantize_adc(y, 1.0, c.adc_bits)
+        return quantize_adc(y, 1.0, c.adc_bits, out=y)

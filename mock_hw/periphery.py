@@ -52,13 +52,17 @@ def adc_full_scale(read_voltage: float, g_cell_max: float, rows: int, adc_gain: 
     return read_voltage * g_cell_max * rows * FULL_SCALE_ROWS_FRACTION / adc_gain
 
 
-def quantize_adc(current: np.ndarray, lsb: float, bits: int) -> np.ndarray:
+def quantize_adc(
+    current: np.ndarray, lsb: float, bits: int, out: np.ndarray | None = None
+) -> np.ndarray:
     """ADC codes (int32) of output currents ``current`` (uA) for a step ``lsb`` (uA).
 
-    Rounds to the nearest code and saturates at +-adc_levels(bits).
+    Rounds to the nearest code and saturates at +-adc_levels(bits).  ``out`` (float, the
+    shape of ``current``, may be ``current`` itself) is used as work space.
     """
     top = adc_levels(bits)
-    codes = np.rint(current / np.float32(lsb))
+    codes = np.divide(current, np.float32(lsb), out=out)
+    np.rint(codes, out=codes)
     np.clip(codes, -top, top, out=codes)
     return codes.astype(np.int32)
 

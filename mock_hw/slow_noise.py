@@ -66,7 +66,9 @@ def _normal_table() -> np.ndarray:
     return (table / table.std()).astype(np.float32)
 
 
-def standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+def standard_normal(
+    rng: np.random.Generator, shape: int | tuple[int, ...], out: np.ndarray | None = None
+) -> np.ndarray:
     """Fast float32 standard normals for the per-read noise of whole chips.
 
     One random uint16 from ``rng`` picks one of 2^16 equiprobable normal quantiles
@@ -75,4 +77,5 @@ def standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndar
     chip needs two normals per device; the quantization is far below any noise level
     modelled here.
     """
-    return _normal_table()[rng.integers(0, 1 << 16, shape, dtype=np.uint16)]
+    index = rng.integers(0, 1 << 16, shape, dtype=np.uint16)
+    return np.take(_normal_table(), index, out=out)
