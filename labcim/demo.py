@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from labcim.characterization import hermes_weights
 from labcim.connection import connect
 from labcim.engine import run_engine
 from labcim.hdf5 import open_runs
@@ -35,14 +36,6 @@ INFERENCE_TIMES = [1.0, 3600.0, DAY, 30 * DAY]
 TIME_NAMES = {1.0: "1 s", 3600.0: "1 h", DAY: "1 day", 30 * DAY: "1 month"}
 
 
-def hermes_weights(rows: int, cols: int, seed: int = 0) -> np.ndarray:
-    """Weights of the HERMES MVM test: uniform in [-1, 1] with 30 % zeros."""
-    rng = np.random.default_rng(seed)
-    w = rng.uniform(-1.0, 1.0, (rows, cols))
-    w[rng.random(w.shape) < 0.3] = 0.0
-    return w
-
-
 def demo_steps(board: Any) -> list[tuple[str, Any]]:
     """The demo's plans, in order, as (title, plan generator) pairs."""
     # Plans come through the labcim.plans entry points: labcim never imports plans/.
@@ -50,7 +43,7 @@ def demo_steps(board: Any) -> list[tuple[str, Any]]:
         get_plan(name)
         for name in ("tdp_program", "mvm_characterization", "retention", "network_inference")
     )
-    weights = hermes_weights(board.rows.get(), board.cols.get())
+    weights = hermes_weights(np.random.default_rng(0), board.rows.get(), board.cols.get())
     return [
         ("program a 256 x 256 matrix with TDP", tdp_program(board, weights, cores=[0])),
         (
