@@ -33,7 +33,7 @@ from labcim.connection import connect
 from labcim.hdf5 import HDF5Writer
 from labcim.mapping import weight_scale, weights_to_targets
 from labcim.metrics import linear_fit, mvm_error
-from labcim.writeverify import make_strategy, run_write_verify
+from labcim.writeverify import run_write_verify, strategy_for_chip
 from mock_hw.chip import Chip
 from plans import mvm_characterization, tdp_program
 
@@ -61,13 +61,7 @@ def _direct_program_seconds(weights: np.ndarray, repeat: int) -> float:
     for _ in range(repeat):
         chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
         info = chip.identify()
-        strategy = make_strategy(
-            "tdp",
-            devices_per_polarity=info["devices_per_polarity"],
-            device_type=info["device_type"],
-            limits=info["limits"],
-            g_max=info["g_max_uS"],
-        )
+        strategy = strategy_for_chip("tdp", info)
         targets = weights_to_targets(weights, strategy.g_cell_max, weight_scale(weights))
         t0 = time.perf_counter()
         run_write_verify(

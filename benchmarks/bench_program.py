@@ -17,7 +17,7 @@ import numpy as np
 
 from benchmarks.common import Record, main
 from labcim.mapping import weights_to_targets
-from labcim.writeverify import PulseBatch, make_strategy, run_write_verify
+from labcim.writeverify import PulseBatch, run_write_verify, strategy_for_chip
 from mock_hw.chip import Chip
 
 
@@ -39,13 +39,7 @@ def run(quick: bool = False) -> list[Record]:
     chip = Chip.from_preset("pcm-hermes", cores=cores, seed=0)
     info = chip.identify()
     rows, dpp = info["rows"], info["devices_per_polarity"]
-    strategy = make_strategy(
-        "tdp",
-        devices_per_polarity=dpp,
-        device_type=info["device_type"],
-        limits=info["limits"],
-        g_max=info["g_max_uS"],
-    )
+    strategy = strategy_for_chip("tdp", info)
     targets = weights_to_targets(_weights(cores * rows, info["cols"], 1), strategy.g_cell_max, 1.0)
     readback = np.empty((2 * dpp, cores * rows, info["cols"]), np.float32)
     pulses = 0

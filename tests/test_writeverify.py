@@ -14,6 +14,7 @@ from labcim.writeverify import (
     PulseKind,
     make_strategy,
     run_write_verify,
+    strategy_for_chip,
 )
 from labcim.writeverify.base import Role
 from mock_hw.chip import Chip
@@ -28,15 +29,7 @@ def hermes_weights(rows: int, cols: int, seed: int = 1) -> np.ndarray:
 
 
 def strategy_for(chip: Chip, name: str, **options):
-    info = chip.identify()
-    return make_strategy(
-        name,
-        devices_per_polarity=info["devices_per_polarity"],
-        device_type=info["device_type"],
-        limits=info["limits"],
-        g_max=info["g_max_uS"],
-        **options,
-    )
+    return strategy_for_chip(name, chip.identify(), **options)
 
 
 def program(preset: str, name: str, seed: int = 0, **options):

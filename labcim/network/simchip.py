@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from labcim.network.execution import Deployment, prepare, run_steps
-from labcim.writeverify import Strategy, make_strategy, run_write_verify
+from labcim.writeverify import Strategy, run_write_verify, strategy_for_chip
 
 if TYPE_CHECKING:
     from mock_hw.chip import Chip
@@ -54,14 +54,7 @@ class SimChipBackend:
 
 def chip_strategy(chip: Chip, name: str = "tdp") -> Strategy:
     """A write-verify strategy built from the chip's identity, with default parameters."""
-    info = chip.identify()
-    return make_strategy(
-        name,
-        devices_per_polarity=info["devices_per_polarity"],
-        device_type=info["device_type"],
-        limits=info["limits"],
-        g_max=info["g_max_uS"],
-    )
+    return strategy_for_chip(name, chip.identify())
 
 
 def program(chip: Chip, strategy: Strategy, targets: Mapping[int, np.ndarray]) -> None:

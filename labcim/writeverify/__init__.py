@@ -9,7 +9,7 @@ from labcim.writeverify.base import PulseBatch, PulseKind, Strategy, WriteVerify
 from labcim.writeverify.driver import run_write_verify
 from labcim.writeverify.ispp import ISPPParams
 from labcim.writeverify.partial_set import PartialSetParams
-from labcim.writeverify.registry import STRATEGIES, make_strategy
+from labcim.writeverify.registry import STRATEGIES, make_strategy, strategy_for_chip
 
 __all__ = [
     "STRATEGIES",
@@ -21,4 +21,5 @@ __all__ = [
     "WriteVerifyState",
     "make_strategy",
     "run_write_verify",
+    "strategy_for_chip",
 ]

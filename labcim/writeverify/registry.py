@@ -91,3 +91,26 @@ def make_strategy(
         max_iterations=max_iterations,
         limits=check_limits(limits, cls.unit),
     )
+
+
+def strategy_for_chip(name: str, identity: Mapping[str, Any], **options: Any) -> Strategy:
+    """:func:`make_strategy` for the chip described by ``identity``.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`STRATEGIES`.
+    identity : mapping
+        The chip part of the board's identify reply (``Chip.identify()``):
+        ``devices_per_polarity``, ``device_type``, ``limits``, ``g_max_uS``.
+    **options
+        Further :func:`make_strategy` arguments (tolerance, max_iterations, params).
+    """
+    return make_strategy(
+        name,
+        devices_per_polarity=identity["devices_per_polarity"],
+        device_type=identity["device_type"],
+        limits=identity["limits"],
+        g_max=identity["g_max_uS"],
+        **options,
+    )
