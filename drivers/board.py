@@ -1,7 +1,8 @@
 """Client of the board wire protocol (``docs/protocol.md``), over any pyserial URL.
 
-The same code drives a real FPGA test board (``serial:///dev/ttyUSB0``, or any URL that
-:func:`serial.serial_for_url` opens), the simulated board over TCP
+The same code drives a real FPGA test board (``serial:///dev/ttyUSB0?baudrate=N&...``,
+:mod:`drivers.urlhandler.protocol_serial`, or any URL that :func:`serial.serial_for_url`
+opens), the simulated board over TCP
 (``socket://127.0.0.1:PORT``) or a pty (its device path), and the simulated board in the
 same process (:class:`InProcessTransport`).
 
@@ -23,6 +24,7 @@ from typing import Any, Protocol, Self
 import numpy as np
 import serial
 
+import drivers.urlhandler  # noqa: F401  (registers serial://PORT?baudrate=... with pyserial)
 from drivers import protocol
 from drivers.protocol import Frame, Opcode, Status
 

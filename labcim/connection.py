@@ -1,24 +1,34 @@
 """``connect(url)``: a ready ``ChipTestBoard``; ``connect_smu(resource)``: a ready ``SMU``.
 
-Board URLs:
+Board URLs (docs/devices.md has the table, with every option):
 
 - ``sim://PRESET?cores=N&seed=S&rows=R&cols=C&devices_per_polarity=D&model=M.yaml`` -- a
   fresh simulated chip (``mock_hw.chip.PRESETS``, with the device model of a model file
   from ``labcim calibrate``) behind the simulated board, in this process, through the
   real client and wire codec;
 - ``sim:///abs/path/chip.npz`` or ``sim://./rel/path.npz`` -- a saved simulated chip;
-- anything else is a pyserial URL: ``socket://127.0.0.1:PORT``, ``serial:///dev/ttyUSB0``,
-  ``/dev/pts/3`` ...
+- ``serial:///dev/ttyUSB0?baudrate=115200&parity=E...`` -- a local serial port with its
+  line settings (``drivers.urlhandler.protocol_serial``);
+- any other pyserial URL: ``socket://127.0.0.1:PORT``, ``rfc2217://HOST:PORT``,
+  ``loop://``..., or a bare device path (``/dev/pts/3``, ``COM3``: default settings).
+
+``timeout`` and ``retries`` of the board client may be given in the query of any URL but
+``sim://`` and a bare path, e.g. ``socket://127.0.0.1:5000?timeout=10``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
+
+import serial
 
 from drivers.board import BoardClient, InProcessTransport
 from drivers.smu import Keithley2450, SourceMeter
+from drivers.urlhandler import protocol_serial
 from labcim.devices.board import ChipTestBoard, board_class
 from labcim.devices.smu import SMU
 from labcim.model_file import ModelFileError, load_model
@@ -40,7 +50,9 @@ keywords, with the type each value is parsed as; a parser that returns a dict gi
 several keywords (``model=PATH.yaml``: the ``model_params`` and ``periphery`` of a model
 file, `labcim.model_file`)."""
 
-_CLIENT_OPTIONS = ("timeout", "retries")
+CLIENT_OPTIONS: dict[str, Callable[[str], Any]] = {"timeout": float, "retries": int}
+"""Options of the board client (``drivers.board.BoardClient``): keywords of `connect`, or
+query keys of a pyserial URL, with the type a query value is parsed as."""
 
 
 def connect(
@@ -51,27 +63,94 @@ def connect(
     Parameters
     ----------
     url : str
-        ``sim://...`` or a pyserial URL (see the module docstring).
+        ``sim://...``, ``serial://...`` or any pyserial URL or device path (see the
+        module docstring).
     name : str
         Device name, the prefix of every signal name.
     status_timeout : float
         Backstop (s) of every status (see ``ChipTestBoard``).
     **options
-        ``timeout`` (s, per reply) and ``retries`` of the board client.
+        ``timeout`` (s, per reply) and ``retries`` of the board client; also accepted
+        in the URL's query (not both).
 
     Raises
     ------
     ValueError
-        A malformed URL, an unknown or mistyped query option, an unknown option.
+        A malformed URL, an unknown URL scheme, an unknown or mistyped query option or
+        serial setting, an unknown option (before anything is opened).
     drivers.board.LinkError
         The board cannot be reached.
     """
-    unknown = sorted(set(options) - set(_CLIENT_OPTIONS))
+    unknown = sorted(set(options) - set(CLIENT_OPTIONS))
     if unknown:
-        raise ValueError(f"unknown option(s) {unknown}; allowed: {list(_CLIENT_OPTIONS)}")
+        raise ValueError(f"unknown option(s) {unknown}; allowed: {list(CLIENT_OPTIONS)}")
     if url.startswith(SIM_SCHEME):
         return connect_sim_chip(sim_chip(url), name=name, status_timeout=status_timeout, **options)
-    return _board(BoardClient.open(url, **options), None, name, status_timeout)
+    link, in_url = board_link(url)
+    if twice := sorted(set(in_url) & set(options)):
+        raise ValueError(f"{url}: {', '.join(twice)} given both in the URL and as an option")
+    return _board(BoardClient.open(link, **in_url, **options), None, name, status_timeout)
+
+
+def board_link(url: str) -> tuple[str, dict[str, Any]]:
+    """A board URL other than ``sim://`` checked, and split into what pyserial opens and
+    the board client's options (`CLIENT_OPTIONS`) from its query.
+
+    Nothing is opened: a URL that passes may still name a port that is not there.
+
+    Raises
+    ------
+    ValueError
+        An empty URL, a scheme pyserial has no handler for (naming those it has), an
+        unknown client option or serial setting, a value that does not parse.
+    """
+    if not url:
+        raise ValueError("empty board URL")
+    if "://" not in url:
+        return url, {}  # a device path, opened at pyserial's default settings
+    scheme = url.split("://", 1)[0].lower()
+    if scheme not in pyserial_schemes():
+        raise ValueError(
+            f"{url}: unknown URL scheme {scheme!r}; board URLs: sim://, "
+            + ", ".join(f"{s}://" for s in sorted(pyserial_schemes()))
+            + ", or a device path"
+        )
+    base, _, query = url.partition("?")
+    kept, client = [], {}
+    for key, text in parse_qsl(query, keep_blank_values=True):
+        if key not in CLIENT_OPTIONS:
+            kept.append((key, text))
+            continue
+        if key in client:
+            raise ValueError(f"{url}: option {key!r} given twice")
+        try:
+            client[key] = value = CLIENT_OPTIONS[key](text)
+        except ValueError:
+            value = -1
+        if value < 0 or (key == "timeout" and not value > 0):
+            allowed = "a number of seconds > 0" if key == "timeout" else "an integer >= 0"
+            raise ValueError(f"{url}: {key}={text!r} must be {allowed}")
+    if scheme == protocol_serial.SCHEME:
+        if not base.removeprefix(url[: len(scheme) + 3]):
+            raise ValueError(f"{url}: no port, e.g. serial:///dev/ttyUSB0 or serial://COM3")
+        try:
+            protocol_serial.parse_settings(kept)
+        except ValueError as exc:
+            raise ValueError(f"{url}: {exc}") from None
+    return base + ("?" + urlencode(kept) if kept else ""), client
+
+
+def pyserial_schemes() -> set[str]:
+    """URL schemes :func:`serial.serial_for_url` has a handler for (``serial``, ``socket``,
+    ``rfc2217``, ``loop``, ...), found as pyserial finds them."""
+    schemes = set()
+    for package in serial.protocol_handler_packages:
+        spec = importlib.util.find_spec(package)
+        for folder in (spec.submodule_search_locations or []) if spec else []:
+            schemes |= {
+                p.stem.removeprefix("protocol_") for p in Path(folder).glob("protocol_*.py")
+            }
+    return schemes
 
 
 def connect_sim_chip(
