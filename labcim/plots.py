@@ -2,22 +2,44 @@
 
 Every function takes a :class:`labcim.hdf5.Run` (so it works on any results file, live or
 old) and returns a matplotlib Figure; :func:`save_run_plots` picks the figures that fit a
-run's plan and writes them as PNG.  Figures are
-made with matplotlib's object API (``Figure`` without pyplot), so no display or global
-backend is involved (CI, a campaign on a headless machine) and nothing leaks between plots.
+run's plan and writes them as PNG.  Figures are made with matplotlib's object API
+(``Figure`` without pyplot), so no display or global backend is involved (CI, a campaign
+on a headless machine) and nothing leaks between plots.  They show themselves in Jupyter
+and IPython as PNG (:class:`Figure` has ``_repr_png_``) whatever the backend: inline,
+widget (ipympl) or none.
 """
 
 from __future__ import annotations
 
+import io
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import matplotlib.figure
 import numpy as np
-from matplotlib.figure import Figure
 
 from labcim.hdf5.reader import Run
+
+
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib Figure that Jupyter displays as a PNG image without pyplot.
+
+    A Figure made without pyplot has no display hook: Jupyter would show the text
+    ``<Figure size 550x450 with 2 Axes>``.  ``_repr_png_`` is IPython's rich-display
+    protocol, used by every frontend and backend (a pyplot figure needs the inline
+    backend's own formatter, which only exists once pyplot is imported).
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=PNG_DPI)
+        return buffer.getvalue()
+
+
+PNG_DPI = 110
+"""Resolution of the PNG files and of the images shown in Jupyter (dots per inch)."""
 
 MAP_KEY = re.compile(r"board_core(\d+)_conductance_map$")
 
@@ -203,6 +225,6 @@ def save_run_plots(run: Run, out: str | Path, prefix: str = "") -> list[Path]:
         for suffix, fig in figures.items():
             path = out / "_".join(p for p in (prefix + name, suffix) if p)
             path = path.with_suffix(".png")
-            fig.savefig(path, dpi=110)
+            fig.savefig(path, dpi=PNG_DPI)
             paths.append(path)
     return paths

@@ -4,16 +4,19 @@ bluesky's ``ProgressBarManager`` shows the statuses the RunEngine waits for (one
 batch, one read); :class:`EventProgress` shows where the plan stands: one tick per
 ``primary`` event out of the start document's ``num_points``, with the event's hinted
 scalar fields (e.g. cells still out of tolerance) as the postfix.  Like tqdm's own
-default it draws nothing when stderr is not a terminal (campaign logs, CI).
+default it draws nothing when stderr is not a terminal (campaign logs, CI).  In a Jupyter
+kernel it is tqdm's notebook widget when ipywidgets is installed; without ipywidgets it
+falls back to the console bar quietly (``tqdm.auto`` would warn "IProgress not found"
+in every plain notebook), which draws nothing there either.
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
 from event_model import DocumentRouter
-from tqdm.auto import tqdm
 
 
 class EventProgress(DocumentRouter):
@@ -37,7 +40,7 @@ class EventProgress(DocumentRouter):
     def start(self, doc: dict) -> None:
         self._close()
         self._descriptors.clear()
-        self._bar = tqdm(
+        self._bar = bar_class()(
             total=doc.get("num_points"),
             desc=doc.get("plan_name", "run"),
             unit="event",
@@ -70,3 +73,19 @@ class EventProgress(DocumentRouter):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def bar_class() -> type:
+    """tqdm's notebook bar in a Jupyter kernel that has ipywidgets, else its console bar."""
+    if "ipykernel" in sys.modules:
+        try:
+            import ipywidgets  # noqa: F401  (what tqdm's notebook bar is drawn with)
+        except ImportError:
+            pass
+        else:
+            from tqdm.auto import tqdm
+
+            return tqdm
+    from tqdm.std import tqdm
+
+    return tqdm
