@@ -278,16 +278,43 @@ def fit_columns(outputs: np.ndarray, ideal: np.ndarray, full_scale: float) -> di
 
 # -- from runs -------------------------------------------------------------------------
 
+PLANS_FITTED = (
+    "tdp_program (or any plan programming with TDP), retention (with program), "
+    "conductance_map (reads >= 2), mvm_characterization (4-phase)"
+)
+"""What gives data, for messages."""
+
 
 @dataclass
 class Estimates:
-    """Estimates of each knob, one per run and core, combined by weight (devices)."""
+    """Estimates of each knob, one per run and core, combined by weight (devices); and
+    what could not be used, with the reason.
+
+    Attributes
+    ----------
+    values : dict
+        Knob -> ``(value, weight, source)`` estimates.
+    skipped : list of (str, str)
+        ``(source, reason)`` of each run or core that gave nothing.
+    warnings : list of str
+        Fits made on assumptions the data could not check.
+    """
 
     values: dict[str, list[tuple[float, int, str]]] = field(default_factory=dict)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, knob: str, value: float, weight: int, source: str) -> None:
         """Record one estimate of ``knob`` from ``source`` (e.g. ``run 3 core0``)."""
         self.values.setdefault(knob, []).append((float(value), int(weight), source))
+
+    def skip(self, source: str, reason: str) -> None:
+        """Record that ``source`` gave nothing, and why."""
+        self.skipped.append((source, reason))
+
+    def sources(self) -> set[str]:
+        """Every source that gave an estimate."""
+        return {s for est in self.values.values() for _, _, s in est}
 
     def combined(self) -> dict[str, float]:
         """Weighted mean of each knob's estimates."""
@@ -315,49 +342,57 @@ def calibrate(runs: Iterable[Run], sources: Sequence[str] = ()) -> ModelFile:
     devices, ``retention`` runs the drift and wander, ``conductance_map`` runs with
     ``reads >= 2`` the read noise, ``mvm_characterization`` runs the ADC column
     mismatch.  Knobs without data keep the preset's values (they are not written).
+    Every run is used for what it can give; a run (or one core of it) that gives
+    nothing is named with the reason in ``provenance["skipped"]``, and fits that rest on
+    an assumption the data could not check in ``provenance["warnings"]``.
 
     Parameters
     ----------
     runs : iterable of Run
-        Successful runs of one chip technology.
+        Recorded runs, of any plan and outcome.
     sources : sequence of str
         The files they come from, for the provenance.
 
     Raises
     ------
     CalibrationError
-        No runs, runs of more than one technology or of a technology other than PCM,
-        or nothing to fit in them (naming the plans that would give data).
+        Nothing could be fitted: the message names every run and why it gave nothing.
     """
-    runs = [r for r in runs if r.exit_status == "success"]
-    identities = [r.metadata.get("board_identity") for r in runs]
-    types = {i.get("device_type") for i in identities if i}
-    if not types:
-        raise CalibrationError("no successful run with a board identity to calibrate from")
-    if types != {"pcm"}:
-        raise CalibrationError(
-            f"runs of device type(s) {sorted(types)}: only PCM (HERMES fit) is calibrated"
-        )
-    ident = next(i for i in identities if i)
+    runs = list(runs)
     est = Estimates()
-    conductance_maps = [r for r in runs if r.plan_name == "conductance_map"]
-    for run in conductance_maps:
-        for core, maps in _core_maps(run, run.streams["primary"]):
-            if len(maps) >= 2:
-                est.add("read_noise_rel", fit_read_noise(maps), maps[0].size, _src(run, core))
-    read_noise = est.combined().get("read_noise_rel", _default("read_noise_rel"))
+    usable = []
     for run in runs:
+        reason = _unusable(run)
+        if reason:
+            est.skip(label(run), reason)
+        else:
+            usable.append(run)
+    for run in usable:
+        if run.plan_name == "conductance_map":
+            _read_noise(run, est)
+    read_noise = est.combined().get("read_noise_rel")
+    if read_noise is None and any(r.plan_name == "retention" for r in usable):
+        read_noise = _default("read_noise_rel")
+        est.warnings.append(
+            f"read_noise_scale assumes read_noise_rel = {read_noise} (the preset's): no "
+            "conductance_map run with reads >= 2 measured it"
+        )
+    for run in usable:
+        before = len(est.skipped)
         _programming(run, est)
         if run.plan_name == "retention":
             _retention(run, est, read_noise)
         elif run.plan_name == "mvm_characterization":
             _mvm(run, est)
+        name = label(run)
+        used = any(s == name or s.startswith(name + " ") for s in est.sources())
+        if not used and len(est.skipped) == before:
+            est.skip(name, f"{run.plan_name} gives nothing to fit (fitted: {PLANS_FITTED})")
     if not est.values:
-        raise CalibrationError(
-            "nothing to fit: give runs of tdp_program (or any plan programming with TDP), "
-            "retention, conductance_map (reads >= 2) or mvm_characterization"
-        )
+        detail = "; ".join(f"{s}: {r}" for s, r in est.skipped) or "no runs given"
+        raise CalibrationError(f"nothing to fit ({detail})")
     fitted = est.combined()
+    ident = usable[0].metadata["board_identity"]
     record = ident.get("sim_chip")
     preset = record["spec"]["preset"] if record else DEFAULT_PRESET["pcm"]
     return ModelFile(
@@ -370,13 +405,27 @@ def calibrate(runs: Iterable[Run], sources: Sequence[str] = ()) -> ModelFile:
         {k: round(v, 6) for k, v in fitted.items() if k in PERIPHERY_KNOBS},
         {
             "sources": list(sources),
-            "runs": [{"uid": r.uid, "plan_name": r.plan_name} for r in runs],
+            "runs": [{"uid": r.uid, "plan_name": r.plan_name} for r in usable],
             "estimates": {
                 knob: [{"value": v, "devices": w, "from": s} for v, w, s in items]
                 for knob, items in est.values.items()
             },
+            "skipped": [{"from": s, "reason": r} for s, r in est.skipped],
+            "warnings": list(est.warnings),
         },
     )
+
+
+def _unusable(run: Run) -> str:
+    """Why ``run`` cannot be calibrated from at all ("" if it can)."""
+    if run.exit_status != "success":
+        return f"exit status {run.exit_status!r}: only finished runs are used"
+    ident = run.metadata.get("board_identity")
+    if not ident:
+        return "no board identity (not a run of a chip test board)"
+    if ident.get("device_type") != "pcm":
+        return f"device type {ident.get('device_type')!r}: only PCM (HERMES fit) is calibrated"
+    return ""
 
 
 def _default(knob: str) -> float:
@@ -389,6 +438,21 @@ def _src(run: Run, core: int) -> str:
     return f"{label(run)} core{core}"
 
 
+def _fit(est: Estimates, source: str, fit: Any, *args: Any) -> None:
+    """``fit(*args)``; what it cannot fit becomes a skip of ``source`` with the reason.
+
+    Data laid out otherwise than this version of labcim records it (a key missing, an
+    array of another shape) is reported the same way: a user's file never ends the
+    calibration with a traceback.
+    """
+    try:
+        fit(*args)
+    except CalibrationError as exc:
+        est.skip(source, str(exc))
+    except (KeyError, IndexError, ValueError, TypeError) as exc:
+        est.skip(source, f"data not as expected ({type(exc).__name__}: {exc})")
+
+
 def _key(stream: Any, suffix: str) -> str:
     """The data key of ``stream`` ending with ``suffix`` (the board name is not fixed)."""
     found = [k for k in stream if k.endswith(suffix)]
@@ -397,79 +461,148 @@ def _key(stream: Any, suffix: str) -> str:
     return found[0]
 
 
-def _core_maps(run: Run, stream: Any) -> list[tuple[int, np.ndarray]]:
-    """``(core, maps over the events)`` of each core the run's arguments name."""
+def _cores(run: Run) -> list[int]:
+    """The cores the run's arguments name (default: all)."""
     cores = run.plan_args.get("cores")
-    if cores is None:
-        cores = range(run.metadata["board_identity"]["n_cores"])
-    return [(c, np.asarray(stream[_key(stream, f"core{c}_conductance_map")])) for c in cores]
+    return list(range(run.metadata["board_identity"]["n_cores"])) if cores is None else cores
+
+
+def _core_map(stream: Any, core: int) -> np.ndarray:
+    """The maps of ``core`` over the events of ``stream``."""
+    return np.asarray(stream[_key(stream, f"core{core}_conductance_map")])
+
+
+def _read_noise(run: Run, est: Estimates) -> None:
+    if run.plan_args.get("reads", 1) < 2:
+        est.skip(label(run), "reads = 1: read noise needs a conductance_map run with reads >= 2")
+        return
+    for core in _cores(run):
+
+        def fit(core: int = core) -> None:
+            maps = _core_map(run.streams["primary"], core)
+            est.add("read_noise_rel", fit_read_noise(maps), maps[0].size, _src(run, core))
+
+        _fit(est, _src(run, core), fit)
+
+
+def _programming_jobs(prog: dict[str, Any]) -> list[dict[str, Any]]:
+    """The programming jobs of a run's ``programming`` metadata: one job, or one per
+    layer (``network_inference``: ``{"layer0": job, ...}``)."""
+    if "strategy" in prog:
+        return [prog]
+    return [job for job in prog.values() if isinstance(job, dict) and "strategy" in job]
 
 
 def _programming(run: Run, est: Estimates) -> None:
     """Programming noise and stuck devices from a run that programmed with TDP."""
-    prog = run.metadata.get("programming")
-    if not prog or prog["strategy"] != "tdp":
-        return
+    for prog in _programming_jobs(run.metadata.get("programming") or {}):
+        if prog["strategy"] != "tdp":
+            est.skip(label(run), f"programmed with {prog['strategy']!r}: only TDP is fitted")
+            continue
+        for tile in prog["tiles"]:
+            core = tile["core"]
+            _fit(est, _src(run, core), _programmed_core, run, prog, core, est)
+
+
+def _programmed_core(run: Run, prog: dict[str, Any], core: int, est: Estimates) -> None:
     ident = run.metadata["board_identity"]
     dpp, g_max = ident["devices_per_polarity"], ident["g_max"]
     pulses = run.streams.get("program") or run.streams["primary"]
     verify = run.streams["verify"]
     summary = run.summary or {}
-    for tile in prog["tiles"]:
-        core = tile["core"]
-        targets = np.asarray(prog["targets"][f"core{core}"], np.float64)
-        r, c = targets.shape[1:]
-        suffix = f"core{core}_conductance_map"
-        first = np.asarray(pulses.lazy(_key(pulses, suffix))[1])[:, :r, :c]
-        final = np.asarray(verify[_key(verify, suffix)][-1])[:, :r, :c]
-        cells = cell_conductance(final, dpp)
-        failed = next(
-            (v for k, v in summary.items() if k.endswith(f"core{core}_failed_cells")), None
-        )
-        if failed is not None and len(failed):
-            cells[tuple(np.asarray(failed).T)] = np.nan
-        source = _src(run, core)
-        scale = fit_prog_noise(targets, cells, prog["tolerance"], dpp)
-        est.add("prog_noise_scale", scale, targets.size, source)
-        stuck, share, devices = fit_stuck(
-            first.reshape(2, dpp, r, c), targets > prog["tolerance"], g_max
-        )
-        est.add("stuck_fraction", stuck, devices, source)
-        if stuck:
-            est.add("stuck_set_share", share, devices, source)
+    targets = np.asarray(prog["targets"][f"core{core}"], np.float64)
+    r, c = targets.shape[1:]
+    suffix = f"core{core}_conductance_map"
+    first = np.asarray(pulses.lazy(_key(pulses, suffix))[1])[:, :r, :c]
+    final = np.asarray(verify[_key(verify, suffix)][-1])[:, :r, :c]
+    cells = cell_conductance(final, dpp)
+    failed = next((v for k, v in summary.items() if k.endswith(f"core{core}_failed_cells")), None)
+    if failed is not None and len(failed):
+        cells[tuple(np.asarray(failed).T)] = np.nan
+    source = _src(run, core)
+    scale = fit_prog_noise(targets, cells, prog["tolerance"], dpp)
+    est.add("prog_noise_scale", scale, targets.size, source)
+    stuck, share, devices = fit_stuck(
+        first.reshape(2, dpp, r, c), targets > prog["tolerance"], g_max
+    )
+    est.add("stuck_fraction", stuck, devices, source)
+    if stuck:
+        est.add("stuck_set_share", share, devices, source)
 
 
-def _retention(run: Run, est: Estimates, read_noise: float) -> None:
-    primary = run.streams["primary"]
-    elapsed = np.asarray(primary[_key(primary, "elapsed")])
+def time_since_programming(run: Run) -> np.ndarray:
+    """Seconds from the end of a retention run's programming to each of its reads.
+
+    From the board clock the run recorded: at each read (``primary``) and at the verify
+    read (``verify``), which came ``settle`` s after the last pulses.
+
+    Raises
+    ------
+    CalibrationError
+        If the run did not program (its times count from the start of the plan, not
+        from programming: nothing it recorded says when the devices were programmed).
+    """
+    prog = run.metadata.get("programming")
+    if not run.plan_args.get("program", True) or not prog or "verify" not in run.streams:
+        raise CalibrationError(
+            "program = False: its times count from the start of the plan, not from "
+            "programming, so the drift cannot be fitted (run retention with program = True)"
+        )
+    primary, verify = run.streams["primary"], run.streams["verify"]
+    clock = np.asarray(primary[_key(primary, "fpga_clock")], np.float64)
+    programmed = float(np.asarray(verify[_key(verify, "fpga_clock")])[-1]) - prog["settle"]
+    return clock - programmed
+
+
+def _retention(run: Run, est: Estimates, read_noise: float | None) -> None:
+    """Drift and 1/f wander from a retention run, at the HERMES drift onset.
+
+    The onset ``t0`` of ``((t + t0) / t0)^-nu`` is the model's (one device: 200 s), not
+    the plan's ``t0`` argument: that one only shapes the plan's own summary, and reads
+    from a minute to a day cannot tell ``t0`` and ``nu`` apart.
+    """
     g_max = run.metadata["board_identity"]["g_max"]
-    for core, maps in _core_maps(run, primary):
-        fit = fit_drift(elapsed, maps, run.plan_args["t0"], read_noise, g_max=g_max)
-        source = _src(run, core)
-        est.add("drift_nu_scale", fit.nu_scale, fit.devices, source)
-        est.add("drift_nu_std_scale", fit.nu_std_scale, fit.devices, source)
-        est.add("read_noise_scale", fit.q_scale, fit.devices, source)
+    try:
+        elapsed = time_since_programming(run)
+    except CalibrationError as exc:
+        est.skip(label(run), str(exc))
+        return
+    if elapsed[-1] < 10 * elapsed[0]:
+        est.warnings.append(
+            f"{label(run)}: reads from {elapsed[0]:.3g} s to {elapsed[-1]:.3g} s after "
+            "programming span less than a decade: the drift exponent is poorly determined"
+        )
+    for core in _cores(run):
+
+        def fit(core: int = core) -> None:
+            maps = _core_map(run.streams["primary"], core)
+            drift = fit_drift(elapsed, maps, pcm_stats.T0[1], read_noise, g_max=g_max)
+            source = _src(run, core)
+            est.add("drift_nu_scale", drift.nu_scale, drift.devices, source)
+            est.add("drift_nu_std_scale", drift.nu_std_scale, drift.devices, source)
+            est.add("read_noise_scale", drift.q_scale, drift.devices, source)
+
+        _fit(est, _src(run, core), fit)
 
 
 def _mvm(run: Run, est: Estimates) -> None:
     primary = run.streams["primary"]
     for core in run.plan_args["cores"]:
 
-        def data(suffix: str, core: int = core) -> np.ndarray:
-            return np.asarray(primary[_key(primary, f"core{core}_{suffix}")])
+        def fit(core: int = core) -> None:
+            def data(suffix: str) -> np.ndarray:
+                return np.asarray(primary[_key(primary, f"core{core}_{suffix}")])
 
-        mode, bits = data("read_mode"), data("adc_bits")
-        use = (
-            (mode == "4-phase") & (bits == bits[mode == "4-phase"][0])
-            if (mode == "4-phase").any()
-            else None
-        )
-        if use is None:
-            continue
-        lsb = float(data("adc_lsb")[use][0])
-        full_scale = lsb * (2 ** (int(bits[use][0]) - 1) - 1)
-        outputs, ideal = data("mvm_outputs")[use], data("mvm_ideal_readback")[use]
-        cols = outputs.shape[-1]
-        fit = fit_columns(outputs.reshape(-1, cols), ideal.reshape(-1, cols), full_scale)
-        for knob in PERIPHERY_KNOBS:
-            est.add(knob, fit[knob], cols, _src(run, core))
+            mode, bits = data("read_mode"), data("adc_bits")
+            if not (mode == "4-phase").any():
+                raise CalibrationError("no 4-phase MVM: the column mismatch is fitted on 4-phase")
+            use = (mode == "4-phase") & (bits == bits[mode == "4-phase"][0])
+            lsb = float(data("adc_lsb")[use][0])
+            full_scale = lsb * (2 ** (int(bits[use][0]) - 1) - 1)
+            outputs, ideal = data("mvm_outputs")[use], data("mvm_ideal_readback")[use]
+            cols = outputs.shape[-1]
+            fit = fit_columns(outputs.reshape(-1, cols), ideal.reshape(-1, cols), full_scale)
+            for knob in PERIPHERY_KNOBS:
+                est.add(knob, fit[knob], cols, _src(run, core))
+
+        _fit(est, _src(run, core), fit)

@@ -4,6 +4,9 @@ simulator matches the recorded key figures, the uncalibrated preset does not."""
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -109,7 +112,7 @@ def test_fits_on_synthetic_data():
 def test_nothing_to_fit_and_bad_model_files(recorded, tmp_path):
     _, out = recorded
     runs = labcim.open_runs(out)
-    with pytest.raises(CalibrationError, match="no successful run"):
+    with pytest.raises(CalibrationError, match="nothing to fit"):
         calibrate([])
     bad = tmp_path / "bad.yaml"
     bad.write_text(
@@ -123,3 +126,41 @@ def test_nothing_to_fit_and_bad_model_files(recorded, tmp_path):
     with pytest.raises(ValueError, match="prog_noise"):
         labcim.connect(f"sim://pcm-small?model={bad}")
     assert runs[0].plan_name == "tdp_program"
+
+
+def test_retention_at_the_readme_times_calibrates_the_unmodified_preset(tmp_path):
+    """Issue 14: reads at 1 min, 1 h, 1 day (the README's times) on the unmodified preset
+    give the preset back (the plan's own t0 = 0 used to give drift 1.8, read noise 1.6);
+    runs that cannot give data are named with the reason, and nothing is a traceback."""
+    out = tmp_path / "retention.h5"
+    RE = run_engine(out, progress=False)
+    board = labcim.connect("sim://pcm-hermes?cores=2&seed=11")
+    try:
+        RE(retention(board, [60, 3600, 86400], cores=[0]))
+        RE(retention(board, [60, 3600, 86400], cores=[1], program=False))
+        RE(conductance_map(board, cores=[1], reads=1))
+    finally:
+        board.close()
+    model_path = tmp_path / "m.yaml"
+    cli = [sys.executable, "-m", "labcim.cli", "calibrate", str(out), "-o", str(model_path)]
+    done = subprocess.run(cli, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr
+    assert re.search(r"skipped run 2 \(retention.*\): program = False", done.stdout)
+    assert re.search(r"skipped run 3 \(conductance_map.*\): reads = 1", done.stdout)
+    assert "assumes read_noise_rel = 0.01" in done.stderr  # no repeated reads measured it
+    fitted = load_model(model_path).model_params
+    assert fitted["drift_nu_scale"] == pytest.approx(1.0, rel=0.15)
+    assert fitted["read_noise_scale"] == pytest.approx(1.0, rel=0.15)
+
+
+def test_runs_that_give_nothing_are_named_and_refused_together(tmp_path):
+    out = tmp_path / "nothing.h5"
+    RE = run_engine(out, progress=False)
+    board = labcim.connect("sim://rram-small?cores=1&seed=1")
+    try:
+        RE(conductance_map(board, reads=2))
+    finally:
+        board.close()
+    with pytest.raises(CalibrationError, match=r"run 1 \(conductance_map.*only PCM"):
+        calibrate(labcim.open_runs(out))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 
 
@@ -14,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Fit the simulator's device model to recorded tdp_program (or any "
         "TDP programming), retention, conductance_map (reads >= 2) and "
         "mvm_characterization runs and write a model file; use it as "
-        "sim://PRESET?model=MODEL.yaml.  See docs/replay.md.",
+        "sim://PRESET?model=MODEL.yaml.  Every run is used for what it gives; the runs "
+        "that give nothing are listed with the reason.  See docs/replay.md.",
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="results files or directories")
     parser.add_argument("-o", "--output", required=True, metavar="MODEL.yaml")
@@ -34,8 +36,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"labcim calibrate: {exc}", file=sys.stderr)
         return 2
     save_model(model, args.output)
-    print(f"{args.output}: {model.preset} model from {len(runs)} run(s)")
+    used = model.provenance["runs"]
+    print(f"{args.output}: {model.preset} model from {len(used)} of {len(runs)} run(s)")
+    estimates = model.provenance["estimates"]
     for section in (model.model_params, model.periphery):
         for key, value in section.items():
-            print(f"  {key} = {value:.4g}")
+            origin = ", ".join(_short(e["from"]) for e in estimates[key])
+            print(f"  {key} = {value:.4g}  (from {origin})")
+    for skipped in model.provenance["skipped"]:
+        print(f"  skipped {skipped['from']}: {skipped['reason']}")
+    for warning in model.provenance["warnings"]:
+        print(f"labcim calibrate: warning: {warning}", file=sys.stderr)
     return 0
+
+
+def _short(source: str) -> str:
+    """``run 3 core2`` for ``run 3 (retention, 6b1e8681) core2``."""
+    return re.sub(r" \([^)]*\)", "", source)
