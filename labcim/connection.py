@@ -185,21 +185,59 @@ def sim_chip(url: str) -> Chip:
         Unknown preset (naming the presets), unknown query key (naming the allowed
         ones), a value that does not parse, or a query on a saved chip.
     """
+    target, options = parse_sim_url(url)
+    return Chip.from_preset(target, **options) if target in PRESETS else Chip.load(target)
+
+
+def parse_sim_url(url: str) -> tuple[str, dict[str, Any]]:
+    """The preset (or saved chip's path) and the ``Chip.from_preset`` keywords of a
+    ``sim://`` URL, checked; no chip is built (a model file is read and checked).
+
+    Raises
+    ------
+    ValueError
+        As `sim_chip`.
+    """
     target, _, query = url.removeprefix(SIM_SCHEME).partition("?")
     try:
         pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
     except ValueError as exc:
         raise ValueError(f"{url}: malformed query ({exc})") from None
     if target in PRESETS:
-        return Chip.from_preset(target, **_sim_options(url, pairs))
+        return target, _sim_options(url, pairs)
     if "/" in target or target.endswith(".npz"):
         if pairs:
             raise ValueError(f"{url}: a saved chip takes no query options")
-        return Chip.load(target)
+        return target, {}
     raise ValueError(
-        f"{url}: {target!r} is neither a chip preset {sorted(PRESETS)} nor a path "
-        "(sim:///abs/chip.npz, sim://./rel/chip.npz)"
+        f"{url}: {target!r} is neither a chip preset ({', '.join(sorted(PRESETS))}) nor a "
+        "path (sim:///abs/chip.npz, sim://./rel/chip.npz)"
     )
+
+
+def check_url(url: str) -> None:
+    """Check an instrument URL as far as can be done without opening anything.
+
+    ``sim://`` URLs: preset, query keys and values, model file; VISA resources (with
+    ``::``): the resource syntax; any other: `board_link`.  ``--dry-run`` of campaigns
+    and ``labcim run`` call it before connecting.
+
+    Raises
+    ------
+    ValueError
+        Naming what is wrong and what is allowed.
+    """
+    if url.startswith(SIM_SCHEME):
+        parse_sim_url(url)
+    elif "::" in url:
+        from pyvisa.rname import InvalidResourceName, parse_resource_name
+
+        try:
+            parse_resource_name(url)
+        except InvalidResourceName as exc:
+            raise ValueError(f"{url}: not a VISA resource ({exc})") from None
+    else:
+        board_link(url)
 
 
 def _sim_options(url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:

@@ -257,12 +257,15 @@ def _is_array(hint: Any) -> bool:
 
 
 def _array(value: Any) -> np.ndarray:
+    expected = "an array (nested lists of numbers, or {file: ...})"
+    if isinstance(value, str):
+        hint = f" (an array file is given as {{file: {value}}})" if "." in value else ""
+        raise ValueError(f"expected {expected}; got the text {value!r}{hint}")
     try:
         array = np.asarray(value)
     except ValueError:  # ragged nesting
         array = np.empty(0, dtype=object)
-    if array.dtype == object:
-        expected = "an array (nested lists of numbers, or {file: ...})"
+    if array.dtype == object or array.dtype.kind not in "biuf":
         raise ValueError(f"expected {expected}; got {value!r}")
     return array
 

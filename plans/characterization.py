@@ -64,6 +64,16 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+MAX_BATCH = 1000
+"""Largest default MVM batch (vectors per event): 1000 x 256 outputs is ~2 MB per core."""
+
+
+def default_batch(n_vectors: int) -> int:
+    """The largest divisor of ``n_vectors`` up to `MAX_BATCH`: every event of a run has
+    the same batch shape."""
+    return next(b for b in range(min(n_vectors, MAX_BATCH), 0, -1) if n_vectors % b == 0)
+
+
 def _random_programming(
     board: Any,
     ident: dict[str, Any],
@@ -105,7 +115,7 @@ def mvm_characterization(
     dac_bits: list[int] | None = None,
     adc_bits: list[int] | None = None,
     n_vectors: int = 1000,
-    batch_size: int = 1000,
+    batch_size: int | None = None,
     seed: int = 0,
     program: bool = True,
     strategy: str = "tdp",
@@ -134,8 +144,9 @@ def mvm_characterization(
         Input / output resolutions (sign included, 2..16); default ``[8]``.
     n_vectors : int
         Input vectors per combination.
-    batch_size : int
-        Vectors per event (and per board command); must divide ``n_vectors``.
+    batch_size : int, optional
+        Vectors per event (and per board command); must divide ``n_vectors``.  Default:
+        the largest divisor of ``n_vectors`` up to `MAX_BATCH` (all of them up to 1000).
     seed : int
         Seed of the weights and inputs.
     program : bool
@@ -180,7 +191,9 @@ def mvm_characterization(
         for b in bits:
             _check_int(name, b, *BITS_RANGE)
     n_vectors = _check_int("n_vectors", n_vectors, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    batch_size = (
+        default_batch(n_vectors) if batch_size is None else _check_int("batch_size", batch_size, 1)
+    )
     if n_vectors % batch_size:
         raise ValueError(
             f"batch_size = {batch_size} must divide n_vectors = {n_vectors} "

@@ -43,19 +43,53 @@ def safe_off(smu: Any) -> Plan:
     yield from bps.mv(smu.output, False)
 
 
-def check_voltages(smu: Any, *voltages: np.ndarray) -> Plan:
+def check_voltages(smu: Any, voltages: dict[str, tuple[float, np.ndarray]]) -> Plan:
     """Check voltage lists (V) against the SMU's safe limit; nothing is sent.
 
-    Raises ``SMULimitError`` (a ``ValueError``) naming the limit.
+    ``voltages`` maps the plan argument each list comes from to ``(its value, the
+    list)``, so that a refusal names what the user gave.
+
+    Raises
+    ------
+    ValueError
+        ``SMULimitError: v_set = 12.0 V: sweep points must be ... within +-5.0 V``
+        (the device's refusal, naming the argument).
     """
-    for v in voltages:
-        yield from bps.abs_set(smu.sweep.points, v, wait=True)
+    for name, (given, v) in voltages.items():
+        try:
+            yield from bps.abs_set(smu.sweep.points, v, wait=True)
+        except Exception as exc:
+            raise _refusal(exc, f"{name} = {given} V") from exc
 
 
-def check_current_limit(smu: Any, *limits: float) -> Plan:
-    """Write the largest of ``limits`` (A): the driver refuses one above the setup's
-    ``max_current`` before sending; written with the output off, it applies nothing."""
-    yield from bps.mv(smu.current_limit, max(limits))
+def check_current_limit(smu: Any, limits: dict[str, float]) -> Plan:
+    """Write each current limit (A, by the plan argument that gives it), the largest
+    last: the driver refuses one above the setup's ``max_current`` before sending;
+    written with the output off, it applies nothing.
+
+    Raises
+    ------
+    ValueError
+        The driver's ``SMULimitError``, naming the argument.
+    """
+    for name, limit in sorted(limits.items(), key=lambda item: item[1]):
+        try:
+            yield from bps.mv(smu.current_limit, limit)
+        except Exception as exc:
+            raise _refusal(exc, f"{name} = {limit} A") from exc
+
+
+def _refusal(exc: Exception, given: str) -> Exception:
+    """The refusal of the device or driver (the ``ValueError``, e.g. ``SMULimitError``,
+    a failed status wraps) as the same type, its message starting with ``given``, the
+    argument as the user gave it, rather than the signal or instrument it came through;
+    ``exc`` itself if nothing refused a value."""
+    cause: BaseException | None = exc
+    while cause is not None and not isinstance(cause, ValueError):
+        cause = cause.__cause__ or cause.__context__
+    if cause is None:
+        return exc
+    return type(cause)(f"{given}: {str(cause).rpartition(': ')[2]}")
 
 
 def iv_sweep(
@@ -185,8 +219,11 @@ def iv_sweep(
         return summary
 
     def checked() -> Plan:
-        yield from check_voltages(smu, down, up)
-        yield from check_current_limit(smu, i_set, i_reset)
+        yield from check_voltages(smu, {"v_reset": (v_reset, down), "v_set": (v_set, up)})
+        limits = {"current_limit": i_set}
+        if reset_current_limit is not None:
+            limits["reset_current_limit"] = i_reset
+        yield from check_current_limit(smu, limits)
         return (yield from bpp.finalize_wrapper(run(), safe_off(smu)))
 
     return (yield from checked())
@@ -286,8 +323,8 @@ def forming(
         return summary
 
     def checked() -> Plan:
-        yield from check_voltages(smu, steps)
-        yield from check_current_limit(smu, limit)
+        yield from check_voltages(smu, {"v_stop": (v1, steps)})
+        yield from check_current_limit(smu, {"current_limit": limit})
         return (yield from bpp.finalize_wrapper(run(), safe_off(smu)))
 
     return (yield from checked())

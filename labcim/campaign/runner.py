@@ -153,13 +153,17 @@ def run_campaign(
         tqdm.write(f"resuming campaign {campaign.id}: {done}")
     if not todo:
         return result
-    RE = run_engine(campaign.out, progress=progress)
     with (
         connected(connect, campaign.chip, **campaign.chip_options) as board,
         tqdm(
-            total=len(campaign.steps), initial=len(finished), unit="step", disable=not progress
+            total=len(campaign.steps),
+            initial=len(finished),
+            unit="step",
+            # None: drawn on a terminal only; a redirected log gets the step lines alone
+            disable=None if progress else True,
         ) as bar,
     ):
+        RE = run_engine(campaign.out, progress=progress)  # after connecting: no empty folder
         for step in todo:
             bar.set_description(step.key)
             outcome, stop = _run_step(RE, campaign, step, board, on_pause)

@@ -4,12 +4,17 @@ Each subcommand lives in its own module of this package and exposes
 ``register(subparsers)``, which adds its parser and sets ``func`` (a callable taking the
 parsed arguments and returning an exit code).  Importing the heavy libraries is left to
 ``func`` so that ``labcim --help`` stays fast.
+
+An error a command does not handle itself is one line on stderr, ``labcim COMMAND:
+error: ...`` (exit 1), and the log records of the libraries below (bluesky's "Run
+aborted" with its traceback) are not shown; ``--debug`` shows both, with tracebacks.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"labcim {labcim.__version__}")
     parser.add_argument("-q", "--quiet", action="store_true", help="no progress bars (CI, logs)")
+    parser.add_argument(
+        "--debug", action="store_true", help="on an error, show the traceback and library logs"
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMANDS:
         importlib.import_module(f"labcim.cli.{name}").register(sub)
@@ -40,8 +48,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    if not args.debug:
+        # bluesky logs a failed plan with its traceback ("Run aborted"); the command
+        # reports the error itself, in one line.
+        logging.getLogger("bluesky").addHandler(logging.NullHandler())
+        logging.getLogger("bluesky").propagate = False
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        message = one_line(exc)
+        print(f"labcim {args.command}: error: {message} (--debug for details)", file=sys.stderr)
+        return 1
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: the innermost cause bluesky or ophyd wrapped, with its
+    type unless it is a plain ValueError (whose message names the field)."""
+    while exc.__cause__ is not None and type(exc).__module__.startswith(("bluesky", "ophyd")):
+        exc = exc.__cause__
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    plain = type(exc) in (ValueError, FileNotFoundError)
+    return message if plain else f"{type(exc).__name__}: {message}"

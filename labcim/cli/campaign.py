@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--dry-run",
         action="store_true",
-        help="validate and list the expanded steps (with --resume: which are done) only",
+        help="validate (every step's arguments, the chip URL without connecting) and list "
+        "the expanded steps (with --resume: which are done) only",
     )
     parser.set_defaults(func=campaign)
 
@@ -42,6 +43,7 @@ def campaign(args: argparse.Namespace) -> int:
 
     try:
         loaded = load_campaign(args.file)
+        _check_chip(loaded)
         if args.dry_run:
             _list_steps(loaded, finished_steps(loaded) if args.resume else {})
             return 0
@@ -61,6 +63,26 @@ def campaign(args: argparse.Namespace) -> int:
     if result.aborted:
         return 130
     return 0 if result.complete else 1
+
+
+def _check_chip(campaign: Campaign) -> None:
+    """The chip URL checked without connecting (scheme, preset, options, model file).
+
+    Raises
+    ------
+    CampaignError
+        Naming the ``chip`` field.
+    """
+    from labcim.campaign import CampaignError
+    from labcim.connection import check_url
+    from labcim.engine import NO_CHIP
+
+    if campaign.chip == NO_CHIP:
+        return
+    try:
+        check_url(campaign.chip)
+    except ValueError as exc:
+        raise CampaignError(campaign.path, [f"chip: {exc}"]) from None
 
 
 def _list_steps(campaign: Campaign, finished: dict[str, str]) -> None:

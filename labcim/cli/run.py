@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -41,9 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Check the arguments, connect, run the plan; return the exit status."""
+    """Check the arguments and the chip URL, connect, run the plan; return the exit status.
+
+    Nothing is created at ``--out`` unless the plan opens a run: a bad argument, a bad
+    URL, a board that cannot be reached or a plan that refuses its arguments before
+    opening its run leave no file or folder behind.
+    """
+    from labcim.cli import one_line
     from labcim.cli.pause import pause_handler
-    from labcim.engine import PlanAbortedError, connect_chip, connected, run_engine, run_plan
+    from labcim.connection import check_url
+    from labcim.engine import NO_CHIP, PlanAbortedError, connect_chip, run_engine, run_plan
     from labcim.plan_args import ArgumentError, PlanSignature
     from labcim.registry import UnknownPlanError, get_plan
 
@@ -56,21 +64,50 @@ def run(args: argparse.Namespace) -> int:
         signature = PlanSignature(args.plan, plan)
         arguments = signature.bind(assignments(args.params, "-p"), Path.cwd(), where="-p ")
         md = assignments(args.md, "--md")
+        if args.chip != NO_CHIP:
+            check_url(args.chip)
     except (UnknownPlanError, TypeError, ArgumentError) as exc:
         print(f"labcim run: {exc}", file=sys.stderr)
         return 2
-    RE = run_engine(args.out, progress=not args.quiet)
+    except ValueError as exc:
+        print(f"labcim run: --chip {exc}", file=sys.stderr)
+        return 2
     try:
-        with connected(connect_chip, args.chip) as board:
+        board = connect_chip(args.chip)
+    except Exception as exc:
+        print(f"labcim run: cannot connect to {args.chip}: {one_line(exc)}", file=sys.stderr)
+        return 1
+    try:
+        with _removed_unless_used(args.out):
+            RE = run_engine(args.out, progress=not args.quiet)
             uids = run_plan(RE, plan(board, **arguments), md, pause_handler())
     except PlanAbortedError as exc:
         print(f"labcim run: {exc}", file=sys.stderr)
         return 130
     except Exception as exc:
-        print(f"labcim run: {args.plan} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"labcim run: {args.plan}: {one_line(exc)}", file=sys.stderr)
         return 1
+    finally:
+        if board is not None:
+            board.close()
     print(f"{args.plan}: {len(uids)} run(s) saved to {args.out}: {' '.join(uids)}")
     return 0
+
+
+@contextlib.contextmanager
+def _removed_unless_used(out: str | Path) -> Iterator[None]:
+    """Remove the folders the block creates for results at ``out`` if no run was opened
+    in them (a plan that refused its arguments); nothing that was there is touched."""
+    from labcim.hdf5.layout import Location
+
+    run_dir = Location.from_path(out).run_dir.absolute()
+    created = [p for p in (run_dir, *run_dir.parents) if not p.exists()]
+    try:
+        yield
+    finally:
+        for folder in created:  # innermost first
+            with contextlib.suppress(OSError):  # not empty: a run was written there
+                folder.rmdir()
 
 
 def assignments(items: Sequence[str], option: str) -> dict[str, Any]:

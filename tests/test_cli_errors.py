@@ -1,0 +1,173 @@
+"""Issue 14: typical user mistakes on the command line, made the way a user makes them
+(``labcim`` in a subprocess): each is at most three lines on stderr, without a traceback,
+naming the argument as it was typed, and leaves nothing on disk."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+LABCIM = [sys.executable, "-m", "labcim.cli", "-q"]
+
+BAD_PRESET = """\
+id: bad-preset
+chip: sim://pcm-hermez
+out: night.h5
+steps:
+  - plan: conductance_map
+"""
+
+BAD_TYPE = """\
+id: bad-type
+chip: sim://pcm-small
+out: night.h5
+steps:
+  - plan: conductance_map
+    args: {reads: many}
+"""
+
+BAD_OPTION = """\
+id: bad-option
+chip: serial:///dev/ttyUSB0?baud=115200
+out: night.h5
+steps:
+  - plan: conductance_map
+"""
+
+SMALL = "sim://pcm-small?seed=1"
+RUN = f"run conductance_map --chip {SMALL} --out r.h5"
+
+MISTAKES = {
+    # name: (the command line after `labcim -q`, what stderr must say)
+    "value out of range": (f"{RUN} -p reads=-2", "reads = -2 must be an integer >= 1"),
+    "unknown argument": (f"{RUN} -p raeds=2", "raeds: unknown argument of conductance_map"),
+    "unknown core": (f"{RUN} -p cores=[7]", "cores = [7]"),
+    "batch does not divide": (
+        f"run mvm_characterization --chip {SMALL} --out r.h5 -p n_vectors=500 -p batch_size=300",
+        "batch_size = 300 must divide n_vectors = 500",
+    ),
+    "bad preset": (
+        "run conductance_map --chip sim://pcm-hermez --out r.h5",
+        "'pcm-hermez' is neither a chip preset (pcm-hermes, pcm-small",
+    ),
+    "bad query value": (
+        "run conductance_map --chip sim://pcm-small?cores=four --out r.h5",
+        "cores='four' is not of type int",
+    ),
+    "misspelt URL scheme": (
+        "run conductance_map --chip serail:///dev/ttyUSB0 --out r.h5",
+        "unknown URL scheme 'serail'",
+    ),
+    "bad serial setting": (
+        "run conductance_map --chip serial:///dev/ttyUSB0?baud=9600 --out r.h5",
+        "unknown setting 'baud'; allowed: baudrate",
+    ),
+    "port not there": (
+        "run conductance_map --chip serial://{tmp}/ttyNONE?baudrate=9600 --out r.h5",
+        "cannot connect to serial://{tmp}/ttyNONE?baudrate=9600",
+    ),
+    "missing weights file": (
+        f"run tdp_program --chip {SMALL} --out r.h5 -p 'weights={{{{file: w2.npy}}}}'",
+        "-p weights: cannot load an array from {tmp}/w2.npy",
+    ),
+    "file name without {file: ...}": (
+        f"run tdp_program --chip {SMALL} --out r.h5 -p weights=w.npy",
+        "(an array file is given as {{file: w.npy}})",
+    ),
+    "weights too large for the cores": (
+        f"run tdp_program --chip {SMALL} --out r.h5 -p 'weights={{{{file: w.npy}}}}' -p cores=[0]",
+        "weights:",
+    ),
+    "SMU voltage beyond the setup's limit": (
+        "run iv_sweep --chip {smu} --out r.h5 -p v_set=12 -p v_reset=-1",
+        "v_set = 12.0 V: sweep points must be finite and within +-5.0 V",
+    ),
+    "SMU current limit beyond the setup's": (
+        "run forming --chip {smu} --out r.h5 -p target_current=1e-5 -p v_stop=3 "
+        "-p current_limit=0.5",
+        "current_limit = 0.5 A: current limit 0.5 A outside",
+    ),
+    "campaign: bad preset": ("campaign bad-preset.yaml --dry-run", "chip: sim://pcm-hermez"),
+    "campaign: bad serial setting": (
+        "campaign bad-option.yaml --dry-run",
+        "chip: serial:///dev/ttyUSB0?baud=115200: unknown setting 'baud'",
+    ),
+    "campaign: wrong type": ("campaign bad-type.yaml --dry-run", "reads"),
+    "campaign run: bad preset": ("campaign bad-preset.yaml", "chip: sim://pcm-hermez"),
+    "show: no such file": ("show nonexistent.h5", "nonexistent.h5"),
+}
+
+
+@pytest.fixture(scope="module")
+def smu_resource():
+    """``labcim sim smu`` in a subprocess (max_voltage 5 V, max_current 1 mA)."""
+    proc = subprocess.Popen([*LABCIM, "sim", "smu"], stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc.stdout.readline().strip()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=30)
+
+
+def _inputs(folder: Path) -> set[str]:
+    (folder / "bad-preset.yaml").write_text(BAD_PRESET)
+    (folder / "bad-type.yaml").write_text(BAD_TYPE)
+    (folder / "bad-option.yaml").write_text(BAD_OPTION)
+    np.save(folder / "w.npy", np.ones((100, 100)))
+    return {p.name for p in folder.iterdir()}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mistake", list(MISTAKES))
+def test_a_mistake_is_one_short_message_naming_it_and_leaves_nothing(
+    mistake, tmp_path, smu_resource
+):
+    line, expected = MISTAKES[mistake]
+    fill = {"tmp": str(tmp_path), "smu": smu_resource}
+    argv = shlex.split(line.format(**fill))
+    before = _inputs(tmp_path)
+    done = subprocess.run(
+        [*LABCIM, *argv], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode in (1, 2), (done.returncode, done.stderr)
+    assert 1 <= len(lines) <= 3, done.stderr
+    assert "Traceback" not in done.stderr and "Run aborted" not in done.stderr
+    assert expected.format(**fill) in done.stderr, done.stderr
+    assert {p.name for p in tmp_path.iterdir()} == before  # nothing created
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    argv = ["run", "conductance_map", "--chip", "sim://pcm-small", "--out", "r.h5"]
+    done = subprocess.run(
+        [*LABCIM, "--debug", *argv, "-p", "cores=[9]"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Traceback" in done.stderr and "cores = [9]" in done.stderr
+
+
+def test_a_campaign_log_has_plain_lines_when_not_a_terminal(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "id: log\nchip: sim://pcm-small?seed=3\nout: c.h5\nsteps:\n"
+        "  - plan: conductance_map\n    over: {cores: [0, 1]}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "labcim.cli", "campaign", "c.yaml"],  # progress bars on
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "\r" not in done.stdout + done.stderr
+    assert "[1/2] 01-conductance_map[cores=0] success" in done.stdout
