@@ -1,4 +1,4 @@
-"""Figures of recorded runs: conductance maps, programming error, MVM, drift, accuracy.
+"""Figures of recorded runs: conductance maps, programming error, MVM, drift, accuracy, I-V.
 
 Every function takes a :class:`labcim.hdf5.Run` (so it works on any results file, live or
 old) and returns a matplotlib Figure; :func:`save_run_plots` picks the figures that fit a
@@ -7,6 +7,13 @@ run's plan and writes them as PNG.  Figures are made with matplotlib's object AP
 on a headless machine) and nothing leaks between plots.  They show themselves in Jupyter
 and IPython as PNG (:class:`Figure` has ``_repr_png_``) whatever the backend: inline,
 widget (ipympl) or none.
+
+Each figure states on itself the definition of what it shows and the number it
+illustrates, computed as the run's summary computes it (`labcim.key_figures` names the
+same numbers): the programming-error histogram is over the cells not failed, as
+``weight_error``; the convergence plot marks the cells that never met the tolerance,
+as ``converged_fraction``; an MVM panel per read mode and bit width carries its
+``mvm_error``.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import matplotlib.figure
 import numpy as np
 
 from labcim.hdf5.reader import Run
+from labcim.key_figures import iv_switching
 
 
 class Figure(matplotlib.figure.Figure):
@@ -63,87 +71,190 @@ def _dpp(run: Run) -> int:
     return int(run.metadata["board_identity"]["devices_per_polarity"])
 
 
+def _figure(width: float, height: float) -> Figure:
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _note(ax: Any, text: str, right: bool = False) -> None:
+    """The definition of what the axes show, in small print in a top corner."""
+    x, ha = (0.99, "right") if right else (0.01, "left")
+    ax.text(x, 0.99, text, transform=ax.transAxes, va="top", ha=ha, fontsize=7.5)
+
+
 def conductance_map(run: Run, core: int) -> Figure:
     """Final differential conductance G+ - G- (uS) of one core, as an image."""
     g = _polarity_sum(_final_map(run, core), _dpp(run))
-    fig = Figure(figsize=(5.5, 4.5))
+    fig = _figure(5.5, 4.5)
     ax = fig.subplots()
     lim = float(np.abs(g[0] - g[1]).max()) or 1.0
     im = ax.imshow(g[0] - g[1], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
     fig.colorbar(im, ax=ax, label="G+ - G- (uS)")
-    ax.set(title=f"{run.plan_name}: core {core} conductance map", xlabel="column", ylabel="row")
-    fig.tight_layout()
+    stream = "verify read" if "verify" in run.streams else "last read"
+    ax.set(
+        title=f"{run.plan_name}: core {core} conductance map ({stream})",
+        xlabel="column",
+        ylabel="row",
+    )
     return fig
 
 
+def _programming(run: Run, core: int) -> dict[str, Any]:
+    """The programming job of ``core`` in the run's metadata (one per layer for
+    network_inference)."""
+    prog = run.metadata["programming"]
+    jobs = [prog] if "strategy" in prog else [j for j in prog.values() if isinstance(j, dict)]
+    return next(j for j in jobs if f"core{core}" in j["targets"])
+
+
+def _summary_key(run: Run, core: int, name: str) -> Any:
+    """Summary value ``coreN_name`` (``program_coreN_name`` in plans that program first)."""
+    summary = run.summary or {}
+    return next((v for k, v in summary.items() if k.endswith(f"core{core}_{name}")), None)
+
+
 def programming_errors(run: Run, core: int) -> np.ndarray:
-    """Programmed minus target conductance (uS) of every cell polarity with a target."""
-    targets = np.asarray(run.metadata["programming"]["targets"][f"core{core}"])
-    g = _polarity_sum(_final_map(run, core), _dpp(run))[:, : targets.shape[1], : targets.shape[2]]
-    return (g - targets).ravel()
+    """Programmed minus goal conductance (uS) of every cell polarity not failed, at the
+    verify read: the errors whose std is the summary's ``weight_error``.
+
+    The goal is what the strategy programmed each cell to (the target; plus the RRAM
+    floor for ISPP), rebuilt from the run's record; failed cells (a dead device) are
+    the summary's ``failed_cells``.
+    """
+    from labcim.writeverify import strategy_for_chip
+
+    prog = _programming(run, core)
+    ident = run.metadata["board_identity"]
+    chip = {**ident, "g_max_uS": ident["g_max"]}
+    strategy = strategy_for_chip(
+        prog["strategy"],
+        chip,
+        tolerance=prog["tolerance"],
+        max_iterations=prog["max_iterations"],
+        **prog["params"],
+    )
+    targets = np.asarray(prog["targets"][f"core{core}"], np.float64)
+    goal = strategy.start(targets).goal
+    r, c = targets.shape[1:]
+    err = _polarity_sum(_final_map(run, core), _dpp(run))[:, :r, :c] - goal
+    keep = np.ones(err.shape, bool)
+    failed = _summary_key(run, core, "failed_cells")
+    if failed is not None and len(failed):
+        keep[tuple(np.asarray(failed).T)] = False
+    return err[keep]
 
 
 def programming_error_histogram(run: Run, core: int) -> Figure:
-    """Histogram of the programming error (uS) after write-verify."""
+    """Histogram of the programming error (uS) after write-verify, over the cells not
+    failed; its std is the summary's ``weight_error``."""
     err = programming_errors(run, core)
-    fig = Figure(figsize=(5.5, 4))
+    failed = _summary_key(run, core, "failed")
+    span = 3.0
+    fig = _figure(5.5, 4)
     ax = fig.subplots()
-    ax.hist(err, bins=np.linspace(-3, 3, 121), color="tab:blue")
+    ax.hist(np.clip(err, -span, span), bins=np.linspace(-span, span, 121), color="tab:blue")
+    beyond = int((np.abs(err) > span).sum())
     ax.set(
-        title=f"core {core}: programming error, std {err.std():.3f} uS",
-        xlabel="programmed - target (uS)",
+        title=f"{run.plan_name}: core {core} programming error, std {err.std():.3f} uS",
+        xlabel="programmed - target at the verify read (uS)",
         ylabel="cell polarities",
     )
-    fig.tight_layout()
+    _note(
+        ax,
+        f"std over the {err.size} cells not failed (weight_error)\n"
+        f"{failed if failed is not None else '?'} failed cells (dead device) left out\n"
+        f"{beyond} beyond +-{span:g} uS counted in the end bins",
+    )
     return fig
 
 
 def convergence(run: Run) -> Figure:
-    """Cells out of tolerance vs write-verify iteration, per core."""
+    """Cells out of tolerance at each verify read vs write-verify iteration, per core,
+    and the cells that never met the tolerance (the summary's ``converged_fraction``)."""
     stream = run.streams["program" if "program" in run.streams else "primary"]
-    fig = Figure(figsize=(5.5, 4))
+    fig = _figure(6, 4.2)
     ax = fig.subplots()
+    iteration = np.asarray(stream["iteration"])
     for key in stream:
         if m := re.match(r"board_core(\d+)_out_of_tolerance$", key):
-            ax.semilogy(
-                np.asarray(stream["iteration"]),
+            core = int(m.group(1))
+            (line,) = ax.semilogy(
+                iteration,
                 np.maximum(np.asarray(stream[key]), 0.5),
                 marker="o",
-                label=f"core {m.group(1)}",
+                ms=3,
+                label=f"core {core}: out of tolerance at this verify read",
             )
-    ax.set(title="write-verify convergence", xlabel="iteration", ylabel="cells out of tolerance")
-    ax.legend()
-    fig.tight_layout()
-    return fig
-
-
-def mvm_scatter(run: Run, max_points: int = 20000) -> Figure:
-    """MVM outputs measured vs ideal (uA), one colour per core and read mode."""
-    stream = run.streams["primary"]
-    fig = Figure(figsize=(5, 5))
-    ax = fig.subplots()
-    lim = 0.0
-    for key in stream:
-        m = re.match(r"board_core(\d+)_mvm_outputs$", key)
-        if not m:
-            continue
-        core = m.group(1)
-        ideal_key = f"board_core{core}_mvm_ideal_readback"
-        measured, ideal = np.asarray(stream[key]), np.asarray(stream[ideal_key])
-        modes = np.asarray(stream[f"board_core{core}_read_mode"]).astype(str)
-        for mode in dict.fromkeys(modes):
-            sel = modes == mode
-            x, y = ideal[sel].ravel(), measured[sel].ravel()
-            step = max(1, x.size // max_points)
-            ax.plot(x[::step], y[::step], ".", ms=1.5, alpha=0.5, label=f"core {core} {mode}")
-            lim = max(lim, float(np.abs(x).max()))
-    ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+            cells = _summary_key(run, core, "cells")
+            converged = _summary_key(run, core, "converged_fraction")
+            if cells is not None and converged is not None:
+                never = round(cells * (1 - converged))
+                ax.axhline(
+                    max(never, 0.5),
+                    color=line.get_color(),
+                    ls="--",
+                    label=f"core {core}: never met tolerance: {never} "
+                    f"({100 * (1 - converged):.2f} %; converged {100 * converged:.2f} %)",
+                )
     ax.set(
-        title="MVM: measured vs ideal", xlabel="ideal output (uA)", ylabel="measured output (uA)"
+        title=f"{run.plan_name}: write-verify convergence",
+        xlabel="iteration (pulse batches)",
+        ylabel="cells",
     )
-    ax.legend(markerscale=8)
-    fig.tight_layout()
+    _note(
+        ax,
+        "converged = met the tolerance at some verify read;\n"
+        "relaxation and read noise move converged cells\n"
+        "out again: the solid line ends above the dashed",
+        right=True,
+    )
+    ax.legend(fontsize=7, loc="lower left")
     return fig
+
+
+def mvm_scatter(run: Run, core: int | None = None, max_points: int = 20000) -> Figure:
+    """MVM outputs measured vs ideal (uA) of one core, a panel per read mode and bit
+    widths, each with its ``mvm_error`` (the ideal on the read-back conductances)."""
+    stream = run.streams["primary"]
+    cores = _cores_with_key(run, "mvm_outputs")
+    core = cores[0] if core is None else core
+    prefix = f"board_core{core}_"
+    measured = np.asarray(stream[prefix + "mvm_outputs"])
+    ideal = np.asarray(stream[prefix + "mvm_ideal_readback"])
+    combos = list(
+        zip(
+            np.asarray(stream[prefix + "read_mode"]).astype(str),
+            np.asarray(stream[prefix + "dac_bits"]).astype(int),
+            np.asarray(stream[prefix + "adc_bits"]).astype(int),
+            strict=True,
+        )
+    )
+    panels = list(dict.fromkeys(combos))
+    fig = _figure(3.6 * len(panels) + 0.4, 4)
+    axes = np.atleast_1d(fig.subplots(1, len(panels), sharex=True, sharey=True, squeeze=False)[0])
+    lim = float(np.abs(ideal).max()) or 1.0
+    for ax, combo in zip(axes, panels, strict=True):
+        mode, dac, adc = combo
+        sel = np.array([c == combo for c in combos])
+        x, y = ideal[sel].ravel(), measured[sel].ravel()
+        step = max(1, x.size // max_points)
+        ax.plot(x[::step], y[::step], ".", ms=1.5, alpha=0.4, color="tab:blue")
+        ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
+        key = f"core{core}_{mode.replace('-', '')}_d{dac}_a{adc}_mvm_error"
+        error = (run.summary or {}).get(key)
+        shown = f"\nMVM error {error:.2f} %" if error is not None else ""
+        ax.set_title(f"{mode}, {dac}-bit in / {adc}-bit out{shown}", fontsize=10)
+        ax.set_xlabel("ideal output (uA)")
+    axes[0].set_ylabel("measured output (uA)")
+    _note(axes[0], "ideal: on the conductances read back\nbefore the MVMs (mvm_error)")
+    fig.suptitle(f"{run.plan_name}: core {core} MVM, measured vs ideal")
+    return fig
+
+
+def _cores_with_key(run: Run, suffix: str) -> list[int]:
+    keys = run.streams.get("primary", {})
+    return sorted(
+        int(m.group(1)) for k in keys if (m := re.match(rf"board_core(\d+)_{suffix}$", k))
+    )
 
 
 def drift(run: Run, core: int) -> Figure:
@@ -151,17 +262,18 @@ def drift(run: Run, core: int) -> Figure:
     s = run.summary
     elapsed = np.asarray(run.streams["primary"]["elapsed"])
     ratio, level, nu = (np.asarray(s[f"core{core}_{k}"]) for k in ("ratio", "level", "nu"))
-    fig = Figure(figsize=(5.5, 4))
+    t0 = (run.plan_args or {}).get("t0", 0.0)
+    fig = _figure(5.5, 4)
     ax = fig.subplots()
     for j in range(ratio.shape[1]):
         ax.loglog(elapsed, ratio[:, j], marker="o", label=f"{level[j]:.1f} uS, nu = {nu[j]:.3f}")
     ax.set(
-        title=f"core {core}: conductance drift",
+        title=f"{run.plan_name}: core {core} conductance drift",
         xlabel="time since programming (s)",
         ylabel="median G(t) / G(t first)",
     )
-    ax.legend()
-    fig.tight_layout()
+    _note(ax, f"nu: per-device fit of log G on log(t + t0), t0 = {t0:g} s;\nmedian per level")
+    ax.legend(fontsize=8, loc="lower left")
     return fig
 
 
@@ -171,7 +283,7 @@ def accuracy_vs_time(run: Run) -> Figure:
     metric = "accuracy" if "accuracy" in ev else "rmse"
     elapsed = np.asarray(ev["elapsed"])
     modes = np.asarray(ev["compensation"]).astype(str)
-    fig = Figure(figsize=(5.5, 4))
+    fig = _figure(5.5, 4)
     ax = fig.subplots()
     for mode in dict.fromkeys(modes):
         sel = modes == mode
@@ -188,29 +300,124 @@ def accuracy_vs_time(run: Run) -> Figure:
         ylabel=metric + unit,
     )
     ax.legend()
-    fig.tight_layout()
     return fig
 
 
-def _per_core(plot: Callable[[Run, int], Figure], stream: str) -> Callable[[Run], dict]:
-    return lambda run: {f"core{c}": plot(run, c) for c in _cores_with_maps(run, stream)}
+def iv_loops(run: Run) -> Figure:
+    """I-V loops of an ``iv_sweep`` run (|I| on a log scale), and per cycle the SET and
+    RESET voltages and the on and off conductances (`labcim.key_figures.iv_switching`)."""
+    primary = run.streams["primary"]
+    branch = np.asarray(primary["branch"])
+    cycle = np.asarray(primary["cycle"])
+    v = np.asarray(primary[_ending(primary, "sweep_voltage")])
+    i = np.asarray(primary[_ending(primary, "sweep_current")])
+    sw = iv_switching(run)
+    fig = _figure(12, 4)
+    loops, volts, conductance = fig.subplots(1, 3)
+    colors = matplotlib.colormaps["viridis"](np.linspace(0, 0.9, max(int(cycle.max()) + 1, 1)))
+    for vb, ib, k, b in zip(v, i, cycle, branch, strict=True):
+        loops.semilogy(
+            vb,
+            np.maximum(np.abs(ib), 1e-12),
+            color=colors[int(k)],
+            lw=1,
+            label=f"cycle {int(k)}" if b == 0 else None,
+        )
+    loops.set(title="I-V loops", xlabel="voltage (V)", ylabel="|current| (A)")
+    if len(colors) <= 8:
+        loops.legend(fontsize=7)
+    volts.plot(sw["cycle"], sw["set_voltage"], "o-", label="SET (first point at 90 % of limit)")
+    volts.plot(sw["cycle"], sw["reset_voltage"], "s-", label="RESET (largest |I| going out)")
+    volts.set(title="switching voltages", xlabel="cycle", ylabel="voltage (V)")
+    volts.legend(fontsize=7)
+    conductance.semilogy(sw["cycle"], sw["g_on"], "o-", label="on (end of SET branch)")
+    conductance.semilogy(sw["cycle"], sw["g_off"], "s-", label="off (end of RESET branch)")
+    conductance.set(title="on / off conductance", xlabel="cycle", ylabel="|I / V| (uS)")
+    conductance.legend(fontsize=7)
+    fig.suptitle(f"{run.plan_name}: {len(sw['cycle'])} cycle(s)")
+    return fig
+
+
+def forming_curve(run: Run) -> Figure:
+    """Current vs voltage of a ``forming`` run up to forming, with the target current
+    and the forming voltage."""
+    primary = run.streams["primary"]
+    v = np.asarray(primary[_ending(primary, "_voltage")])
+    i = np.asarray(primary[_ending(primary, "_current")])
+    s = run.summary or {}
+    target = (run.plan_args or {}).get("target_current")
+    fig = _figure(5.5, 4)
+    ax = fig.subplots()
+    ax.semilogy(v, np.maximum(np.abs(i), 1e-12), "o-", ms=3, label="|current|")
+    if target:
+        ax.axhline(target, color="k", ls="--", lw=0.8, label=f"target {target:g} A")
+    if s.get("formed"):
+        ax.axvline(
+            s["forming_voltage"],
+            color="tab:red",
+            lw=0.8,
+            label=f"formed at {s['forming_voltage']:g} V",
+        )
+    state = "formed" if s.get("formed") else "not formed"
+    ax.set(
+        title=f"{run.plan_name}: {state} after {len(v)} steps",
+        xlabel="voltage (V)",
+        ylabel="|current| (A)",
+    )
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _ending(stream: Any, suffix: str) -> str:
+    (key,) = (k for k in stream if k.endswith(suffix))
+    return key
+
+
+def _per_core(plot: Callable[[Run, int], Figure], cores: Callable[[Run], list[int]]) -> Callable:
+    return lambda run: {f"core{c}": plot(run, c) for c in cores(run)}
+
+
+def _programmed(run: Run) -> bool:
+    return bool(run.metadata.get("programming")) and "program" in run.streams
+
+
+def _maps(stream: str) -> Callable[[Run], list[int]]:
+    return lambda run: _cores_with_maps(run, stream)
 
 
 PLOTS: dict[str, dict[str, Callable[[Run], Any]]] = {
     "tdp_program": {
-        "conductance_map": _per_core(conductance_map, "verify"),
-        "programming_error": _per_core(programming_error_histogram, "verify"),
-        "convergence": convergence,
+        "conductance_map": _per_core(conductance_map, _maps("verify")),
+        "programming_error": _per_core(programming_error_histogram, _maps("verify")),
+        "programming_convergence": convergence,
     },
-    "mvm_characterization": {"mvm_scatter": mvm_scatter, "convergence": convergence},
-    "retention": {"drift": _per_core(drift, "primary"), "convergence": convergence},
-    "network_inference": {"accuracy_vs_time": accuracy_vs_time, "convergence": convergence},
+    "mvm_characterization": {
+        "mvm_scatter": _per_core(mvm_scatter, lambda r: _cores_with_key(r, "mvm_outputs")),
+        "programming_error": _per_core(programming_error_histogram, _maps("verify")),
+        "programming_convergence": convergence,
+    },
+    "retention": {
+        "drift": _per_core(drift, _maps("primary")),
+        "programming_convergence": convergence,
+    },
+    "conductance_map": {"conductance_map": _per_core(conductance_map, _maps("primary"))},
+    "network_inference": {
+        "accuracy_vs_time": accuracy_vs_time,
+        "programming_convergence": convergence,
+    },
+    "iv_sweep": {"iv_loops": iv_loops},
+    "forming": {"forming": forming_curve},
 }
-"""The figures drawn for each plan, by figure name; per-core ones return a dict."""
+"""The figures drawn for each plan, by the name their files get; per-core ones return a
+dict.  ``programming_*`` figures are of the write-verify a plan ran before measuring."""
+
+NEEDS_PROGRAMMING = ("programming_error", "programming_convergence")
+"""Figures left out for a run that did not program (e.g. ``program=False``)."""
 
 
 def save_run_plots(run: Run, out: str | Path, prefix: str = "") -> list[Path]:
-    """Write the figures that fit ``run``'s plan into directory ``out`` as PNG files.
+    """Write the figures that fit ``run``'s plan into directory ``out`` as PNG files,
+    named ``<prefix><figure>[_coreN].png``.
 
     Returns the paths written (none for a plan with no figures or an incomplete run).
     """
@@ -220,6 +427,8 @@ def save_run_plots(run: Run, out: str | Path, prefix: str = "") -> list[Path]:
     if run.exit_status != "success":
         return paths
     for name, make in PLOTS.get(run.plan_name or "", {}).items():
+        if name in NEEDS_PROGRAMMING and run.plan_name != "tdp_program" and not _programmed(run):
+            continue
         made = make(run)
         figures = made if isinstance(made, dict) else {"": made}
         for suffix, fig in figures.items():

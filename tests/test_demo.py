@@ -1,16 +1,44 @@
-"""``labcim demo`` end to end: one HDF5 file, the PNG figures, printed figures = stored ones."""
+"""``labcim demo`` end to end, as a new user runs it and then works on its file: one HDF5
+file, PNG figures named for what they show, printed figures = stored ones = the numbers
+the figures state; ``labcim show`` (table, JSON, CSV) and ``labcim calibrate`` on it."""
 
+from __future__ import annotations
+
+import csv
+import json
 import re
+import subprocess
+import sys
 
-from labcim import open_runs
-from labcim.cli import main
+import numpy as np
+import pytest
+
+import labcim
+from labcim import open_runs, plots
 from labcim.demo import key_figures
+from labcim.model_file import load_model
+
+LABCIM = [sys.executable, "-m", "labcim.cli"]
+
+pytestmark = pytest.mark.slow
 
 
-def test_demo_writes_file_and_figures_and_prints_what_the_file_holds(tmp_path, capsys):
-    out = tmp_path / "demo"
-    assert main(["--quiet", "demo", "--out", str(out)]) == 0
-    printed = capsys.readouterr().out
+def _labcim(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    done = subprocess.run([*LABCIM, *args], capture_output=True, text=True, timeout=600, cwd=cwd)
+    assert "Traceback" not in done.stderr, done.stderr
+    return done
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "demo-out"
+    done = _labcim("--quiet", "demo", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    return out, done.stdout
+
+
+def test_demo_writes_file_and_figures_and_prints_what_the_file_holds(demo):
+    out, printed = demo
     runs = open_runs(out / "demo.h5")
     assert [r.plan_name for r in runs] == [
         "tdp_program",
@@ -19,16 +47,20 @@ def test_demo_writes_file_and_figures_and_prints_what_the_file_holds(tmp_path, c
         "network_inference",
     ]
     assert all(r.exit_status == "success" for r in runs)
-    pngs = {p.name for p in out.glob("*.png")}
-    for name in (
-        "conductance_map_core0",
-        "programming_error_core0",
-        "mvm_scatter",
-        "drift_core2",
-        "accuracy_vs_time",
-    ):
-        assert any(name in p for p in pngs), (name, pngs)
-    assert all((out / p).stat().st_size > 10_000 for p in pngs)  # real images, not empty
+    pngs = {p.stem for p in out.glob("*.png")}
+    assert pngs == {
+        "tdp_program_conductance_map_core0",
+        "tdp_program_programming_error_core0",
+        "tdp_program_programming_convergence",
+        "mvm_characterization_mvm_scatter_core1",
+        "mvm_characterization_programming_error_core1",
+        "mvm_characterization_programming_convergence",
+        "retention_drift_core2",
+        "retention_programming_convergence",
+        "network_inference_accuracy_vs_time",
+        "network_inference_programming_convergence",
+    }
+    assert all((out / f"{p}.png").stat().st_size > 10_000 for p in pngs)  # real images
     stored = [row for run in runs for row in key_figures(run)]
     for name, value in stored:
         assert re.search(rf"^{re.escape(name)}\s+{re.escape(value)}$", printed, re.M), name
@@ -36,3 +68,68 @@ def test_demo_writes_file_and_figures_and_prints_what_the_file_holds(tmp_path, c
     assert float(figures["MVM error 4-phase (%)"]) < float(figures["MVM error 1-phase (%)"])
     month = "digits accuracy at 1 month, {} (%)"
     assert float(figures[month.format("global")]) > float(figures[month.format("none")])
+    # The drift exponent is fitted at the HERMES onset: it lies in the published range.
+    assert 0.03 < float(figures["drift exponent nu (median, t0 = 200 s)"]) < 0.07
+
+
+def test_the_figures_state_the_numbers_that_are_printed(demo):
+    out, printed = demo
+    program, mvm = open_runs(out / "demo.h5")[:2]
+    s = program.summary
+    # One definition: the histogram's std is the printed programming error.
+    err = plots.programming_errors(program, 0)
+    assert err.std() == pytest.approx(s["core0_weight_error"], rel=1e-6)
+    assert err.size == s["core0_cells"] - s["core0_failed"]
+    title = plots.programming_error_histogram(program, 0).axes[0].get_title()
+    assert f"std {s['core0_weight_error']:.3f} uS" in title
+    assert f"{s['core0_weight_error']:.3f}" in printed
+    # The convergence plot marks what the summary calls converged.
+    labels = plots.convergence(program).axes[0].get_legend_handles_labels()[1]
+    converged = f"converged {100 * s['core0_converged_fraction']:.2f} %"
+    assert any(converged in label for label in labels), labels
+    assert f"{100 * s['core0_converged_fraction']:.2f}" in printed
+    # One MVM panel per read mode, each with its own error: 4-phase is not hidden.
+    titles = [ax.get_title() for ax in plots.mvm_scatter(mvm, 1).axes]
+    for mode in ("4phase", "1phase"):
+        error = mvm.summary[f"core1_{mode}_d8_a8_mvm_error"]
+        assert any(f"MVM error {error:.2f} %" in t for t in titles), titles
+
+
+def test_calibrate_on_the_demo_file_writes_a_model_sim_accepts(demo, tmp_path):
+    out, _ = demo
+    model = tmp_path / "m.yaml"
+    done = _labcim("calibrate", str(out / "demo.h5"), "-o", str(model))
+    assert done.returncode == 0, done.stderr
+    assert "from 4 of 4 run(s)" in done.stdout
+    fitted = load_model(model).model_params
+    assert fitted["drift_nu_scale"] == pytest.approx(1.0, rel=0.15)  # the unmodified preset
+    assert fitted["prog_noise_scale"] == pytest.approx(1.0, rel=0.15)
+    board = labcim.connect(f"sim://pcm-small?cores=1&model={model}")
+    board.close()
+
+
+def test_show_prints_a_table_json_and_csv(demo, tmp_path):
+    out, _ = demo
+    done = _labcim("show", str(out / "demo.h5"))
+    assert done.returncode == 0, done.stderr
+    text = done.stdout
+    assert re.search(r"^run 1  tdp_program  success", text, re.M)
+    assert re.search(r"^  core 0$", text, re.M)
+    assert re.search(
+        r"^    programming error \(std over cells not failed\)\s+0\.\d{4} uS$", text, re.M
+    )
+    assert re.search(r"^  core 1 programming$", text, re.M)
+    assert re.search(r"4-phase, 8-bit in / 8-bit out: mvm error\s+\d+\.\d+ %", text)
+    done = _labcim("show", str(out / "demo.h5"), "--json", "--csv", str(tmp_path / "csv"))
+    records = json.loads(done.stdout)
+    assert [r["plan_name"] for r in records] == [r.plan_name for r in open_runs(out / "demo.h5")]
+    weight = next(f for f in records[0]["key_figures"] if f["key"] == "core0_weight_error")
+    assert weight["unit"] == "uS" and weight["group"] == "core 0"
+    with open(tmp_path / "csv" / "key_figures.csv") as file:
+        rows = list(csv.DictReader(file))
+    row = next(r for r in rows if r["key"] == "core0_weight_error")
+    assert float(row["value"]) == pytest.approx(weight["value"])
+    with open(tmp_path / "csv" / "run000001_primary.csv") as file:
+        primary = list(csv.DictReader(file))
+    assert len(primary) == 21 and "board_core0_out_of_tolerance" in primary[0]
+    assert np.diff([int(r["seq_num"]) for r in primary]).tolist() == [1] * 20

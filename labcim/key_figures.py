@@ -1,0 +1,217 @@
+"""The key figures of a recorded run, named, with units, grouped per core.
+
+One definition of each number, shared by ``labcim show`` (table and ``--json``), the
+tabular export (`labcim.export`) and the figures (`labcim.plots` states the same numbers
+on its plots).  Most key figures are the scalars of the run's ``summary`` stream, named
+after their key without the core prefix and with the unit the plan recorded; a few are
+derived from the recorded streams where the summary holds arrays (`iv_switching` for
+``iv_sweep``, drift exponents per conductance level for ``retention``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+from labcim.hdf5.reader import Run
+
+CORE_KEY = re.compile(r"^(?P<program>program_)?core(?P<core>\d+)_(?P<rest>.+)$")
+"""``coreN_...`` summary keys, ``program_`` when the plan programmed before measuring."""
+
+TIME_KEY = re.compile(r"^t(?P<t>[\d.e+]+)s_(?P<mode>\w+?)_(?P<metric>accuracy|agreement|rmse)$")
+"""``network_inference``'s per-time figures, e.g. ``t86400s_global_accuracy``."""
+
+UNITS = {
+    "weight_error": "uS",
+    "weight_error_pct": "%",
+    "mean": "uS",
+    "std": "uS",
+    "min": "uS",
+    "max": "uS",
+    "read_noise": "uS",
+    "forming_voltage": "V",
+    "current": "A",
+    "offset": "uA",
+    "mvm_error": "%",
+    "mvm_error_target": "%",
+    "residual": "%",
+}
+"""Units by key (without the core prefix) for runs that did not record them."""
+
+NAMES = {
+    "weight_error": "programming error (std over cells not failed)",
+    "weight_error_pct": "programming error (of full-scale cell conductance)",
+    "converged_fraction": "converged (met tolerance at a verify read)",
+    "iterations": "pulse batches",
+    "dead_devices": "dead devices",
+    "nu_median": "drift exponent nu (median over devices)",
+    "read_noise": "read noise (rms of consecutive reads / sqrt 2)",
+}
+"""Readable names of the keys whose own name does not say enough."""
+
+
+@dataclass(frozen=True)
+class KeyFigure:
+    """One number of a run.
+
+    Attributes
+    ----------
+    group : str
+        ``"core 0"``, ``"core 0 programming"`` (a plan that programmed first), or
+        ``"run"`` for figures of the whole run.
+    name : str
+        What it is, in words.
+    value : float, int, bool or str
+        The value, in ``unit`` (fractions are given in %).
+    unit : str
+        ``"uS"``, ``"%"``, ``"V"``, ... or ``""``.
+    key : str
+        The summary key it comes from (``""`` for figures derived from the streams).
+    """
+
+    group: str
+    name: str
+    value: Any
+    unit: str
+    key: str
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-able: NaN becomes None."""
+        out = asdict(self)
+        if isinstance(self.value, float) and not math.isfinite(self.value):
+            out["value"] = None
+        return out
+
+
+def key_figures(run: Run) -> list[KeyFigure]:
+    """The key figures of ``run``, grouped (run-wide first, then per core in order)."""
+    summary = run.summary or {}
+    units = {}
+    if "summary" in run.streams:
+        units = {k: v.get("units") or "" for k, v in run.streams["summary"].data_keys.items()}
+    figures = [_scalar(k, v, units.get(k, "")) for k, v in summary.items() if _is_scalar(v)]
+    derive = DERIVED.get(run.plan_name or "")
+    if derive is not None:
+        figures += derive(run)
+    return sorted(figures, key=_order)
+
+
+def _is_scalar(value: Any) -> bool:
+    return np.ndim(value) == 0 and isinstance(value, int | float | bool | str | np.generic)
+
+
+def _order(figure: KeyFigure) -> tuple:
+    m = re.match(r"core (\d+)", figure.group)
+    return (0, 0, "") if m is None else (1, int(m.group(1)), figure.group)
+
+
+def _scalar(key: str, value: Any, unit: str) -> KeyFigure:
+    value = value.item() if isinstance(value, np.generic) else value
+    group, rest = "run", key
+    if m := CORE_KEY.match(key):
+        group = f"core {m['core']}" + (" programming" if m["program"] else "")
+        rest = m["rest"]
+    unit = unit or UNITS.get(rest, "")
+    if rest.endswith("_fraction") and isinstance(value, float) and not unit:
+        value, unit = 100.0 * value, "%"
+    return KeyFigure(group, _name(rest), value, unit, key)
+
+
+def _name(rest: str) -> str:
+    if rest in NAMES:
+        return NAMES[rest]
+    if m := TIME_KEY.match(rest):
+        return f"{m['metric']} at {_duration(float(m['t']))}, compensation {m['mode']}"
+    if m := re.match(r"^(\d)phase_d(\d+)_a(\d+)_(.+)$", rest):  # mvm_characterization
+        return f"{m[1]}-phase, {m[2]}-bit in / {m[3]}-bit out: {m[4].replace('_', ' ')}"
+    return rest.replace("_", " ")
+
+
+def _duration(seconds: float) -> str:
+    """``1 s``, ``1 h``, ``1 day``, ``30 days`` ..."""
+    for unit, size in (("day", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size and (seconds / size).is_integer():
+            n = int(seconds / size)
+            return f"{n} {unit}" + ("s" if unit == "day" and n > 1 else "")
+    return f"{seconds:g} s"
+
+
+# -- figures derived from the streams --------------------------------------------------
+
+
+def iv_switching(run: Run) -> dict[str, np.ndarray]:
+    """Per cycle of an ``iv_sweep`` run: SET and RESET voltages (V), on and off
+    conductances (uS).
+
+    ``set_voltage`` is the first voltage of the SET branch at 90 % of its current limit
+    (the summary's ``set_v_limit``); ``reset_voltage`` the voltage of the largest |I| on
+    the way out of the RESET branch, where the current starts to fall; ``g_on`` /
+    ``g_off`` the summary's |I/V| at the last nonzero point of each branch.
+    """
+    primary = run.streams["primary"]
+    branch = np.asarray(primary["branch"])
+    v = np.asarray(primary[_ending(primary, "sweep_voltage")])
+    i = np.asarray(primary[_ending(primary, "sweep_current")])
+    reset = []
+    for vb, ib in zip(v[branch == 1], i[branch == 1], strict=True):
+        out = np.arange(int(np.argmax(np.abs(vb))) + 1)  # from 0 V to the peak
+        reset.append(float(vb[out[np.argmax(np.abs(ib[out]))]]))
+    s = run.summary or {}
+    return {
+        "cycle": np.arange(len(reset)),
+        "set_voltage": np.asarray(s.get("set_v_limit", np.full(len(reset), np.nan)), float),
+        "reset_voltage": np.asarray(reset, float),
+        "g_on": np.asarray(s.get("g_on", np.full(len(reset), np.nan)), float),
+        "g_off": np.asarray(s.get("g_off", np.full(len(reset), np.nan)), float),
+    }
+
+
+def _ending(stream: Any, suffix: str) -> str:
+    """The data key of ``stream`` ending with ``suffix`` (device names are not fixed)."""
+    (key,) = (k for k in stream if k.endswith(suffix))
+    return key
+
+
+def _median(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(np.median(finite)) if finite.size else math.nan
+
+
+def _iv_sweep(run: Run) -> list[KeyFigure]:
+    if run.summary is None or "primary" not in run.streams:
+        return []
+    sw = iv_switching(run)
+    ratio = sw["g_on"] / sw["g_off"]
+    reached = int(np.isfinite(sw["set_voltage"]).sum())
+    rows = [
+        ("cycles", len(sw["cycle"]), ""),
+        ("SET voltage (median over cycles)", _median(sw["set_voltage"]), "V"),
+        ("RESET voltage (median over cycles)", _median(sw["reset_voltage"]), "V"),
+        ("on conductance (median over cycles)", _median(sw["g_on"]), "uS"),
+        ("off conductance (median over cycles)", _median(sw["g_off"]), "uS"),
+        ("on/off ratio (median over cycles)", _median(ratio), ""),
+        ("cycles that reached the SET current limit", reached, ""),
+    ]
+    return [KeyFigure("run", name, value, unit, "") for name, value, unit in rows]
+
+
+def _retention(run: Run) -> list[KeyFigure]:
+    figures = []
+    summary = run.summary or {}
+    for key, nu in summary.items():
+        m = re.match(r"^core(\d+)_nu$", key)
+        levels = summary.get(f"core{m[1]}_level") if m else None
+        if m is None or levels is None:
+            continue
+        for level, value in zip(np.atleast_1d(levels), np.atleast_1d(nu), strict=True):
+            name = f"drift exponent nu at {float(level):.2f} uS (median of the level)"
+            figures.append(KeyFigure(f"core {m[1]}", name, float(value), "", key))
+    return figures
+
+
+DERIVED = {"iv_sweep": _iv_sweep, "retention": _retention}
+"""Per plan: key figures derived from the streams, beyond the summary's scalars."""

@@ -1,0 +1,122 @@
+"""Issue 14: ``labcim show`` and the tables: key figures and figures for every plan (I-V
+loops and forming too), ``--follow`` on a campaign another process is writing, and the
+tabular export (CSV; pandas when installed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import labcim
+from labcim.engine import run_engine
+from labcim.export import dataframe, key_figures_frame, write_csv
+from labcim.key_figures import iv_switching, key_figures
+from labcim.plots import save_run_plots
+from mock_hw.iv_device import RRAMDevice
+from mock_hw.smu_server import SMUServer
+from plans import conductance_map, forming, iv_sweep
+
+LABCIM = [sys.executable, "-m", "labcim.cli"]
+
+
+@pytest.fixture(scope="module")
+def iv_runs(tmp_path_factory):
+    """A forming run, then 4 I-V cycles of the formed device, on the simulated SMU."""
+    out = tmp_path_factory.mktemp("iv") / "iv.h5"
+    RE = run_engine(out, progress=False)
+    with SMUServer(RRAMDevice(np.random.default_rng(3))) as server:
+        smu = labcim.connect_smu(server.resource)
+        try:
+            RE(forming(smu, target_current=50e-6, v_stop=4.5))
+            RE(iv_sweep(smu, 1.5, -1.5, cycles=4, current_limit=1e-4, reset_current_limit=1e-3))
+        finally:
+            smu.close()
+    return labcim.open_runs(out)
+
+
+def test_iv_sweep_key_figures_are_switching_voltages_and_conductances(iv_runs, tmp_path):
+    run = iv_runs[1]
+    sw = iv_switching(run)
+    assert len(sw["cycle"]) == 4
+    assert np.all((sw["set_voltage"] > 0) & (sw["set_voltage"] <= 1.5))
+    assert np.all((sw["reset_voltage"] < 0) & (sw["reset_voltage"] > -1.5))  # before the peak
+    assert np.all(sw["g_on"] > 10 * sw["g_off"])
+    figures = {f.name: f for f in key_figures(run)}
+    reset = figures["RESET voltage (median over cycles)"]
+    assert reset.unit == "V" and reset.value == pytest.approx(np.median(sw["reset_voltage"]))
+    assert figures["on/off ratio (median over cycles)"].value > 10
+    assert [p.name for p in save_run_plots(run, tmp_path)] == ["iv_loops.png"]
+
+
+def test_forming_key_figures_and_curve(iv_runs, tmp_path):
+    run = iv_runs[0]
+    figures = {f.name: f for f in key_figures(run)}
+    assert figures["formed"].value is True
+    assert figures["forming voltage"].unit == "V" and 0 < figures["forming voltage"].value < 4.5
+    (path,) = save_run_plots(run, tmp_path, prefix="run1_")
+    assert path.name == "run1_forming.png" and path.stat().st_size > 10_000
+
+
+def test_csv_and_dataframe_of_scalar_streams(iv_runs, tmp_path):
+    paths = {p.name for p in write_csv(iv_runs, tmp_path)}
+    assert {"key_figures.csv", "run000001_primary.csv", "run000002_primary.csv"} <= paths
+    header = (tmp_path / "run000001_primary.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["seq_num", "time"] and "smu_voltage" in header
+    pandas = pytest.importorskip("pandas", reason="DataFrames need the pandas extra")
+    frame = dataframe(iv_runs[0])
+    assert isinstance(frame, pandas.DataFrame) and frame.index.name == "seq_num"
+    assert len(frame) == len(iv_runs[0].streams["primary"])
+    assert frame["smu_voltage"].is_monotonic_increasing
+    table = key_figures_frame(iv_runs)
+    assert set(table["plan_name"]) == {"forming", "iv_sweep"}
+    with pytest.raises(KeyError, match="no stream 'evaluation'"):
+        dataframe(iv_runs[0], "evaluation")
+
+
+def test_conductance_map_runs_get_a_map_figure(tmp_path):
+    RE = run_engine(tmp_path / "m.h5", progress=False)
+    board = labcim.connect("sim://pcm-small?cores=2&seed=1")
+    try:
+        RE(conductance_map(board, reads=2))
+    finally:
+        board.close()
+    (run,) = labcim.open_runs(tmp_path / "m.h5")
+    written = [p.name for p in save_run_plots(run, tmp_path)]
+    assert written == ["conductance_map_core0.png", "conductance_map_core1.png"]
+    groups = {f.group for f in key_figures(run)}
+    assert groups == {"core 0", "core 1"}
+
+
+@pytest.mark.slow
+def test_follow_watches_a_campaign_another_process_writes_until_it_ends(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "id: follow\nchip: sim://pcm-small?seed=2\nout: c.h5\nsteps:\n"
+        "  - plan: mvm_characterization\n"
+        "    args: {n_vectors: 4000, batch_size: 100, program: false}\n"
+        "    over: {read_modes: [4-phase, 1-phase]}\n"
+    )
+    follower = subprocess.Popen(
+        [*LABCIM, "show", "c.h5", "--follow", "--interval", "0.1"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)  # the follower starts before anything is written
+    campaign = subprocess.run(
+        [*LABCIM, "-q", "campaign", "c.yaml"], cwd=tmp_path, capture_output=True, text=True
+    )
+    assert campaign.returncode == 0, campaign.stderr
+    out, err = follower.communicate(timeout=60)  # it ends by itself
+    assert follower.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "waiting for runs at c.h5"
+    progress = [line for line in lines if line.startswith("run 1 mvm_characterization (step 1/2)")]
+    assert any("/40 events" in line and not line.endswith("success") for line in progress)
+    assert "run 2 mvm_characterization (step 2/2): 40/40 events, success" in lines
+    assert any(line.startswith("run 2  mvm_characterization  success") for line in lines)
+    assert any("1-phase, 8-bit in / 8-bit out: mvm error" in line for line in lines)
