@@ -24,7 +24,7 @@ import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path, PurePath
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -268,6 +268,13 @@ def _array(value: Any) -> np.ndarray:
     if array.dtype == object or array.dtype.kind not in "biuf":
         raise ValueError(f"expected {expected}; got {value!r}")
     return array
+
+
+def describe_type(hint: Any) -> str:
+    """How help and messages name an annotation: ``list of int or null``, ``float``."""
+    if typing.get_origin(hint) is Annotated:
+        return describe_type(typing.get_args(hint)[0])
+    return _describe(hint)
 
 
 def _describe(hint: Any) -> str:

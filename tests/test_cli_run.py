@@ -1,6 +1,7 @@
 """``labcim run``, ``labcim bench``, `labcim.engine.session`, and plugin plans on a sim:// board."""
 
 import json
+import re
 import subprocess
 
 import numpy as np
@@ -49,7 +50,11 @@ def test_run_rejects_bad_arguments_before_running(tmp_path, plugin, capsys, argv
 def test_run_lists_plugin_plans_with_their_arguments(plugin, capsys):
     assert main(["run", "--list"]) == 0
     out = capsys.readouterr().out
-    assert "slow_count(cores, n, delay, mode)\n    Read a simulated detector" in out
+    assert re.search(r"^slow_count\s+Read a simulated detector", out, re.M)
+    assert main(["run", "slow_count", "--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ("cores", "n", "delay", "mode"):
+        assert re.search(rf"^  {name} : ", out, re.M), name
 
 
 def test_plugin_plan_runs_in_a_fresh_process(tmp_path, plugin):

@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (labcim show ... | head): not an error
+        sys.stderr.close()
+        return 0
     except Exception as exc:
         if args.debug:
             raise

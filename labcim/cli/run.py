@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import inspect
+import re
 import sys
-from collections.abc import Iterator, Sequence
+import textwrap
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +20,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run one registered plan against a chip and save its runs",
         description="Run one plan registered under the labcim.plans entry points.  Values "
         "are YAML: -p cores=[0,1] -p tolerance=0.02 -p weights={file: w.npy}.  Ctrl-C "
-        "pauses and asks whether to resume or abort.",
+        "pauses and asks whether to resume or abort.  labcim run PLAN --help lists the "
+        "plan's arguments.",
+        add_help=False,
+    )
+    parser.add_argument(
+        "-h", "--help", action="store_true", help="this help, or with PLAN the plan's arguments"
     )
     parser.add_argument("plan", nargs="?", help="plan name (see --list)")
     parser.add_argument("--list", action="store_true", help="list the registered plans")
@@ -57,6 +65,16 @@ def run(args: argparse.Namespace) -> int:
 
     if args.list:
         return _list_plans()
+    if args.help:
+        if not args.plan:
+            args.parser.print_help()
+            return 0
+        try:
+            print(plan_help(args.plan, get_plan(args.plan)))
+        except UnknownPlanError as exc:
+            print(f"labcim run: {exc}", file=sys.stderr)
+            return 2
+        return 0
     if not (args.plan and args.chip and args.out):
         args.parser.error("give PLAN, --chip and --out (or --list)")
     try:
@@ -138,14 +156,83 @@ def assignments(items: Sequence[str], option: str) -> dict[str, Any]:
 
 
 def _list_plans() -> int:
-    from labcim.plan_args import PlanSignature
     from labcim.registry import available_plans
 
-    for name, entry in available_plans().items():
+    plans = available_plans()
+    width = max(map(len, plans), default=0)
+    for name, entry in plans.items():
         try:
-            plan = entry.load()
-            summary = (plan.__doc__ or "").strip().partition("\n")[0]
-            print(f"{PlanSignature(name, plan)}\n    {summary}")
+            summary = (entry.load().__doc__ or "").strip().partition("\n")[0].replace("``", "")
         except Exception as exc:  # one broken package must not hide the others
-            print(f"{name}: cannot load {entry.value}: {exc!r}")
+            summary = f"cannot load {entry.value}: {exc!r}"
+        print(f"{name:<{width}}  {summary}")
+    print(f"\n{len(plans)} plan(s); labcim run PLAN --help lists a plan's arguments")
     return 0
+
+
+def plan_help(name: str, plan: Callable[..., object]) -> str:
+    """The help of one plan: usage, its docstring's summary, and per argument its type,
+    default and the first sentence of its numpydoc description (units included)."""
+    from labcim.plan_args import PlanSignature, describe_type
+
+    signature = PlanSignature(name, plan)
+    doc = inspect.getdoc(plan) or ""
+    described = parameter_docs(doc)
+    rows = []
+    for arg, parameter in signature.parameters.items():
+        hint = signature.hints.get(arg, parameter.annotation)
+        kind = describe_type(hint) if hint is not inspect.Parameter.empty else "any"
+        default = (
+            "required"
+            if parameter.default is inspect.Parameter.empty
+            else f"default {parameter.default!r}"
+        )
+        rows.append((arg, f"{kind}, {default}", _first_sentence(described.get(arg, ""))))
+    summary = doc.partition("\n\n")[0].replace("\n", " ")
+    lines = [
+        f"usage: labcim run {name} --chip URL --out FILE [-p NAME=VALUE ...]",
+        "",
+        summary,
+        "",
+        f"arguments of {name} (-p NAME=VALUE; values are YAML, arrays as {{file: w.npy}}):",
+    ]
+    for arg, kind, description in rows:
+        lines.append(f"  {arg} : {kind}")
+        lines += textwrap.wrap(description, 96, initial_indent=" " * 6, subsequent_indent=" " * 6)
+    return "\n".join(lines).replace("``", "")
+
+
+def parameter_docs(doc: str) -> dict[str, str]:
+    """The descriptions of the numpydoc ``Parameters`` section of ``doc``, by name
+    (``a, b : int`` entries give the same text to each)."""
+    lines = doc.splitlines()
+    try:
+        start = (
+            next(
+                i
+                for i, line in enumerate(lines[:-1])
+                if line.strip() == "Parameters" and set(lines[i + 1].strip()) == {"-"}
+            )
+            + 2
+        )
+    except StopIteration:
+        return {}
+    docs: dict[str, str] = {}
+    names: list[str] = []
+    for i in range(start, len(lines)):
+        line = lines[i]
+        if i + 1 < len(lines) and line.strip() and set(lines[i + 1].strip()) == {"-"}:
+            break  # the next section
+        if line and not line[0].isspace():
+            names = [n.strip() for n in line.partition(" : ")[0].split(",")]
+            for n in names:
+                docs[n] = ""
+        elif line.strip():
+            for n in names:
+                docs[n] = f"{docs[n]} {line.strip()}".strip()
+    return docs
+
+
+def _first_sentence(text: str) -> str:
+    text = re.sub(r":\w+:`~?([^`]+)`", r"\1", text)  # Sphinx roles: the name alone
+    return re.split(r"(?<=\.)\s", text, maxsplit=1)[0]
