@@ -25,22 +25,9 @@ CORE_KEY = re.compile(r"^(?P<program>program_)?core(?P<core>\d+)_(?P<rest>.+)$")
 TIME_KEY = re.compile(r"^t(?P<t>[\d.e+]+)s_(?P<mode>\w+?)_(?P<metric>accuracy|agreement|rmse)$")
 """``network_inference``'s per-time figures, e.g. ``t86400s_global_accuracy``."""
 
-UNITS = {
-    "weight_error": "uS",
-    "weight_error_pct": "%",
-    "mean": "uS",
-    "std": "uS",
-    "min": "uS",
-    "max": "uS",
-    "read_noise": "uS",
-    "forming_voltage": "V",
-    "current": "A",
-    "offset": "uA",
-    "mvm_error": "%",
-    "mvm_error_target": "%",
-    "residual": "%",
-}
-"""Units by key (without the core prefix) for runs that did not record them."""
+UNITS = {"weight_error": "uS", "weight_error_pct": "%"}
+"""Units of per-core keys (without the prefix) that runs of older labcim versions did not
+record (the programming figures of ``retention``)."""
 
 NAMES = {
     "weight_error": "programming error (std over cells not failed)",
@@ -115,7 +102,7 @@ def _scalar(key: str, value: Any, unit: str) -> KeyFigure:
     if m := CORE_KEY.match(key):
         group = f"core {m['core']}" + (" programming" if m["program"] else "")
         rest = m["rest"]
-    unit = unit or UNITS.get(rest, "")
+        unit = unit or UNITS.get(rest, "")
     if rest.endswith("_fraction") and isinstance(value, float) and not unit:
         value, unit = 100.0 * value, "%"
     return KeyFigure(group, _name(rest), value, unit, key)

@@ -504,7 +504,8 @@ def retention(
                     p + "ratio": fit["ratio"],
                 }
             )
-        units = {k: "uS" for k in summary if k.endswith(("level", "level_edges"))}
+        units = summary_units({k: v for k, v in summary.items() if k.startswith("program")})
+        units.update({k: "uS" for k in summary if k.endswith(("level", "level_edges"))})
         yield from summary_stream(summary, units)
         return summary
 

@@ -66,6 +66,7 @@ def test_each_url_form_programs_and_reads_the_board(pty_board, form, tmp_path):
     assert runs[read].summary["core0_mean"] > 0
 
 
+@pytest.mark.slow
 def test_cli_run_takes_a_serial_url_with_settings(pty_board, tmp_path):
     url = f"serial://{pty_board}?baudrate=115200&parity=N&timeout=10"
     out = tmp_path / "cli.h5"

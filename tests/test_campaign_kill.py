@@ -5,6 +5,7 @@ import signal
 import subprocess
 import time
 
+import pytest
 from campaign_helpers import labcim, plugin_fixture  # noqa: F401  (the fixture "plugin")
 
 from labcim.hdf5 import open_runs
@@ -28,6 +29,7 @@ def runs_of(out):
         return []
 
 
+@pytest.mark.slow
 def test_sigkill_mid_campaign_then_resume_completes_it(tmp_path, plugin):
     rng = random.Random(20260509)
     path = tmp_path / "night.yaml"

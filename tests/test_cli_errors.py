@@ -143,6 +143,7 @@ def test_a_mistake_is_one_short_message_naming_it_and_leaves_nothing(
     assert {p.name for p in tmp_path.iterdir()} == before  # nothing created
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path):
     argv = ["run", "conductance_map", "--chip", "sim://pcm-small", "--out", "r.h5"]
     done = subprocess.run(
@@ -156,6 +157,7 @@ def test_debug_shows_the_traceback(tmp_path):
     assert "Traceback" in done.stderr and "cores = [9]" in done.stderr
 
 
+@pytest.mark.slow
 def test_a_campaign_log_has_plain_lines_when_not_a_terminal(tmp_path):
     (tmp_path / "c.yaml").write_text(
         "id: log\nchip: sim://pcm-small?seed=3\nout: c.h5\nsteps:\n"

@@ -7,6 +7,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from labcim.cli.run import parameter_docs, plan_help
 from labcim.registry import available_plans, get_plan
 
@@ -35,6 +37,7 @@ def test_every_plan_has_its_arguments_documented():
             assert re.search(rf"^  {arg} : ", text, re.M), (name, arg)
 
 
+@pytest.mark.slow
 def test_help_and_list_on_the_command_line():
     done = subprocess.run(
         [*LABCIM, "run", "iv_sweep", "--help"], capture_output=True, text=True, timeout=60

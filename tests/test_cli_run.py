@@ -109,8 +109,12 @@ def test_bench_runs_the_named_benchmarks_into_one_table_and_json(tmp_path, capsy
     assert "available: " in capsys.readouterr().out
     target = tmp_path / "bench.json"
     assert main(["--quiet", "bench", "--quick", "--json", str(target), "hdf5"]) == 0
-    table = capsys.readouterr().out.splitlines()
+    caveat, _, table = capsys.readouterr().out.partition("labcim bench without --quick).\n")
+    assert "not comparable with" in caveat  # issue 14: a quick run says so
+    table = table.splitlines()
     assert table[0].split() == ["benchmark", "value", "unit", "compared", "with", "target"]
     records = json.loads(target.read_text())
     assert len(records) == len(table) - 1 and records[0]["name"].startswith("hdf5 writer")
     assert set(records[0]) == {"name", "value", "unit", "compared_with", "target"}
+    targets = [r["target"] for r in records if r["target"]]
+    assert targets and all("not comparable, --quick" in t for t in targets)

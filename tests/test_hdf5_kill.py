@@ -4,6 +4,7 @@ import random
 import time
 
 import numpy as np
+import pytest
 from hdf5_plans import run_until_killed, start_child
 
 from labcim.hdf5 import open_runs
@@ -22,6 +23,7 @@ def snapshot(run):
     return run.exit_status, {n: s[key[n]] for n, s in run.streams.items()}
 
 
+@pytest.mark.slow
 def test_sigkill_at_random_moments_loses_only_the_last_flush_interval(tmp_path):
     rng = random.Random(20260509)
     kept = {}  # uid -> snapshot of every run seen after earlier kills

@@ -1,6 +1,7 @@
 """HDF5 writer and reader: documents of real bluesky plans come back equal."""
 
 import json
+import re
 
 import h5py
 import numpy as np
@@ -161,6 +162,7 @@ def test_show_prints_one_line_per_run(tmp_path, engine, capsys):
     args = parser.parse_args(["show", str(tmp_path / "r.h5")])
     assert args.func(args) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert len(lines) == 2
-    assert "count" in lines[0] and "success" in lines[0] and "primary=2" in lines[0]
-    assert "mvm_error=0.125" in lines[1]
+    assert lines[0] == f"{tmp_path / 'r.h5'}: 2 run(s)"
+    assert lines[1].startswith("run 1  count  success") and "events: primary 2" in lines[1]
+    assert lines[2].startswith("run 2  ")
+    assert re.fullmatch(r"    mvm error\s+0.125", lines[-1]), lines
