@@ -31,7 +31,7 @@ from drivers.smu import Keithley2450, SourceMeter
 from drivers.urlhandler import protocol_serial
 from labcim.devices.board import ChipTestBoard, board_class
 from labcim.devices.smu import SMU
-from labcim.model_file import ModelFileError, load_model
+from labcim.model_file import load_model
 from mock_hw.board_server import BoardHandler
 from mock_hw.chip import PRESETS, Chip
 
@@ -134,7 +134,7 @@ def board_link(url: str) -> tuple[str, dict[str, Any]]:
         if not base.removeprefix(url[: len(scheme) + 3]):
             raise ValueError(f"{url}: no port, e.g. serial:///dev/ttyUSB0 or serial://COM3")
         try:
-            protocol_serial.parse_settings(kept)
+            protocol_serial.parse_options(kept, protocol_serial.SETTINGS)
         except ValueError as exc:
             raise ValueError(f"{url}: {exc}") from None
     return base + ("?" + urlencode(kept) if kept else ""), client
@@ -241,23 +241,13 @@ def check_url(url: str) -> None:
 
 
 def _sim_options(url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    try:
+        parsed = protocol_serial.parse_options(pairs, SIM_QUERY, "option")
+    except ValueError as exc:
+        raise ValueError(f"{url}: {exc}") from None
     options: dict[str, Any] = {}
-    for key, text in pairs:
-        if key not in SIM_QUERY:
-            raise ValueError(f"{url}: unknown option {key!r}; allowed: {sorted(SIM_QUERY)}")
-        if key in options:
-            raise ValueError(f"{url}: option {key!r} given twice")
-        parse = SIM_QUERY[key]
-        try:
-            value = parse(text)
-        except ModelFileError as exc:
-            raise ValueError(f"{url}: {exc}") from None
-        except ValueError:
-            raise ValueError(f"{url}: {key}={text!r} is not of type {parse.__name__}") from None
-        if isinstance(value, dict):
-            options.update(value)
-        else:
-            options[key] = value
+    for key, value in parsed.items():  # a parser that returns a dict gives several keywords
+        options.update(value if isinstance(value, dict) else {key: value})
     return options
 
 

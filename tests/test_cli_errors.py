@@ -15,30 +15,18 @@ import pytest
 
 LABCIM = [sys.executable, "-m", "labcim.cli", "-q"]
 
-BAD_PRESET = """\
-id: bad-preset
-chip: sim://pcm-hermez
-out: night.h5
-steps:
-  - plan: conductance_map
-"""
 
-BAD_TYPE = """\
-id: bad-type
-chip: sim://pcm-small
-out: night.h5
-steps:
-  - plan: conductance_map
-    args: {reads: many}
-"""
+def _campaign(name: str, chip: str, args: str = "{}") -> str:
+    """A one-step campaign file."""
+    steps = f"steps:\n  - plan: conductance_map\n    args: {args}\n"
+    return f"id: {name}\nchip: {chip}\nout: night.h5\n{steps}"
 
-BAD_OPTION = """\
-id: bad-option
-chip: serial:///dev/ttyUSB0?baud=115200
-out: night.h5
-steps:
-  - plan: conductance_map
-"""
+
+CAMPAIGNS = {
+    "bad-preset.yaml": _campaign("bad-preset", "sim://pcm-hermez"),
+    "bad-type.yaml": _campaign("bad-type", "sim://pcm-small", "{reads: many}"),
+    "bad-option.yaml": _campaign("bad-option", "serial:///dev/ttyUSB0?baud=115200"),
+}
 
 SMALL = "sim://pcm-small?seed=1"
 RUN = f"run conductance_map --chip {SMALL} --out r.h5"
@@ -116,9 +104,8 @@ def smu_resource():
 
 
 def _inputs(folder: Path) -> set[str]:
-    (folder / "bad-preset.yaml").write_text(BAD_PRESET)
-    (folder / "bad-type.yaml").write_text(BAD_TYPE)
-    (folder / "bad-option.yaml").write_text(BAD_OPTION)
+    for name, text in CAMPAIGNS.items():
+        (folder / name).write_text(text)
     np.save(folder / "w.npy", np.ones((100, 100)))
     return {p.name for p in folder.iterdir()}
 

@@ -13,7 +13,7 @@ not among them, since the reader of the port chooses how it waits.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -94,32 +94,41 @@ def parse_url(url: str) -> tuple[str, dict[str, Any]]:
     if not port:
         raise ValueError(f"{url}: no port, e.g. {SCHEME}:///dev/ttyUSB0 or {SCHEME}://COM3")
     try:
-        return port, parse_settings(parse_qsl(parts.query, keep_blank_values=True))
+        return port, parse_options(parse_qsl(parts.query, keep_blank_values=True), SETTINGS)
     except ValueError as exc:
         raise ValueError(f"{url}: {exc}") from None
 
 
-def parse_settings(pairs: Iterable[tuple[str, str]]) -> dict[str, Any]:
-    """``(key, text)`` query pairs as :data:`SETTINGS` values.
+def parse_options(
+    pairs: Iterable[tuple[str, str]],
+    parsers: Mapping[str, Callable[[str], Any]],
+    noun: str = "setting",
+) -> dict[str, Any]:
+    """``(key, text)`` query pairs parsed by ``parsers[key]`` (:data:`SETTINGS` for
+    ``serial://``; any URL's query table, e.g. ``labcim.connection.SIM_QUERY``).
 
     Raises
     ------
     ValueError
-        An unknown or repeated setting (naming the allowed ones), or a value out of
-        range (naming the range).
+        An unknown or repeated key (naming the allowed ones); a value its parser
+        refuses: with the parser's reason when it gives one (``must be ...``, or a
+        ValueError subclass of its own), else naming the expected type.
     """
-    settings: dict[str, Any] = {}
+    options: dict[str, Any] = {}
     for key, text in pairs:
-        if key not in SETTINGS:
-            raise ValueError(f"unknown setting {key!r}; allowed: {', '.join(SETTINGS)}")
-        if key in settings:
-            raise ValueError(f"setting {key!r} given twice")
+        if key not in parsers:
+            raise ValueError(f"unknown {noun} {key!r}; allowed: {', '.join(sorted(parsers))}")
+        if key in options:
+            raise ValueError(f"{noun} {key!r} given twice")
+        parse = parsers[key]
         try:
-            settings[key] = SETTINGS[key](text)
+            options[key] = parse(text)
         except ValueError as exc:
-            detail = str(exc) if str(exc).startswith("must") else "does not parse"
-            raise ValueError(f"{key}={text!r} {detail}") from None
-    return settings
+            if type(exc) is not ValueError:  # e.g. a model file's own error
+                raise
+            reason = str(exc) if str(exc).startswith("must") else f"is not of type {parse.__name__}"
+            raise ValueError(f"{key}={text!r} {reason}") from None
+    return options
 
 
 class Serial(serial.Serial):
