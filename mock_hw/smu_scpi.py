@@ -87,18 +87,67 @@ def normalize_header(header: str) -> str:
     return ":".join(nodes) + ("?" if query else "")
 
 
-def _float(text: str, low: float, high: float) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise SCPIError(-104, "Data type error") from None
-    if not low <= x <= high:  # also refuses NaN
+_NRF = re.compile(
+    r"(?P<sign>[+-]?)(?P<mantissa>\d+(?:\.\d*)?|\.\d+)(?:\s*E\s*(?P<exponent>[+-]?\d+))?",
+    re.IGNORECASE,
+)
+"""IEEE 488.2 decimal numeric program data (<NRf>): sign, mantissa, optional exponent,
+white space allowed around the ``E``."""
+_NUMBER_START = re.compile(r"[+\-.\d]")
+_SPECIAL_NUMBERS = {"MIN": 0, "MINIMUM": 0, "MAX": 1, "MAXIMUM": 1, "DEF": 2, "DEFAULT": 2}
+
+
+def parse_number(text: str, low: float, high: float, default: float | None = None) -> float:
+    """A numeric parameter, parsed strictly as IEEE 488.2 <NRf> or MIN / MAX / DEF.
+
+    Parameters
+    ----------
+    text : str
+        The parameter as received (surrounding white space ignored).
+    low, high : float
+        Allowed range; ``MIN`` and ``MAX`` stand for its ends.
+    default : float, optional
+        Value of ``DEF``; without one ``DEF`` is refused.
+
+    Raises
+    ------
+    SCPIError
+        -121 Invalid character in number (``1_0``, ``0x10``, ``1.2.3``), -131 Invalid
+        suffix (``5V``: the simulator takes no unit suffixes), -104 Data type error
+        (character data such as ``inf``, ``nan``, ``ON``), -123 Exponent too large
+        (beyond IEEE 488.2's 32000), -124 Too many digits (a mantissa of more than 255),
+        -222 Data out of range (outside [low, high], including ``1e999``), -224 Illegal
+        parameter value (``DEF`` without a default).
+    """
+    text = text.strip()
+    special = _SPECIAL_NUMBERS.get(text.upper())
+    if special is not None:
+        if special == 2 and default is None:
+            raise SCPIError(-224, "Illegal parameter value")
+        return (low, high, default)[special]
+    match = _NRF.fullmatch(text) or _NRF.match(text)
+    if match is None:
+        if _NUMBER_START.match(text):
+            raise SCPIError(-121, "Invalid character in number")
+        raise SCPIError(-104, "Data type error")
+    rest = text[match.end() :].lstrip()
+    if rest:
+        if rest.isalpha() and rest.upper() != "E":  # a unit suffix such as V, mV, uA
+            raise SCPIError(-131, "Invalid suffix")
+        raise SCPIError(-121, "Invalid character in number")
+    exponent = match["exponent"]
+    if exponent is not None and abs(int(exponent)) > 32000:
+        raise SCPIError(-123, "Exponent too large")
+    if len(match["mantissa"].lstrip("0.").replace(".", "")) > 255:
+        raise SCPIError(-124, "Too many digits")
+    x = float(match[0].replace(" ", "").replace("\t", ""))
+    if not low <= x <= high:  # 1e999 parses as inf
         raise SCPIError(-222, "Data out of range")
     return x
 
 
 def _int(text: str, low: int, high: int) -> int:
-    x = _float(text, low, high)
+    x = parse_number(text, low, high)
     if x != int(x):
         raise SCPIError(-104, "Data type error")
     return int(x)
@@ -176,6 +225,10 @@ class SimulatedSMU:
         }
         self._reset([])
 
+    def input_overrun(self) -> None:
+        """A line longer than the input buffer arrived and was discarded."""
+        self.errors.append((-363, "Input buffer overrun"))
+
     def handle(self, line: str) -> str | None:
         """Execute one command line; return the reply line of a query, else None."""
         header, _, rest = line.strip().partition(" ")
@@ -218,12 +271,12 @@ class SimulatedSMU:
 
     def _set_level(self, args: list[str]) -> None:
         _arity(args, 1, 1)
-        self.level = _float(args[0], -VOLTAGE_MAX, VOLTAGE_MAX)
+        self.level = parse_number(args[0], -VOLTAGE_MAX, VOLTAGE_MAX, default=0.0)
         self._settle()
 
     def _set_limit(self, args: list[str]) -> None:
         _arity(args, 1, 1)
-        self.i_limit = _float(args[0], *CURRENT_LIMIT_RANGE)
+        self.i_limit = parse_number(args[0], *CURRENT_LIMIT_RANGE, default=DEFAULT_CURRENT_LIMIT)
         self._settle()
 
     def _set_output(self, args: list[str]) -> None:
@@ -247,7 +300,7 @@ class SimulatedSMU:
 
     def _source_values(self, args: list[str]) -> list[float]:
         _arity(args, 1, LIST_CHUNK)
-        return [_float(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args]
+        return [parse_number(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args]
 
     def _list_values(self, args: list[str]) -> None:
         self.source_list = self._source_values(args)
@@ -261,7 +314,7 @@ class SimulatedSMU:
     def _linear_sweep(self, args: list[str]) -> None:
         # start, stop, points[, delay, count, rangeType, failAbort, dual, bufferName]
         _arity(args, 3, 9)
-        start, stop = (_float(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args[:2])
+        start, stop = (parse_number(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args[:2])
         points = _int(args[2], 2, SWEEP_POINTS_MAX)
         sweep = [start + (stop - start) * k / (points - 1) for k in range(points)]
         if len(args) > 7 and _switch(args[7]):
@@ -281,7 +334,7 @@ class SimulatedSMU:
     def _configure_sweep(
         self, sweep: list[float], delay_count: list[str], fail_abort: list[str]
     ) -> None:
-        delay = _float(delay_count[0], -1.0, 1e4) if delay_count else 0.0
+        delay = parse_number(delay_count[0], -1.0, 1e4) if delay_count else 0.0
         if len(delay_count) > 1 and _int(delay_count[1], 1, 1) != 1:
             raise SCPIError(-224, "Illegal parameter value")
         self.sweep = sweep
