@@ -20,6 +20,7 @@ from drivers.protocol import Frame, Opcode, Status
 from mock_hw.board_server import BoardHandler, PtyBoardServer, TcpBoardServer
 from mock_hw.chip import Chip
 
+LABCIM = [sys.executable, "-m", "labcim.cli"]
 HELD = re.compile(
     r"board busy, held by 127\.0\.0\.1:(\d+) since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d"
 )
@@ -28,7 +29,7 @@ HELD = re.compile(
 def serve(*extra: str) -> tuple[subprocess.Popen, str]:
     """``labcim sim serve`` in a subprocess, and the URL it prints first."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "labcim.cli", "sim", "serve", "--preset", "pcm-small", *extra],
+        [*LABCIM, "sim", "serve", "--preset", "pcm-small", *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -95,8 +96,7 @@ def test_labcim_run_prints_one_line_naming_the_holder(server, tmp_path):
     with BoardClient.open(url) as first:
         out = tmp_path / "runs.h5"
         run = subprocess.run(
-            [sys.executable, "-m", "labcim.cli", "--quiet", "run", "conductance_map"]
-            + ["--chip", url, "--out", str(out)],
+            [*LABCIM, "--quiet", "run", "conductance_map", "--chip", url, "--out", str(out)],
             capture_output=True,
             text=True,
             timeout=60,
@@ -228,7 +228,7 @@ def test_idle_timeout_and_max_clients_are_checked():
     with pytest.raises(ValueError, match="max_clients"):
         TcpBoardServer(handler, max_clients=0)
     run = subprocess.run(
-        [sys.executable, "-m", "labcim.cli", "sim", "serve", "--idle-timeout", "-1"],
+        [*LABCIM, "sim", "serve", "--idle-timeout", "-1"],
         capture_output=True,
         text=True,
         timeout=30,
