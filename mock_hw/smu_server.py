@@ -1,4 +1,4 @@
-"""A simulated Keithley 2450 SMU served over TCP on loopback, with fault injection.
+"""A simulated SMU (Keithley 2450, Keysight B2900 or B1500A) served over TCP on loopback.
 
 Reachable from pyvisa-py as ``TCPIP::127.0.0.1::PORT::SOCKET`` (raw socket,
 newline-terminated lines, like the instrument's port 5025).  Clients may come and go
@@ -27,8 +27,17 @@ import threading
 import time
 from collections.abc import Callable
 
-from mock_hw.iv_device import IVDevice
-from mock_hw.smu_scpi import SimulatedSMU
+from mock_hw.iv_device import ProbedDevice
+from mock_hw.smu_flex import SimulatedB1500
+from mock_hw.smu_scpi import SimulatedB2900, SimulatedSMU
+
+MODELS: dict[str, type[SimulatedSMU] | type[SimulatedB1500]] = {
+    "2450": SimulatedSMU,
+    "b2900": SimulatedB2900,
+    "b1500a": SimulatedB1500,
+}
+"""Simulated instruments by model name (``labcim sim smu --model``): SCPI for the
+Keithley 2450 and the Keysight B2900, FLEX for the Keysight B1500A."""
 
 MAX_LINE = 65536
 """Longest accepted command line (bytes, without its terminator), the simulated input
@@ -69,7 +78,7 @@ class _Handler(socketserver.StreamRequestHandler):
                     continue
                 reply = owner._execute(chunk.decode("ascii", errors="replace"))
                 if reply is not None:
-                    self.wfile.write(reply.encode("ascii") + b"\n")
+                    self.wfile.write((reply + owner.instrument.terminator).encode("ascii"))
         except OSError:
             pass  # the client went away, or drop_connections() cut it
         finally:
@@ -87,16 +96,18 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 
 
 class SMUServer:
-    """A simulated 2450 SMU listening on ``host:port`` until :meth:`close`.
+    """A simulated SMU listening on ``host:port`` until :meth:`close`.
 
     Parameters
     ----------
-    device : IVDevice
+    device : ProbedDevice
         The device under test wired to the SMU.
     host : str
         Loopback address to bind (default ``127.0.0.1``); others are refused.
     port : int
         TCP port; 0 picks a free one (see :attr:`port`).
+    model : str
+        Instrument simulated: ``"2450"`` (default), ``"b2900"`` or ``"b1500a"``.
     on_line : callable, optional
         Called with every non-empty line received (stripped), before it is executed,
         from the connection's thread: for tests that need more than :attr:`received`.
@@ -104,15 +115,18 @@ class SMUServer:
 
     def __init__(
         self,
-        device: IVDevice,
+        device: ProbedDevice,
         host: str = "127.0.0.1",
         port: int = 0,
         *,
+        model: str = "2450",
         on_line: Callable[[str], None] | None = None,
     ) -> None:
         if not _is_loopback(host):
             raise ValueError(f"the SMU simulator only binds to loopback, not {host!r}")
-        self.instrument = SimulatedSMU(device)
+        if model not in MODELS:
+            raise ValueError(f"model {model!r} is not one of {sorted(MODELS)}")
+        self.instrument = MODELS[model](device)
         self.silent = False
         """When True, received lines are logged but never executed nor answered."""
         self.reply_delay = 0.0
