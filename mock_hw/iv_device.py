@@ -210,7 +210,7 @@ class ProbedDevice(ABC):
     def _pulse(self, v_dev: float, i: float) -> tuple[int, float] | None:
         """The pulse (kind, model amplitude) a point at v_dev carrying i is, or None."""
 
-    def _switched(self, kind: int) -> None:
+    def _switched(self, kind: int) -> None:  # noqa: B027 (a hook: most devices need none)
         """Called after a pulse of ``kind`` changed the device."""
 
 

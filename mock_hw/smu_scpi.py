@@ -408,6 +408,11 @@ B2900_POINTS_MAX = 2500
 """Most sweep points and list values of the B2900."""
 _B2900_ELEMENTS = {"VOLT": 0, "CURR": 1}
 _CHANNEL_LIST = "(@1)"
+_SHARED_WITH_2450 = (
+    *("*RST", "*CLS", "*WAI", "*OPC?", "*ESE", "*ESE?", "OUTP", "OUTP?"),
+    *("SOUR:VOLT", "SOUR:VOLT?", "SOUR:LIST:VOLT", "SOUR:LIST:VOLT:APP", "SOUR:LIST:VOLT?"),
+)
+"""Commands the B2900 spells and serves as the 2450 does."""
 
 
 class SimulatedB2900(SimulatedSMU):
@@ -424,12 +429,7 @@ class SimulatedB2900(SimulatedSMU):
 
     def __init__(self, device: ProbedDevice) -> None:
         super().__init__(device)
-        self._handlers = {
-            name: self._handlers[name]
-            for name in ("*RST", "*CLS", "*WAI", "*OPC?", "*ESE", "*ESE?", "SOUR:VOLT")
-            + ("SOUR:VOLT?", "OUTP", "OUTP?", "SOUR:LIST:VOLT", "SOUR:LIST:VOLT:APP")
-            + ("SOUR:LIST:VOLT?",)
-        }
+        self._handlers = {name: self._handlers[name] for name in _SHARED_WITH_2450}
         self._handlers |= {
             "*IDN?": lambda a: B2900_IDN,
             "SOUR:FUNC:MODE": self._source_function,
@@ -498,7 +498,7 @@ class SimulatedB2900(SimulatedSMU):
     def _measure_b2900(self, args: list[str]) -> str:
         _arity(args, 0, 1)
         self._channel(args, 0)
-        v, i = self.device.apply(self.level if self.output else 0.0, self.i_limit)
+        _, i = self.device.apply(self.level if self.output else 0.0, self.i_limit)
         return _fmt(i)
 
     def _source_mode(self, args: list[str]) -> None:
