@@ -41,7 +41,7 @@ def model_file(tmp_path_factory):
                 "version": 1,
                 "preset": "rram-small",
                 "model_params": {"formed_at_start": False},
-            }  # fmt: skip
+            }
         )
     )
     return path
