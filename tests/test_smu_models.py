@@ -196,3 +196,41 @@ def test_run_engine_stays_usable_after_a_refused_plan():
             assert smu.driver.errors() == []
         finally:
             smu.close()
+
+
+def test_sim_smu_takes_a_model_file_for_its_device(tmp_path):
+    model = tmp_path / "m.yaml"
+    model.write_text(
+        "format: labcim-model\nversion: 1\npreset: rram-small\n"
+        "model_params: {v_form_mean: 2.9, v_form_std: 0.01}\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labcim.cli", "sim", "smu", "--model", "b2900",
+         "--device-model", str(model), "--seed", "2"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        resource = proc.stdout.readline().strip()
+        smu = connect_smu(resource, max_voltage=4.0)
+        try:
+            assert isinstance(smu.driver, KeysightB2900)
+            run = run_plan(tmp_path / "f.h5", forming(smu, 10e-6, 4.0, v_start=2.5))
+        finally:
+            smu.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    assert run.summary["forming_voltage"] == pytest.approx(2.9, abs=0.051)  # the file's
+
+
+def test_sim_smu_refuses_a_model_file_of_the_other_device_type(tmp_path):
+    model = tmp_path / "pcm.yaml"
+    model.write_text("format: labcim-model\nversion: 1\npreset: pcm-small\n")
+    run = subprocess.run(
+        [sys.executable, "-m", "labcim.cli", "sim", "smu", "--device-model", str(model)],
+        capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"labcim sim smu: --device-model {model} is a pcm model, --device is rram"
+    )
