@@ -253,12 +253,7 @@ class SourceMeter:
         i : float
             Current limit (A), within the instrument range and at most ``max_current``.
         """
-        lo = self.ranges.current_limit_min
-        if not (math.isfinite(i) and lo <= i <= self.max_current):
-            raise SMULimitError(
-                f"{self.name}: current limit {i} A outside [{lo}, {self.max_current}] A "
-                f"(instrument minimum, safe limit max_current)"
-            )
+        self._check_current_limit(i)
         self._write(self.cmd_current_limit.format(i=_num(i)))
 
     def measure_current(self) -> float:
@@ -377,6 +372,14 @@ class SourceMeter:
             raise SMULimitError(
                 f"{self.name}: {what} {worst} V exceeds the safe limit "
                 f"max_voltage={self.max_voltage} V"
+            )
+
+    def _check_current_limit(self, i: float) -> None:
+        lo = self.ranges.current_limit_min
+        if not (math.isfinite(i) and lo <= i <= self.max_current):
+            raise SMULimitError(
+                f"{self.name}: current limit {i} A outside [{lo}, {self.max_current}] A "
+                f"(instrument minimum, safe limit max_current)"
             )
 
     def _check_sweep(self, points: int, delay: float) -> None:
@@ -713,12 +716,7 @@ class KeysightB1500A(SourceMeter):
 
     def set_current_limit(self, i: float) -> None:
         """Set the current compliance (A); forced at once if the channel is enabled."""
-        lo = self.ranges.current_limit_min
-        if not (math.isfinite(i) and lo <= i <= self.max_current):
-            raise SMULimitError(
-                f"{self.name}: current limit {i} A outside [{lo}, {self.max_current}] A "
-                f"(instrument minimum, safe limit max_current)"
-            )
+        self._check_current_limit(i)
         self._limit = float(i)
         if self._enabled:
             self._force()
