@@ -91,6 +91,7 @@ def test_a_second_client_is_told_who_holds_the_board_at_once(server):
         assert second.info["chip"]["cores"] == 1
 
 
+@pytest.mark.slow  # subprocesses: several seconds
 def test_labcim_run_prints_one_line_naming_the_holder(server, tmp_path):
     _, url = server
     with BoardClient.open(url) as first:
@@ -109,6 +110,7 @@ def test_labcim_run_prints_one_line_naming_the_holder(server, tmp_path):
         assert holder and int(holder.group(1)) == local_port(first)
 
 
+@pytest.mark.slow  # subprocesses: several seconds
 def test_an_idle_owner_is_released_after_the_idle_timeout():
     proc, url = serve("--idle-timeout", "0.5")
     try:
@@ -159,6 +161,7 @@ def _rss_kb(pid: int) -> int:
         return int(next(line for line in f if line.startswith("VmRSS")).split()[1])
 
 
+@pytest.mark.slow  # subprocesses: several seconds
 def test_a_client_that_never_reads_megabyte_replies_blocks_nobody():
     proc, url = serve("--preset", "pcm-hermes", "--cores", "1")
     try:

@@ -152,6 +152,7 @@ def test_pymeasures_b1500_driver_reads_the_currents_labcims_driver_reads():
     assert np.abs(i_ours).max() == 1e-4  # the device formed during the sweep
 
 
+@pytest.mark.slow  # subprocesses: several seconds
 def test_labcim_run_drives_a_b1500a_named_or_detected(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "labcim.cli", "sim", "smu", "--model", "b1500a", "--seed", "5"],
