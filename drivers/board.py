@@ -63,6 +63,13 @@ class BoardLimitError(BoardRefusedError):
     """A pulse or setting outside the safe limits, refused by the client or the board."""
 
 
+class BoardHeldError(BoardRefusedError):
+    """Another host holds the board (status HELD); the message names it and since when.
+
+    Not retried: the holder may keep the board for hours.  Try again once it is free.
+    """
+
+
 class HandlesFrames(Protocol):
     """Board side of an in-process link (``mock_hw.board_server.BoardHandler``)."""
 
@@ -546,8 +553,15 @@ def _check_status(opcode: Opcode, reply: Frame) -> bytes:
     if reply.status == Status.OK:
         return reply.payload
     message = f"{opcode.name}: {reply.payload.decode('utf-8', 'replace')}"
-    error = BoardLimitError if reply.status == Status.OUT_OF_LIMITS else BoardRefusedError
+    error = _REFUSALS.get(reply.status, BoardRefusedError)
     raise error(f"board refused {message} ({reply.status.name})", reply.status)
+
+
+_REFUSALS: dict[Status, type[BoardRefusedError]] = {
+    Status.OUT_OF_LIMITS: BoardLimitError,
+    Status.HELD: BoardHeldError,
+}
+"""Error class of each refusal status with its own meaning to the host."""
 
 
 def _wire_array(name: str, a: Any, dtype: str) -> np.ndarray:

@@ -144,6 +144,9 @@ class Status(enum.IntEnum):
     """The board failed while executing; the message says how."""
     UNSUPPORTED = 6
     """Unknown opcode, protocol version, or a command this board does not offer."""
+    HELD = 7
+    """Another host connection owns the board; the message names it and since when.
+    Nothing was executed; the host does not retry (the holder may keep it for hours)."""
 
 
 class ProtocolError(ValueError):

@@ -137,6 +137,11 @@ class SourceMeter:
 
     model: ClassVar[str]
     """Human-readable model name, used in error messages."""
+    names: ClassVar[tuple[str, ...]]
+    """Names a user may give for this model (``connect_smu(..., driver="b1500a")``,
+    ``labcim run --smu-model``), lower case."""
+    idn_pattern: ClassVar[str]
+    """Regular expression that the model's ``*IDN?`` reply matches (auto-detection)."""
     ranges: ClassVar[InstrumentRanges]
     """The instrument's own limits; safe limits must lie within them."""
     point_time: ClassVar[float]
@@ -164,8 +169,11 @@ class SourceMeter:
     """Fields: ``{points}``, ``{delay}``."""
     cmd_run_sweep: ClassVar[tuple[str, ...]]
     """Start the configured sweep and hold later commands until it is done."""
-    cmd_count_readings: ClassVar[str]
-    """Query: number of readings the last sweep stored."""
+    cmd_count_readings: ClassVar[str | None]
+    """Query: number of readings the last sweep stored; None if the model has none (then
+    ``cmd_wait`` waits for the sweep and the fetched data are counted)."""
+    cmd_wait: ClassVar[str] = "*OPC?"
+    """Query answered once the sweep is done (used without ``cmd_count_readings``)."""
     cmd_fetch: ClassVar[str]
     """Query, fields ``{points}``: reply is ``V1, I1, V2, I2, ...``."""
     cmd_error: ClassVar[str]
@@ -245,12 +253,7 @@ class SourceMeter:
         i : float
             Current limit (A), within the instrument range and at most ``max_current``.
         """
-        lo = self.ranges.current_limit_min
-        if not (math.isfinite(i) and lo <= i <= self.max_current):
-            raise SMULimitError(
-                f"{self.name}: current limit {i} A outside [{lo}, {self.max_current}] A "
-                f"(instrument minimum, safe limit max_current)"
-            )
+        self._check_current_limit(i)
         self._write(self.cmd_current_limit.format(i=_num(i)))
 
     def measure_current(self) -> float:
@@ -371,6 +374,14 @@ class SourceMeter:
                 f"max_voltage={self.max_voltage} V"
             )
 
+    def _check_current_limit(self, i: float) -> None:
+        lo = self.ranges.current_limit_min
+        if not (math.isfinite(i) and lo <= i <= self.max_current):
+            raise SMULimitError(
+                f"{self.name}: current limit {i} A outside [{lo}, {self.max_current}] A "
+                f"(instrument minimum, safe limit max_current)"
+            )
+
     def _check_sweep(self, points: int, delay: float) -> None:
         if not 2 <= points <= self.ranges.sweep_points_max:
             raise SMULimitError(
@@ -385,17 +396,24 @@ class SourceMeter:
         for command in self.cmd_run_sweep:
             self._write(command)
         # Replies wait for the sweep to finish, so allow for its duration.
-        timeout = self.timeout + 1000.0 * points * (delay + self.point_time)
-        count = self._floats(self.cmd_count_readings, timeout)
-        if count.size != 1 or count[0] != points:
-            raise SMUError(
-                f"{self.name}: sweep stored {count.tolist()} readings, expected {points}; "
-                "see errors()"
-            )
+        timeout = self.sweep_timeout(points, delay)
+        if self.cmd_count_readings is None:
+            self._query(self.cmd_wait, timeout)
+        else:
+            count = self._floats(self.cmd_count_readings, timeout)
+            if count.size != 1 or count[0] != points:
+                raise SMUError(
+                    f"{self.name}: sweep stored {count.tolist()} readings, expected {points}; "
+                    "see errors()"
+                )
         data = self._floats(self.cmd_fetch.format(points=points), timeout)
         if data.size != 2 * points:
             raise SMUError(f"{self.name}: fetched {data.size} values, expected {2 * points}")
         return data[0::2].copy(), data[1::2].copy()
+
+    def sweep_timeout(self, points: int, delay: float) -> float:
+        """Timeout (ms) of a reply that waits for a sweep of ``points`` with ``delay`` (s)."""
+        return self.timeout + 1000.0 * points * (delay + self.point_time)
 
     def _floats(self, command: str, timeout: float) -> np.ndarray:
         reply = self._query(command, timeout)
@@ -496,6 +514,8 @@ class Keithley2450(SourceMeter):
     """
 
     model = "Keithley 2450"
+    names = ("2450", "keithley2450")
+    idn_pattern = r"KEITHLEY INSTRUMENTS,MODEL 2450,"
     ranges = InstrumentRanges(
         voltage_max=210.0,
         current_limit_min=1e-9,
@@ -527,3 +547,269 @@ class Keithley2450(SourceMeter):
     cmd_error = ":SYST:ERR?"
     cmd_sync_set = "*ESE {token}"
     cmd_sync_query = "*ESE?"
+
+
+class KeysightB2900(SourceMeter):
+    """Keysight (Agilent) B2900 series precision SMU, channel 1, SCPI command set.
+
+    Syntax from the B2900 SCPI Command Reference: the current limit is the sense
+    subsystem's protection (``:SENS:CURR:PROT``), sweeps are set up in the source
+    subsystem and run by the trigger system (``:TRIG:COUN`` points, ``:TRIG:ACQ:DEL``
+    before each measurement), ``*OPC?`` waits for them and ``:FETC:ARR?`` returns the
+    ``:FORM:ELEM:SENS VOLT,CURR`` pairs (measured voltage, current).  There is no
+    fail-abort: a sweep always runs to its end.  Parameters as for :class:`SourceMeter`.
+    """
+
+    model = "Keysight B2900"
+    names = ("b2900", "b2901a", "b2902a", "b2911a", "b2912a")
+    idn_pattern = r"(Keysight|Agilent) Technologies,B29\d\d[AB]?,"
+    ranges = InstrumentRanges(
+        voltage_max=210.0,
+        current_limit_min=1e-9,
+        current_limit_max=3.03,
+        sweep_points_max=2500,
+        list_chunk=2500,
+    )
+    point_time = 0.05
+
+    cmd_identify = "*IDN?"
+    cmd_reset = (
+        "*RST",
+        ":SOUR:FUNC:MODE VOLT",
+        ':SENS:FUNC "VOLT","CURR"',
+        ":FORM:ELEM:SENS VOLT,CURR",
+    )
+    cmd_source_voltage = ":SOUR:VOLT {v}"
+    cmd_current_limit = ":SENS:CURR:PROT {i}"
+    cmd_measure_current = ":MEAS:CURR? (@1)"
+    cmd_output = ":OUTP {state}"
+    cmd_linear_sweep = (
+        ":SOUR:VOLT:MODE SWE",
+        ":SOUR:VOLT:STAR {start}",
+        ":SOUR:VOLT:STOP {stop}",
+        ":SOUR:SWE:POIN {points}",
+        ":TRIG:SOUR AINT",
+        ":TRIG:COUN {points}",
+        ":TRIG:ACQ:DEL {delay}",
+    )
+    cmd_list_values = ":SOUR:LIST:VOLT {values}"
+    cmd_list_append = ":SOUR:LIST:VOLT:APP {values}"  # unused: one command holds a list
+    cmd_list_sweep = (
+        ":SOUR:VOLT:MODE LIST",
+        ":TRIG:SOUR AINT",
+        ":TRIG:COUN {points}",
+        ":TRIG:ACQ:DEL {delay}",
+    )
+    cmd_run_sweep = (":OUTP ON", ":INIT (@1)")
+    cmd_count_readings = None
+    cmd_fetch = ":FETC:ARR? (@1)"
+    cmd_error = ":SYST:ERR?"
+    cmd_sync_set = "*ESE {token}"
+    cmd_sync_query = "*ESE?"
+
+
+@dataclass(frozen=True)
+class FlexDatum:
+    """One element of FLEX ASCII output format 21 (``EEEFG`` header, 13-digit value).
+
+    Attributes
+    ----------
+    status : int or str
+        Three-digit status: bit sum of 1 A/D overflow, 2 oscillation, 4 another channel
+        in compliance, 8 this channel in compliance, ..., 128 end of data; or ``W`` / ``E``
+        (intermediate / last sweep step) for source data.
+    channel : str
+        Channel letter, ``A`` for channel 1.
+    kind : str
+        ``I`` / ``V`` measured current / voltage, ``i`` / ``v`` source setup data, ...
+    value : float
+        The number (A, V, s).
+    """
+
+    status: int | str
+    channel: str
+    kind: str
+    value: float
+
+    @classmethod
+    def parse(cls, element: str) -> FlexDatum:
+        """Parse one ``EEEFGsn.nnnnnnEsnn`` element; ValueError if malformed."""
+        element = element.strip()
+        if len(element) < 6:
+            raise ValueError(f"FLEX data element {element!r} is too short")
+        status = element[:3].strip()
+        return cls(
+            int(status) if status.isdigit() else status, element[3], element[4], float(element[5:])
+        )
+
+    @property
+    def in_compliance(self) -> bool:
+        """Whether this channel reached its compliance for this datum."""
+        return isinstance(self.status, int) and bool(self.status & 8)
+
+
+class KeysightB1500A(SourceMeter):
+    """Keysight (Agilent) B1500A semiconductor parameter analyzer, one SMU, FLEX commands.
+
+    Syntax from the B1500A/B1505A Programming Guide (FLEX): ``CN``/``CL`` enable and
+    disable the channel, ``DV`` forces a voltage with its current compliance, ``TI``
+    and ``TV`` are high-speed spot measurements, a staircase sweep is ``MM 2`` +
+    ``CMM 4`` (current and force-side voltage) + ``WM 1,2`` (no automatic abort, output
+    left at the stop value) + ``WT`` + ``WV`` + ``XE``, read back with ``RMD?``; data in
+    ``FMT 21`` (13 digits with a status/channel/type header); errors from ``ERRX?``.
+
+    FLEX has no source level without an output: the driver keeps the level and the
+    compliance and sends them together in ``DV`` while the channel is enabled.  FLEX
+    has no arbitrary-list staircase either: :meth:`list_sweep` forces each point with
+    ``DV`` and measures it with ``TI``/``TV`` (spot measurements paced by the host).
+
+    Parameters
+    ----------
+    resource_name : str
+        VISA resource, e.g. ``GPIB0::17::INSTR`` (the simulator:
+        ``TCPIP::127.0.0.1::PORT::SOCKET``).
+    channel : int
+        Slot of the SMU module (1-10).
+    **options
+        As for :class:`SourceMeter`.
+    """
+
+    model = "Keysight B1500A"
+    names = ("b1500a", "b1500")
+    idn_pattern = r"(Keysight|Agilent) Technologies,B1500A,"
+    ranges = InstrumentRanges(
+        voltage_max=100.0,  # HRSMU/MPSMU
+        current_limit_min=1e-12,
+        current_limit_max=0.1,
+        sweep_points_max=10001,
+        list_chunk=1,
+    )
+    point_time = 0.02
+
+    cmd_identify = "*IDN?"
+    cmd_reset = ("*RST", "FMT 21,0")
+    cmd_error = "ERRX?"
+    cmd_sync_set = "*ESE {token}"
+    cmd_sync_query = "*ESE?"
+    cmd_count_readings = None
+
+    def __init__(self, resource_name: str, *, channel: int = 1, **options: object) -> None:
+        if not (isinstance(channel, int) and 1 <= channel <= 10):
+            raise SMULimitError(f"{self.model}: channel={channel!r} is not a slot 1-10")
+        self.channel = channel
+        self._level = 0.0
+        self._enabled = False
+        super().__init__(resource_name, **options)  # type: ignore[arg-type]
+        self._limit = min(100e-6, self.max_current)
+
+    def reset(self) -> None:
+        """Reset (every channel disabled), select output format 21; output off, 0 V."""
+        super().reset()
+        self._level, self._enabled = 0.0, False
+
+    def source_voltage(self, v: float) -> None:
+        """Set the source level (V); forced at once if the channel is enabled."""
+        self._check_voltages(np.array([v], dtype=float), "source voltage")
+        self._level = float(v)
+        if self._enabled:
+            self._force()
+
+    def set_current_limit(self, i: float) -> None:
+        """Set the current compliance (A); forced at once if the channel is enabled."""
+        self._check_current_limit(i)
+        self._limit = float(i)
+        if self._enabled:
+            self._force()
+
+    def output(self, on: bool) -> None:
+        """Enable the channel and force the level (``CN``, ``DV``), or disable it (``CL``)."""
+        if on:
+            self._write(f"CN {self.channel}")
+            self._enabled = True
+            self._force()
+        else:
+            self._write(f"CL {self.channel}")
+            self._enabled = False
+
+    def measure_current(self) -> float:
+        """High-speed spot current measurement (``TI``, A); the channel must be enabled."""
+        return self._spot("TI").value
+
+    def linear_sweep(
+        self, start: float, stop: float, points: int, delay: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Staircase sweep (``WV`` linear single); see :meth:`SourceMeter.linear_sweep`.
+
+        Returns the force-side voltage (the voltage actually forced, below the level in
+        compliance) and the current of every step.
+        """
+        self._check_voltages(np.array([start, stop], dtype=float), "sweep voltage")
+        self._check_sweep(points, delay)
+        ch = self.channel
+        for command in (
+            f"CN {ch}",
+            f"MM 2,{ch}",
+            f"CMM {ch},4",
+            "WM 1,2",
+            f"WT 0,{_num(delay)}",
+            f"WV {ch},1,0,{_num(start)},{_num(stop)},{points},{_num(self._limit)}",
+            "BC",
+            "XE",
+        ):
+            self._write(command)
+        self._enabled, self._level = True, float(stop)
+        data = self._data("RMD?", self.sweep_timeout(points, delay))
+        current = [d.value for d in data if d.kind == "I"]
+        voltage = [d.value for d in data if d.kind == "V"]
+        if len(current) != points or len(voltage) != points:
+            raise SMUError(
+                f"{self.name}: sweep returned {len(current)} currents and {len(voltage)} "
+                f"voltages, expected {points}; see errors()"
+            )
+        return np.array(voltage), np.array(current)
+
+    def list_sweep(
+        self, voltages: Sequence[float] | np.ndarray, delay: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Force and measure each voltage in turn (``DV``, then ``TI`` and ``TV``).
+
+        See :meth:`SourceMeter.list_sweep`; ``delay`` is waited by the host between
+        forcing and measuring.  Every value is checked before the first is forced.
+        """
+        values = np.asarray(voltages, dtype=float).ravel()
+        self._check_voltages(values, "list voltage")
+        self._check_sweep(values.size, delay)
+        if not self._enabled:
+            self._write(f"CN {self.channel}")
+            self._enabled = True
+        v_out, i_out = np.empty(values.size), np.empty(values.size)
+        for k, v in enumerate(values):
+            self._level = float(v)
+            self._force()
+            if delay:
+                time.sleep(delay)
+            i_out[k] = self._spot("TI").value
+            v_out[k] = self._spot("TV").value
+        return v_out, i_out
+
+    # -- FLEX I/O ------------------------------------------------------------------------
+
+    def _force(self) -> None:
+        self._write(f"DV {self.channel},0,{_num(self._level)},{_num(self._limit)}")
+
+    def _spot(self, command: str) -> FlexDatum:
+        if not self._enabled:
+            raise SMUError(f"{self.name}: the channel is disabled (CL); switch the output on")
+        (datum,) = self._data(f"{command} {self.channel},0", self.timeout)
+        return datum
+
+    def _data(self, command: str, timeout: float) -> list[FlexDatum]:
+        reply = self._query(command, timeout)
+        try:
+            return [FlexDatum.parse(e) for e in reply.split(",")]
+        except ValueError:
+            raise SMUError(f"{self.name}: unexpected reply {reply[:80]!r} to {command!r}") from None
+
+
+SMU_MODELS: tuple[type[SourceMeter], ...] = (Keithley2450, KeysightB2900, KeysightB1500A)
+"""The models this module drives (``labcim`` also finds models through entry points)."""

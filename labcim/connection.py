@@ -19,15 +19,18 @@ Board URLs (docs/devices.md has the table, with every option):
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Callable
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import pyvisa
 import serial
 
 from drivers.board import BoardClient, InProcessTransport
-from drivers.smu import Keithley2450, SourceMeter
+from drivers.smu import SMUError, SourceMeter
 from drivers.urlhandler import protocol_serial
 from labcim.devices.board import ChipTestBoard, board_class
 from labcim.devices.smu import SMU
@@ -251,11 +254,81 @@ def _sim_options(url: str, pairs: list[tuple[str, str]]) -> dict[str, Any]:
     return options
 
 
+SMU_MODEL_GROUP = "labcim.smu_models"
+"""Entry-point group of SMU driver classes (``drivers.smu.SourceMeter`` subclasses): the
+project registers its own there, a lab's package adds its models the same way."""
+
+
+def smu_models() -> dict[str, type[SourceMeter]]:
+    """SMU driver classes by every name they answer to (entry-point name and ``names``).
+
+    Raises
+    ------
+    TypeError
+        An entry point that is not a ``SourceMeter`` subclass (naming it).
+    ValueError
+        Two classes claiming one name (naming both).
+    """
+    models: dict[str, type[SourceMeter]] = {}
+    for entry in entry_points(group=SMU_MODEL_GROUP):
+        cls = entry.load()
+        if not (isinstance(cls, type) and issubclass(cls, SourceMeter)):
+            raise TypeError(f"{SMU_MODEL_GROUP} entry point {entry.name} = {entry.value} is not "
+                            "a drivers.smu.SourceMeter subclass")  # fmt: skip
+        for name in {entry.name.lower(), *cls.names}:
+            if models.setdefault(name, cls) is not cls:
+                raise ValueError(
+                    f"SMU model name {name!r} is claimed by {models[name].__qualname__} and "
+                    f"{cls.__qualname__}"
+                )
+    return models
+
+
+def detect_smu(resource: str, *, timeout: float = 2000.0, **visa: Any) -> type[SourceMeter]:
+    """The driver class whose ``idn_pattern`` the instrument's ``*IDN?`` reply matches.
+
+    Parameters
+    ----------
+    resource : str
+        VISA resource string.
+    timeout : float
+        VISA timeout of the query (ms).
+    **visa
+        ``backend`` or ``resource_manager``, as for the drivers.
+
+    Raises
+    ------
+    drivers.smu.SMUError
+        The instrument cannot be reached, or no known model matches its reply (the
+        message gives the reply and the known models).
+    """
+    rm = visa.get("resource_manager") or pyvisa.ResourceManager(visa.get("backend", "@py"))
+    try:
+        session = rm.open_resource(
+            resource, read_termination="\n", write_termination="\n", timeout=timeout
+        )
+        try:
+            idn = session.query("*IDN?").strip()
+        finally:
+            session.close()
+    except (pyvisa.Error, OSError, ValueError) as exc:
+        raise SMUError(f"{resource}: cannot ask *IDN? to detect the SMU model ({exc})") from exc
+    models = set(smu_models().values())
+    for cls in sorted(models, key=lambda c: c.__qualname__):
+        if re.match(cls.idn_pattern, idn):
+            return cls
+    known = ", ".join(sorted(c.model for c in models))
+    raise SMUError(
+        f"{resource}: *IDN? answered {idn!r}, which no known SMU model matches ({known}); "
+        "name the model (driver=..., labcim run --smu-model)"
+    )
+
+
 def connect_smu(
     resource: str,
     *,
     name: str = "smu",
-    driver: type[SourceMeter] = Keithley2450,
+    driver: type[SourceMeter] | str | None = None,
     current_limit: float = 100e-6,
     status_timeout: float = 600.0,
     **options: Any,
@@ -271,16 +344,35 @@ def connect_smu(
         VISA resource string, e.g. ``"TCPIP::127.0.0.1::5025::SOCKET"``.
     name : str
         Device name, the prefix of every signal name.
-    driver : type
-        The ``drivers.smu.SourceMeter`` model class.
+    driver : type or str, optional
+        The ``drivers.smu.SourceMeter`` model class, or a model name (``"2450"``,
+        ``"b2900"``, ``"b1500a"``, or any name of `smu_models`).  By default the model is
+        detected from the instrument's ``*IDN?`` reply (`detect_smu`).
     current_limit : float
         Current limit (A) set after the reset.
     status_timeout : float
         Backstop (s) of every status; sweeps are bounded by the driver's own timeouts.
     **options
         Passed to the driver: ``max_voltage`` (V), ``max_current`` (A), ``timeout`` (ms),
-        ``backend``, ``resource_manager``.
+        ``backend``, ``resource_manager`` (and model-specific ones such as the B1500A's
+        ``channel``).
+
+    Raises
+    ------
+    ValueError
+        An unknown model name (naming the known ones).
+    drivers.smu.SMUError
+        The instrument cannot be reached or identified; a setting outside a limit
+        (``SMULimitError``), before anything is sent.
     """
+    if driver is None:
+        visa = {k: options[k] for k in ("backend", "resource_manager") if k in options}
+        driver = detect_smu(resource, timeout=options.get("timeout", 2000.0), **visa)
+    elif isinstance(driver, str):
+        models = smu_models()
+        if driver.lower() not in models:
+            raise ValueError(f"SMU model {driver!r} is not one of {sorted(models)}")
+        driver = models[driver.lower()]
     smu = driver(resource, **options)
     try:
         smu.reset()

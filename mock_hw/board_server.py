@@ -5,7 +5,8 @@ executes it on the chip and encodes the reply, keeping the last reply so that a 
 request is answered without being executed twice.  The transports only move frames:
 
 - in-process: pass the handler to ``drivers.board.InProcessTransport``;
-- TCP: :class:`TcpBoardServer`, on 127.0.0.1 unless told otherwise;
+- TCP: :class:`TcpBoardServer`, on 127.0.0.1 unless told otherwise, several clients of
+  which one at a time owns the board;
 - a pty pair: :class:`PtyBoardServer`, whose device path pyserial opens like a serial port.
 
 :class:`FaultyHandler` wraps a handler to corrupt, drop, duplicate and delay frames and
@@ -14,15 +15,19 @@ to pull the cable, at given rates, from a seeded generator.
 
 from __future__ import annotations
 
+import collections
+import contextlib
+import datetime
 import os
 import select
+import selectors
 import socket
 import threading
 import time
 import tty
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, Self
 
 import numpy as np
@@ -345,6 +350,24 @@ class FaultyHandler:
 
 # -- transports -------------------------------------------------------------------------
 
+OUTBOX_HIGH = 256 * 1024
+"""Unsent reply bytes (per TCP client) above which the server executes none of that
+client's queued requests and reads nothing more from it, until the client reads."""
+
+RECV_CHUNK = 1 << 16
+"""Bytes read from a client at a time."""
+
+MAX_CLIENTS = 64
+"""Default limit of simultaneous TCP connections; further ones are closed at once."""
+
+PTY_WRITE_STALL_S = 2.0
+"""Default time (s) a pty reply may wait for the reader before the rest is discarded."""
+
+
+def _local_time(t: float) -> str:
+    """Wall-clock time ``t`` (s since the epoch) as ISO 8601 with the UTC offset."""
+    return datetime.datetime.fromtimestamp(t).astimezone().isoformat(timespec="seconds")
+
 
 class _StreamServer:
     """Serves a frame handler over a byte stream in a background thread."""
@@ -379,23 +402,38 @@ class _StreamServer:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _pump(self, fd: int, recv: Callable[[], bytes], send: Callable[[bytes], None]) -> None:
-        """Answer the frames arriving on ``fd`` until the peer hangs up or we stop."""
-        splitter = protocol.FrameSplitter()
-        while not self._stop.is_set():
-            if not select.select([fd], [], [], POLL_S)[0]:
-                continue
-            data = recv()
-            if not data:
-                return
-            for frame in splitter.feed(data):
-                reply = self.handler.handle(frame)
-                if reply:
-                    send(reply)
+
+class _PeerClosedError(Exception):
+    """The client closed its end of the connection."""
+
+
+@dataclass(eq=False)
+class _Client:
+    """One TCP connection: its buffers and when it last sent a complete frame."""
+
+    sock: socket.socket
+    peer: str
+    last_frame: float
+    """``time.monotonic()`` of the last complete frame received (or of the connection)."""
+    splitter: protocol.FrameSplitter = field(default_factory=protocol.FrameSplitter)
+    inbox: collections.deque[bytes] = field(default_factory=collections.deque)
+    outbox: bytearray = field(default_factory=bytearray)
+    closed: bool = False
 
 
 class TcpBoardServer(_StreamServer):
-    """The board over TCP, one connection at a time (a board has one host).
+    """The board over TCP: several clients may connect, one of them owns the board.
+
+    A client takes the board with its first valid request (a host session starts with
+    HELLO) while nobody holds it, and keeps it until it disconnects or, with an
+    ``idle_timeout``, until it sends no complete frame for that long: then the server
+    closes its connection (its next command fails with a link error) and the board is
+    free.  Every request of another client is answered with status ``HELD`` and the
+    message ``board busy, held by 127.0.0.1:PORT since <time> (...)``; nothing of it is
+    executed.  One thread serves every connection without blocking: a client that stops
+    reading, or sends half a frame and stalls, holds up only itself (its unsent replies
+    are bounded by :data:`OUTBOX_HIGH` plus one frame, as nothing more of it is read or
+    executed until it reads).
 
     Parameters
     ----------
@@ -405,68 +443,271 @@ class TcpBoardServer(_StreamServer):
         Address to listen on; loopback unless a lab chooses otherwise.
     port : int
         TCP port; 0 picks a free one (read it from :attr:`url`).
+    idle_timeout : float or None
+        Close a connection (owner or not) that sent no complete frame for this long (s);
+        None never does.
+    max_clients : int
+        Connections served at once; a connection beyond it is closed at once.
+    log : callable, optional
+        Called with a one-line message when a client takes or releases the board or is
+        refused or dropped (the CLI prints them to stderr).
     """
 
-    def __init__(self, handler: FrameHandler, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        handler: FrameHandler,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        idle_timeout: float | None = None,
+        max_clients: int = MAX_CLIENTS,
+        log: Callable[[str], None] | None = None,
+    ) -> None:
+        if idle_timeout is not None and not idle_timeout > 0:
+            raise ValueError(f"idle_timeout = {idle_timeout} s must be > 0 (or None: never)")
+        if max_clients < 1:
+            raise ValueError(f"max_clients = {max_clients} must be >= 1")
         super().__init__(handler)
+        self.idle_timeout = idle_timeout
+        self.max_clients = max_clients
+        self._log = log or (lambda message: None)
         self._listener = socket.create_server((host, port))
+        self._listener.setblocking(False)
         host, port = self._listener.getsockname()[:2]
         self.url = f"socket://{host}:{port}"
-        self._conn: socket.socket | None = None
+        self._clients: set[_Client] = set()
+        self._clients_lock = threading.Lock()  # disconnect() reads the set from any thread
+        self._owner: _Client | None = None
+        self._owner_since = 0.0
+
+    @property
+    def owner(self) -> str | None:
+        """``HOST:PORT`` of the client that holds the board, or None."""
+        owner = self._owner
+        return None if owner is None else owner.peer
 
     def serve_forever(self) -> None:
         """Accept and serve connections until :meth:`close`."""
-        while not self._stop.is_set():
-            if not select.select([self._listener], [], [], POLL_S)[0]:
-                continue
-            conn, _ = self._listener.accept()
-            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            self._conn = conn
-            try:
-                self._pump(conn.fileno(), lambda c=conn: c.recv(1 << 20), conn.sendall)
-            except (ConnectionDroppedError, OSError):
-                pass  # the cable was pulled, by the host or the fault injector
-            finally:
-                self._conn = None
-                conn.close()
+        sel = selectors.DefaultSelector()
+        sel.register(self._listener, selectors.EVENT_READ)
+        try:
+            while not self._stop.is_set():
+                for key, mask in sel.select(POLL_S):
+                    if key.fileobj is self._listener:
+                        self._accept(sel)
+                    elif not key.data.closed:
+                        self._service(sel, key.data, mask)
+                self._expire(sel)
+        finally:
+            for client in list(self._clients):
+                self._drop(sel, client, "server stopped")
+            sel.close()
 
     def disconnect(self) -> None:
-        """Pull the cable: close the current connection (the server keeps listening)."""
-        conn = self._conn
-        if conn is not None:
-            conn.shutdown(socket.SHUT_RDWR)
+        """Pull the cable: close every connection (the server keeps listening)."""
+        with self._clients_lock:
+            clients = list(self._clients)
+        for client in clients:
+            with contextlib.suppress(OSError):  # already gone
+                client.sock.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
-        """Stop serving, close the connection and the listening socket."""
+        """Stop serving, close the connections and the listening socket."""
         super().close()
         self._listener.close()
+
+    # -- the event loop ---------------------------------------------------------------
+
+    def _accept(self, sel: selectors.BaseSelector) -> None:
+        try:
+            sock, address = self._listener.accept()
+        except BlockingIOError:
+            return
+        peer = f"{address[0]}:{address[1]}"
+        if len(self._clients) >= self.max_clients:
+            self._log(f"refused {peer}: {self.max_clients} connections already open")
+            sock.close()
+            return
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        client = _Client(sock, peer, time.monotonic())
+        with self._clients_lock:
+            self._clients.add(client)
+        sel.register(sock, selectors.EVENT_READ, client)
+
+    def _service(self, sel: selectors.BaseSelector, client: _Client, mask: int) -> None:
+        try:
+            if mask & selectors.EVENT_READ:
+                self._receive(client)
+            while True:
+                self._work(client)
+                self._flush(client)
+                if not client.inbox or len(client.outbox) >= OUTBOX_HIGH:
+                    break
+        except _PeerClosedError:
+            self._drop(sel, client, "disconnected")
+            return
+        except (ConnectionDroppedError, OSError) as exc:
+            self._drop(sel, client, f"link lost ({exc})")
+            return
+        events = selectors.EVENT_WRITE if client.outbox else 0
+        if not client.inbox and len(client.outbox) < OUTBOX_HIGH:
+            events |= selectors.EVENT_READ
+        sel.modify(client.sock, events, client)
+
+    def _receive(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(RECV_CHUNK)
+        except BlockingIOError:
+            return
+        if not data:
+            raise _PeerClosedError
+        frames = client.splitter.feed(data)
+        if frames:
+            client.last_frame = time.monotonic()
+            client.inbox.extend(frames)
+
+    def _work(self, client: _Client) -> None:
+        """Answer queued frames while the client's unsent replies stay below the mark."""
+        while client.inbox and len(client.outbox) < OUTBOX_HIGH:
+            client.outbox += self._answer(client, client.inbox.popleft())
+
+    def _answer(self, client: _Client, frame: bytes) -> bytes:
+        if self._owner is None and _is_request(frame):
+            self._owner, self._owner_since = client, time.time()
+            self._log(f"{client.peer} holds the board")
+        if self._owner is client:
+            return self.handler.handle(frame)
+        try:
+            request = protocol.decode_frame(frame)
+        except protocol.ProtocolError:
+            return b""  # unreadable: the client resends or gives up, as on any link
+        if request.reply:
+            return b""
+        message = self._held_message()
+        self._log(f"refused {client.peer}: {message}")
+        return _reply(request.opcode, request.seq, Status.HELD, message.encode())
+
+    def _held_message(self) -> str:
+        owner = self._owner
+        assert owner is not None
+        idle = time.monotonic() - owner.last_frame
+        release = (
+            "" if self.idle_timeout is None else f"; released after {self.idle_timeout:g} s idle"
+        )
+        return (
+            f"board busy, held by {owner.peer} since {_local_time(self._owner_since)} "
+            f"(last request {idle:.0f} s ago{release})"
+        )
+
+    def _flush(self, client: _Client) -> None:
+        while client.outbox:
+            try:
+                sent = client.sock.send(client.outbox)
+            except BlockingIOError:
+                return
+            del client.outbox[:sent]
+
+    def _expire(self, sel: selectors.BaseSelector) -> None:
+        if self.idle_timeout is None:
+            return
+        now = time.monotonic()
+        for client in list(self._clients):
+            if now - client.last_frame > self.idle_timeout:
+                self._drop(sel, client, f"idle for more than {self.idle_timeout:g} s")
+
+    def _drop(self, sel: selectors.BaseSelector, client: _Client, reason: str) -> None:
+        if client.closed:
+            return
+        client.closed = True
+        with self._clients_lock:
+            self._clients.discard(client)
+        with contextlib.suppress(KeyError, ValueError):
+            sel.unregister(client.sock)
+        client.sock.close()
+        if self._owner is client:
+            self._owner = None
+            self._log(f"{client.peer} released the board: {reason}")
+
+
+def _is_request(frame: bytes) -> bool:
+    """Whether ``frame`` is a valid request (what lets a client take a free board)."""
+    try:
+        return not protocol.decode_frame(frame).reply
+    except protocol.ProtocolError:
+        return False
 
 
 class PtyBoardServer(_StreamServer):
     """The board behind a pseudo-terminal: :attr:`url` is a device path pyserial opens.
 
+    A pty is one serial line: every process that opens the device shares one byte
+    stream (their writes interleave, a read takes whatever bytes arrived), and the board
+    cannot tell writers apart, so it has no owner and no ``HELD`` status: serve over TCP
+    for several clients.  A reader that stops reading cannot block the board: a reply
+    that waits longer than ``write_stall`` for room in the pty is discarded (as bytes
+    sent down a serial line nobody listens to are lost), and the next reply starts with
+    a delimiter so the reader resynchronises.
+
     Pulling the cable (a ``disconnect`` fault) closes the pty pair, like unplugging a
     USB-serial adapter: the device disappears.
+
+    Parameters
+    ----------
+    handler : FrameHandler
+        The board.
+    write_stall : float
+        Time (s) a reply may wait for the reader before the rest of it is discarded.
+
+    Attributes
+    ----------
+    discarded : int
+        Reply bytes discarded because nobody read them.
     """
 
-    def __init__(self, handler: FrameHandler) -> None:
+    def __init__(self, handler: FrameHandler, *, write_stall: float = PTY_WRITE_STALL_S) -> None:
         super().__init__(handler)
+        self.write_stall = write_stall
+        self.discarded = 0
         self._master, self._slave = os.openpty()
         tty.setraw(self._slave)  # no echo, no line editing, no CR/LF translation
+        os.set_blocking(self._master, False)
         self.url = os.ttyname(self._slave)
         self._closed = False
+        self._resync = False
 
     def serve_forever(self) -> None:
         """Serve until :meth:`close` or a pulled cable."""
+        splitter = protocol.FrameSplitter()
         try:
-            self._pump(self._master, lambda: os.read(self._master, 1 << 20), self._write)
+            while not self._stop.is_set():
+                if not select.select([self._master], [], [], POLL_S)[0]:
+                    continue
+                try:
+                    data = os.read(self._master, RECV_CHUNK)
+                except BlockingIOError:
+                    continue
+                for frame in splitter.feed(data):
+                    if reply := self.handler.handle(frame):
+                        self._write(reply)
         except (ConnectionDroppedError, OSError):
             self._release()
 
     def _write(self, data: bytes) -> None:
+        if self._resync:
+            data, self._resync = b"\x00" + data, False
         view = memoryview(data)
-        while view:
-            view = view[os.write(self._master, view) :]
+        progress = time.monotonic()
+        while view and not self._stop.is_set():
+            try:
+                view = view[os.write(self._master, view) :]
+                progress = time.monotonic()
+            except BlockingIOError:
+                if time.monotonic() - progress > self.write_stall:
+                    self.discarded += len(view)
+                    self._resync = True
+                    return
+                select.select([], [self._master], [], POLL_S)
 
     def close(self) -> None:
         """Stop serving and close the pty pair."""

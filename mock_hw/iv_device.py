@@ -1,86 +1,156 @@
-"""Quasi-static I-V model of one two-terminal memory device behind a source-measure unit.
+"""Quasi-static I-V of one memory device under the probes of a source-measure unit.
 
-The SMU simulator (:mod:`mock_hw.smu_server`) sources a voltage with a current limit
-(compliance) and asks the device what happens: :meth:`IVDevice.apply` returns the
-voltage actually across the device and the current through it.  The state is
-path-dependent (forming, SET, RESET), so points are applied one after another.
+The probed device is one member of the population the board simulator draws: the same
+device model (:class:`mock_hw.rram.RRAMDevice`, :class:`mock_hw.pcm.PCMDevice`), the
+same parameters (``RRAMParams`` / ``PCMParams``, so one model file calibrates both), the
+same fabrication draws, pulse response, relaxation and read noise.  Forming a device
+through the SMU and through the board therefore simulates one technology.
 
-Compliance is honoured exactly: when the device would draw more than the limit, the
-SMU regulates the current to the limit and the voltage across the device drops to the
-value at which the device carries exactly that current, which is what a real SMU's
-source readback reports.
+What a DC I-V needs beyond the pulse model is here, in :class:`RRAMIVParams` and
+:class:`PCMIVParams`:
 
-Units: V, A, S (siemens).  Every random draw comes from the seeded
-``numpy.random.Generator`` given to the constructor, so a seed reproduces a run.
+- a conduction law: the pulse model knows only the small-signal conductance ``g``;
+  unformed RRAM and amorphous PCM conduct sinh-shaped, ``I = g v_nl sinh(V / v_nl)``;
+- the compliance: when the device would draw more than the current limit, the SMU
+  regulates the current to exactly the limit and the voltage across the device drops to
+  the value at which it carries it (the SMU's source readback);
+- how a DC point programs the device: it acts on the pulse model as ``substeps`` pulses
+  of ``dwell / substeps`` each, at the voltage (RRAM) or current (PCM) the device sees,
+  recomputed after every pulse that changed it, so a SET under compliance stops growing
+  once the limited voltage falls below the threshold;
+- PCM threshold switching: an amorphous cell snaps on at ``v_th`` and then carries
+  whatever the compliance allows, at its holding voltage.
+
+Units: V, A, S (siemens), s at this module's interface; the pulse model works in uS and
+(PCM amplitudes) uA.  Every random draw comes from the seeded generator given to the
+constructor, so a seed reproduces a run.
 """
 
 from __future__ import annotations
 
-import enum
+import dataclasses
 import math
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 
 import numpy as np
 
+from mock_hw.device_base import DeviceParams
+from mock_hw.devices import DeviceModel, PulseKind
+from mock_hw.pcm import PCMDevice, PCMParams
+from mock_hw.rram import RRAMDevice, RRAMParams
 
-def _sinh_current(g: float, v: float, v_nl: float | None) -> float:
+_ONE = (np.zeros(1, np.intp),)
+"""Index of the single device in a (1,)-shaped population."""
+
+
+def sinh_current(g: float, v: float, v_nl: float | None) -> float:
     """Current (A) of conductance g (S) at v (V): ohmic if v_nl is None, else sinh-shaped."""
     if v_nl is None:
         return g * v
     return g * v_nl * math.sinh(v / v_nl)
 
 
-def _sinh_voltage(g: float, i: float, v_nl: float | None) -> float:
-    """Inverse of :func:`_sinh_current`: voltage (V) at which the device carries i (A)."""
+def sinh_voltage(g: float, i: float, v_nl: float | None) -> float:
+    """Inverse of :func:`sinh_current`: voltage (V) at which the device carries i (A)."""
     if v_nl is None:
         return i / g
     return v_nl * math.asinh(i / (g * v_nl))
 
 
-class IVDevice(ABC):
-    """One device under test: conduction law of its present state plus switching rules.
-
-    Subclasses define the state (:attr:`g`, :meth:`_nonlinearity`) and
-    :meth:`_switch`; this class applies the compliance and the measurement noise.
+@dataclasses.dataclass(frozen=True)
+class IVParams(DeviceParams):
+    """What a DC I-V of any device needs beyond its pulse model.
 
     Parameters
     ----------
-    rng : numpy.random.Generator
-        Source of every random draw (variability and noise).
-    noise_rel : float
-        Relative standard deviation of the measured current (dimensionless).
+    dwell : float
+        Time one sourced point acts on the device (s): a DC point of a sweep at 1 PLC,
+        about 20 ms; the pulse model sees it as a pulse this long.
+    substeps : int
+        Pulses a point is cut into, so that the compliance acts while the device switches.
     noise_floor : float
-        Absolute standard deviation of the measured current (A), the SMU's floor.
+        Standard deviation of the SMU's own current noise (A), added to the device's read
+        noise.
     """
 
-    g: float
-    """Conductance of the present state (S); for sinh-shaped states the small-signal value."""
+    dwell: float = 0.02
+    substeps: int = 8
+    noise_floor: float = 1e-12
 
-    def __init__(self, rng: np.random.Generator, noise_rel: float, noise_floor: float) -> None:
+
+@dataclasses.dataclass(frozen=True)
+class RRAMIVParams(IVParams):
+    """DC conduction of a probed HfOx RRAM device.
+
+    Parameters
+    ----------
+    v_nl_unformed : float
+        Voltage scale (V) of the sinh leakage of unformed devices: with the board model's
+        0.01-0.1 uS it gives 0.01-0.1 uA at 1 V and 0.1-1.4 uA at 3.3 V, below the 10 uA
+        a forming run looks for.
+    g_ohmic : float
+        Conductance (S) from which conduction is ohmic (a filament): formed devices sit
+        at or above the board model's g_min of 1 uS, unformed ones below 0.1 uS.
+    """
+
+    v_nl_unformed: float = 1.0
+    g_ohmic: float = 0.5e-6
+
+
+@dataclasses.dataclass(frozen=True)
+class PCMIVParams(IVParams):
+    """DC conduction and threshold switching of a probed mushroom PCM cell.
+
+    Parameters
+    ----------
+    v_th_mean, v_th_std : float
+        Threshold-switching voltage of an amorphous cell (V), redrawn after each RESET.
+    v_hold : float
+        Voltage across a threshold-switched cell (V), whatever current it carries.
+    g_amorphous : float
+        Conductance (S) below which a cell counts as amorphous (threshold switching,
+        sinh conduction); the board model's RESET floor is ~0.1 uS, its SET level ~11 uS.
+    v_nl_amorphous, v_nl_crystalline : float
+        Voltage scales (V) of the sinh conduction of amorphous and crystalline cells; the
+        crystalline one lets a SET cell reach its ~180 uA melting current near 2.4 V.
+    """
+
+    v_th_mean: float = 1.0
+    v_th_std: float = 0.05
+    v_hold: float = 0.5
+    g_amorphous: float = 2e-6
+    v_nl_amorphous: float = 0.3
+    v_nl_crystalline: float = 0.6
+
+
+class ProbedDevice(ABC):
+    """One device of a board model's population, wired to an SMU.
+
+    Parameters
+    ----------
+    model : DeviceModel
+        The board's device model (its parameters are the device's).
+    iv : IVParams
+        What the DC I-V needs beyond the model.
+    rng : numpy.random.Generator
+        Source of every random draw (fabrication, switching, noise).
+    """
+
+    def __init__(self, model: DeviceModel, iv: IVParams, rng: np.random.Generator) -> None:
+        self.model = model
+        self.iv = iv
         self._rng = rng
-        self._noise_rel = noise_rel
-        self._noise_floor = noise_floor
+        self.state = model.new_state((1,), rng)
+        self.time = 0.0
+        """Time the device has spent under the probes (s): ``dwell`` per point."""
 
-    @abstractmethod
-    def _nonlinearity(self) -> float | None:
-        """Voltage scale (V) of the sinh conduction of the present state; None for ohmic."""
-
-    @abstractmethod
-    def _switch(self, v: float, i: float, i_limit: float) -> bool:
-        """Update the state for v (V) across the device carrying i (A); True if it changed."""
-
-    def _limited(self, v: float, i_limit: float) -> tuple[float, float]:
-        """Voltage across the device (V) and current (A) when v is sourced with i_limit."""
-        v_nl = self._nonlinearity()
-        i = _sinh_current(self.g, v, v_nl)
-        if abs(i) <= i_limit:
-            return v, i
-        i = math.copysign(i_limit, v)
-        return _sinh_voltage(self.g, i, v_nl), i
+    @property
+    def g(self) -> float:
+        """Small-signal conductance now (S), without read noise."""
+        return self._conductance(read_noise=False)
 
     def apply(self, v: float, i_limit: float) -> tuple[float, float]:
-        """Source v with a current limit; return what the SMU measures.
+        """Source v with a current limit for one point; return what the SMU measures.
 
         Parameters
         ----------
@@ -92,208 +162,159 @@ class IVDevice(ABC):
         Returns
         -------
         v_dev : float
-            Voltage actually across the device (V); below ``|v|`` when in compliance.
+            Voltage actually across the device (V); below ``|v|`` in compliance.
         i : float
             Measured current (A); exactly ``+-i_limit`` in compliance, never beyond.
         """
-        v_dev, i = self._limited(v, i_limit)
-        # Switching happens while the level settles; the reading is taken afterwards.
-        if self._switch(v_dev, i, i_limit):
-            v_dev, i = self._limited(v, i_limit)
+        v_dev, i = self._conduct(self.g, v, i_limit)
+        width = np.array([self.iv.dwell / self.iv.substeps])
+        for _ in range(self.iv.substeps):
+            pulse = self._pulse(v_dev, i)
+            if pulse is None:
+                break
+            before = self.model.programmed_conductance(self.state)[0]
+            kind, amplitude = pulse
+            self.model.apply_pulses(
+                self.state, _ONE, np.array([kind]), np.array([amplitude]), width, self.time,
+                self._rng,
+            )  # fmt: skip
+            if self.model.programmed_conductance(self.state)[0] == before:
+                break
+            self._switched(kind)
+            v_dev, i = self._conduct(self.g, v, i_limit)
+        self.time += self.iv.dwell
         if abs(i) >= i_limit:
-            return v_dev, i
-        sigma = math.hypot(self._noise_rel * i, self._noise_floor)
-        i_meas = float(np.clip(i + sigma * self._rng.standard_normal(), -i_limit, i_limit))
-        return v_dev, i_meas
+            return v_dev, i  # regulated by the SMU: exact
+        _, i = self._conduct(self._conductance(read_noise=True), v_dev, math.inf)
+        i += self.iv.noise_floor * self._rng.standard_normal()
+        return v_dev, float(np.clip(i, -i_limit, i_limit))
+
+    def _conductance(self, *, read_noise: bool) -> float:
+        g_uS = self.model.conductance(self.state, self.time, self._rng, read_noise=read_noise)
+        return max(1e-6 * float(g_uS[0]), 1e-15)  # a read noise draw may reach 0
+
+    def _limited(
+        self, g: float, v: float, i_limit: float, v_nl: float | None
+    ) -> tuple[float, float]:
+        i = sinh_current(g, v, v_nl)
+        if abs(i) <= i_limit:
+            return v, i
+        i = math.copysign(i_limit, v)
+        return sinh_voltage(g, i, v_nl), i
+
+    @abstractmethod
+    def _conduct(self, g: float, v: float, i_limit: float) -> tuple[float, float]:
+        """Voltage across the device (V) and its current (A) at conductance g, under i_limit."""
+
+    @abstractmethod
+    def _pulse(self, v_dev: float, i: float) -> tuple[int, float] | None:
+        """The pulse (kind, model amplitude) a point at v_dev carrying i is, or None."""
+
+    def _switched(self, kind: int) -> None:  # noqa: B027 (a hook: most devices need none)
+        """Called after a pulse of ``kind`` changed the device."""
 
 
-class RRAMState(enum.Enum):
-    """Filament state of a bipolar RRAM device."""
+class ProbedRRAM(ProbedDevice):
+    """A bipolar HfOx RRAM device (1R) of the board's population, as fabricated.
 
-    FRESH = "fresh"
-    """As fabricated, before forming: leakage only."""
-    LRS = "lrs"
-    """Low-resistance state: a conductive filament bridges the oxide."""
-    HRS = "hrs"
-    """High-resistance state: the filament is ruptured near one electrode."""
-
-
-@dataclass(frozen=True)
-class RRAMParams:
-    """Parameters of a bipolar HfOx RRAM device (1R, compliance set by the SMU).
-
-    Voltages and conductances follow the NeuRRAM device (Wan et al., Nature 608, 504
-    (2022)): HRS near g_min = 1 uS, LRS ~40 uS at the ~16 uA compliance used there;
-    forming ~3 V (its SET pulses go up to 3.3 V).  The LRS conductance follows the
-    compliance current as R_LRS = V_C / I_C, the relation reported for bipolar
-    HfOx/NiO RRAM (Ielmini, IEEE Trans. Electron Devices 58, 4309 (2011)).
-
-    Parameters
-    ----------
-    g_fresh : float
-        Small-signal conductance of a fresh, unformed device (S); ~nA at 0.5 V.
-    v_form_mean, v_form_std : float
-        Forming voltage (V), drawn once per device, clipped to [2.5, 3.5] V.
-    v_set_mean, v_set_std : float
-        SET threshold (V, > 0), redrawn each cycle, clipped to [0.8, 1.2] V.
-    v_reset_mean, v_reset_std : float
-        RESET threshold (V, < 0), redrawn each cycle, clipped to [-1.3, -0.8] V.
-    v_c : float
-        Voltage scale relating LRS conductance to the compliance, g = I_C / v_c (V).
-    g_lrs_max : float
-        Largest LRS conductance, reached at high compliance (S).
-    g_lrs_sigma : float
-        Log-normal cycle-to-cycle spread of the LRS conductance (dimensionless).
-    g_hrs_median, g_hrs_sigma : float
-        Log-normal HRS small-signal conductance after RESET (S, dimensionless).
-    v_nl : float
-        Voltage scale of the sinh conduction of fresh and HRS devices (V).
-    noise_rel, noise_floor : float
-        Measurement noise: relative (dimensionless) and absolute (A).
-    """
-
-    g_fresh: float = 1e-9
-    v_form_mean: float = 3.0
-    v_form_std: float = 0.15
-    v_set_mean: float = 1.0
-    v_set_std: float = 0.06
-    v_reset_mean: float = -1.05
-    v_reset_std: float = 0.08
-    v_c: float = 0.4
-    g_lrs_max: float = 1e-3
-    g_lrs_sigma: float = 0.05
-    g_hrs_median: float = 1e-6
-    g_hrs_sigma: float = 0.3
-    v_nl: float = 0.5
-    noise_rel: float = 0.005
-    noise_floor: float = 1e-12
-
-
-class RRAMDevice(IVDevice):
-    """Bipolar filamentary RRAM: forming, SET at positive, RESET at negative voltage.
+    Positive points act as FORM pulses (a FORM pulse on a formed device is a SET pulse,
+    as on the board), negative ones as RESET pulses of their magnitude.
 
     Parameters
     ----------
     rng : numpy.random.Generator
         Source of every random draw.
-    params : RRAMParams
-        Device parameters.
+    params : RRAMParams, optional
+        The board model's parameters (a model file's ``model_params``).
+    iv : RRAMIVParams, optional
+        DC conduction.
+    formed : bool
+        Start formed; by default the device is unformed (a probe station's fresh device),
+        whatever ``params.formed_at_start`` (a chip preset's convenience) says.
     """
 
-    def __init__(self, rng: np.random.Generator, params: RRAMParams | None = None) -> None:
-        self.params = params or RRAMParams()
-        super().__init__(rng, self.params.noise_rel, self.params.noise_floor)
-        p = self.params
-        self.state = RRAMState.FRESH
-        self.g = p.g_fresh
-        self.v_form = float(np.clip(rng.normal(p.v_form_mean, p.v_form_std), 2.5, 3.5))
-        self._draw_thresholds()
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        params: RRAMParams | None = None,
+        iv: RRAMIVParams | None = None,
+        *,
+        formed: bool = False,
+    ) -> None:
+        params = dataclasses.replace(params or RRAMParams(), formed_at_start=formed)
+        super().__init__(RRAMDevice(params), iv or RRAMIVParams(), rng)
 
-    def _draw_thresholds(self) -> None:
-        p = self.params
-        self.v_set = float(np.clip(self._rng.normal(p.v_set_mean, p.v_set_std), 0.8, 1.2))
-        self.v_reset = float(np.clip(self._rng.normal(p.v_reset_mean, p.v_reset_std), -1.3, -0.8))
+    def _conduct(self, g: float, v: float, i_limit: float) -> tuple[float, float]:
+        iv = self.iv
+        return self._limited(g, v, i_limit, None if g >= iv.g_ohmic else iv.v_nl_unformed)
 
-    def _nonlinearity(self) -> float | None:
-        return None if self.state is RRAMState.LRS else self.params.v_nl
-
-    def _switch(self, v: float, i: float, i_limit: float) -> bool:
-        p = self.params
-        threshold = self.v_form if self.state is RRAMState.FRESH else self.v_set
-        if v >= threshold:
-            # The filament grows until the compliance stops it: higher limit, thicker
-            # filament; a formed filament only thickens if the limit allows more.
-            g_target = min(i_limit / p.v_c, p.g_lrs_max)
-            if self.state is RRAMState.LRS and g_target <= self.g:
-                return False
-            self.state = RRAMState.LRS
-            self.g = g_target * self._rng.lognormal(0.0, p.g_lrs_sigma)
-        elif v <= self.v_reset and self.state is RRAMState.LRS:
-            self.state = RRAMState.HRS
-            self.g = p.g_hrs_median * self._rng.lognormal(0.0, p.g_hrs_sigma)
-        else:
-            return False
-        self._draw_thresholds()
-        return True
+    def _pulse(self, v_dev: float, i: float) -> tuple[int, float] | None:
+        if v_dev > 0:
+            return PulseKind.FORM, v_dev
+        if v_dev < 0:
+            return PulseKind.RESET, -v_dev
+        return None
 
 
-@dataclass(frozen=True)
-class PCMParams:
-    """Parameters of a mushroom-cell phase-change memory device (1R).
+class ProbedPCM(ProbedDevice):
+    """A mushroom-cell PCM device (1R) of the board's population, as fabricated (SET).
 
-    The crystalline conductance sits above the ~25 uS nominal maximum of programmed
-    states (Nandakumar et al. 2019, aihwkit ``PCMLikeNoiseModel``) because a DC SET
-    fully crystallizes the cell; it varies widely from device to device as HERMES data
-    show (Le Gallo et al., Nat. Electron. 6, 680 (2023)).
-
-    Parameters
-    ----------
-    v_th_mean, v_th_std : float
-        Threshold-switching voltage of the amorphous state (V), redrawn each cycle.
-    g_amorphous : float
-        Small-signal conductance of the amorphous (RESET) state (S).
-    g_set_median, g_set_sigma : float
-        Log-normal conductance of the crystalline (SET) state (S, dimensionless).
-    i_reset : float
-        Current that melts the cell (A); the cell then quenches amorphous.
-    v_nl : float
-        Voltage scale of the sinh subthreshold conduction of the amorphous state (V).
-    noise_rel, noise_floor : float
-        Measurement noise: relative (dimensionless) and absolute (A).
-    """
-
-    v_th_mean: float = 1.0
-    v_th_std: float = 0.05
-    g_amorphous: float = 1e-7
-    g_set_median: float = 1e-4
-    g_set_sigma: float = 0.3
-    i_reset: float = 2e-4
-    v_nl: float = 0.3
-    noise_rel: float = 0.005
-    noise_floor: float = 1e-12
-
-
-class PCMDevice(IVDevice):
-    """Unipolar PCM: threshold switching then SET above v_th; RESET above i_reset.
-
-    A DC sweep cannot quench, so real RESETs use ns pulses; here the cell is taken
-    amorphous as soon as the current reaches ``i_reset``, which needs a current limit
-    at least that high.
+    The current a point drives through the cell is the programming current of the pulse
+    model: at or above the cell's melting current (its fabricated ``i_reset``) a point is
+    a RESET pulse of that current, leaving the cell at the model's history-free RESET
+    level for it (a DC point cannot quench: taking the quenched level at once simplifies
+    a ns RESET pulse); below it, a SET pulse (crystallizing above the model's minimum SET
+    current).  RESET therefore needs a current limit above the melting current, and SET
+    one below it.
 
     Parameters
     ----------
     rng : numpy.random.Generator
         Source of every random draw.
-    params : PCMParams
-        Device parameters.
+    params : PCMParams, optional
+        The board model's parameters.
+    iv : PCMIVParams, optional
+        DC conduction and threshold switching.
     """
 
-    def __init__(self, rng: np.random.Generator, params: PCMParams | None = None) -> None:
-        self.params = params or PCMParams()
-        super().__init__(rng, self.params.noise_rel, self.params.noise_floor)
-        self.amorphous = True
-        self.g = self.params.g_amorphous
+    def __init__(
+        self,
+        rng: np.random.Generator,
+        params: PCMParams | None = None,
+        iv: PCMIVParams | None = None,
+    ) -> None:
+        super().__init__(PCMDevice(params), iv or PCMIVParams(), rng)
         self._draw_threshold()
 
     def _draw_threshold(self) -> None:
-        self.v_th = float(self._rng.normal(self.params.v_th_mean, self.params.v_th_std))
+        self.v_th = float(self._rng.normal(self.iv.v_th_mean, self.iv.v_th_std))
 
-    def _nonlinearity(self) -> float | None:
-        return self.params.v_nl if self.amorphous else None
+    @property
+    def amorphous(self) -> bool:
+        """Whether the cell conducts as amorphous (below ``iv.g_amorphous``)."""
+        return self.g < self.iv.g_amorphous
 
-    def _switch(self, v: float, i: float, i_limit: float) -> bool:
-        p = self.params
-        if self.amorphous and abs(v) >= self.v_th:
-            self.amorphous = False
-            self.g = p.g_set_median * self._rng.lognormal(0.0, p.g_set_sigma)
-        elif not self.amorphous and abs(i) >= p.i_reset:
-            self.amorphous = True
-            self.g = p.g_amorphous
+    def _conduct(self, g: float, v: float, i_limit: float) -> tuple[float, float]:
+        iv = self.iv
+        if g >= iv.g_amorphous:
+            return self._limited(g, v, i_limit, iv.v_nl_crystalline)
+        if abs(v) >= self.v_th and math.isfinite(i_limit):
+            # Threshold switching: the cell snaps on and the compliance sets its current.
+            return math.copysign(min(abs(v), iv.v_hold), v), math.copysign(i_limit, v)
+        return self._limited(g, v, i_limit, iv.v_nl_amorphous)
+
+    def _pulse(self, v_dev: float, i: float) -> tuple[int, float] | None:
+        if i == 0:
+            return None
+        # A current that melts the cell (its fabricated i_reset) never leaves it crystalline.
+        i_uA = 1e6 * abs(i)
+        return PulseKind.RESET if i_uA >= self.state["i_reset"][0] else PulseKind.SET, i_uA
+
+    def _switched(self, kind: int) -> None:
+        if kind == PulseKind.RESET:
             self._draw_threshold()
-        else:
-            return False
-        return True
 
 
-DEVICES: dict[str, type[IVDevice]] = {"rram": RRAMDevice, "pcm": PCMDevice}
-"""Device models by name, as the simulator's ``--device`` option spells them."""
+DEVICES: dict[str, type[ProbedDevice]] = {"rram": ProbedRRAM, "pcm": ProbedPCM}
+"""Probed device models by device type, as the simulator's ``--device`` option spells
+them; each is built as ``DEVICES[name](rng, params)`` with the board model's params."""

@@ -18,7 +18,7 @@ import re
 import time
 from collections.abc import Callable
 
-from mock_hw.iv_device import IVDevice
+from mock_hw.iv_device import ProbedDevice
 
 IDN = "KEITHLEY INSTRUMENTS,MODEL 2450,SIM2450,labcim-sim"
 """Reply to ``*IDN?``."""
@@ -58,6 +58,19 @@ _LONG_FORMS = {
     "ACTUAL": "ACT",
     "SYSTEM": "SYST",
     "ERROR": "ERR",
+    "MODE": "MODE",
+    "START": "STAR",
+    "POINTS": "POIN",
+    "PROTECTION": "PROT",
+    "TRIGGER": "TRIG",
+    "COUNT": "COUN",
+    "ACQUIRE": "ACQ",
+    "TRANSIENT": "TRAN",
+    "DELAY": "DEL",
+    "FETCH": "FETC",
+    "ARRAY": "ARR",
+    "FORMAT": "FORM",
+    "ELEMENTS": "ELEM",
 }
 _OPTIONAL_NODES = {"LEV", "IMM", "AMPL", "DC", "STAT", "NEXT"}
 _SUFFIXED = re.compile(r"^(SOURCE|SOUR|SENSE|SENS)1$")
@@ -87,18 +100,67 @@ def normalize_header(header: str) -> str:
     return ":".join(nodes) + ("?" if query else "")
 
 
-def _float(text: str, low: float, high: float) -> float:
-    try:
-        x = float(text)
-    except ValueError:
-        raise SCPIError(-104, "Data type error") from None
-    if not low <= x <= high:  # also refuses NaN
+_NRF = re.compile(
+    r"(?P<sign>[+-]?)(?P<mantissa>\d+(?:\.\d*)?|\.\d+)(?:\s*E\s*(?P<exponent>[+-]?\d+))?",
+    re.IGNORECASE,
+)
+"""IEEE 488.2 decimal numeric program data (<NRf>): sign, mantissa, optional exponent,
+white space allowed around the ``E``."""
+_NUMBER_START = re.compile(r"[+\-.\d]")
+_SPECIAL_NUMBERS = {"MIN": 0, "MINIMUM": 0, "MAX": 1, "MAXIMUM": 1, "DEF": 2, "DEFAULT": 2}
+
+
+def parse_number(text: str, low: float, high: float, default: float | None = None) -> float:
+    """A numeric parameter, parsed strictly as IEEE 488.2 <NRf> or MIN / MAX / DEF.
+
+    Parameters
+    ----------
+    text : str
+        The parameter as received (surrounding white space ignored).
+    low, high : float
+        Allowed range; ``MIN`` and ``MAX`` stand for its ends.
+    default : float, optional
+        Value of ``DEF``; without one ``DEF`` is refused.
+
+    Raises
+    ------
+    SCPIError
+        -121 Invalid character in number (``1_0``, ``0x10``, ``1.2.3``), -131 Invalid
+        suffix (``5V``: the simulator takes no unit suffixes), -104 Data type error
+        (character data such as ``inf``, ``nan``, ``ON``), -123 Exponent too large
+        (beyond IEEE 488.2's 32000), -124 Too many digits (a mantissa of more than 255),
+        -222 Data out of range (outside [low, high], including ``1e999``), -224 Illegal
+        parameter value (``DEF`` without a default).
+    """
+    text = text.strip()
+    special = _SPECIAL_NUMBERS.get(text.upper())
+    if special is not None:
+        if special == 2 and default is None:
+            raise SCPIError(-224, "Illegal parameter value")
+        return (low, high, default)[special]
+    match = _NRF.fullmatch(text) or _NRF.match(text)
+    if match is None:
+        if _NUMBER_START.match(text):
+            raise SCPIError(-121, "Invalid character in number")
+        raise SCPIError(-104, "Data type error")
+    rest = text[match.end() :].lstrip()
+    if rest:
+        if rest.isalpha() and rest.upper() != "E":  # a unit suffix such as V, mV, uA
+            raise SCPIError(-131, "Invalid suffix")
+        raise SCPIError(-121, "Invalid character in number")
+    exponent = match["exponent"]
+    if exponent is not None and abs(int(exponent)) > 32000:
+        raise SCPIError(-123, "Exponent too large")
+    if len(match["mantissa"].lstrip("0.").replace(".", "")) > 255:
+        raise SCPIError(-124, "Too many digits")
+    x = float(match[0].replace(" ", "").replace("\t", ""))
+    if not low <= x <= high:  # 1e999 parses as inf
         raise SCPIError(-222, "Data out of range")
     return x
 
 
 def _int(text: str, low: int, high: int) -> int:
-    x = _float(text, low, high)
+    x = parse_number(text, low, high)
     if x != int(x):
         raise SCPIError(-104, "Data type error")
     return int(x)
@@ -135,11 +197,14 @@ class SimulatedSMU:
 
     Parameters
     ----------
-    device : IVDevice
+    device : ProbedDevice
         The device under test; its state persists across ``*RST`` and clients.
     """
 
-    def __init__(self, device: IVDevice) -> None:
+    terminator = "\n"
+    """Terminator of every reply."""
+
+    def __init__(self, device: ProbedDevice) -> None:
         self.device = device
         self.errors: collections.deque[tuple[int, str]] = collections.deque(maxlen=ERROR_QUEUE_SIZE)
         self.ese = 0
@@ -175,6 +240,10 @@ class SimulatedSMU:
             "SYST:ERR?": self._next_error,
         }
         self._reset([])
+
+    def input_overrun(self) -> None:
+        """A line longer than the input buffer arrived and was discarded."""
+        self.errors.append((-363, "Input buffer overrun"))
 
     def handle(self, line: str) -> str | None:
         """Execute one command line; return the reply line of a query, else None."""
@@ -218,12 +287,12 @@ class SimulatedSMU:
 
     def _set_level(self, args: list[str]) -> None:
         _arity(args, 1, 1)
-        self.level = _float(args[0], -VOLTAGE_MAX, VOLTAGE_MAX)
+        self.level = parse_number(args[0], -VOLTAGE_MAX, VOLTAGE_MAX, default=0.0)
         self._settle()
 
     def _set_limit(self, args: list[str]) -> None:
         _arity(args, 1, 1)
-        self.i_limit = _float(args[0], *CURRENT_LIMIT_RANGE)
+        self.i_limit = parse_number(args[0], *CURRENT_LIMIT_RANGE, default=DEFAULT_CURRENT_LIMIT)
         self._settle()
 
     def _set_output(self, args: list[str]) -> None:
@@ -247,7 +316,7 @@ class SimulatedSMU:
 
     def _source_values(self, args: list[str]) -> list[float]:
         _arity(args, 1, LIST_CHUNK)
-        return [_float(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args]
+        return [parse_number(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args]
 
     def _list_values(self, args: list[str]) -> None:
         self.source_list = self._source_values(args)
@@ -261,7 +330,7 @@ class SimulatedSMU:
     def _linear_sweep(self, args: list[str]) -> None:
         # start, stop, points[, delay, count, rangeType, failAbort, dual, bufferName]
         _arity(args, 3, 9)
-        start, stop = (_float(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args[:2])
+        start, stop = (parse_number(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args[:2])
         points = _int(args[2], 2, SWEEP_POINTS_MAX)
         sweep = [start + (stop - start) * k / (points - 1) for k in range(points)]
         if len(args) > 7 and _switch(args[7]):
@@ -281,7 +350,7 @@ class SimulatedSMU:
     def _configure_sweep(
         self, sweep: list[float], delay_count: list[str], fail_abort: list[str]
     ) -> None:
-        delay = _float(delay_count[0], -1.0, 1e4) if delay_count else 0.0
+        delay = parse_number(delay_count[0], -1.0, 1e4) if delay_count else 0.0
         if len(delay_count) > 1 and _int(delay_count[1], 1, 1) != 1:
             raise SCPIError(-224, "Illegal parameter value")
         self.sweep = sweep
@@ -329,3 +398,165 @@ class SimulatedSMU:
         _arity(args, 0, 0)
         code, message = self.errors.popleft() if self.errors else (0, "No error")
         return f'{code},"{message}"'
+
+
+B2900_IDN = "Keysight Technologies,B2902A,SIM2900,labcim-sim"
+"""Reply of the simulated B2900 to ``*IDN?``."""
+B2900_CURRENT_LIMIT_RANGE = (1e-9, 3.03)
+"""Settable current limit (``:SENS:CURR:PROT``, A) of the simulated B2900."""
+B2900_POINTS_MAX = 2500
+"""Most sweep points and list values of the B2900."""
+_B2900_ELEMENTS = {"VOLT": 0, "CURR": 1}
+_CHANNEL_LIST = "(@1)"
+_SHARED_WITH_2450 = (
+    *("*RST", "*CLS", "*WAI", "*OPC?", "*ESE", "*ESE?", "OUTP", "OUTP?"),
+    *("SOUR:VOLT", "SOUR:VOLT?", "SOUR:LIST:VOLT", "SOUR:LIST:VOLT:APP", "SOUR:LIST:VOLT?"),
+)
+"""Commands the B2900 spells and serves as the 2450 does."""
+
+
+class SimulatedB2900(SimulatedSMU):
+    """A B2900-series SMU (channel 1) in voltage-source mode wired to one device.
+
+    The B2900's own command set where it differs from the 2450 (B2900 SCPI Command
+    Reference): ``:SOUR:FUNC:MODE``, the current limit as ``:SENS:CURR:PROT``, sweeps set
+    up by ``:SOUR:VOLT:MODE SWE|LIST``, ``:SOUR:VOLT:STAR/STOP``, ``:SOUR:SWE:POIN`` and
+    ``:SOUR:LIST:VOLT``, run by ``:INIT`` with ``:TRIG:COUN`` points and ``:TRIG:ACQ:DEL``
+    before each measurement, read by ``:FETC:ARR[:CURR|:VOLT]?`` in the
+    ``:FORM:ELEM:SENS`` order; channel lists ``(@1)``; errors as ``+0,"No error"``.  A
+    sweep never aborts at the limit, and leaves the output at its last value.
+    """
+
+    def __init__(self, device: ProbedDevice) -> None:
+        super().__init__(device)
+        self._handlers = {name: self._handlers[name] for name in _SHARED_WITH_2450}
+        self._handlers |= {
+            "*IDN?": lambda a: B2900_IDN,
+            "SOUR:FUNC:MODE": self._source_function,
+            "SOUR:FUNC:MODE?": lambda a: "VOLT",
+            "FUNC": self._sense_functions,
+            "FUNC?": lambda a: '"VOLT","CURR"',
+            "CURR:PROT": self._set_protection,
+            "CURR:PROT?": lambda a: _fmt(self.i_limit),
+            "FORM:ELEM:SENS": self._elements,
+            "FORM:ELEM:SENS?": lambda a: ",".join(self.elements),
+            "MEAS:CURR?": self._measure_b2900,
+            "SOUR:VOLT:MODE": self._source_mode,
+            "SOUR:VOLT:MODE?": lambda a: self.source_mode,
+            "SOUR:VOLT:STAR": lambda a: self._sweep_value(a, "start"),
+            "SOUR:VOLT:STOP": lambda a: self._sweep_value(a, "stop"),
+            "SOUR:SWE:POIN": self._sweep_points,
+            "SOUR:SWE:POIN?": lambda a: str(self.points),
+            "TRIG:SOUR": self._trigger_source,
+            "TRIG:COUN": self._trigger_count,
+            "TRIG:COUN?": lambda a: str(self.trigger_count),
+            "TRIG:ACQ:DEL": self._acquire_delay,
+            "INIT": self._initiate_b2900,
+            "FETC:ARR?": lambda a: self._fetch(a, self.elements),
+            "FETC:ARR:CURR?": lambda a: self._fetch(a, ["CURR"]),
+            "FETC:ARR:VOLT?": lambda a: self._fetch(a, ["VOLT"]),
+            "SYST:ERR?": self._next_error_b2900,
+        }
+
+    def _reset(self, args: list[str]) -> None:
+        super()._reset(args)
+        self.i_limit = 100e-6
+        self.elements = ["VOLT", "CURR"]
+        self.source_mode = "FIX"
+        self.start = self.stop = 0.0
+        self.points = 1
+        self.trigger_count = 1
+        self.acquire_delay = 0.0
+        self.results: list[tuple[float, float]] = []
+
+    def _source_values(self, args: list[str]) -> list[float]:
+        _arity(args, 1, B2900_POINTS_MAX)
+        return [parse_number(a, -VOLTAGE_MAX, VOLTAGE_MAX) for a in args]
+
+    def _sense_functions(self, args: list[str]) -> None:
+        _arity(args, 1, 3)
+        for a in args:
+            if normalize_header(a.strip('"')) not in ("VOLT", "CURR", "RES"):
+                raise SCPIError(-224, "Illegal parameter value")
+
+    def _set_protection(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        self.i_limit = parse_number(args[0], *B2900_CURRENT_LIMIT_RANGE, default=100e-6)
+        self._settle()
+
+    def _elements(self, args: list[str]) -> None:
+        _arity(args, 1, 2)
+        names = [normalize_header(a) for a in args]
+        if any(n not in _B2900_ELEMENTS for n in names) or len(set(names)) < len(names):
+            raise SCPIError(-224, "Illegal parameter value")
+        self.elements = names
+
+    def _channel(self, args: list[str], index: int) -> None:
+        if len(args) > index and args[index].replace(" ", "") != _CHANNEL_LIST:
+            raise SCPIError(-224, "Illegal parameter value")  # one channel simulated
+
+    def _measure_b2900(self, args: list[str]) -> str:
+        _arity(args, 0, 1)
+        self._channel(args, 0)
+        _, i = self.device.apply(self.level if self.output else 0.0, self.i_limit)
+        return _fmt(i)
+
+    def _source_mode(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        mode = normalize_header(args[0])
+        if mode not in ("FIX", "FIXED", "SWE", "LIST"):
+            raise SCPIError(-224, "Illegal parameter value")
+        self.source_mode = "FIX" if mode.startswith("FIX") else mode
+
+    def _sweep_value(self, args: list[str], which: str) -> None:
+        _arity(args, 1, 1)
+        setattr(self, which, parse_number(args[0], -VOLTAGE_MAX, VOLTAGE_MAX, default=0.0))
+
+    def _sweep_points(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        self.points = _int(args[0], 1, B2900_POINTS_MAX)
+
+    def _trigger_source(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        if normalize_header(args[0]) not in ("AINT", "BUS", "TIM", "TIMER", "INT1", "INT2"):
+            raise SCPIError(-224, "Illegal parameter value")
+
+    def _trigger_count(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        self.trigger_count = _int(args[0], 1, 100_000)
+
+    def _acquire_delay(self, args: list[str]) -> None:
+        _arity(args, 1, 1)
+        self.acquire_delay = parse_number(args[0], 0.0, 100.0, default=0.0)
+
+    def _initiate_b2900(self, args: list[str]) -> None:
+        _arity(args, 0, 1)
+        self._channel(args, 0)
+        if self.source_mode == "SWE":
+            n = self.points
+            values = [self.start + (self.stop - self.start) * k / max(n - 1, 1) for k in range(n)]
+        elif self.source_mode == "LIST":
+            values = list(self.source_list)
+        else:
+            values = [self.level] * self.trigger_count
+        if not values or len(values) != self.trigger_count:
+            raise SCPIError(-221, "Settings conflict")  # one measurement per source point
+        self.output = True
+        self.results = []
+        for v in values:
+            self.results.append(self.device.apply(v, self.i_limit))
+            self.level = v
+        time.sleep(self.acquire_delay * len(values))
+
+    def _fetch(self, args: list[str], elements: list[str]) -> str:
+        _arity(args, 0, 1)
+        self._channel(args, 0)
+        if not self.results:
+            raise SCPIError(-230, "Data corrupt or stale")
+        picks = [_B2900_ELEMENTS[e] for e in elements]
+        return ",".join(_fmt(row[c]) for row in self.results for c in picks)
+
+    def _next_error_b2900(self, args: list[str]) -> str:
+        _arity(args, 0, 0)
+        code, message = self.errors.popleft() if self.errors else (0, "No error")
+        return f'{code:+d},"{message}"'

@@ -1,4 +1,4 @@
-"""A simulated Keithley 2450 SMU served over TCP on loopback, with fault injection.
+"""A simulated SMU (Keithley 2450, Keysight B2900 or B1500A) served over TCP on loopback.
 
 Reachable from pyvisa-py as ``TCPIP::127.0.0.1::PORT::SOCKET`` (raw socket,
 newline-terminated lines, like the instrument's port 5025).  Clients may come and go
@@ -18,18 +18,37 @@ The server only binds to loopback addresses: it has no authentication.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import ipaddress
 import socket
 import socketserver
 import threading
 import time
+from collections.abc import Callable
 
-from mock_hw.iv_device import IVDevice
-from mock_hw.smu_scpi import SimulatedSMU
+from mock_hw.iv_device import ProbedDevice
+from mock_hw.smu_flex import SimulatedB1500
+from mock_hw.smu_scpi import SimulatedB2900, SimulatedSMU
+
+MODELS: dict[str, type[SimulatedSMU] | type[SimulatedB1500]] = {
+    "2450": SimulatedSMU,
+    "b2900": SimulatedB2900,
+    "b1500a": SimulatedB1500,
+}
+"""Simulated instruments by model name (``labcim sim smu --model``): SCPI for the
+Keithley 2450 and the Keysight B2900, FLEX for the Keysight B1500A."""
 
 MAX_LINE = 65536
-"""Longest accepted command line (bytes); longer lines are cut and fail to parse."""
+"""Longest accepted command line (bytes, without its terminator), the simulated input
+buffer.  A longer line is discarded whole, up to its terminator, and queues the
+instrument's input-buffer-overrun error (SCPI -363): none of it is executed."""
+
+RECEIVED_KEPT = 1000
+"""Lines kept in :attr:`SMUServer.received` (the most recent ones)."""
+
+RECEIVED_CHARS = 1000
+"""Characters of each line kept in :attr:`SMUServer.received` (longer lines end in ...)."""
 
 
 def _is_loopback(host: str) -> bool:
@@ -50,10 +69,16 @@ class _Handler(socketserver.StreamRequestHandler):
         owner = self.server.owner
         owner._register(self.connection)
         try:
-            while line := self.rfile.readline(MAX_LINE):
-                reply = owner._execute(line.decode("ascii", errors="replace"))
+            while chunk := self.rfile.readline(MAX_LINE + 1):
+                if len(chunk) > MAX_LINE and not chunk.endswith(b"\n"):
+                    # Too long: skip to the terminator without keeping it, execute none.
+                    while chunk and not chunk.endswith(b"\n"):
+                        chunk = self.rfile.readline(MAX_LINE + 1)
+                    owner._overrun()
+                    continue
+                reply = owner._execute(chunk.decode("ascii", errors="replace"))
                 if reply is not None:
-                    self.wfile.write(reply.encode("ascii") + b"\n")
+                    self.wfile.write((reply + owner.instrument.terminator).encode("ascii"))
         except OSError:
             pass  # the client went away, or drop_connections() cut it
         finally:
@@ -71,27 +96,43 @@ class _TCPServer(socketserver.ThreadingTCPServer):
 
 
 class SMUServer:
-    """A simulated 2450 SMU listening on ``host:port`` until :meth:`close`.
+    """A simulated SMU listening on ``host:port`` until :meth:`close`.
 
     Parameters
     ----------
-    device : IVDevice
+    device : ProbedDevice
         The device under test wired to the SMU.
     host : str
         Loopback address to bind (default ``127.0.0.1``); others are refused.
     port : int
         TCP port; 0 picks a free one (see :attr:`port`).
+    model : str
+        Instrument simulated: ``"2450"`` (default), ``"b2900"`` or ``"b1500a"``.
+    on_line : callable, optional
+        Called with every non-empty line received (stripped), before it is executed,
+        from the connection's thread: for tests that need more than :attr:`received`.
     """
 
-    def __init__(self, device: IVDevice, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        device: ProbedDevice,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        model: str = "2450",
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
         if not _is_loopback(host):
             raise ValueError(f"the SMU simulator only binds to loopback, not {host!r}")
-        self.instrument = SimulatedSMU(device)
+        if model not in MODELS:
+            raise ValueError(f"model {model!r} is not one of {sorted(MODELS)}")
+        self.instrument = MODELS[model](device)
         self.silent = False
         """When True, received lines are logged but never executed nor answered."""
         self.reply_delay = 0.0
         """Delay (s) before each reply is sent."""
-        self._received: list[str] = []
+        self._received: collections.deque[str] = collections.deque(maxlen=RECEIVED_KEPT)
+        self.on_line = on_line
         self._lock = threading.Lock()  # guards the log and the connection set
         self._busy = threading.Lock()  # one command at a time, like the instrument
         self._connections: set[socket.socket] = set()
@@ -110,7 +151,8 @@ class SMUServer:
 
     @property
     def received(self) -> list[str]:
-        """Every non-empty line received so far, oldest first (a copy)."""
+        """The last :data:`RECEIVED_KEPT` non-empty lines received, oldest first (a copy),
+        each cut to :data:`RECEIVED_CHARS` characters."""
         with self._lock:
             return list(self._received)
 
@@ -146,12 +188,19 @@ class SMUServer:
         with self._lock:
             self._connections.discard(conn)
 
+    def _overrun(self) -> None:
+        with self._busy:
+            self.instrument.input_overrun()
+
     def _execute(self, line: str) -> str | None:
         line = line.strip()
         if not line:
             return None  # an empty program message is a no-op
         with self._lock:
-            self._received.append(line)
+            cut = len(line) > RECEIVED_CHARS
+            self._received.append(line[: RECEIVED_CHARS - 3] + "..." if cut else line)
+        if self.on_line is not None:
+            self.on_line(line)
         if self.silent:
             return None
         with self._busy:

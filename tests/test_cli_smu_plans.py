@@ -5,13 +5,13 @@ import pytest
 
 from labcim import open_runs
 from labcim.cli import main
-from mock_hw.iv_device import RRAMDevice
+from mock_hw.iv_device import ProbedRRAM
 from mock_hw.smu_server import SMUServer
 
 
 @pytest.fixture
 def server():
-    with SMUServer(RRAMDevice(np.random.default_rng(7))) as srv:
+    with SMUServer(ProbedRRAM(np.random.default_rng(7))) as srv:
         yield srv
 
 

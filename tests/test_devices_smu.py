@@ -13,13 +13,13 @@ from devices_support import Collector, check_compliance, check_value
 from drivers.smu import SMULimitError
 from labcim.connection import connect_smu
 from labcim.devices import SMU
-from mock_hw.iv_device import RRAMDevice
+from mock_hw.iv_device import ProbedRRAM
 from mock_hw.smu_server import SMUServer
 
 
 @pytest.fixture
 def server():
-    with SMUServer(RRAMDevice(np.random.default_rng(3))) as srv:
+    with SMUServer(ProbedRRAM(np.random.default_rng(3))) as srv:
         yield srv
 
 

@@ -11,7 +11,7 @@ import pytest
 import pyvisa
 
 from drivers.smu import Keithley2450, SMUError, SMULimitError, SMUTimeoutError
-from mock_hw.iv_device import PCMDevice, PCMParams, RRAMDevice, RRAMState
+from mock_hw.iv_device import ProbedPCM, ProbedRRAM
 from mock_hw.smu_scpi import SimulatedSMU, normalize_header
 from mock_hw.smu_server import SMUServer
 
@@ -20,7 +20,7 @@ TIMEOUT_MS = 250.0
 
 @pytest.fixture
 def server():
-    with SMUServer(RRAMDevice(np.random.default_rng(7))) as srv:
+    with SMUServer(ProbedRRAM(np.random.default_rng(7))) as srv:
         yield srv
 
 
@@ -43,7 +43,7 @@ def loop(v_max, n=16):
 
 
 def test_compliance_is_exact_and_lowers_the_device_voltage():
-    device = RRAMDevice(np.random.default_rng(1))
+    device = ProbedRRAM(np.random.default_rng(1))
     v, i = sweep(device, np.linspace(0, 4, 81), 1e-4)
     assert np.all(np.abs(i) <= 1e-4)
     limited = np.abs(i) == 1e-4
@@ -51,38 +51,47 @@ def test_compliance_is_exact_and_lowers_the_device_voltage():
     assert np.all(v[limited] < np.linspace(0, 4, 81)[limited])
 
 
-def test_forming_happens_between_2p5_and_3p5_volt_then_fresh_leakage_is_gone():
-    device = RRAMDevice(np.random.default_rng(2))
-    volts = np.linspace(0, 4, 401)
+def test_forming_happens_at_the_board_models_forming_voltage_then_leakage_is_gone():
+    device = ProbedRRAM(np.random.default_rng(2))
+    p = device.model.params
+    volts = np.linspace(0, 4.5, 451)
     _, i = sweep(device, volts, 1e-4)
     formed_at = volts[np.argmax(np.abs(i) >= 1e-4)]
-    assert 2.5 <= formed_at <= 3.5
-    assert np.all(np.abs(i[volts < 2.0]) < 1e-7)  # nA-scale leakage before forming
-    assert device.state is RRAMState.LRS
+    assert p.v_form_min <= formed_at <= p.v_form_max  # the board's RRAMParams: 2.8-3.8 V
+    assert np.all(np.abs(i[volts < 2.0]) < 1e-6)  # sub-uA leakage before forming
+    assert device.g >= 1e-6  # formed: at least the board model's g_min
 
 
-def test_lrs_conductance_grows_with_the_compliance_current():
+def test_lrs_conductance_follows_the_compliance_up_to_the_models_g_max():
     g = {}
-    for limit in (2e-5, 2e-4):
-        device = RRAMDevice(np.random.default_rng(3))
-        sweep(device, loop(4.0), limit)
+    for limit in (5e-6, 2e-5, 2e-4):
+        device = ProbedRRAM(np.random.default_rng(3))
+        sweep(device, loop(4.0), 1e-4)  # form
+        sweep(device, loop(-2.0), 1e-3)  # RESET to near g_min
+        sweep(device, loop(2.5, 60), limit)  # SET under this compliance
         g[limit] = device.g
-    assert 5 < g[2e-4] / g[2e-5] < 20
-    assert 30e-6 < g[2e-5] < 80e-6  # ~40 uS at NeuRRAM-like compliance
+    # The SET stops once the limited voltage I_C / g falls to the SET threshold (~1.15 V).
+    assert 3e-6 < g[5e-6] < 8e-6 and 12e-6 < g[2e-5] < 25e-6
+    assert g[2e-4] == pytest.approx(40e-6, rel=0.1)  # RRAMDevice's G_MAX
 
 
 def test_same_seed_same_curve():
-    curves = [sweep(RRAMDevice(np.random.default_rng(4)), loop(4.0), 1e-4) for _ in range(2)]
+    curves = [sweep(ProbedRRAM(np.random.default_rng(4)), loop(4.0), 1e-4) for _ in range(2)]
     np.testing.assert_array_equal(*curves)
 
 
-def test_pcm_sets_at_threshold_and_resets_only_with_enough_current():
-    device = PCMDevice(np.random.default_rng(5), PCMParams(g_set_sigma=0.0))
-    sweep(device, [0.5], 1e-3)
-    assert device.amorphous
-    sweep(device, [1.3], 1e-4)
+def test_pcm_sets_below_and_resets_above_its_melting_current():
+    device = ProbedPCM(np.random.default_rng(5))
+    assert not device.amorphous  # the board model's fresh PCM is crystalline
+    sweep(device, [3.0], 1e-4)  # limited to 100 uA < ~180 uA: no melting
     assert not device.amorphous
-    sweep(device, [3.0], 1e-4)  # limited to 100 uA < i_reset: no melting
+    sweep(device, [3.0], 1e-3)
+    assert device.amorphous
+    sweep(device, [0.5], 1e-3)  # below the threshold-switching voltage
+    assert device.amorphous
+    sweep(device, [1.3], 1e-4)  # snaps on, 100 uA crystallizes it
+    assert not device.amorphous
+    sweep(device, [1.3], 1e-3)  # crystalline: ~40 uA at 1.3 V, nothing to snap
     assert not device.amorphous
     sweep(device, [3.0], 1e-3)
     assert device.amorphous
@@ -107,7 +116,7 @@ def test_long_short_and_optional_forms_are_one_header(header, canonical):
 
 
 def test_bad_commands_queue_scpi_errors_and_queries_then_stay_silent():
-    smu = SimulatedSMU(RRAMDevice(np.random.default_rng(0)))
+    smu = SimulatedSMU(ProbedRRAM(np.random.default_rng(0)))
     assert smu.handle(":NOPE:CMD 1") is None
     assert smu.handle(":SOUR:VOLT 500") is None
     assert smu.handle(":TRAC:DATA? 1, 5") is None  # empty buffer
@@ -147,7 +156,7 @@ def test_forming_then_bipolar_set_reset_loop(smu):
     v, i = smu.linear_sweep(0.0, 4.0, 41)
     assert v.dtype == np.float64 and v.shape == i.shape == (41,)
     assert np.all(np.abs(i) <= 1e-4)
-    assert i[-1] == 1e-4 and v[-1] < 1.0  # formed, in compliance, voltage collapsed
+    assert i[-1] == 1e-4 and v[-1] < 3.0  # formed, in compliance: 100 uA / 40 uS = 2.5 V
     smu.source_voltage(0.0)  # the output stays on: a higher limit at 4 V would SET further
 
     reads = []
@@ -250,7 +259,7 @@ def test_late_reply_after_a_timeout_is_not_taken_for_the_next_answer(smu, server
 
 def test_server_refuses_non_loopback_addresses():
     with pytest.raises(ValueError, match="loopback"):
-        SMUServer(RRAMDevice(np.random.default_rng(0)), host="0.0.0.0")
+        SMUServer(ProbedRRAM(np.random.default_rng(0)), host="0.0.0.0")
 
 
 def test_commands_written_back_to_back_are_not_held_by_nagle(smu):

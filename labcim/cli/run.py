@@ -32,6 +32,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--chip", help="chip URL, e.g. sim://pcm-small?cores=4, or 'none'")
     parser.add_argument("--out", help="results location (HDF5 file or directory)")
     parser.add_argument(
+        "--smu-model",
+        metavar="NAME",
+        help="SMU model when --chip is a VISA resource, e.g. 2450, b2900, b1500a (default: "
+        "detected from the instrument's *IDN? reply)",
+    )
+    parser.add_argument(
         "-p",
         dest="params",
         action="append",
@@ -77,6 +83,13 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if not (args.plan and args.chip and args.out):
         args.parser.error("give PLAN, --chip and --out (or --list)")
+    options = {}
+    if args.smu_model:
+        if "::" not in args.chip:
+            print(f"labcim run: --smu-model needs a VISA resource as --chip, not {args.chip}",
+                  file=sys.stderr)  # fmt: skip
+            return 2
+        options["driver"] = args.smu_model
     try:
         plan = get_plan(args.plan)
         signature = PlanSignature(args.plan, plan)
@@ -91,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"labcim run: --chip {exc}", file=sys.stderr)
         return 2
     try:
-        board = connect_chip(args.chip)
+        board = connect_chip(args.chip, **options)
     except Exception as exc:
         print(f"labcim run: cannot connect to {args.chip}: {one_line(exc)}", file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""``labcim sim smu``: serve a simulated Keithley 2450 SMU wired to one device.
+"""``labcim sim smu``: serve a simulated SMU (Keithley 2450, Keysight B2900 or B1500A).
 
 The first line printed is the VISA resource string to open, e.g.
 ``TCPIP::127.0.0.1::5025::SOCKET``; the server then runs until interrupted (Ctrl-C
@@ -12,22 +12,35 @@ import contextlib
 import sys
 import threading
 
+SIM_MODELS = ("2450", "b2900", "b1500a")
+"""Instruments ``--model`` names (``mock_hw.smu_server.MODELS``)."""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``smu`` subcommand to the ``labcim sim`` group."""
     parser = subparsers.add_parser(
         "smu",
-        help="a simulated Keithley 2450 SMU (SCPI over TCP) with one RRAM or PCM device",
-        description="Serve a simulated Keithley 2450 SMU on a loopback TCP port. The first "
-        "line of output is the VISA resource string; Ctrl-C stops the server.",
+        help="a simulated SMU (Keithley 2450, Keysight B2900 or B1500A) with one device",
+        description="Serve a simulated SMU on a loopback TCP port: SCPI for the 2450 and the "
+        "B2900, FLEX for the B1500A.  The device under test is one device of the board "
+        "simulator's RRAM or PCM population (with --device-model, of a calibrated one).  "
+        "The first line of output is the VISA resource string; Ctrl-C stops the server.",
     )
     parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: pick a free one)")
     parser.add_argument(
         "--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)"
     )
+    parser.add_argument(
+        "--model", choices=SIM_MODELS, default="2450", help="instrument (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=None, help="seed of the device model")
     parser.add_argument(
         "--device", choices=("rram", "pcm"), default="rram", help="device under test"
+    )
+    parser.add_argument(
+        "--device-model",
+        metavar="FILE",
+        help="labcim model file (labcim calibrate) whose device parameters the device uses",
     )
     parser.set_defaults(func=run)
 
@@ -36,13 +49,23 @@ def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; return the exit status."""
     import numpy as np
 
+    from labcim.model_file import PARAMS, ModelFileError, load_model
     from mock_hw.iv_device import DEVICES
     from mock_hw.smu_server import SMUServer
 
-    device = DEVICES[args.device](np.random.default_rng(args.seed))
     try:
-        server = SMUServer(device, host=args.host, port=args.port)
-    except (ValueError, OSError) as exc:  # not loopback, port taken
+        params = None
+        if args.device_model:
+            model = load_model(args.device_model)
+            if model.device_type != args.device:
+                raise ValueError(
+                    f"--device-model {args.device_model} is a {model.device_type} model, "
+                    f"--device is {args.device}"
+                )
+            params = PARAMS[model.device_type].from_dict(model.model_params)
+        device = DEVICES[args.device](np.random.default_rng(args.seed), params)
+        server = SMUServer(device, host=args.host, port=args.port, model=args.model)
+    except (ModelFileError, ValueError, OSError) as exc:  # bad file, not loopback, port taken
         print(f"labcim sim smu: {exc}", file=sys.stderr)
         return 2
     with server:

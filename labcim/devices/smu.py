@@ -72,7 +72,11 @@ class SweepPoints(ArraySetting):
         if v.ndim != 1 or len(v) < 1:
             raise ValueError(f"{self.name}: sweep points must be a non-empty 1-D array")
         if not np.all(np.isfinite(v) & (np.abs(v) <= top)):
-            raise SMULimitError(f"{self.name}: sweep points must be finite and within +-{top} V")
+            worst = float(np.max(np.abs(v)))
+            raise SMULimitError(
+                f"{self.name}: sweep points must be finite and within the safe limit "
+                f"max_voltage={top} V (largest |v| = {worst} V)"
+            )
 
 
 class SMUSweep(Device):
