@@ -74,7 +74,7 @@ MISTAKES = {
     ),
     "SMU voltage beyond the setup's limit": (
         "run iv_sweep --chip {smu} --out r.h5 -p v_set=12 -p v_reset=-1",
-        "v_set = 12.0 V: sweep points must be finite and within +-5.0 V",
+        "v_set = 12.0 V: sweep points must be finite and within the safe limit max_voltage=5.0 V",
     ),
     "SMU current limit beyond the setup's": (
         "run forming --chip {smu} --out r.h5 -p target_current=1e-5 -p v_stop=3 "
