@@ -16,7 +16,7 @@ from labcim.engine import run_engine
 from labcim.export import dataframe, key_figures_frame, write_csv
 from labcim.key_figures import iv_switching, key_figures
 from labcim.plots import save_run_plots
-from mock_hw.iv_device import RRAMDevice
+from mock_hw.iv_device import ProbedRRAM
 from mock_hw.smu_server import SMUServer
 from plans import conductance_map, forming, iv_sweep
 
@@ -28,11 +28,11 @@ def iv_runs(tmp_path_factory):
     """A forming run, then 4 I-V cycles of the formed device, on the simulated SMU."""
     out = tmp_path_factory.mktemp("iv") / "iv.h5"
     RE = run_engine(out, progress=False)
-    with SMUServer(RRAMDevice(np.random.default_rng(3))) as server:
+    with SMUServer(ProbedRRAM(np.random.default_rng(3))) as server:
         smu = labcim.connect_smu(server.resource)
         try:
             RE(forming(smu, target_current=50e-6, v_stop=4.5))
-            RE(iv_sweep(smu, 1.5, -1.5, cycles=4, current_limit=1e-4, reset_current_limit=1e-3))
+            RE(iv_sweep(smu, 1.5, -1.5, cycles=4, current_limit=5e-5, reset_current_limit=1e-3))
         finally:
             smu.close()
     return labcim.open_runs(out)
