@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import secrets
 import select
 import socket
 import threading
@@ -655,7 +654,7 @@ class BoardClient:
             raise ValueError(f"op_id = {op_id!r} must be an integer")
         if not 0 <= op_id < 2**64:
             raise ValueError(f"op_id = {op_id} is outside [0, 2**64)")
-        return int(op_id) or new_op_id()
+        return int(op_id) or protocol.new_op_id()
 
     def _frame_failed(self) -> None:
         self._good_frames = 0
@@ -798,8 +797,3 @@ def _wire_array(name: str, a: Any, dtype: str) -> np.ndarray:
         raise ValueError(f"{name} has values outside the range of {out.dtype}")
     return out
 
-
-def new_op_id() -> int:
-    """A fresh operation id: 64 random bits, never 0 (collisions: ~1 in 2**32 after 2**16
-    ids on one board)."""
-    return secrets.randbits(64) or 1

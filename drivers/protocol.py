@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import secrets
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -46,6 +47,12 @@ must be finite and within [0, MAX_CLOCK]."""
 
 NO_OP_ID = 0
 """Operation id of a command that carries none: executed every time it arrives."""
+
+
+def new_op_id() -> int:
+    """A fresh operation id: 64 random bits, never :data:`NO_OP_ID` (two ids collide
+    with a chance of about 1 in 2**32 after 2**16 operations on one board)."""
+    return secrets.randbits(64) or 1
 
 PAYLOAD_MARGIN = 64
 """Bytes of a payload beyond its array data (fixed fields, array headers), at most: both

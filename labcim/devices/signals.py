@@ -24,6 +24,10 @@ from ophyd.signal import InternalSignal
 from ophyd.status import Status
 from ophyd.utils import InvalidState
 
+from drivers.protocol import new_op_id
+
+__all__ = ["new_op_id"]  # operation ids name the operations devices take (OperationRequest)
+
 
 class DriverStatus(Status):
     """A Status whose text names the exception it failed with.
