@@ -13,11 +13,12 @@ without executing it again, so a retried pulse batch is applied once.
 
 Large transfers (pulse batches, conductance reads, MVM batches) go in bounded frames, no
 larger than the client's frame limit and the board's ``max_payload``.  The limit halves
-each time a frame fails and grows back after a run of good frames, so a noisy link gets
-small frames that get through.  A transfer that carries an operation id is re-cut into
-smaller frames after a failed attempt (the board's record of the id makes that safe);
-one without is retried frame by frame.  Every chunked command checks a cancel flag
-between frames: ``stop()`` on the devices ends a long batch there (see
+each time a frame fails twice in a row and grows back after a run of good frames, so a
+link whose errors hit long frames gets frames short enough to get through.  Each such transfer carries an operation id (the
+caller's, or a fresh one): the board assembles the command from its frames and executes
+it once, as a whole, so a frame that failed can be cut again smaller, and what the chip
+does never depends on the framing.  Every chunked command checks a cancel flag between
+frames: ``stop()`` on the devices ends a long batch there (see
 :class:`BoardAbortedError`).
 """
 
@@ -620,10 +621,10 @@ class BoardClient:
     ) -> list[Any]:
         """``send(start, stop, retries)`` for consecutive item ranges covering [0, total).
 
-        Each range fits the current :attr:`frame_limit`.  A range of several items gets
-        one attempt: if it fails, the (now smaller) limit cuts it again; a range that
-        cannot be cut smaller gets every retry.  Safe because every chunked command
-        carries an operation id: the board assembles and executes it once.
+        Each range fits the current :attr:`frame_limit`.  A range that the halved limit
+        would cut gets two attempts: if both fail, the (now halved) limit cuts it again;
+        other ranges get every retry.  Safe because every chunked command carries an
+        operation id: the board assembles and executes it once.
         """
         results, start = [], 0
         while True:
@@ -634,11 +635,15 @@ class BoardClient:
                 raise BoardAbortedError(
                     f"{name} stopped on request after {start} of {total} items", start
                 )
-            per_frame = max(1, (self.frame_limit - protocol.PAYLOAD_MARGIN) // item_bytes)
-            stop = min(total, start + per_frame)
-            shrinkable = stop - start > 1 and self.frame_limit > MIN_FRAME
+            stop = min(total, start + self._items_per_frame(self.frame_limit, item_bytes))
+            # Would the halved limit cut this range?  Then two failed attempts re-cut it,
+            # else the same frame is retried (the board answers a repeat from its last reply).
+            half = self._items_per_frame(max(MIN_FRAME, self.frame_limit // 2), item_bytes)
+            shrinkable = stop - start > half
             try:
-                results.append(send(start, stop, 0 if shrinkable else self.retries))
+                results.append(
+                    send(start, stop, min(1, self.retries) if shrinkable else self.retries)
+                )
             except LinkError:
                 if not shrinkable or self._closed:
                     raise
@@ -648,6 +653,10 @@ class BoardClient:
             if start >= total:
                 return results
 
+    @staticmethod
+    def _items_per_frame(limit: int, item_bytes: int) -> int:
+        return max(1, (limit - protocol.PAYLOAD_MARGIN) // item_bytes)
+
     def _op_id(self, op_id: Any) -> int:
         """``op_id`` checked to fit u64, or a fresh random one for 0."""
         if isinstance(op_id, bool) or not isinstance(op_id, int | np.integer):
@@ -656,9 +665,12 @@ class BoardClient:
             raise ValueError(f"op_id = {op_id} is outside [0, 2**64)")
         return int(op_id) or protocol.new_op_id()
 
-    def _frame_failed(self) -> None:
+    def _frame_failed(self, attempt: int) -> None:
+        """Attempt ``attempt`` (0 first) of a frame failed: a frame failing again means
+        frames this large rarely get through, so the limit halves."""
         self._good_frames = 0
-        self.frame_limit = max(MIN_FRAME, self.frame_limit // 2)
+        if attempt:
+            self.frame_limit = max(MIN_FRAME, self.frame_limit // 2)
 
     def _frame_ok(self) -> None:
         self._good_frames += 1
@@ -714,11 +726,11 @@ class BoardClient:
                     reply = self._await(seq, opcode, sent + self.timeout)
                 except _DamagedReplyError as exc:
                     failure, error = str(exc), LinkError
-                    self._frame_failed()
+                    self._frame_failed(attempt)
                     continue
                 if reply is None:
                     self.stats.timeouts += 1
-                    self._frame_failed()
+                    self._frame_failed(attempt)
                     failure, error = f"no reply within {self.timeout:g} s", BoardTimeoutError
                     continue
                 if reply.status == Status.BUSY:
@@ -796,4 +808,3 @@ def _wire_array(name: str, a: Any, dtype: str) -> np.ndarray:
     if not np.array_equal(out, arr):
         raise ValueError(f"{name} has values outside the range of {out.dtype}")
     return out
-

@@ -54,6 +54,7 @@ def new_op_id() -> int:
     with a chance of about 1 in 2**32 after 2**16 operations on one board)."""
     return secrets.randbits(64) or 1
 
+
 PAYLOAD_MARGIN = 64
 """Bytes of a payload beyond its array data (fixed fields, array headers), at most: both
 ends size chunked transfers so that data plus this margin fits a frame."""

@@ -354,6 +354,10 @@ class BoardHandler:
         if op_id == protocol.NO_OP_ID:
             g = self.chip.read_conductance(core, part_start, part_stop)
             return _encode(Opcode.READ_CONDUCTANCE, arrays=[g])
+        if not 0 <= start < stop <= spec.rows:
+            raise _RefusedError(
+                Status.BAD_ARGUMENT, f"row range [{start}, {stop}) is not inside [0, {spec.rows})"
+            )
         if not start <= part_start < part_stop <= stop:
             raise _RefusedError(
                 Status.BAD_ARGUMENT,
