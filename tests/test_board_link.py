@@ -336,7 +336,7 @@ def test_reply_larger_than_a_frame_is_refused_before_executing():
 def test_version_handshake_refuses_a_host_of_another_version(board):
     client, _ = board
     payload = protocol.encode_payload(protocol.REQUESTS[Opcode.HELLO], (1, 1))
-    with pytest.raises(BoardRefusedError, match="board speaks protocol 2, host 1..1") as exc:
+    with pytest.raises(BoardRefusedError, match=r"board speaks protocol 2, host 1\.\.1") as exc:
         client.request(Opcode.HELLO, payload)
     assert exc.value.status == Status.UNSUPPORTED
 

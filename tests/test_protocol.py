@@ -26,7 +26,13 @@ frames = st.builds(
 
 
 def raw_frame(
-    version=proto.PROTOCOL_VERSION, opcode=proto.Opcode.CLOCK, flags=0, status=0, seq=5, payload=b"", length=None
+    version=proto.PROTOCOL_VERSION,
+    opcode=proto.Opcode.CLOCK,
+    flags=0,
+    status=0,
+    seq=5,
+    payload=b"",
+    length=None,
 ):
     """Wire bytes (without delimiter) of a frame with any header, and a valid CRC."""
     n = len(payload) if length is None else length

@@ -16,7 +16,10 @@ pause must not run again: a trigger carrying the operation id of the last sweep
 publishes that sweep's readings instead of sweeping.
 
 The instrument cannot be asked for its settings, so each readback is the value the
-device last wrote; ``labcim.connect_smu`` resets the instrument to make them true.
+device last wrote; ``labcim.connect_smu`` resets the instrument to make them true.  A
+setting is sent only when it changes: with the output on, the simulated (and many a
+real) SMU re-applies its source at every setting command, so a setting bluesky replays
+after a pause would otherwise expose the device again.
 """
 
 from __future__ import annotations
@@ -54,7 +57,8 @@ class SMUSetting(Setting):
         self.method = method
 
     def write(self, value: Any) -> None:
-        getattr(self.root.driver, self.method)(value)
+        if value != self.get():  # see SMU: the instrument already has this value
+            getattr(self.root.driver, self.method)(value)
         self.update(value)
 
 
@@ -62,7 +66,8 @@ class OutputSetting(Setting):
     """Output state: any truthy value switches it on; the readback is a bool."""
 
     def write(self, value: Any) -> None:
-        self.root.driver.output(bool(value))
+        if bool(value) != self.get():  # see SMU: the instrument already has this value
+            self.root.driver.output(bool(value))
         self.update(bool(value))
 
 
