@@ -141,13 +141,19 @@ class PulseArgument:
         self.op_id = new_op_id()
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.__dict__["batch"], name)
+        batch = self.__dict__["batch"]
+        if isinstance(batch, Mapping):  # a batch given as a dict of arrays
+            try:
+                return batch[name]
+            except KeyError:
+                raise AttributeError(name) from None
+        return getattr(batch, name)
 
     def __len__(self) -> int:
-        return len(self.batch)
+        return len(self.row)
 
     def __repr__(self) -> str:
-        return f"PulseArgument({len(self.batch)} pulses, op_id={self.op_id:#x})"
+        return f"PulseArgument({len(self)} pulses, op_id={self.op_id:#x})"
 
 
 def apply_pulses(core: Any, batch: Any) -> Plan:

@@ -54,9 +54,14 @@ class Interrupt:
         self.RE: RunEngine | None = None
 
     def attach(self, instrument: Any) -> None:
-        """Watch the signal of ``instrument`` (if the interrupt counts one)."""
+        """Watch the signal of ``instrument`` (if the interrupt counts one).
+
+        The signal changes in the instrument's worker thread, inside an operation; the
+        operation is held there (up to 0.5 s) until the RunEngine has taken the
+        request, so the interruption lands in the middle of the iteration.
+        """
         if self.signal is not None:
-            self.signal(instrument).subscribe(lambda **kw: self._tick(), run=False)
+            self.signal(instrument).subscribe(lambda **kw: self._tick(hold=0.5), run=False)
 
     def __call__(self, name: str, doc: dict) -> None:
         if name == "descriptor":
@@ -66,11 +71,12 @@ class Interrupt:
         if self.stream is None or self._streams.get(doc["descriptor"]) == self.stream:
             self._tick()
 
-    def _tick(self) -> None:
+    def _tick(self, hold: float = 0.0) -> None:
         self.seen += 1
         if self.seen == self.count and self.thread is None:
             self.thread = threading.Thread(target=self.action, args=(self.RE,))
             self.thread.start()
+            self.thread.join(hold)
 
 
 def execute(

@@ -9,12 +9,17 @@ with an uninterrupted run of the same seed, read back from the files.
 
 from __future__ import annotations
 
+import threading
 import time
 from importlib.metadata import entry_points
 
 import numpy as np
 import pytest
+from bluesky import RunEngine
+from bluesky import plan_stubs as bps
+from bluesky import preprocessors as bpp
 from bluesky.suspenders import SuspendBoolHigh, SuspendCeil
+from bluesky.utils import RunEngineInterrupted
 from ophyd import Signal
 from pause_support import (
     Interrupt,
@@ -31,6 +36,7 @@ from mock_hw.board_server import BoardHandler, Faults, FaultyHandler, TcpBoardSe
 from mock_hw.chip import Chip
 from mock_hw.iv_device import RRAMDevice
 from mock_hw.smu_server import SMUServer
+from plans.stubs import PulseArgument
 
 PRESET, SEED = "pcm-small", 5
 DIABETES = diabetes_regressor()
@@ -161,7 +167,7 @@ MID_ITERATION_3 = {
     # tdp_program: core 0's pulse batch of iteration 3 acknowledged, core 1's not yet sent.
     "tdp_program": lambda board: board.core0.program.applied,
     # mvm_characterization: core 0's MVM of the 3rd batch done, core 1's not yet.
-    "mvm_characterization": lambda board: board.core0.mvm.codes,
+    "mvm_characterization": lambda board: board.core0.mvm.mean_abs,
 }
 
 
@@ -267,3 +273,66 @@ def test_smu_plans_pause_and_resume_without_switching_the_device_again(
     # The same instrument readings: no sweep, step or setting was sent twice (the
     # simulated device's noise and switching come from one seeded generator).
     assert_same_data(run, want)
+
+
+class SlowReplies:
+    """A board whose every reply takes ``seconds``: long batches take a while to send."""
+
+    def __init__(self, handler, seconds):
+        self.handler, self.seconds = handler, seconds
+
+    def handle(self, frame):
+        time.sleep(self.seconds)
+        return self.handler.handle(frame)
+
+
+def long_batch(n=2000):
+    """``n`` SET pulses on distinct devices of core 0 of a pcm-small chip."""
+    device, row, col = np.unravel_index(np.arange(n), (4, 64, 64))
+    kind = np.zeros(n, int)
+    return {
+        "row": row,
+        "col": col,
+        "device": device,
+        "kind": kind,
+        "amplitude": np.full(n, 150.0),
+        "width": np.full(n, 1e-7),
+    }
+
+
+@pytest.mark.parametrize("how", ["abort", "pause"])
+def test_a_long_pulse_batch_is_interrupted_between_frames(how):
+    """RE.abort() ends a 47-frame batch between two frames, promptly, with nothing
+    applied; an immediate pause replays it on resume and it is applied exactly once."""
+    chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
+    server = TcpBoardServer(SlowReplies(BoardHandler(chip), 0.02)).start()
+    board = connect(server.url, max_frame=1024)  # 43 pulses a frame: ~1 s for the batch
+    batch = PulseArgument(long_batch())
+    RE = RunEngine({})
+    asked = []
+
+    @bpp.run_decorator()
+    def plan():
+        yield from bps.checkpoint()
+        yield from bps.mv(board.core0.program, batch)
+
+    def interrupt():
+        time.sleep(0.3)
+        asked.append(time.monotonic())
+        RE.abort() if how == "abort" else RE.request_pause(defer=False)
+
+    thread = threading.Thread(target=interrupt)
+    try:
+        thread.start()
+        with pytest.raises(RunEngineInterrupted):
+            RE(plan())
+        assert time.monotonic() - asked[0] < 0.5
+        thread.join()
+        assert board.client.status()["pulses_applied"] == 0  # half a batch is never applied
+        if how == "pause":
+            RE.resume()
+            status = board.client.status()
+            assert status["pulses_applied"] == len(batch)  # exactly once, as a whole
+    finally:
+        board.close()
+        server.close()
