@@ -47,7 +47,8 @@ MIN_FRAME = 1024
 """Smallest frame limit (payload bytes) the adaptation goes down to."""
 
 GROW_AFTER = 32
-"""Consecutive good frames after which the frame limit doubles (up to ``max_frame``)."""
+"""Good frames since the frame limit last halved after which it doubles (up to
+``max_frame``)."""
 
 CLOCK_POLL_S = 1.0
 """Longest sleep between clock reads while waiting for a real board's clock (s)."""
@@ -668,11 +669,13 @@ class BoardClient:
     def _frame_failed(self, attempt: int) -> None:
         """Attempt ``attempt`` (0 first) of a frame failed: a frame failing again means
         frames this large rarely get through, so the limit halves."""
-        self._good_frames = 0
         if attempt:
+            self._good_frames = 0
             self.frame_limit = max(MIN_FRAME, self.frame_limit // 2)
 
     def _frame_ok(self) -> None:
+        """A frame got through: after :data:`GROW_AFTER` of them since the limit last
+        halved, it doubles (a link that got better gets its long frames back)."""
         self._good_frames += 1
         if self._good_frames >= GROW_AFTER and self.frame_limit < self.max_frame:
             self._good_frames = 0
