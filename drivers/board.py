@@ -14,12 +14,12 @@ without executing it again, so a retried pulse batch is applied once.
 Large transfers (pulse batches, conductance reads, MVM batches) go in bounded frames, no
 larger than the client's frame limit and the board's ``max_payload``.  The limit halves
 each time a frame fails twice in a row and grows back after a run of good frames, so a
-link whose errors hit long frames gets frames short enough to get through.  Each such transfer carries an operation id (the
-caller's, or a fresh one): the board assembles the command from its frames and executes
-it once, as a whole, so a frame that failed can be cut again smaller, and what the chip
-does never depends on the framing.  Every chunked command checks a cancel flag between
-frames: ``stop()`` on the devices ends a long batch there (see
-:class:`BoardAbortedError`).
+link whose errors hit long frames gets frames short enough to get through.  Each such
+transfer carries an operation id (the caller's, or a fresh one): the board assembles
+the command from its frames and executes it once, as a whole, so a frame that failed
+can be cut again smaller, and what the chip does never depends on the framing.  Every
+chunked command checks a cancel flag between frames: ``stop()`` on the devices ends a
+long batch there (see :class:`BoardAbortedError`).
 """
 
 from __future__ import annotations

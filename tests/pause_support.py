@@ -19,18 +19,9 @@ from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
 
 from labcim import HDF5Writer, open_runs
+from labcim.replay import LINK_KEYS
 
-LINK_FIELDS = (
-    "frames_sent",
-    "frames_received",
-    "retries",
-    "bad_frames",
-    "timeouts",
-    "stale_replies",
-    "last_rtt",
-    "mean_rtt",
-    "retry_fraction",
-)
+LINK_FIELDS = LINK_KEYS
 """Link-health signals: they count the traffic, which a pause or a replay changes."""
 
 

@@ -12,10 +12,11 @@ import re
 import select
 import struct
 import subprocess
-import sys
 import termios
 import time
 from pathlib import Path
+
+from campaign_helpers import labcim
 
 CTRL_C = b"\x03"
 
@@ -38,7 +39,7 @@ class Terminal:
             fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "labcim.cli", *args],
+            labcim(*args),
             stdin=slave,
             stdout=slave,
             stderr=slave,

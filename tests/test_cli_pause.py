@@ -9,10 +9,10 @@ anywhere.  A campaign step aborted that way is the only one ``--resume`` runs ag
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import numpy as np
 import pytest
+from campaign_helpers import labcim
 from pause_support import assert_same_data
 from pty_support import CTRL_C, Terminal
 
@@ -125,7 +125,7 @@ def test_a_campaign_step_pauses_and_resume_redoes_only_an_aborted_step(work, ans
     assert program.exit_status == "abort"
     assert list(runs) == ["01-conductance_map", "02-tdp_program"]
     again = subprocess.run(
-        [sys.executable, "-m", "labcim.cli", "--quiet", "campaign", "--resume", "night.yaml"],
+        labcim("--quiet", "campaign", "--resume", "night.yaml"),
         cwd=tmp_path,
         stdin=subprocess.DEVNULL,
         capture_output=True,
