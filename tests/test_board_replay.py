@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from drivers import protocol
 from drivers.board import BoardAbortedError, BoardClient, InProcessTransport
@@ -268,3 +270,34 @@ def test_on_real_hardware_wait_until_sleeps_until_the_board_clock_and_can_be_sto
     with pytest.raises(BoardAbortedError, match="wait for clock 60 s stopped"):
         client.wait_until(60.0, cancel=stop)
     assert time.monotonic() - t0 < 1.0
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.data())
+def test_any_framing_and_repetition_of_a_batch_applies_it_once_as_a_whole(data):
+    """Parts of random sizes, each sent any number of times, re-cut and replayed after
+    completion: the chip ends exactly as if the batch had been applied once, directly."""
+    n = data.draw(st.integers(1, 120))
+    batch = pulses(n, np.random.default_rng(data.draw(st.integers(0, 2**16))))
+    chip, direct = (Chip.from_preset(PRESET, cores=1, seed=SEED) for _ in range(2))
+    handler = BoardHandler(chip)
+    op = protocol.new_op_id()
+    sent = 0
+    while sent < n or data.draw(st.booleans()):  # and a few replays once complete
+        start = data.draw(st.integers(0, sent)) if sent < n else data.draw(st.integers(0, n - 1))
+        stop = data.draw(st.integers(start + 1, min(n, max(start + 1, sent) + 40)))
+        payload = protocol.encode_payload(
+            protocol.REQUESTS[Opcode.APPLY_PULSES],
+            (op, 0, start, n),
+            [a[start:stop] for a in batch],
+        )
+        wire = protocol.encode_frame(Frame(Opcode.APPLY_PULSES, sent + 1, payload))[:-1]
+        reply = protocol.decode_frame(handler.handle(wire)[:-1])
+        received, applied_now = applied(reply)
+        sent = max(sent, stop)
+        assert received == sent and applied_now == (n if sent == n else 0)
+    direct.apply_pulses(0, *batch)
+    np.testing.assert_array_equal(chip.pulse_counts, direct.pulse_counts)
+    assert chip.time == direct.time and handler.pulses_applied == n
+    for key, value in direct.state.items():  # every device variable, bit for bit
+        np.testing.assert_array_equal(chip.state[key], value, err_msg=key)
