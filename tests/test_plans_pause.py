@@ -34,7 +34,7 @@ from labcim import connect, connect_smu
 from labcim.network.tasks import diabetes_regressor
 from mock_hw.board_server import BoardHandler, Faults, FaultyHandler, TcpBoardServer
 from mock_hw.chip import Chip
-from mock_hw.iv_device import RRAMDevice
+from mock_hw.iv_device import ProbedRRAM
 from mock_hw.smu_server import SMUServer
 from plans.stubs import PulseArgument
 
@@ -239,7 +239,7 @@ def test_stop_and_abort_end_every_plan_promptly(name, how, exit_status, uninterr
 @pytest.fixture
 def smu_server():
     def start():
-        return SMUServer(RRAMDevice(np.random.default_rng(7)))
+        return SMUServer(ProbedRRAM(np.random.default_rng(7)))
 
     return start
 
