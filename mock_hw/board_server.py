@@ -338,6 +338,7 @@ class BoardHandler:
             if not op.data:
                 op.data = [np.zeros(total, x.dtype) for x in pulses]
             self._receive(op_id, op, offset, pulses, self._check_pulse_limits)
+            self.record.keep(op_id, op)  # what it holds counts, even if the chip refuses
             if op.received == total:
                 # The whole batch at once: what the chip does never depends on framing.
                 self.chip.apply_pulses(core, *op.data)
