@@ -467,7 +467,7 @@ class BoardClient:
             return self._call(Opcode.APPLY_PULSES, values, chunk, retries=retries).values[1]
 
         per_pulse = sum(a.itemsize for a in arrays)
-        return self._chunked("APPLY_PULSES", n, per_pulse, send, cancel)[-1]
+        return self._chunked("APPLY_PULSES", n, lambda: per_pulse, send, cancel)[-1]
 
     def read_conductance(
         self,
@@ -498,7 +498,8 @@ class BoardClient:
 
         per_row = 2 * chip["devices_per_polarity"] * chip["cols"] * 4
         rows = max(row_stop - row_start, 1)  # an empty range is sent, for the board to refuse
-        return np.concatenate(self._chunked("READ_CONDUCTANCE", rows, per_row, send, cancel), 1)
+        parts = self._chunked("READ_CONDUCTANCE", rows, lambda: per_row, send, cancel)
+        return np.concatenate(parts, axis=1)
 
     def mvm(
         self,
@@ -546,12 +547,16 @@ class BoardClient:
             values = (op_id, core, start, n, 0, 0)
             self._call(Opcode.MVM, values, [x[start:stop]], retries=retries)
 
+        code_bytes = [4]  # int32 until the board shows it sends int16 codes
+
         def download(start: int, stop: int, retries: int) -> np.ndarray:
             values = (op_id, core, n, n, start, stop)
-            return self._call(Opcode.MVM, values, [nothing], retries=retries).arrays["codes"]
+            codes = self._call(Opcode.MVM, values, [nothing], retries=retries).arrays["codes"]
+            code_bytes[0] = codes.itemsize
+            return codes
 
-        self._chunked("MVM", n, x.shape[1] * x.itemsize, upload, cancel)
-        parts = self._chunked("MVM", n, cols * 4, download, cancel)
+        self._chunked("MVM", n, lambda: x.shape[1] * x.itemsize, upload, cancel)
+        parts = self._chunked("MVM", n, lambda: cols * code_bytes[0], download, cancel)
         return np.concatenate(parts).astype(np.int32)
 
     def clock(self) -> float:
@@ -616,13 +621,15 @@ class BoardClient:
         self,
         name: str,
         total: int,
-        item_bytes: int,
+        item_bytes: Callable[[], int],
         send: Callable[[int, int, int], Any],
         cancel: Cancel | None,
     ) -> list[Any]:
         """``send(start, stop, retries)`` for consecutive item ranges covering [0, total).
 
-        Each range fits the current :attr:`frame_limit`.  A range that the halved limit
+        Each range fits the current :attr:`frame_limit` at ``item_bytes()`` bytes an item
+        (asked before every frame: an MVM's codes turn out int16 or int32).  A range that
+        the halved limit
         would cut gets two attempts: if both fail, the (now halved) limit cuts it again;
         other ranges get every retry.  Safe because every chunked command carries an
         operation id: the board assembles and executes it once.
@@ -636,10 +643,11 @@ class BoardClient:
                 raise BoardAbortedError(
                     f"{name} stopped on request after {start} of {total} items", start
                 )
-            stop = min(total, start + self._items_per_frame(self.frame_limit, item_bytes))
+            size = item_bytes()
+            stop = min(total, start + self._items_per_frame(self.frame_limit, size))
             # Would the halved limit cut this range?  Then two failed attempts re-cut it,
             # else the same frame is retried (the board answers a repeat from its last reply).
-            half = self._items_per_frame(max(MIN_FRAME, self.frame_limit // 2), item_bytes)
+            half = self._items_per_frame(max(MIN_FRAME, self.frame_limit // 2), size)
             shrinkable = stop - start > half
             try:
                 results.append(
