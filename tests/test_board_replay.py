@@ -272,7 +272,7 @@ def test_on_real_hardware_wait_until_sleeps_until_the_board_clock_and_can_be_sto
     assert time.monotonic() - t0 < 1.0
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.data())
 def test_any_framing_and_repetition_of_a_batch_applies_it_once_as_a_whole(data):
     """Parts of random sizes, each sent any number of times, re-cut and replayed after
