@@ -10,14 +10,27 @@ Every request has a fresh sequence number.  A request whose reply does not arriv
 ``timeout``, or arrives corrupted, is sent again with the same sequence number, at most
 ``retries`` times: the board answers a repeated request from its copy of the last reply
 without executing it again, so a retried pulse batch is applied once.
+
+Large transfers (pulse batches, conductance reads, MVM batches) go in bounded frames, no
+larger than the client's frame limit and the board's ``max_payload``.  The limit halves
+each time a frame fails twice in a row and grows back after a run of good frames, so a
+link whose errors hit long frames gets frames short enough to get through.  Each such
+transfer carries an operation id (the caller's, or a fresh one): the board assembles
+the command from its frames and executes it once, as a whole, so a frame that failed
+can be cut again smaller, and what the chip does never depends on the framing.  Every
+chunked command checks a cancel flag between frames: ``stop()`` on the devices ends a
+long batch there (see :class:`BoardAbortedError`).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
 import select
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, Self
 
@@ -29,6 +42,16 @@ from drivers import protocol
 from drivers.protocol import Frame, Opcode, Status
 
 _READ_CHUNK = 1 << 20
+
+MIN_FRAME = 1024
+"""Smallest frame limit (payload bytes) the adaptation goes down to."""
+
+GROW_AFTER = 32
+"""Good frames since the frame limit last halved after which it doubles (up to
+``max_frame``)."""
+
+CLOCK_POLL_S = 1.0
+"""Longest sleep between clock reads while waiting for a real board's clock (s)."""
 
 
 class BoardError(Exception):
@@ -68,6 +91,35 @@ class BoardHeldError(BoardRefusedError):
 
     Not retried: the holder may keep the board for hours.  Try again once it is free.
     """
+
+
+class BoardAbortedError(BoardError):
+    """A command stopped on request (its cancel flag) before it was complete.
+
+    Parameters
+    ----------
+    message : str
+        What was stopped.
+    done : int
+        Items (pulses, rows, vectors) completed before the stop; for a pulse batch with
+        an operation id, re-sending it completes the rest.
+    """
+
+    def __init__(self, message: str, done: int) -> None:
+        super().__init__(message)
+        self.done = done
+
+
+class Cancel(Protocol):
+    """A flag a chunked command checks between frames (e.g. ``threading.Event``)."""
+
+    def is_set(self) -> bool:
+        """Whether the command should stop."""
+        ...
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` s or until set; return whether it is set."""
+        ...
 
 
 class HandlesFrames(Protocol):
@@ -201,6 +253,8 @@ class LinkStats:
         Attempts that got no reply within the timeout.
     stale_replies : int
         Valid replies ignored because they answer an earlier request (late or duplicated).
+    recuts : int
+        Chunks of a transfer cut again into smaller frames after a failed attempt.
     last_rtt : float
         Round-trip time of the last completed command, from its last send (s).
     total_rtt : float
@@ -218,6 +272,7 @@ class LinkStats:
     bad_frames: int = 0
     timeouts: int = 0
     stale_replies: int = 0
+    recuts: int = 0
     last_rtt: float = 0.0
     total_rtt: float = 0.0
 
@@ -243,13 +298,27 @@ class BoardClient:
     transport : Transport
         The byte stream to the board.
     timeout : float
-        Time to wait for each reply (s).  A command fails after ``retries + 1`` attempts,
+        Time to wait for each reply (s).  A frame fails after ``retries + 1`` attempts,
         so after at most ``(retries + 1) * timeout`` s.
     retries : int
         Times a request is sent again after a timeout, a damaged reply or a busy board.
+    max_frame : int
+        Largest payload (bytes) the client puts in one frame, whatever the board
+        accepts: the start of the adaptive :attr:`frame_limit`.
     """
 
-    def __init__(self, transport: Transport, *, timeout: float = 2.0, retries: int = 3) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        timeout: float = 2.0,
+        retries: int = 3,
+        max_frame: int = protocol.BOARD_PAYLOAD,
+    ) -> None:
+        if not MIN_FRAME <= max_frame <= protocol.MAX_PAYLOAD:
+            raise ValueError(
+                f"max_frame = {max_frame} bytes is outside [{MIN_FRAME}, {protocol.MAX_PAYLOAD}]"
+            )
         self.transport = transport
         self.timeout = timeout
         self.retries = retries
@@ -258,10 +327,16 @@ class BoardClient:
         self._seq = 0
         self._lock = threading.Lock()
         self._closed = False
+        self.max_frame = max_frame
+        self.frame_limit = MIN_FRAME  # until HELLO says what the board takes
+        self._good_frames = 0
+        self._clock_settable = True
         try:
             version, self.max_payload = self._call(
                 Opcode.HELLO, (protocol.PROTOCOL_VERSION, protocol.PROTOCOL_VERSION)
             ).values
+            self.max_frame = min(max_frame, self.max_payload)
+            self.frame_limit = self.max_frame
             self.info: dict[str, Any] = self.identify()
         except BaseException:
             self.close()
@@ -269,9 +344,10 @@ class BoardClient:
         self.protocol_version: int = version
 
     @classmethod
-    def open(cls, url: str, *, timeout: float = 2.0, retries: int = 3) -> Self:
-        """Connect to the board at a pyserial ``url`` (see :class:`SerialTransport`)."""
-        return cls(SerialTransport(url), timeout=timeout, retries=retries)
+    def open(cls, url: str, **options: Any) -> Self:
+        """Connect to the board at a pyserial ``url`` (see :class:`SerialTransport`);
+        ``options`` as for the constructor."""
+        return cls(SerialTransport(url), **options)
 
     def __enter__(self) -> Self:
         return self
@@ -291,6 +367,10 @@ class BoardClient:
         """Board, firmware and chip description (see ``docs/protocol.md``)."""
         self.info = self._call(Opcode.IDENTIFY).obj
         return self.info
+
+    def status(self) -> dict[str, Any]:
+        """The board's counters: clock (s), pulses applied and acknowledged, replays."""
+        return self._call(Opcode.STATUS).obj
 
     def get_config(self, core: int) -> dict[str, Any]:
         """Configuration of ``core``: read_voltage (V), dac_bits, adc_bits, adc_gain, ..."""
@@ -323,6 +403,9 @@ class BoardClient:
         kind: np.ndarray,
         amplitude: np.ndarray,
         width: np.ndarray,
+        *,
+        op_id: int = protocol.NO_OP_ID,
+        cancel: Cancel | None = None,
     ) -> int:
         """Apply one programming pulse to each selected device of ``core``.
 
@@ -340,29 +423,33 @@ class BoardClient:
             Amplitudes, V (RRAM) or uA (PCM): ``info["chip"]["limits"]["amplitude_unit"]``.
         width : array of float
             Widths (s).
+        op_id : int
+            Operation id of the batch (u64; 0: the client picks a fresh one).  The board
+            applies the batch once, as a whole, however often and in whatever frames it
+            is sent.
+        cancel : Cancel, optional
+            Checked before every frame; once set, the batch stops there.
 
         Returns
         -------
         int
-            Pulses applied.  A batch larger than one frame goes as several commands.
+            Pulses of the batch the board has applied (now or by an earlier send of the
+            same ``op_id``).
 
         Raises
         ------
         BoardLimitError
             A pulse outside the limits the board reported (nothing is sent), or refused
             by the board's own check.
+        BoardAbortedError
+            ``cancel`` was set before the batch was complete.
         ValueError
             Arrays of unequal length, not 1-D, or indices that do not fit the wire types.
         """
         arrays = [
-            _wire_array(name, a, dt)
-            for name, a, dt in (
-                ("row", row, "<u2"),
-                ("col", col, "<u2"),
-                ("device", device, "u1"),
-                ("kind", kind, "u1"),
-                ("amplitude", amplitude, "<f8"),
-                ("width", width, "<f8"),
+            _wire_array(spec.name, a, spec.dtypes[0])
+            for spec, a in zip(
+                protocol.PULSE_ARRAYS, (row, col, device, kind, amplitude, width), strict=True
             )
         ]
         n = len(arrays[0])
@@ -372,19 +459,30 @@ class BoardClient:
             raise ValueError(f"kind codes must be in [0, {len(protocol.PULSE_KIND_LIMIT)})")
         if message := protocol.pulse_limit_violation(self.limits, *arrays[3:]):
             raise BoardLimitError(f"refused before sending: {message}", Status.OUT_OF_LIMITS)
-        per_frame = max(
-            1, (self.max_payload - protocol.PAYLOAD_MARGIN) // sum(a.itemsize for a in arrays)
-        )
-        applied = 0
-        for start in range(0, max(n, 1), per_frame):
-            chunk = [a[start : start + per_frame] for a in arrays]
-            applied += self._call(Opcode.APPLY_PULSES, (core,), chunk).values[0]
-        return applied
+        op_id = self._op_id(op_id)
+
+        def send(start: int, stop: int, retries: int) -> int:
+            chunk = [a[start:stop] for a in arrays]
+            values = (op_id, core, start, n)
+            return self._call(Opcode.APPLY_PULSES, values, chunk, retries=retries).values[1]
+
+        per_pulse = sum(a.itemsize for a in arrays)
+        return self._chunked("APPLY_PULSES", n, lambda: per_pulse, send, cancel)[-1]
 
     def read_conductance(
-        self, core: int, row_start: int = 0, row_stop: int | None = None
+        self,
+        core: int,
+        row_start: int = 0,
+        row_stop: int | None = None,
+        *,
+        op_id: int = protocol.NO_OP_ID,
+        cancel: Cancel | None = None,
     ) -> np.ndarray:
         """Conductance (uS) of every device in rows [row_start, row_stop) of ``core``.
+
+        ``op_id`` (u64; 0: the client picks a fresh one) names the read: the board reads
+        the rows once, as a whole, and answers every request of that id with those data
+        while its record holds them.
 
         Returns
         -------
@@ -392,15 +490,25 @@ class BoardClient:
         """
         chip = self.info["chip"]
         row_stop = chip["rows"] if row_stop is None else row_stop
+        op_id = self._op_id(op_id)
+
+        def send(start: int, stop: int, retries: int) -> np.ndarray:
+            values = (op_id, core, row_start, row_stop, row_start + start, row_start + stop)
+            return self._call(Opcode.READ_CONDUCTANCE, values, retries=retries).arrays["g"]
+
         per_row = 2 * chip["devices_per_polarity"] * chip["cols"] * 4
-        per_frame = max(1, (self.max_payload - protocol.PAYLOAD_MARGIN) // per_row)
-        parts = [
-            self._call(Opcode.READ_CONDUCTANCE, (core, r, min(r + per_frame, row_stop))).arrays["g"]
-            for r in range(row_start, max(row_stop, row_start + 1), per_frame)
-        ]
+        rows = max(row_stop - row_start, 1)  # an empty range is sent, for the board to refuse
+        parts = self._chunked("READ_CONDUCTANCE", rows, lambda: per_row, send, cancel)
         return np.concatenate(parts, axis=1)
 
-    def mvm(self, core: int, inputs: np.ndarray) -> np.ndarray:
+    def mvm(
+        self,
+        core: int,
+        inputs: np.ndarray,
+        *,
+        op_id: int = protocol.NO_OP_ID,
+        cancel: Cancel | None = None,
+    ) -> np.ndarray:
         """Run a batch of MVMs on ``core``.
 
         Parameters
@@ -409,6 +517,12 @@ class BoardClient:
             Core index.
         inputs : array of int, shape (batch, rows)
             DAC codes; sent as int8 when they fit, else int16.
+        op_id : int
+            Operation id of the batch (u64; 0: the client picks a fresh one): the board
+            runs the batch once, as a whole, and answers every request of that id with
+            the same codes while its record holds them.
+        cancel : Cancel, optional
+            Checked before every frame; once set, the batch stops there.
 
         Returns
         -------
@@ -425,21 +539,68 @@ class BoardClient:
                 break
         else:
             raise ValueError(f"input codes in [{lo}, {hi}] do not fit int16")
-        per_vector = max(x.shape[1] * x.itemsize, self.info["chip"]["cols"] * 4)
-        per_frame = max(1, (self.max_payload - protocol.PAYLOAD_MARGIN) // per_vector)
-        parts = [
-            self._call(Opcode.MVM, (core,), [x[b : b + per_frame]]).arrays["codes"]
-            for b in range(0, max(len(x), 1), per_frame)
-        ]
+        op_id = self._op_id(op_id)
+        n, cols = len(x), self.info["chip"]["cols"]
+        nothing = x[:0]
+
+        def upload(start: int, stop: int, retries: int) -> None:
+            values = (op_id, core, start, n, 0, 0)
+            self._call(Opcode.MVM, values, [x[start:stop]], retries=retries)
+
+        code_bytes = [4]  # int32 until the board shows it sends int16 codes
+
+        def download(start: int, stop: int, retries: int) -> np.ndarray:
+            values = (op_id, core, n, n, start, stop)
+            codes = self._call(Opcode.MVM, values, [nothing], retries=retries).arrays["codes"]
+            code_bytes[0] = codes.itemsize
+            return codes
+
+        self._chunked("MVM", n, lambda: x.shape[1] * x.itemsize, upload, cancel)
+        parts = self._chunked("MVM", n, lambda: cols * code_bytes[0], download, cancel)
         return np.concatenate(parts).astype(np.int32)
 
     def clock(self) -> float:
         """The board clock (s)."""
         return self._call(Opcode.CLOCK).values[0]
 
-    def advance_clock(self, seconds: float) -> float:
-        """Move a simulated board's clock forward (s); real boards refuse (UNSUPPORTED)."""
-        return self._call(Opcode.ADVANCE_CLOCK, (seconds,)).values[0]
+    def wait_until(self, target: float, *, cancel: Cancel | None = None) -> float:
+        """Let the board clock reach ``target`` (s); returns the clock afterwards.
+
+        A simulated board moves its clock to ``target`` at once (ADVANCE_CLOCK_TO); a
+        real one refuses that, and the client sleeps until its clock gets there,
+        reading it at least every :data:`CLOCK_POLL_S`.  Asking again for a time already
+        reached does nothing, so a replayed wait never advances a clock twice.
+
+        Raises
+        ------
+        ValueError
+            ``target`` not finite or outside [0, MAX_CLOCK]; nothing is sent.
+        BoardAbortedError
+            ``cancel`` was set while sleeping.
+        """
+        if not (
+            isinstance(target, int | float)
+            and math.isfinite(target)
+            and 0 <= target <= protocol.MAX_CLOCK
+        ):
+            raise ValueError(
+                f"clock target = {target!r} s must be finite and within "
+                f"[0, {protocol.MAX_CLOCK:g}] s"
+            )
+        if self._clock_settable:
+            try:
+                return self._call(Opcode.ADVANCE_CLOCK_TO, (float(target),)).values[0]
+            except BoardRefusedError as exc:
+                if exc.status != Status.UNSUPPORTED:
+                    raise
+                self._clock_settable = False
+        while (now := self.clock()) < target:
+            left = min(target - now, CLOCK_POLL_S)
+            if cancel is None:
+                time.sleep(left)
+            elif cancel.wait(left):
+                raise BoardAbortedError(f"wait for clock {target:g} s stopped at {now:g} s", 0)
+        return now
 
     def abort(self) -> None:
         """Stop the command the board is executing at its next safe point."""
@@ -453,6 +614,80 @@ class BoardClient:
     def limits(self) -> dict[str, Any]:
         """Safe operating limits the board reported (``info["chip"]["limits"]``)."""
         return self.info["chip"]["limits"]
+
+    # -- bounded frames ---------------------------------------------------------------
+
+    def _chunked(
+        self,
+        name: str,
+        total: int,
+        item_bytes: Callable[[], int],
+        send: Callable[[int, int, int], Any],
+        cancel: Cancel | None,
+    ) -> list[Any]:
+        """``send(start, stop, retries)`` for consecutive item ranges covering [0, total).
+
+        Each range fits the current :attr:`frame_limit` at ``item_bytes()`` bytes an item
+        (asked before every frame: an MVM's codes turn out int16 or int32).  A range that
+        the halved limit
+        would cut gets two attempts: if both fail, the (now halved) limit cuts it again;
+        other ranges get every retry.  Safe because every chunked command carries an
+        operation id: the board assembles and executes it once.
+        """
+        results, start = [], 0
+        while True:
+            if cancel is not None and cancel.is_set():
+                if start:  # let a board that runs frames in the background stop too
+                    with contextlib.suppress(BoardError):
+                        self._call(Opcode.ABORT)
+                raise BoardAbortedError(
+                    f"{name} stopped on request after {start} of {total} items", start
+                )
+            size = item_bytes()
+            stop = min(total, start + self._items_per_frame(self.frame_limit, size))
+            # Would the halved limit cut this range?  Then two failed attempts re-cut it,
+            # else the same frame is retried (the board answers a repeat from its last reply).
+            half = self._items_per_frame(max(MIN_FRAME, self.frame_limit // 2), size)
+            shrinkable = stop - start > half
+            try:
+                results.append(
+                    send(start, stop, min(1, self.retries) if shrinkable else self.retries)
+                )
+            except LinkError:
+                if not shrinkable or self._closed:
+                    raise
+                self.stats.recuts += 1
+                continue
+            start = stop
+            if start >= total:
+                return results
+
+    @staticmethod
+    def _items_per_frame(limit: int, item_bytes: int) -> int:
+        return max(1, (limit - protocol.PAYLOAD_MARGIN) // item_bytes)
+
+    def _op_id(self, op_id: Any) -> int:
+        """``op_id`` checked to fit u64, or a fresh random one for 0."""
+        if isinstance(op_id, bool) or not isinstance(op_id, int | np.integer):
+            raise ValueError(f"op_id = {op_id!r} must be an integer")
+        if not 0 <= op_id < 2**64:
+            raise ValueError(f"op_id = {op_id} is outside [0, 2**64)")
+        return int(op_id) or protocol.new_op_id()
+
+    def _frame_failed(self, attempt: int) -> None:
+        """Attempt ``attempt`` (0 first) of a frame failed: a frame failing again means
+        frames this large rarely get through, so the limit halves."""
+        if attempt:
+            self._good_frames = 0
+            self.frame_limit = max(MIN_FRAME, self.frame_limit // 2)
+
+    def _frame_ok(self) -> None:
+        """A frame got through: after :data:`GROW_AFTER` of them since the limit last
+        halved, it doubles (a link that got better gets its long frames back)."""
+        self._good_frames += 1
+        if self._good_frames >= GROW_AFTER and self.frame_limit < self.max_frame:
+            self._good_frames = 0
+            self.frame_limit = min(self.max_frame, 2 * self.frame_limit)
 
     # -- transactions -----------------------------------------------------------------
 
@@ -470,15 +705,18 @@ class BoardClient:
         values: tuple[Any, ...] = (),
         arrays: list[np.ndarray] | None = None,
         obj: dict[str, Any] | None = None,
+        *,
+        retries: int | None = None,
     ) -> protocol.Payload:
         payload = protocol.encode_payload(protocol.REQUESTS[opcode], values, arrays or (), obj)
-        reply = self._transact(opcode, payload)
+        reply = self._transact(opcode, payload, retries)
         try:
             return protocol.decode_payload(protocol.REPLIES[opcode], reply)
         except protocol.PayloadError as exc:
             raise LinkError(f"malformed {opcode.name} reply: {exc}") from exc
 
-    def _transact(self, opcode: Opcode, payload: bytes) -> bytes:
+    def _transact(self, opcode: Opcode, payload: bytes, retries: int | None = None) -> bytes:
+        retries = self.retries if retries is None else retries
         with self._lock:
             if self._closed:
                 raise LinkError("the link is closed")
@@ -486,7 +724,7 @@ class BoardClient:
             seq = self._seq
             wire = protocol.encode_frame(Frame(opcode, seq, payload))
             failure, error = "", LinkError
-            for attempt in range(self.retries + 1):
+            for attempt in range(retries + 1):
                 if attempt:
                     self.stats.retries += 1
                 # A leading delimiter ends any partial frame a broken attempt left behind.
@@ -499,9 +737,11 @@ class BoardClient:
                     reply = self._await(seq, opcode, sent + self.timeout)
                 except _DamagedReplyError as exc:
                     failure, error = str(exc), LinkError
+                    self._frame_failed(attempt)
                     continue
                 if reply is None:
                     self.stats.timeouts += 1
+                    self._frame_failed(attempt)
                     failure, error = f"no reply within {self.timeout:g} s", BoardTimeoutError
                     continue
                 if reply.status == Status.BUSY:
@@ -509,15 +749,14 @@ class BoardClient:
                     time.sleep(min(0.05, self.timeout / 10))
                     continue
                 rtt = time.perf_counter() - sent
+                self._frame_ok()
                 self.stats.requests += 1
                 self.stats.last_rtt = rtt
                 self.stats.total_rtt += rtt
                 self.stats.payload_sent += len(payload)
                 self.stats.payload_received += len(reply.payload)
                 return _check_status(opcode, reply)
-            raise error(
-                f"{opcode.name} (seq {seq}) failed after {self.retries + 1} attempts: {failure}"
-            )
+            raise error(f"{opcode.name} (seq {seq}) failed after {retries + 1} attempts: {failure}")
 
     def _await(self, seq: int, opcode: Opcode, deadline: float) -> Frame | None:
         """The reply to ``seq``, or None at the deadline; raises _DamagedReplyError on damage."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 import enum
 import json
 import math
+import secrets
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -29,15 +30,34 @@ from typing import Any
 import numpy as np
 from cobs import cobs
 
-PROTOCOL_VERSION = 1
-"""Version written in every frame's header; negotiated by HELLO."""
+PROTOCOL_VERSION = 2
+"""Version written in every frame's header; negotiated by HELLO.  Version 2 added
+operation ids, ADVANCE_CLOCK_TO and STATUS (docs/protocol.md)."""
 
 MAX_PAYLOAD = 2 * 1024 * 1024
 """Largest payload any receiver accepts (bytes).  A board may advertise less in HELLO."""
 
+BOARD_PAYLOAD = 64 * 1024
+"""Payload a board buffers whole before checking its CRC (bytes): what the simulated
+board advertises and the host's default frame limit (docs/protocol.md, section 1)."""
+
+MAX_CLOCK = 1e10
+"""Largest board clock a host may ask for (s, about 317 years): ADVANCE_CLOCK_TO targets
+must be finite and within [0, MAX_CLOCK]."""
+
+NO_OP_ID = 0
+"""Operation id of a command that carries none: executed every time it arrives."""
+
+
+def new_op_id() -> int:
+    """A fresh operation id: 64 random bits, never :data:`NO_OP_ID` (two ids collide
+    with a chance of about 1 in 2**32 after 2**16 operations on one board)."""
+    return secrets.randbits(64) or 1
+
+
 PAYLOAD_MARGIN = 64
 """Bytes of a payload beyond its array data (fixed fields, array headers), at most: both
-ends size chunked transfers so that data plus this margin fits ``max_payload``."""
+ends size chunked transfers so that data plus this margin fits a frame."""
 
 HEADER = struct.Struct("<BBBBII")
 """version, opcode, flags, status, seq, payload length."""
@@ -119,11 +139,12 @@ class Opcode(enum.IntEnum):
     IDENTIFY = 0x02
     GET_CONFIG = 0x03
     SET_CONFIG = 0x04
+    STATUS = 0x05
     APPLY_PULSES = 0x10
     READ_CONDUCTANCE = 0x11
     MVM = 0x12
     CLOCK = 0x20
-    ADVANCE_CLOCK = 0x21
+    ADVANCE_CLOCK_TO = 0x22
     ABORT = 0x30
     RESET = 0x31
 
@@ -450,28 +471,34 @@ def _decode_json(data: bytes) -> dict[str, Any]:
 
 
 _CORE = "H"
+_OP = "Q"  # operation id, u64; 0 = none
 _NO_PAYLOAD = Layout()
+
+PULSE_ARRAYS = (
+    ArraySpec("row", ("<u2",), 1),
+    ArraySpec("col", ("<u2",), 1),
+    ArraySpec("device", ("|u1",), 1),
+    ArraySpec("kind", ("|u1",), 1),
+    ArraySpec("amplitude", ("<f8",), 1),  # V (RRAM) or uA (PCM)
+    ArraySpec("width", ("<f8",), 1),  # s
+)
+"""The arrays of an APPLY_PULSES request, in order."""
 
 REQUESTS: dict[Opcode, Layout] = {
     Opcode.HELLO: Layout("BB"),  # lowest, highest protocol version the host speaks
     Opcode.IDENTIFY: _NO_PAYLOAD,
     Opcode.GET_CONFIG: Layout(_CORE),
     Opcode.SET_CONFIG: Layout(_CORE, json=True),  # the fields to change
-    Opcode.APPLY_PULSES: Layout(
-        _CORE,
-        (
-            ArraySpec("row", ("<u2",), 1),
-            ArraySpec("col", ("<u2",), 1),
-            ArraySpec("device", ("|u1",), 1),
-            ArraySpec("kind", ("|u1",), 1),
-            ArraySpec("amplitude", ("<f8",), 1),  # V (RRAM) or uA (PCM)
-            ArraySpec("width", ("<f8",), 1),  # s
-        ),
-    ),
-    Opcode.READ_CONDUCTANCE: Layout(_CORE + "HH"),  # core, row_start, row_stop
-    Opcode.MVM: Layout(_CORE, (ArraySpec("inputs", ("|i1", "<i2"), 2),)),
+    Opcode.STATUS: _NO_PAYLOAD,
+    # op id, core, offset of these pulses in the batch, pulses in the whole batch
+    Opcode.APPLY_PULSES: Layout(_OP + _CORE + "II", PULSE_ARRAYS),
+    # op id, core, row_start, row_stop of the whole read; part_start, part_stop to send
+    Opcode.READ_CONDUCTANCE: Layout(_OP + _CORE + "HHHH"),
+    # op id, core, offset of these inputs in the batch, vectors in the whole batch,
+    # out_start, out_stop: the result vectors to send
+    Opcode.MVM: Layout(_OP + _CORE + "IIII", (ArraySpec("inputs", ("|i1", "<i2"), 2),)),
     Opcode.CLOCK: _NO_PAYLOAD,
-    Opcode.ADVANCE_CLOCK: Layout("d"),  # s
+    Opcode.ADVANCE_CLOCK_TO: Layout("d"),  # target clock, s
     Opcode.ABORT: _NO_PAYLOAD,
     Opcode.RESET: _NO_PAYLOAD,
 }
@@ -482,11 +509,13 @@ REPLIES: dict[Opcode, Layout] = {
     Opcode.IDENTIFY: Layout(json=True),
     Opcode.GET_CONFIG: Layout(json=True),
     Opcode.SET_CONFIG: Layout(json=True),  # the whole configuration after the change
-    Opcode.APPLY_PULSES: Layout("I"),  # pulses applied
+    Opcode.STATUS: Layout(json=True),
+    # pulses of the batch the board holds, pulses of the batch applied
+    Opcode.APPLY_PULSES: Layout("II"),
     Opcode.READ_CONDUCTANCE: Layout(arrays=(ArraySpec("g", ("<f4",), 3),)),  # uS
     Opcode.MVM: Layout(arrays=(ArraySpec("codes", ("<i2", "<i4"), 2),)),  # ADC codes
     Opcode.CLOCK: Layout("d"),  # s
-    Opcode.ADVANCE_CLOCK: Layout("d"),  # s, the new clock
+    Opcode.ADVANCE_CLOCK_TO: Layout("d"),  # s, the clock afterwards
     Opcode.ABORT: _NO_PAYLOAD,
     Opcode.RESET: _NO_PAYLOAD,
 }

@@ -53,7 +53,11 @@ keywords, with the type each value is parsed as; a parser that returns a dict gi
 several keywords (``model=PATH.yaml``: the ``model_params`` and ``periphery`` of a model
 file, `labcim.model_file`)."""
 
-CLIENT_OPTIONS: dict[str, Callable[[str], Any]] = {"timeout": float, "retries": int}
+CLIENT_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "timeout": float,
+    "retries": int,
+    "max_frame": int,
+}
 """Options of the board client (``drivers.board.BoardClient``): keywords of `connect`, or
 query keys of a pyserial URL, with the type a query value is parsed as."""
 
@@ -73,8 +77,9 @@ def connect(
     status_timeout : float
         Backstop (s) of every status (see ``ChipTestBoard``).
     **options
-        ``timeout`` (s, per reply) and ``retries`` of the board client; also accepted
-        in the URL's query (not both).
+        ``timeout`` (s, per reply), ``retries`` and ``max_frame`` (bytes, the largest
+        frame payload it sends or asks for) of the board client; also accepted in the
+        URL's query (not both).
 
     Raises
     ------

@@ -1,8 +1,11 @@
 """The simulated test board: the board protocol (``docs/protocol.md``) served for a Chip.
 
 :class:`BoardHandler` is the board's firmware: it decodes a request frame, validates it,
-executes it on the chip and encodes the reply, keeping the last reply so that a repeated
-request is answered without being executed twice.  The transports only move frames:
+executes it on the chip and encodes the reply.  It keeps the last reply, so that a
+repeated request is answered without being executed twice, and a bounded record of
+recent operation ids (:class:`OperationRecord`), so that a pulse batch a plan replays
+after a pause is acknowledged without being applied again and a replayed read or MVM
+returns the very data it returned the first time.  The transports only move frames:
 
 - in-process: pass the handler to ``drivers.board.InProcessTransport``;
 - TCP: :class:`TcpBoardServer`, on 127.0.0.1 unless told otherwise, several clients of
@@ -25,7 +28,8 @@ import socket
 import threading
 import time
 import tty
-from collections import Counter
+import zlib
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from typing import Any, Protocol, Self
@@ -38,7 +42,7 @@ from mock_hw.chip import Chip
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
 
 BOARD_NAME = "labcim simulated test board"
-FIRMWARE = "mock_hw board 1"
+FIRMWARE = "mock_hw board 2"
 
 _OPCODES = frozenset(Opcode)
 
@@ -66,6 +70,102 @@ class FrameHandler(Protocol):
         ...
 
 
+@dataclass
+class _Operation:
+    """What the board keeps of one operation id (docs/protocol.md, section 2)."""
+
+    opcode: Opcode
+    core: int
+    key: tuple[int, ...]
+    """What else names the command: (total,) of a batch, (row_start, row_stop) of a read."""
+    received: int = 0
+    """Leading pulses or input vectors of the batch received so far."""
+    data: list[np.ndarray] = field(default_factory=list)
+    """The batch as received: pulse arrays, or the input vectors."""
+    result: np.ndarray | None = None
+    """Conductances read or ADC codes, once executed."""
+    done: bool = False
+    """Whether the command was executed."""
+    sent: set[tuple[int, int]] = field(default_factory=set)
+    """Parts of the result sent so far (to count the ones sent again)."""
+    chunks: dict[tuple[int, int], int] = field(default_factory=dict)
+    """(offset, count) -> CRC-32 of each pulse chunk received: an applied batch keeps
+    only these to recognize its chunks."""
+    size: int = 0
+    """Bytes the record counts for it (:attr:`nbytes` when last kept)."""
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the board holds for it."""
+        held = sum(a.nbytes for a in self.data)
+        return held + (0 if self.result is None else self.result.nbytes)
+
+    def release(self) -> None:
+        """Drop the data held, keeping what makes a replay safe: an applied pulse batch
+        stays applied; a read or MVM will be executed again; an upload starts over."""
+        self.data, self.result, self.sent = [], None, set()
+        if self.opcode != Opcode.APPLY_PULSES or not self.done:
+            self.received, self.done, self.chunks = 0, False, {}
+
+
+class OperationRecord:
+    """The bounded record of recent operation ids a board keeps.
+
+    Beyond ``max_operations`` ids the oldest are forgotten.  Beyond ``max_bytes`` bytes
+    of batches received and results kept, the oldest operations release their data
+    first (:meth:`_Operation.release`): an applied pulse batch is still recognized, a
+    read or MVM is executed again if replayed.  The operation just executed keeps its
+    data.
+
+    Parameters
+    ----------
+    max_operations : int
+        Operation ids remembered.
+    max_bytes : int
+        Bytes of batches and results kept.
+    """
+
+    def __init__(self, max_operations: int, max_bytes: int) -> None:
+        self.max_operations = max_operations
+        self.max_bytes = max_bytes
+        self.nbytes = 0
+        self._ops: OrderedDict[int, _Operation] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def find(self, op_id: int, opcode: Opcode, core: int, key: tuple[int, ...]) -> _Operation:
+        """The operation ``op_id`` names, new if unknown; refuses an id kept for another
+        command."""
+        op = self._ops.get(op_id)
+        if op is None:
+            return _Operation(opcode, core, key)
+        if (op.opcode, op.core, op.key) != (opcode, core, key):
+            raise _RefusedError(
+                Status.BAD_ARGUMENT,
+                f"op_id {op_id:#x} names {op.opcode.name} on core {op.core} {op.key}; "
+                "an operation id names one command",
+            )
+        return op
+
+    def keep(self, op_id: int, op: _Operation) -> None:
+        """Remember ``op`` as the newest operation, then forget the oldest beyond bounds."""
+        old = self._ops.pop(op_id, None)
+        self.nbytes -= 0 if old is None else old.size
+        op.size = op.nbytes
+        self.nbytes += op.size
+        self._ops[op_id] = op
+        while len(self._ops) > self.max_operations:
+            _, old = self._ops.popitem(last=False)
+            self.nbytes -= old.size
+        for old in self._ops.values():
+            if self.nbytes <= self.max_bytes or old is op:
+                break
+            self.nbytes -= old.size
+            old.release()
+            old.size = 0
+
+
 class BoardHandler:
     """The board side of the protocol for one simulated chip.
 
@@ -75,6 +175,9 @@ class BoardHandler:
         The chip behind the board.
     max_payload : int
         Largest payload the board accepts and sends (bytes), reported by HELLO.
+    record_operations, record_bytes : int
+        Bounds of the record of operation ids (:class:`OperationRecord`): ids kept, and
+        bytes of read and MVM replies kept so that a replayed one returns the same data.
 
     Attributes
     ----------
@@ -82,26 +185,44 @@ class BoardHandler:
         Requests executed.
     replayed : int
         Repeated requests answered from the last reply without executing them.
+    pulses_applied : int
+        Pulses applied to the chip since the board started.
+    pulses_acknowledged : int
+        Pulses of replayed batches acknowledged without being applied again.
+    replies_replayed : int
+        Parts of read or MVM results sent again (a replayed read or MVM).
     """
 
-    def __init__(self, chip: Chip, *, max_payload: int = protocol.MAX_PAYLOAD) -> None:
+    def __init__(
+        self,
+        chip: Chip,
+        *,
+        max_payload: int = protocol.BOARD_PAYLOAD,
+        record_operations: int = 4096,
+        record_bytes: int = 64 * 1024 * 1024,
+    ) -> None:
         if not 1024 <= max_payload <= protocol.MAX_PAYLOAD:
             raise ValueError(f"max_payload = {max_payload} is outside [1024, MAX_PAYLOAD]")
         self.chip = chip
         self.max_payload = max_payload
+        self.record = OperationRecord(record_operations, record_bytes)
         self.executed = 0
         self.replayed = 0
+        self.pulses_applied = 0
+        self.pulses_acknowledged = 0
+        self.replies_replayed = 0
         self._last: tuple[bytes, bytes] | None = None  # (request frame, reply wire bytes)
         self._commands: dict[Opcode, Callable[[protocol.Payload], bytes]] = {
             Opcode.HELLO: self._hello,
             Opcode.IDENTIFY: self._identify,
             Opcode.GET_CONFIG: self._get_config,
             Opcode.SET_CONFIG: self._set_config,
+            Opcode.STATUS: self._status,
             Opcode.APPLY_PULSES: self._apply_pulses,
             Opcode.READ_CONDUCTANCE: self._read_conductance,
             Opcode.MVM: self._mvm,
             Opcode.CLOCK: self._clock,
-            Opcode.ADVANCE_CLOCK: self._advance_clock,
+            Opcode.ADVANCE_CLOCK_TO: self._advance_clock_to,
             Opcode.ABORT: self._abort,
             Opcode.RESET: self._reset,
         }
@@ -161,10 +282,22 @@ class BoardHandler:
             "firmware": FIRMWARE,
             "protocol": protocol.PROTOCOL_VERSION,
             "max_payload": self.max_payload,
+            "record": {"operations": self.record.max_operations, "bytes": self.record.max_bytes},
             "simulated": True,
             "chip": self.chip.identify(),
         }
         return _encode(Opcode.IDENTIFY, obj=info)
+
+    def _status(self, p: protocol.Payload) -> bytes:
+        status = {
+            "clock": self.chip.time,
+            "pulses_applied": self.pulses_applied,
+            "pulses_acknowledged": self.pulses_acknowledged,
+            "replies_replayed": self.replies_replayed,
+            "operations": len(self.record),
+            "record_bytes": self.record.nbytes,
+        }
+        return _encode(Opcode.STATUS, obj=status)
 
     def _get_config(self, p: protocol.Payload) -> bytes:
         return _encode(Opcode.GET_CONFIG, obj=self._config_reply(p.values[0]))
@@ -178,32 +311,174 @@ class BoardHandler:
         return {**self.chip.config(core).to_dict(), "adc_lsb_uA": self.chip.adc_lsb(core)}
 
     def _apply_pulses(self, p: protocol.Payload) -> bytes:
-        a = p.arrays
-        self.chip.apply_pulses(
-            p.values[0], a["row"], a["col"], a["device"], a["kind"], a["amplitude"], a["width"]
+        op_id, core, offset, total = p.values
+        pulses = [p.arrays[spec.name] for spec in protocol.PULSE_ARRAYS]
+        n = len(pulses[0])
+        if op_id == protocol.NO_OP_ID:
+            if (offset, total) != (0, n):
+                raise _RefusedError(
+                    Status.BAD_ARGUMENT,
+                    f"offset = {offset}, total = {total}: a batch without op_id is one "
+                    f"frame (offset 0, total {n})",
+                )
+            self.chip.apply_pulses(core, *pulses)
+            self.pulses_applied += n
+            return _encode(Opcode.APPLY_PULSES, (n, n))
+        spec = self.chip.spec
+        self._check_batch(
+            op_id, offset, n, total, 2 * spec.devices_per_polarity * spec.rows * spec.cols
         )
-        return _encode(Opcode.APPLY_PULSES, (len(a["row"]),))
+        op = self.record.find(op_id, Opcode.APPLY_PULSES, core, (total,))
+        crc = _crc(pulses)
+        if op.chunks.setdefault((offset, n), crc) != crc:
+            raise _different(op_id)
+        if op.done:
+            self.pulses_acknowledged += n
+        else:
+            if not op.data:
+                op.data = [np.zeros(total, x.dtype) for x in pulses]
+            self._receive(op_id, op, offset, pulses, self._check_pulse_limits)
+            self.record.keep(op_id, op)  # what it holds counts, even if the chip refuses
+            if op.received == total:
+                # The whole batch at once: what the chip does never depends on framing.
+                self.chip.apply_pulses(core, *op.data)
+                op.done, op.data = True, []
+                self.pulses_applied += total
+        self.record.keep(op_id, op)
+        return _encode(Opcode.APPLY_PULSES, (op.received, total if op.done else 0))
 
     def _read_conductance(self, p: protocol.Payload) -> bytes:
-        core, start, stop = p.values
+        op_id, core, start, stop, part_start, part_stop = p.values
         spec = self.chip.spec
-        self._check_reply_size(2 * spec.devices_per_polarity * max(stop - start, 0) * spec.cols * 4)
-        g = self.chip.read_conductance(core, start, stop)
-        return _encode(Opcode.READ_CONDUCTANCE, arrays=[g])
+        nbytes = 2 * spec.devices_per_polarity * max(part_stop - part_start, 0) * spec.cols * 4
+        self._check_reply_size(nbytes)
+        if op_id == protocol.NO_OP_ID:
+            g = self.chip.read_conductance(core, part_start, part_stop)
+            return _encode(Opcode.READ_CONDUCTANCE, arrays=[g])
+        if not 0 <= start < stop <= spec.rows:
+            raise _RefusedError(
+                Status.BAD_ARGUMENT, f"row range [{start}, {stop}) is not inside [0, {spec.rows})"
+            )
+        if not start <= part_start < part_stop <= stop:
+            raise _RefusedError(
+                Status.BAD_ARGUMENT,
+                f"part [{part_start}, {part_stop}) is not inside the read [{start}, {stop})",
+            )
+        op = self.record.find(op_id, Opcode.READ_CONDUCTANCE, core, (start, stop))
+        self._count_part(op, part_start, part_stop)
+        if not op.done:
+            # Read once, as a whole; every part is sent from what was read.
+            op.result = self.chip.read_conductance(core, start, stop)
+            op.done = True
+        self.record.keep(op_id, op)
+        part = op.result[:, part_start - start : part_stop - start]
+        return _encode(Opcode.READ_CONDUCTANCE, arrays=[part])
 
     def _mvm(self, p: protocol.Payload) -> bytes:
-        core, inputs = p.values[0], p.arrays["inputs"]
+        op_id, core, offset, total, out_start, out_stop = p.values
+        inputs = p.arrays["inputs"]
+        n = len(inputs)
         # Codes of an ADC of up to 16 bits fit int16: half the bytes of int32 on the wire.
         dtype = np.int16 if self.chip.config(core).adc_bits <= 16 else np.int32
-        self._check_reply_size(len(inputs) * self.chip.spec.cols * np.dtype(dtype).itemsize)
-        codes = self.chip.mvm(core, inputs)
-        return _encode(Opcode.MVM, arrays=[codes.astype(dtype)])
+        spec = self.chip.spec
+        self._check_reply_size(max(out_stop - out_start, 0) * spec.cols * dtype().itemsize)
+        if op_id == protocol.NO_OP_ID:
+            if (offset, total, out_start, out_stop) != (0, n, 0, n):
+                raise _RefusedError(
+                    Status.BAD_ARGUMENT,
+                    "a batch without op_id is one frame (offset 0, total, out_start 0 and "
+                    f"out_stop all {n})",
+                )
+            codes = self.chip.mvm(core, inputs).astype(dtype)
+            return _encode(Opcode.MVM, arrays=[codes])
+        if inputs.shape[1] != spec.rows:
+            raise _RefusedError(
+                Status.BAD_ARGUMENT, f"inputs have {inputs.shape[1]} columns, the core {spec.rows}"
+            )
+        self._check_batch(op_id, offset, n, total, self.record.max_bytes // (2 * spec.rows))
+        op = self.record.find(op_id, Opcode.MVM, core, (total,))
+        if not op.data:
+            op.data = [np.zeros((total, spec.rows), inputs.dtype)]
+        self._receive(op_id, op, offset, [inputs])
+        if out_stop > out_start:
+            self._count_part(op, out_start, out_stop)
+        if not op.done and op.received == total:
+            # The whole batch at once: what the chip does never depends on the framing.
+            op.result = self.chip.mvm(core, op.data[0]).astype(dtype)
+            op.done = True
+        self.record.keep(op_id, op)
+        if out_stop <= out_start:
+            codes = np.zeros((0, spec.cols), dtype)
+        elif not (op.done and out_stop <= total):
+            raise _RefusedError(
+                Status.BAD_ARGUMENT,
+                f"out [{out_start}, {out_stop}): results of op_id {op_id:#x} not available "
+                f"({op.received} of {total} vectors received)",
+            )
+        else:
+            codes = op.result[out_start:out_stop]
+        return _encode(Opcode.MVM, arrays=[codes])
+
+    def _count_part(self, op: _Operation, start: int, stop: int) -> None:
+        if (start, stop) in op.sent:
+            self.replies_replayed += 1
+        op.sent.add((start, stop))
+
+    def _check_batch(self, op_id: int, offset: int, n: int, total: int, largest: int) -> None:
+        """Refuse a part that does not fit its batch, or a batch larger than ``largest``."""
+        if total > largest:
+            raise _RefusedError(
+                Status.BAD_ARGUMENT, f"total = {total} is more than this board takes ({largest})"
+            )
+        if offset + n > total:
+            raise _RefusedError(
+                Status.BAD_ARGUMENT,
+                f"op_id {op_id:#x}: items [{offset}, {offset + n}) do not fit total = {total}",
+            )
+
+    def _check_pulse_limits(self, pulses: list[np.ndarray]) -> None:
+        """Refuse pulses outside the safe limits as they arrive (the chip checks again)."""
+        kind = pulses[3]
+        if np.any(kind >= len(protocol.PULSE_KIND_LIMIT)):
+            raise InvalidRequestError(
+                f"kind codes must be in [0, {len(protocol.PULSE_KIND_LIMIT)})"
+            )
+        if message := protocol.pulse_limit_violation(self.chip.limits.to_dict(), *pulses[3:]):
+            raise SafetyLimitError(message)
+
+    def _receive(
+        self,
+        op_id: int,
+        op: _Operation,
+        offset: int,
+        parts: list[np.ndarray],
+        check: Callable[[list[np.ndarray]], None] | None = None,
+    ) -> None:
+        """Add the items [offset, offset + n) of a batch; refuse a gap or changed content."""
+        n = len(parts[0])
+        if offset > op.received:
+            raise _RefusedError(
+                Status.BAD_ARGUMENT,
+                f"op_id {op_id:#x}: items [{op.received}, {offset}) were never received; "
+                "send a batch's parts in order",
+            )
+        known = min(op.received, offset + n) - offset  # items received before
+        for held, part in zip(op.data, parts, strict=True):
+            same = np.array_equal(held[offset : offset + known], part[:known])
+            if part.dtype != held.dtype or not same:
+                raise _different(op_id)
+        if known < n:
+            if check is not None:
+                check([part[known:] for part in parts])
+            for held, part in zip(op.data, parts, strict=True):
+                held[offset + known : offset + n] = part[known:]
+            op.received = offset + n
 
     def _clock(self, p: protocol.Payload) -> bytes:
         return _encode(Opcode.CLOCK, (self.chip.time,))
 
-    def _advance_clock(self, p: protocol.Payload) -> bytes:
-        return _encode(Opcode.ADVANCE_CLOCK, (self.chip.advance(p.values[0]),))
+    def _advance_clock_to(self, p: protocol.Payload) -> bytes:
+        return _encode(Opcode.ADVANCE_CLOCK_TO, (self.chip.advance_to(p.values[0]),))
 
     def _abort(self, p: protocol.Payload) -> bytes:
         # Commands run to completion before the next frame is read: nothing to stop.
@@ -221,6 +496,21 @@ class BoardHandler:
                 f"reply of {nbytes} bytes would exceed max_payload = {self.max_payload}; "
                 "ask for fewer rows or vectors",
             )
+
+
+def _different(op_id: int) -> _RefusedError:
+    return _RefusedError(
+        Status.BAD_ARGUMENT,
+        f"op_id {op_id:#x} was used for a different batch; an operation id names one command",
+    )
+
+
+def _crc(arrays: list[np.ndarray]) -> int:
+    """CRC-32 of arrays' contents: what recognizes a chunk sent again."""
+    crc = 0
+    for a in arrays:
+        crc = zlib.crc32(np.ascontiguousarray(a).data, crc)
+    return crc
 
 
 def _encode(

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from drivers.protocol import pulse_limit_violation
+from drivers.protocol import MAX_CLOCK, pulse_limit_violation
 from mock_hw.core import MVM_TIME, CoreConfig, Crossbar, Periphery, new_periphery_state
 from mock_hw.devices import DeviceModel, PulseKind, PulseLimits
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
@@ -326,12 +326,30 @@ class Chip:
         return codes
 
     def advance(self, seconds: float) -> float:
-        """Move the simulated clock forward by ``seconds`` (s); returns the new time."""
+        """Move the simulated clock forward by ``seconds`` (s); returns the new time.
+
+        The clock never passes :data:`~drivers.protocol.MAX_CLOCK`: a step that would is
+        refused, so no sum of requests makes it infinite.
+        """
         if not isinstance(seconds, (int, float, np.floating, np.integer)) or not (
             math.isfinite(seconds) and seconds >= 0
         ):
             raise InvalidRequestError(f"seconds = {seconds!r} must be finite and >= 0")
-        self.time += float(seconds)
+        return self.advance_to(self.time + float(seconds))
+
+    def advance_to(self, target: float) -> float:
+        """Move the simulated clock forward to ``target`` (s); returns the new time.
+
+        A target the clock has already reached changes nothing, so asking twice for the
+        same time (a replayed request) advances the clock once.
+        """
+        if not isinstance(target, (int, float, np.floating, np.integer)) or not (
+            math.isfinite(target) and 0 <= target <= MAX_CLOCK
+        ):
+            raise InvalidRequestError(
+                f"clock target = {target!r} s must be finite and within [0, {MAX_CLOCK:g}] s"
+            )
+        self.time = max(self.time, float(target))
         return self.time
 
     # -- persistence ------------------------------------------------------------------

@@ -91,7 +91,7 @@ def _random_programming(
     )
 
 
-def _program_first(board: Any, job: Programming | None, simulated: bool) -> Plan:
+def _program_first(board: Any, job: Programming | None) -> Plan:
     """Run ``job`` in stream ``program`` (its verify read in ``verify``), if given.
 
     Returns the programming summary figures (``program_`` prefix), empty without a job.
@@ -99,7 +99,7 @@ def _program_first(board: Any, job: Programming | None, simulated: bool) -> Plan
     if job is None:
         return {}
     yield from program_cores(job, stream="program")
-    maps = yield from verify(board, job, simulated)
+    maps = yield from verify(board, job)
     return {f"program_{k}": v for k, v in programming_summary(job, maps).items()}
 
 
@@ -280,7 +280,8 @@ def mvm_characterization(
     @bpp.subs_decorator(EventProgress())
     @bpp.run_decorator(md=start)
     def run() -> Plan:
-        summary = yield from _program_first(board, job, ident["simulated"])
+        summary = yield from _program_first(board, job)
+        yield from bps.checkpoint()
         yield from measure([d.conductance for d in devices])
         reference = {}
         for c, d in zip(cores, devices, strict=True):
@@ -388,8 +389,8 @@ def retention(
 ) -> Plan:
     """Conductance drift after programming, read at ``times`` s after it ends.
 
-    On a simulated board (identity ``simulated``) the board clock is advanced to each
-    time; on real hardware the plan sleeps until then.  Each device's drift exponent is
+    On a simulated board the board clock is advanced to each time; on real hardware the
+    plan waits until then (``board.fpga.wait_until``).  Each device's drift exponent is
     fitted over the reads (``log G = a - nu log(t + t0)``,
     :func:`labcim.metrics.drift_exponent`) and summarized per conductance level
     (:func:`labcim.characterization.drift_by_level`).
@@ -471,20 +472,19 @@ def retention(
         **({"programming": job.metadata()} if job is not None else {}),
         **(md or {}),
     }
-    simulated = ident["simulated"]
 
     @bpp.subs_decorator(EventProgress())
     @bpp.run_decorator(md=start)
     def run() -> Plan:
-        summary = yield from _program_first(board, job, simulated)
+        summary = yield from _program_first(board, job)
+        yield from bps.checkpoint()
         origin = yield from board_clock(board)
         maps: dict[int, list[np.ndarray]] = {c: [] for c in cores}
         when = []
         for ti in t:
             yield from bps.checkpoint()
-            if simulated:  # advancing a clock twice on a replay would skew every time
-                yield from bps.clear_checkpoint()
-            clock = yield from wait_until(board, origin + ti, simulated)
+            # An absolute time: a replayed wait does not move the clock again.
+            clock = yield from wait_until(board, origin + ti)
             when.append(clock - origin)
             record({elapsed: when[-1]})
             yield from measure([d.conductance for d in devices])

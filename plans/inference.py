@@ -526,12 +526,13 @@ def network_inference(
         if job.programming is not None:
             yield from program_cores(job.programming, stream="program")
             t0 = yield from board_clock(board)
-            maps = yield from verify(board, job.programming, ident["simulated"])
+            maps = yield from verify(board, job.programming)
             figures = programming_summary(job.programming, maps)
             summary.update({f"program_{k}": v for k, v in figures.items()})
             units.update({f"program_{k}": u for k, u in summary_units(figures).items()})
         else:
             t0 = yield from board_clock(board)
+        yield from bps.checkpoint()
         yield from on_chip(job.backend, dep.calibrate(job.X_cal))
         if tune:
             report = yield from on_chip(job.backend, tune_steps(dep, job.X_cal))
@@ -540,7 +541,8 @@ def network_inference(
         software = scores(job.reference, job.y, job.reference)
         summary.update({f"software_{k}": v for k, v in software.items()})
         for t in job.times:
-            now = yield from wait_until(board, t0 + t, ident["simulated"])
+            yield from bps.checkpoint()
+            now = yield from wait_until(board, t0 + t)
             for mode in job.modes:
                 yield from on_chip(job.backend, dep.compensate_drift(mode))
                 outputs = yield from run_batches(job, t, now - t0, mode)

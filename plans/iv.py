@@ -18,7 +18,7 @@ import numpy as np
 
 from labcim.characterization import bipolar_branches, first_crossing, forming_steps
 from labcim.progress import EventProgress
-from plans.stubs import Plan, derived, event, record, summary_stream
+from plans.stubs import Plan, derived, event, record, summary_stream, trigger_wait
 
 COMPLIANCE_SHARE = 0.9
 """A reading counts as at the current limit above this share of it."""
@@ -187,11 +187,12 @@ def iv_sweep(
 
     def sweep(k: int, which: int, voltages: np.ndarray, limit: float) -> Plan:
         yield from bps.checkpoint()
-        yield from bps.clear_checkpoint()  # a replayed sweep would switch the device again
         record({branch: which, cycle: k})
         yield from bps.mv(smu.current_limit, limit)
         yield from bps.abs_set(smu.sweep.points, voltages, wait=True)
-        yield from bps.trigger(smu.sweep, wait=True)
+        # The sweep's operation id: replayed after a pause, the SMU device publishes the
+        # readings of the sweep already done instead of switching the device again.
+        yield from trigger_wait(smu.sweep)
         yield from event(objs)
         v = yield from bps.rd(smu.sweep.voltage)
         i = yield from bps.rd(smu.sweep.current)
@@ -305,8 +306,9 @@ def forming(
         yield from bps.mv(smu.output, True)
         current, formed, n = math.nan, False, 0
         for v in steps:
+            # A replayed step sources the same voltage again (never a higher one) and
+            # re-reads the current: a device formed by the interrupted step stops here.
             yield from bps.checkpoint()
-            yield from bps.clear_checkpoint()  # forming is irreversible: never replay a step
             yield from bps.mv(smu.voltage, float(v))
             reading = yield from bps.trigger_and_read([smu])
             current, n = reading[smu.current.name]["value"], n + 1

@@ -209,9 +209,11 @@ def program_cores(job: Programming, stream: str = "primary") -> Plan:
     |error| of the cells' summed conductance (uS) and the pulses of the iteration.  A
     core that is done keeps its last map.  Iteration 0 is the read before any pulse.
 
-    Pausing is safe at the checkpoint that starts each iteration; the pulses of an
-    iteration are not resumable (``clear_checkpoint``): a pause that cannot wait for the
-    next checkpoint aborts the run rather than replay pulses.
+    Each iteration starts with a checkpoint: a deferred pause stops there; an
+    immediate pause or a suspension within an iteration replays that iteration's
+    messages, which the operation ids make harmless (a batch is applied once, a verify
+    read returns the same map).  The plan's own state (the strategies' states, the maps)
+    comes from the first execution and is not touched by a replay.
 
     Returns
     -------
@@ -223,6 +225,7 @@ def program_cores(job: Programming, stream: str = "primary") -> Plan:
     for j in jobs:
         objs += [j.core.conductance, *j.signals.values()]
     maps = {}
+    yield from bps.checkpoint()
     for j in jobs:
         maps[j.tile.core] = yield from read_conductance(j.core)
         record(j.figures(maps[j.tile.core]))
@@ -236,7 +239,6 @@ def program_cores(job: Programming, stream: str = "primary") -> Plan:
         active = [j for j, batch in batches if len(batch)]
         if not active:
             return maps
-        yield from bps.clear_checkpoint()
         for j, batch in batches:
             if len(batch):
                 yield from apply_pulses(j.core, batch)
@@ -246,13 +248,14 @@ def program_cores(job: Programming, stream: str = "primary") -> Plan:
         yield from event(objs, stream)
 
 
-def verify(board: Any, job: Programming, simulated: bool, stream: str = "verify") -> Plan:
+def verify(board: Any, job: Programming, stream: str = "verify") -> Plan:
     """Wait ``job.settle`` s after programming, then read every core once (one event).
 
     Returns ``{core index: map}`` (uS).
     """
+    yield from bps.checkpoint()
     now = yield from board_clock(board)
-    yield from wait_until(board, now + job.settle, simulated)
+    yield from wait_until(board, now + job.settle)
     cores = [j.core for j in job.jobs]
     yield from measure([c.conductance for c in cores])
     maps = {}
@@ -394,7 +397,7 @@ def tdp_program(
     @bpp.run_decorator(md=start)
     def run() -> Plan:
         yield from program_cores(job)
-        maps = yield from verify(board, job, ident["simulated"])
+        maps = yield from verify(board, job)
         summary = programming_summary(job, maps)
         yield from summary_stream(summary, summary_units(summary))
         return summary

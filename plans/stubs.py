@@ -7,6 +7,15 @@ only through the devices of ``labcim.devices``.  The stubs used in every iterati
 costs more than the message itself.  Values the plans derive (error
 statistics, ideal outputs, summary figures) travel in :class:`Derived` signals so that
 they are recorded in events next to the readings they come from.
+
+Every stub that makes an instrument act gives the action a fresh operation id in the
+message itself (the batch or array argument of a ``set``, or a ``set`` of the device's
+``request`` before a ``trigger``).  When bluesky replays the messages since the last
+checkpoint after a pause or suspension, the same ids reach the instrument, which
+recognizes what it already did: a pulse batch is not applied again, a read or MVM
+returns the data of its first execution, a sweep is not repeated.  Waits for the board
+clock take an absolute time, so a replayed wait changes nothing.  That is what lets
+every plan keep its checkpoints at every iteration (docs/plans.md, "Pausing").
 """
 
 from __future__ import annotations
@@ -20,7 +29,7 @@ import numpy as np
 from bluesky.utils import Msg, short_uid
 from ophyd import Signal
 
-from labcim.devices.signals import UnitSignal
+from labcim.devices.signals import UnitSignal, new_op_id
 from labcim.sim_record import chip_record
 
 Plan = Generator[Msg, Any, Any]
@@ -100,8 +109,15 @@ def set_wait(obj: Any, value: Any) -> Plan:
 
 
 def trigger_wait(obj: Any) -> Plan:
-    """Trigger ``obj`` and wait for it (``bps.trigger(..., wait=True)``)."""
+    """Trigger ``obj`` and wait for it (``bps.trigger(..., wait=True)``).
+
+    A device with a ``request`` signal (``OperationRequest``) first gets a fresh
+    operation id, so that a replay of this trigger repeats nothing.
+    """
     group = short_uid("trigger")
+    request = getattr(obj, "request", None)
+    if request is not None:
+        yield Msg("set", request, new_op_id())
     yield Msg("trigger", obj, group=group)
     yield Msg("wait", None, group=group)
 
@@ -112,12 +128,41 @@ def value(signal: Any) -> Plan:
     return None if reading is None else reading[signal.name]["value"]
 
 
+class PulseArgument:
+    """A pulse batch with the operation id it is applied under, for ``core.program``.
+
+    The id is drawn when the plan makes the message, so a replay of that message sends
+    the same id and the board does not apply the batch again.  The batch's arrays are
+    reached as attributes (``row``, ``col``, ...).
+    """
+
+    def __init__(self, batch: Any) -> None:
+        self.batch = batch
+        self.op_id = new_op_id()
+
+    def __getattr__(self, name: str) -> Any:
+        batch = self.__dict__["batch"]
+        if isinstance(batch, Mapping):  # a batch given as a dict of arrays
+            try:
+                return batch[name]
+            except KeyError:
+                raise AttributeError(name) from None
+        return getattr(batch, name)
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __repr__(self) -> str:
+        return f"PulseArgument({len(self)} pulses, op_id={self.op_id:#x})"
+
+
 def apply_pulses(core: Any, batch: Any) -> Plan:
     """Apply one pulse batch to ``core`` and wait for the board's acknowledgement.
 
-    The batch is checked against the chip's geometry and limits before it is sent.
+    The batch is checked against the chip's geometry and limits before it is sent, and
+    applied exactly once however often bluesky replays the message.
     """
-    yield from set_wait(core.program, batch)
+    yield from set_wait(core.program, PulseArgument(batch))
 
 
 def measure(objs: Iterable[Any]) -> Plan:
@@ -134,16 +179,18 @@ def read_conductance(core: Any) -> Plan:
 
 
 class ArrayArgument:
-    """An array carried by a message without the RunEngine listing it.
+    """An array carried by a message without the RunEngine listing it, with the
+    operation id of what it is set for (e.g. the MVM of these inputs).
 
     bluesky 1.15 records every ``set`` message's arguments on its tracing span through
     ``sanitize_np``, which calls ``tolist()`` on a numpy array even with tracing off:
     6 ms for a batch of 1000 x 256 input codes, more than the MVM's own host work.
-    Devices see the array through ``np.asarray``.
+    Devices see the array through ``np.asarray`` and the id as ``op_id``.
     """
 
     def __init__(self, array: np.ndarray) -> None:
         self.array = array
+        self.op_id = new_op_id()
 
     def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
         return np.array(self.array, dtype, copy=copy)
@@ -184,19 +231,14 @@ def board_clock(board: Any) -> Plan:
     return (yield from bps.rd(board.fpga.clock))
 
 
-def wait_until(board: Any, clock: float, simulated: bool) -> Plan:
-    """Let the board clock reach ``clock`` (s): advance a simulated clock, else sleep.
+def wait_until(board: Any, clock: float) -> Plan:
+    """Let the board clock reach ``clock`` (s) (``board.fpga.wait_until``: a simulated
+    clock is advanced to it, a real one waited for).  Returns the clock afterwards.
 
-    Returns the board clock afterwards.
+    Idempotent: replayed after a pause, it does not move a simulated clock again.
     """
-    now = yield from board_clock(board)
-    if clock > now:
-        if simulated:
-            yield from bps.mv(board.fpga.advance_clock, clock - now)
-        else:
-            yield from bps.sleep(clock - now)
-        now = yield from board_clock(board)
-    return now
+    yield from set_wait(board.fpga.wait_until, float(clock))
+    return (yield from value(board.fpga.clock))
 
 
 def check_cores(board: Any, cores: Sequence[int]) -> list[Any]:

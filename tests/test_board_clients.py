@@ -57,7 +57,7 @@ def request(opcode: Opcode, seq: int, payload: bytes = b"") -> bytes:
     return protocol.encode_frame(Frame(opcode, seq, payload))
 
 
-HELLO = request(Opcode.HELLO, 1, bytes([1, 1]))
+HELLO = request(Opcode.HELLO, 1, bytes([protocol.PROTOCOL_VERSION] * 2))
 
 
 def read_frame(sock: socket.socket, timeout: float = 2.0) -> Frame:
@@ -167,9 +167,10 @@ def test_a_client_that_never_reads_megabyte_replies_blocks_nobody():
     try:
         with BoardClient.open(url) as probe:
             max_payload = probe.max_payload
-        # A whole core (1 MB) per reply at the default max_payload of 2 MiB.
+        # As many rows per reply as a frame holds (61 kB at the default 64 KiB).
         rows = min(256, (max_payload - protocol.PAYLOAD_MARGIN) // (2 * 2 * 256 * 4))
-        read = protocol.encode_payload(protocol.REQUESTS[Opcode.READ_CONDUCTANCE], (0, 0, rows))
+        layout = protocol.REQUESTS[Opcode.READ_CONDUCTANCE]  # op id 0: read the rows now
+        read = protocol.encode_payload(layout, (0, 0, 0, rows, 0, rows))
         reply_size = rows * 2 * 2 * 256 * 4
         with socket.create_connection(address(url)) as hog:
             hog.sendall(HELLO)
@@ -248,8 +249,9 @@ def test_a_pty_reader_that_stops_reading_does_not_block_the_board():
     fd = os.open(board.url, os.O_RDWR | os.O_NOCTTY)
     try:
         os.write(fd, HELLO)
-        read = protocol.encode_payload(protocol.REQUESTS[Opcode.READ_CONDUCTANCE], (0, 0, 64))
-        for seq in range(2, 5):  # 64 kB replies into a pty buffer of a few kB
+        layout = protocol.REQUESTS[Opcode.READ_CONDUCTANCE]  # op id 0: read the rows now
+        read = protocol.encode_payload(layout, (0, 0, 0, 63, 0, 63))
+        for seq in range(2, 5):  # 63 kB replies into a pty buffer of a few kB
             os.write(fd, request(Opcode.READ_CONDUCTANCE, seq, read))
         time.sleep(4 * 0.3 + 0.5)  # each reply waits at most write_stall for the reader
         assert board.discarded > 0

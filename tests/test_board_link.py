@@ -68,7 +68,7 @@ def run_session(client, rounds):
         out[f"applied{r}"] = client.apply_pulses(1, *pulse_batch(rng))
         out[f"g{r}"] = client.read_conductance(1, 4 * r % 48, 4 * r % 48 + 16)
         out[f"codes{r}"] = client.mvm(1, rng.integers(-127, 128, (32, 64)))
-        out[f"clock{r}"] = client.advance_clock(1.0)
+        out[f"clock{r}"] = client.wait_until(r + 1.0)
     out["g"] = client.read_conductance(1)
     client.reset()
     out["reset_config"] = client.get_config(1)
@@ -140,54 +140,70 @@ def test_faulty_link_gives_clean_results_and_applies_every_pulse_once(link, clea
     assert client.stats.retries > 0 and handler.replayed > 0
 
 
-class LoseFirstReply:
-    """Board whose first APPLY_PULSES reply is lost or damaged on the way back."""
+class LoseFirstReplies:
+    """Board whose first ``count`` APPLY_PULSES replies are lost or damaged on the way back."""
 
-    def __init__(self, handler, how):
-        self.handler, self.how, self.done = handler, how, False
+    def __init__(self, handler, how, count=1):
+        self.handler, self.how, self.count = handler, how, count
 
     def handle(self, frame):
         reply = self.handler.handle(frame)
-        if self.done or protocol.decode_frame(frame).opcode != Opcode.APPLY_PULSES:
+        if not self.count or protocol.decode_frame(frame).opcode != Opcode.APPLY_PULSES:
             return reply
-        self.done = True
+        self.count -= 1
         return b"" if self.how == "drop" else reply[:9] + bytes([reply[9] ^ 4]) + reply[10:]
 
 
-@pytest.mark.parametrize("how", ["drop", "corrupt"])
-def test_a_retried_pulse_batch_is_applied_once(how):
+@pytest.mark.parametrize(
+    ("how", "n", "lost"), [("drop", 20, 1), ("corrupt", 20, 3), ("drop", 2000, 2)]
+)
+def test_a_retried_pulse_batch_is_applied_once(how, n, lost):
     chip = new_chip()
     handler = BoardHandler(chip)
-    client, _ = open_client(LoseFirstReply(handler, how), "inproc")
-    args = pulse_batch(np.random.default_rng(0), n=20)
-    assert client.apply_pulses(0, *args) == 20
-    assert client.stats.retries == 1
-    assert handler.replayed == 1
-    assert chip.pulse_counts.sum() == 20
-    assert chip.pulse_counts[0, args[2], args[0], args[1]].tolist() == [1] * 20
+    client, _ = open_client(LoseFirstReplies(handler, how, lost), "inproc")
+    args = pulse_batch(np.random.default_rng(0), n=n)
+    assert client.apply_pulses(0, *args) == n
+    if n == 20:  # one frame at any limit: sent again as it was, answered from the last reply
+        assert client.stats.retries == lost and handler.replayed == lost
+    else:  # a long frame failing twice: cut again, the chunks recognized by their op id
+        assert client.stats.recuts == 1 and client.frame_limit < client.max_frame
+        assert handler.pulses_acknowledged > 0
+    assert chip.pulse_counts.sum() == n
+    assert chip.pulse_counts[0, args[2], args[0], args[1]].tolist() == [1] * n
 
 
-def test_large_transfers_are_chunked_to_the_boards_frame_size():
+def test_large_transfers_go_in_frames_and_the_chip_sees_whole_commands():
     chip, direct = new_chip(), new_chip()
     client, _ = open_client(BoardHandler(chip, max_payload=8192), "inproc")
-    assert client.max_payload == 8192
+    assert client.max_payload == 8192 and client.frame_limit == 8192
     rng = np.random.default_rng(5)
     args = pulse_batch(rng, n=1000)
     x = rng.integers(-127, 128, (300, 64))
     assert client.apply_pulses(0, *args) == 1000
     g = client.read_conductance(0)
     codes = client.mvm(0, x)
-    # Chunks as docs/protocol.md sizes them: (max_payload - 64) // bytes per item.
-    pulses, rows, vectors = 8128 // 22, 8128 // (4 * 64 * 4), 8128 // (64 * 4)
-    for i in range(0, 1000, pulses):
-        direct.apply_pulses(0, *(a[i : i + pulses] for a in args))
-    g_direct = [direct.read_conductance(0, r, min(r + rows, 64)) for r in range(0, 64, rows)]
-    np.testing.assert_array_equal(g, np.concatenate(g_direct, axis=1))
-    codes_direct = [direct.mvm(0, x[b : b + vectors]) for b in range(0, 300, vectors)]
-    np.testing.assert_array_equal(codes, np.concatenate(codes_direct))
+    # The board assembles each command from its frames and executes it whole.
+    direct.apply_pulses(0, *args)
+    np.testing.assert_array_equal(g, direct.read_conductance(0))
+    np.testing.assert_array_equal(codes, direct.mvm(0, x))
     np.testing.assert_array_equal(chip.pulse_counts, direct.pulse_counts)
-    assert client.stats.requests == 2 + 3 + 10 + 10
+    assert chip.time == direct.time
+    # Frames as docs/protocol.md sizes them: (frame limit - 64) // bytes per item.
+    pulses, rows = -(-1000 // (8128 // 22)), -(-64 // (8128 // (4 * 64 * 4)))
+    # Codes: the first part sized for int32, the rest for the int16 the board sends.
+    first = 8128 // (64 * 4)
+    upload, download = -(-300 // (8128 // 64)), 1 + -(-(300 - first) // (8128 // (64 * 2)))
+    assert client.stats.requests == 2 + pulses + rows + upload + download
     assert client.stats.retries == 0
+
+
+@pytest.mark.parametrize("max_frame", [1024, 4096, 65536])
+def test_what_the_chip_does_does_not_depend_on_the_frame_size(max_frame, clean):
+    chip = new_chip()
+    client, _ = open_client(BoardHandler(chip), "inproc", max_frame=max_frame)
+    assert client.frame_limit == max_frame
+    assert_same(run_session(client, rounds=ROUNDS), clean[0])
+    np.testing.assert_array_equal(chip.pulse_counts, clean[1])
 
 
 @pytest.mark.parametrize("link", ["tcp", "pty"])
@@ -264,7 +280,15 @@ def test_out_of_limit_pulses_are_refused_by_client_and_board(board, kind, amplit
     assert client.stats.frames_sent == sent
     # The same batch sent raw, past the client's check: the board refuses it too.
     arrays = [a.astype(dt) for a, dt in zip(pulses, WIRE_TYPES, strict=True)]
-    payload = protocol.encode_payload(protocol.REQUESTS[Opcode.APPLY_PULSES], (0,), arrays)
+    for op_id in (protocol.NO_OP_ID, 12345):  # (op id, core, offset, total)
+        payload = protocol.encode_payload(
+            protocol.REQUESTS[Opcode.APPLY_PULSES], (op_id, 0, 0, 2), arrays
+        )
+        with pytest.raises(BoardLimitError, match=f"board refused APPLY_PULSES.*{limit}") as exc:
+            client.request(Opcode.APPLY_PULSES, payload)
+        assert exc.value.status == Status.OUT_OF_LIMITS
+    assert chip.pulse_counts.sum() == 0
+    payload = protocol.encode_payload(protocol.REQUESTS[Opcode.APPLY_PULSES], (0, 0, 0, 2), arrays)
     with pytest.raises(BoardLimitError, match=f"board refused APPLY_PULSES.*{limit}") as exc:
         client.request(Opcode.APPLY_PULSES, payload)
     assert exc.value.status == Status.OUT_OF_LIMITS
@@ -303,7 +327,9 @@ def test_reply_larger_than_a_frame_is_refused_before_executing():
     chip = new_chip()
     client, _ = open_client(BoardHandler(chip, max_payload=4096), "inproc")
     t = chip.time
-    payload = protocol.encode_payload(protocol.REQUESTS[Opcode.READ_CONDUCTANCE], (0, 0, 64))
+    # No op id: the board reads the part now, so the part must fit a reply.
+    values = (protocol.NO_OP_ID, 0, 0, 64, 0, 64)
+    payload = protocol.encode_payload(protocol.REQUESTS[Opcode.READ_CONDUCTANCE], values)
     with pytest.raises(BoardRefusedError, match="max_payload"):
         client.request(Opcode.READ_CONDUCTANCE, payload)
     assert chip.time == t
@@ -311,8 +337,8 @@ def test_reply_larger_than_a_frame_is_refused_before_executing():
 
 def test_version_handshake_refuses_a_host_of_another_version(board):
     client, _ = board
-    payload = protocol.encode_payload(protocol.REQUESTS[Opcode.HELLO], (2, 3))
-    with pytest.raises(BoardRefusedError, match="board speaks protocol 1") as exc:
+    payload = protocol.encode_payload(protocol.REQUESTS[Opcode.HELLO], (1, 1))
+    with pytest.raises(BoardRefusedError, match=r"board speaks protocol 2, host 1\.\.1") as exc:
         client.request(Opcode.HELLO, payload)
     assert exc.value.status == Status.UNSUPPORTED
 
@@ -342,12 +368,16 @@ def valid_requests():
     """Encoded requests that would change the board's state if executed."""
     rng = np.random.default_rng(0)
     arrays = [a.astype(dt) for a, dt in zip(pulse_batch(rng, 8), WIRE_TYPES, strict=True)]
+    inputs = rng.integers(-9, 9, (2, 64)).astype(np.int8)
     calls = [
-        (Opcode.APPLY_PULSES, (0,), arrays, None),
+        (Opcode.APPLY_PULSES, (0, 0, 0, 8), arrays, None),
+        (Opcode.APPLY_PULSES, (77, 0, 0, 8), arrays, None),
         (Opcode.SET_CONFIG, (0,), (), {"adc_bits": 6}),
-        (Opcode.ADVANCE_CLOCK, (1.0,), (), None),
-        (Opcode.MVM, (0,), [rng.integers(-9, 9, (2, 64)).astype(np.int8)], None),
-        (Opcode.READ_CONDUCTANCE, (0, 0, 4), (), None),
+        (Opcode.ADVANCE_CLOCK_TO, (100.0,), (), None),
+        (Opcode.MVM, (0, 0, 0, 2, 0, 2), [inputs], None),
+        (Opcode.MVM, (78, 0, 0, 2, 0, 2), [inputs], None),
+        (Opcode.READ_CONDUCTANCE, (0, 0, 0, 4, 0, 4), (), None),
+        (Opcode.READ_CONDUCTANCE, (79, 0, 0, 64, 0, 4), (), None),
         (Opcode.RESET, (), (), None),
     ]
     return [

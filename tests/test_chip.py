@@ -263,6 +263,8 @@ def test_bad_pulses_are_refused_without_any_change(change, error, match):
         (lambda c: c.configure(0, colour=1), r"unknown configuration field\(s\) \['colour'\]"),
         (lambda c: c.advance(float("inf")), "finite"),
         (lambda c: c.advance(-1), ">= 0"),
+        (lambda c: c.advance(1.7e308), r"within \[0, 1e\+10\] s"),
+        (lambda c: c.advance_to(float("nan")), "finite"),
     ],
 )
 def test_bad_requests_name_the_problem_and_change_nothing(call, match):
@@ -298,3 +300,15 @@ def test_loading_a_foreign_file_fails_clearly(tmp_path):
     (tmp_path / "garbage").write_bytes(b"\x00garbage")
     with pytest.raises(InvalidRequestError, match="not a saved labcim chip"):
         Chip.load(tmp_path / "garbage")
+
+
+def test_the_clock_stays_finite_and_advancing_to_a_time_reached_changes_nothing():
+    chip = Chip.from_preset("pcm-small", seed=0)
+    assert chip.advance_to(100.0) == 100.0
+    assert chip.advance_to(50.0) == 100.0  # already there: a replayed wait is a no-op
+    assert chip.advance_to(100.0) == 100.0
+    for _ in range(2):  # issue 13: twice 1.7e308 made the clock infinite
+        with pytest.raises(InvalidRequestError, match="within"):
+            chip.advance(1.7e308)
+    assert chip.time == 100.0
+    assert np.isfinite(chip.read_conductance(0)).all()

@@ -124,9 +124,12 @@ def test_mv_configuration_and_clock(board, engine):
         0.25,
     )
     assert board.core1.adc_bits.get() == 8
-    engine(bps.mv(board.fpga.advance_clock, 3600.0))
-    assert board.fpga.clock.get() >= 3600.0
-    assert board.sim_chip.time == board.fpga.clock.get()
+    engine(bps.mv(board.fpga.wait_until, 3600.0))
+    assert board.fpga.clock.get() == 3600.0 == board.client.clock()
+    engine(bps.mv(board.fpga.wait_until, 3600.0))  # reached already: nothing moves
+    assert board.client.clock() == 3600.0
+    with pytest.raises(ValueError, match=r"clock target 1.7e\+308 s must be finite and within"):
+        board.fpga.wait_until.set(1.7e308)
 
 
 def test_mvm_outputs_are_codes_times_lsb(board):
@@ -164,7 +167,7 @@ def test_best_effort_callback_takes_the_runs(board, engine):
     engine.subscribe(bec)
     board.core0.mvm.inputs.set(np.ones((2, ROWS), int)).wait()
     engine(bp.count([board.core0, board.fpga], num=2))
-    engine(bp.scan([board.core0.conductance], board.fpga.advance_clock, 0, 10, 3))
+    engine(bp.scan([board.core0.conductance], board.fpga.wait_until, 10, 20, 3))
     assert [d["exit_status"] for d in engine.collector.of("stop")] == ["success", "success"]
 
 

@@ -44,7 +44,7 @@ def test_unknown_connect_option():
 def test_saved_chip_absolute_and_relative(tmp_path, monkeypatch):
     board = connect("sim://pcm-small?cores=1&seed=2")
     x = np.eye(64, dtype=int)[:4] * 100
-    board.fpga.advance_clock.set(10.0).wait(5)
+    board.fpga.wait_until.set(10.0).wait(5)
     board.sim_chip.save(tmp_path / "chip.npz")
     board.close()
     monkeypatch.chdir(tmp_path)

@@ -26,7 +26,13 @@ frames = st.builds(
 
 
 def raw_frame(
-    version=1, opcode=proto.Opcode.CLOCK, flags=0, status=0, seq=5, payload=b"", length=None
+    version=proto.PROTOCOL_VERSION,
+    opcode=proto.Opcode.CLOCK,
+    flags=0,
+    status=0,
+    seq=5,
+    payload=b"",
+    length=None,
 ):
     """Wire bytes (without delimiter) of a frame with any header, and a valid CRC."""
     n = len(payload) if length is None else length
@@ -116,7 +122,7 @@ def test_splitter_discards_an_overlong_frame_and_recovers():
         (b"\x05\x01\x02", proto.FramingError),  # COBS block longer than the data
         (cobs.encode(b"\x01\x02\x03"), proto.FramingError),  # too short for header and CRC
         (raw_frame(payload=b"abc", length=2), proto.LengthError),
-        (raw_frame(version=2), proto.VersionError),
+        (raw_frame(version=1), proto.VersionError),  # protocol 1 had no operation ids
         (raw_frame(opcode=0x7E), proto.UnknownOpcodeError),
         (raw_frame(flags=0x80), proto.FramingError),
         (raw_frame(status=99), proto.FramingError),
@@ -154,8 +160,9 @@ def test_payload_layouts_round_trip_arrays_and_json():
         np.array([1.5, 2.0]),
         np.array([1e-7, 2e-7]),
     ]
-    out = proto.decode_payload(layout, proto.encode_payload(layout, (7,), arrays))
-    assert out.values == (7,)
+    values = (2**64 - 1, 7, 0, 2)  # op id, core, offset, total
+    out = proto.decode_payload(layout, proto.encode_payload(layout, values, arrays))
+    assert out.values == values
     for spec, a in zip(layout.arrays, arrays, strict=True):
         np.testing.assert_array_equal(out.arrays[spec.name], a)
     cfg = proto.REQUESTS[proto.Opcode.SET_CONFIG]
@@ -169,20 +176,24 @@ def test_payload_layouts_round_trip_arrays_and_json():
 )
 def test_encoder_refuses_arrays_outside_the_layout(array, match):
     with pytest.raises(ValueError, match=match):
-        proto.encode_payload(proto.REQUESTS[proto.Opcode.MVM], (0,), [array])
+        proto.encode_payload(proto.REQUESTS[proto.Opcode.MVM], (1, 0, 0, 2, 0, 0), [array])
+
+
+MVM_FIELDS = struct.pack("<QHIIII", 5, 0, 0, 1, 0, 1)  # op id, core, offset, total, out range
 
 
 @pytest.mark.parametrize(
     "payload",
     [
-        b"\x00\x00",  # core only
-        b"\x00\x00\x07\x02" + struct.pack("<II", 2, 2) + b"\x00" * 4,  # float inputs
-        b"\x00\x00\x00\x01" + struct.pack("<I", 2) + b"\x00\x00",  # 1-D inputs
-        b"\x00\x00\x00\x02" + struct.pack("<II", 1000, 1000) + b"\x00" * 8,  # short data
-        b"\x00\x00\x00\x02" + struct.pack("<II", 1, 1) + b"\x00\xff",  # trailing byte
+        MVM_FIELDS[:-2],  # fixed fields cut short
+        MVM_FIELDS + b"\x07\x02" + struct.pack("<II", 2, 2) + b"\x00" * 4,  # float inputs
+        MVM_FIELDS + b"\x00\x01" + struct.pack("<I", 2) + b"\x00\x00",  # 1-D inputs
+        MVM_FIELDS + b"\x00\x02" + struct.pack("<II", 1000, 1000) + b"\x00" * 8,  # short
+        MVM_FIELDS + b"\x00\x02" + struct.pack("<II", 1, 1) + b"\x00\xff",  # trailing byte
     ],
 )
 def test_malformed_payloads_raise_payload_error(payload):
+    assert len(MVM_FIELDS) == proto.REQUESTS[proto.Opcode.MVM].fixed.size
     with pytest.raises(proto.PayloadError):
         proto.decode_payload(proto.REQUESTS[proto.Opcode.MVM], payload)
 
@@ -200,10 +211,12 @@ def test_pulse_kind_codes_name_the_limits_the_simulator_enforces():
     assert len(proto.PULSE_KIND_LIMIT) == len(PulseKind)
 
 
-def test_a_batch_of_1024_int8_vectors_costs_under_one_percent_of_overhead():
-    inputs = np.random.default_rng(0).integers(-127, 128, (1024, 256), dtype=np.int8)
+def test_a_board_sized_frame_of_int8_vectors_costs_under_one_percent_of_overhead():
+    # 255 vectors of 256 int8 codes: what one frame of the default 64 KiB holds.
+    n = (proto.BOARD_PAYLOAD - proto.PAYLOAD_MARGIN) // 256
+    inputs = np.random.default_rng(0).integers(-127, 128, (n, 256), dtype=np.int8)
     layout = proto.REQUESTS[proto.Opcode.MVM]
-    wire = proto.encode_frame(
-        proto.Frame(proto.Opcode.MVM, 1, proto.encode_payload(layout, (0,), [inputs]))
-    )
+    payload = proto.encode_payload(layout, (9, 0, 0, n, 0, 0), [inputs])
+    assert len(payload) <= proto.BOARD_PAYLOAD
+    wire = proto.encode_frame(proto.Frame(proto.Opcode.MVM, 1, payload))
     assert inputs.nbytes / len(wire) >= 0.99

@@ -5,9 +5,14 @@ Device tree of a board named ``board`` with N cores::
     board                    identity as configuration: model, chip, device_type, n_cores,
                              rows, cols, devices_per_polarity, g_max (uS), limits, simulated
     board.fpga               firmware, protocol_version, max_payload (config); clock (s,
-                             hinted); advance_clock (settable, s); link health: frames_sent,
-                             frames_received, retries, bad_frames, timeouts, stale_replies,
-                             last_rtt, mean_rtt (s), retry_fraction
+                             hinted); wait_until (settable, s: the board clock to wait
+                             for); link health: frames_sent, frames_received, retries,
+                             bad_frames, timeouts, stale_replies, last_rtt, mean_rtt (s),
+                             retry_fraction
+
+``stop()`` on the board or any part of it stops every board operation queued or running
+(a long pulse batch, read or MVM between two frames, a wait for the clock); bluesky
+calls it on a pause, a suspension, ``RE.stop()`` and ``RE.abort()``.
     board.core0 ... coreN-1  CIMCore (``labcim.devices.core``), kind omitted: read them by name
 
 The number of cores is known only after IDENTIFY, so the class with its ``coreI``
@@ -18,6 +23,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections import deque
 from typing import Any
 
@@ -25,9 +31,17 @@ from ophyd import Component as Cpt
 from ophyd import Device
 from ophyd.device import create_device_from_components
 
-from drivers.board import BoardClient
+from drivers import protocol
+from drivers.board import BoardAbortedError, BoardClient
 from labcim.devices.core import CIMCore
-from labcim.devices.signals import DriverStatus, DriverWorker, Readback, Setting
+from labcim.devices.signals import (
+    DriverStatus,
+    DriverWorker,
+    Readback,
+    Setting,
+    StopRequest,
+    StopRequests,
+)
 
 LINK_WINDOW = 20
 """Driver calls over which ``retry_fraction`` is computed."""
@@ -35,12 +49,40 @@ LINK_WINDOW = 20
 _LINK_COUNTERS = ("frames_sent", "frames_received", "retries", "bad_frames", "timeouts")
 
 
-class ClockAdvance(Setting):
-    """Seconds to move the board clock forward; simulated boards only (real ones refuse)."""
+class ClockTarget(Setting):
+    """A board clock time (s) to wait for: ``set(t)`` finishes once the clock reads >= t.
 
-    def write(self, value: float) -> None:
-        self.parent.clock.update(self.root.client.advance_clock(float(value)))
+    A simulated board's clock is moved to ``t`` at once; with real hardware the client
+    sleeps until the board clock gets there.  Idempotent: a target already reached
+    changes nothing, so bluesky replaying the set after a pause never advances a
+    simulated clock twice.  ``stop()`` ends a wait early.
+    """
+
+    def check_value(self, value: Any) -> None:
+        if not (
+            isinstance(value, int | float)
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and 0 <= value <= protocol.MAX_CLOCK
+        ):
+            raise ValueError(
+                f"{self.name}: clock target {value!r} s must be finite and within "
+                f"[0, {protocol.MAX_CLOCK:g}] s"
+            )
+
+    def write(self, value: float, stop: StopRequest | None = None) -> None:
+        self.parent.clock.update(self.root.client.wait_until(float(value), cancel=stop))
         self.update(value)
+
+    def set(self, value: Any, *, timeout: float | None = None, **kwargs: Any) -> DriverStatus:
+        self.check_value(value)
+        if timeout is None:  # the backstop counts from the time the clock gets there
+            ahead = max(0.0, float(value) - (self.parent.clock.get() or 0.0))
+            timeout = ahead + self.root.status_timeout
+        return self.root.run_stoppable(self, lambda stop: self.write(value, stop), timeout=timeout)
+
+    def stop(self, *, success: bool = False) -> None:
+        self.root.stop(success=success)
 
 
 class FPGAInterface(Device):
@@ -57,7 +99,7 @@ class FPGAInterface(Device):
     protocol_version = Cpt(Readback, value=0, kind="config")
     max_payload = Cpt(Readback, value=0, units="bytes", kind="config")
     clock = Cpt(Readback, units="s", kind="hinted")
-    advance_clock = Cpt(ClockAdvance, units="s", kind="omitted")
+    wait_until = Cpt(ClockTarget, units="s", kind="omitted")
     frames_sent = Cpt(Readback, value=0, kind="normal")
     frames_received = Cpt(Readback, value=0, kind="normal")
     retries = Cpt(Readback, value=0, kind="normal")
@@ -85,6 +127,10 @@ class FPGAInterface(Device):
     def trigger(self) -> DriverStatus:
         """Read the board clock (and refresh the link health)."""
         return self.root.run(self, lambda: self.clock.update(self.root.client.clock()))
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop every board operation (:meth:`ChipTestBoard.stop`)."""
+        self.root.stop(success=success)
 
 
 class ChipTestBoard(Device):
@@ -131,6 +177,7 @@ class ChipTestBoard(Device):
         self.sim_chip = sim_chip
         self.status_timeout = status_timeout
         self.worker = DriverWorker(name)
+        self.stops = StopRequests()
         super().__init__(name=name, **kwargs)
         info, chip = client.info, self.chip_info
         self.model.update(info["board"])
@@ -169,6 +216,27 @@ class ChipTestBoard(Device):
             timeout=self.status_timeout if timeout is None else timeout,
             after=self.fpga.refresh_link,
         )
+
+    def run_stoppable(self, obj: Any, work: Any, *, timeout: float | None = None) -> DriverStatus:
+        """Like :meth:`run`, for ``work(stop)`` whose driver calls check the flag ``stop``
+        (a `StopRequest`) between frames: :meth:`stop` ends it there."""
+        return self.stops.run(
+            self.worker,
+            obj,
+            work,
+            BoardAbortedError,
+            timeout=self.status_timeout if timeout is None else timeout,
+            after=self.fpga.refresh_link,
+        )
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop every board operation queued or running, at its next frame boundary.
+
+        With ``success`` (bluesky's pause and suspension) their statuses finish, as the
+        operations will be replayed with the same operation ids; otherwise they fail with
+        ``BoardAbortedError``.  Pulses of a batch not yet complete are not applied.
+        """
+        self.stops.stop_all(success)
 
     def trigger(self) -> DriverStatus:
         """Read the clock and link health (cores are triggered one by one)."""

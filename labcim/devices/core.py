@@ -5,8 +5,15 @@ Device tree of a core named ``board_core0`` (signal names in brackets)::
     core0.read_voltage, dac_bits, adc_bits, adc_gain, read_mode, ir_drop   config, settable
     core0.adc_lsb                 [board_core0_adc_lsb]  config, uA per ADC code
     core0.program.set(pulses)     apply a pulse batch; .applied  pulses of the last batch
-    core0.conductance.trigger()   .map (2*dpp, rows, cols) float32 uS; .mean (hinted)
+    core0.conductance.trigger()   .map (2*dpp, rows, cols) float32 uS; .mean (hinted);
+                                  .request  operation id of the next read (0 = none)
     core0.mvm.inputs.set(x)       .codes (batch, cols) int32; .outputs uA; .mean_abs (hinted)
+
+Operation ids make what bluesky replays after a pause harmless: a pulse batch carrying
+``op_id`` (an attribute or key of the batch) is applied once however often it is set, a
+read named by ``conductance.request`` and an MVM whose inputs carry ``op_id`` return the
+data of their first execution when triggered again.  ``stop()`` stops the operation in
+progress between two frames (:meth:`ChipTestBoard.stop`).
 """
 
 from __future__ import annotations
@@ -25,8 +32,10 @@ from labcim.devices.signals import (
     ArrayReadback,
     ArraySetting,
     DriverStatus,
+    OperationRequest,
     Readback,
     Setting,
+    StopRequest,
 )
 
 PULSE_FIELDS = ("row", "col", "device", "kind", "amplitude", "width")
@@ -44,11 +53,20 @@ class CoreSetting(Setting):
         self.parent.configure(**{self.attr_name: value})
 
 
+def op_id_of(value: Any) -> int:
+    """The operation id a device argument carries (attribute or key ``op_id``), else 0."""
+    if isinstance(value, Mapping):
+        return int(value.get("op_id", 0))
+    return int(getattr(value, "op_id", 0))
+
+
 class ProgrammingInterface(Device):
     """Applies pulse batches: ``set(batch)`` finishes when the board acknowledges.
 
-    The batch is a mapping or an object with the arrays :data:`PULSE_FIELDS`.  It is
-    checked against the chip's geometry and safe limits before anything is sent.
+    The batch is a mapping or an object with the arrays :data:`PULSE_FIELDS`, and
+    optionally ``op_id`` (u64): the board applies a batch with an id once, however often
+    it is set.  It is checked against the chip's geometry and safe limits before
+    anything is sent.
     """
 
     applied = Cpt(Readback, value=0, kind="normal")
@@ -56,11 +74,18 @@ class ProgrammingInterface(Device):
     def set(self, pulses: Any, *, timeout: float | None = None) -> DriverStatus:
         """Apply ``pulses`` (see :data:`PULSE_FIELDS`); raises on a bad batch."""
         arrays = self.parent.check_pulses(pulses)
+        op_id = op_id_of(pulses)
 
-        def work() -> None:
-            self.applied.update(self.root.client.apply_pulses(self.parent.index, *arrays))
+        def work(stop: StopRequest) -> None:
+            client = self.root.client
+            applied = client.apply_pulses(self.parent.index, *arrays, op_id=op_id, cancel=stop)
+            self.applied.update(applied)
 
-        return self.root.run(self, work, timeout=timeout)
+        return self.root.run_stoppable(self, work, timeout=timeout)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the batch between two frames (:meth:`ChipTestBoard.stop`)."""
+        self.root.stop(success=success)
 
 
 class ConductanceMap(Device):
@@ -72,31 +97,52 @@ class ConductanceMap(Device):
 
     map = Cpt(ArrayReadback, dtype="float32", units="uS", kind="normal")
     mean = Cpt(Readback, units="uS", kind="hinted")
+    request = Cpt(OperationRequest, kind="omitted")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         chip = self.root.chip_info
         self.map.declare((2 * chip["devices_per_polarity"], chip["rows"], chip["cols"]))
 
-    def measure(self) -> None:
+    def measure(self, op_id: int = 0, stop: StopRequest | None = None) -> None:
         """Read the map over the link (blocking) and update the signals."""
-        g = self.root.client.read_conductance(self.parent.index)
+        g = self.root.client.read_conductance(self.parent.index, op_id=op_id, cancel=stop)
         self.map.update(g)
         self.mean.update(float(g.mean()))
 
     def trigger(self) -> DriverStatus:
-        return self.root.run(self, self.measure)
+        op_id = self.request.take()
+        return self.root.run_stoppable(self, lambda stop: self.measure(op_id, stop))
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the read between two frames (:meth:`ChipTestBoard.stop`)."""
+        self.root.stop(success=success)
 
 
 class InputBatch(ArraySetting):
     """A batch of MVM input vectors (DAC codes), checked when set; kept as int16.
 
     Shape (batch, rows), integers with ``|x| <= 2**(dac_bits - 1) - 1`` at the core's
-    current ``dac_bits``.
+    current ``dac_bits``.  A value with an ``op_id`` attribute (u64) names the next MVM
+    (:class:`MVMReadout`).
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(dtype="int16", ndim=2, **kwargs)
+        self.op_id = 0
+
+    def put(self, value: Any, **kwargs: Any) -> None:
+        super().put(value, **kwargs)
+        self.op_id = op_id_of(value)
+
+    def take_op_id(self) -> int:
+        """The id for the MVM starting now; later MVMs of the same inputs have none."""
+        op_id, self.op_id = self.op_id, 0
+        return op_id
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the MVM in progress (bluesky stops what it set on a pause)."""
+        self.root.stop(success=success)
 
     def check_value(self, value: Any) -> None:
         rows = self.root.chip_info["rows"]
@@ -143,9 +189,10 @@ class MVMReadout(Device):
         """Whether inputs were set."""
         return self.inputs.get().size > 0
 
-    def measure(self) -> None:
+    def measure(self, op_id: int = 0, stop: StopRequest | None = None) -> None:
         """Run the MVM of the inputs over the link (blocking) and update the signals."""
-        codes = self.root.client.mvm(self.parent.index, self.inputs.get())
+        x = self.inputs.get()
+        codes = self.root.client.mvm(self.parent.index, x, op_id=op_id, cancel=stop)
         outputs = codes * self.parent.adc_lsb.get()
         self.codes.update(codes)
         self.outputs.update(outputs)
@@ -154,7 +201,12 @@ class MVMReadout(Device):
     def trigger(self) -> DriverStatus:
         if not self.ready:  # fail before starting anything
             raise ValueError(f"{self.name}: set {self.inputs.name} before triggering")
-        return self.root.run(self, self.measure)
+        op_id = self.inputs.take_op_id()
+        return self.root.run_stoppable(self, lambda stop: self.measure(op_id, stop))
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the MVM between two frames (:meth:`ChipTestBoard.stop`)."""
+        self.root.stop(success=success)
 
 
 class CIMCore(Device):
@@ -243,9 +295,16 @@ class CIMCore(Device):
         return arrays
 
     def trigger(self) -> DriverStatus:
-        def work() -> None:
-            self.conductance.measure()
-            if self.mvm.ready:
-                self.mvm.measure()
+        read_id = self.conductance.request.take()
+        mvm_id = self.mvm.inputs.take_op_id() if self.mvm.ready else 0
 
-        return self.root.run(self, work)
+        def work(stop: StopRequest) -> None:
+            self.conductance.measure(read_id, stop)
+            if self.mvm.ready:
+                self.mvm.measure(mvm_id, stop)
+
+        return self.root.run_stoppable(self, work)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the core's operation in progress (:meth:`ChipTestBoard.stop`)."""
+        self.root.stop(success=success)

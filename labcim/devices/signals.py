@@ -24,6 +24,10 @@ from ophyd.signal import InternalSignal
 from ophyd.status import Status
 from ophyd.utils import InvalidState
 
+from drivers.protocol import new_op_id
+
+__all__ = ["new_op_id"]  # operation ids name the operations devices take (OperationRequest)
+
 
 class DriverStatus(Status):
     """A Status whose text names the exception it failed with.
@@ -148,11 +152,114 @@ class DriverWorker:
                 )
 
 
+class OperationRequest(Signal):
+    """Operation id (u64, 0 = none) that the parent's next ``trigger()`` carries.
+
+    A plan sets it before each trigger with a fresh id (``plans.stubs.trigger_wait``);
+    the trigger takes it and resets it to 0, so one set names one operation.  When
+    bluesky replays the set and the trigger after a pause, the same id reaches the
+    instrument, which recognizes the operation instead of doing it again.
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(value=0, **kwargs)
+
+    def set(self, value: Any, **kwargs: Any) -> DriverStatus:
+        if isinstance(value, bool) or not isinstance(value, int | np.integer):
+            raise ValueError(f"{self.name}: an operation id is an integer, got {value!r}")
+        if not 0 <= value < 2**64:
+            raise ValueError(f"{self.name}: operation id {value} is outside [0, 2**64)")
+        super().put(int(value))
+        return finished_status(self)
+
+    def put(self, value: Any, **kwargs: Any) -> None:
+        self.set(value).wait(0)
+
+    def take(self) -> int:
+        """The id for the trigger starting now; the next trigger has none unless set."""
+        value = int(self.get())
+        if value:
+            super().put(0)
+        return value
+
+
 def finished_status(obj: Any) -> DriverStatus:
     """A status that is already done and successful (for settings stored locally)."""
     status = DriverStatus(obj)
     status.set_finished()
     return status
+
+
+class StopRequest(threading.Event):
+    """The cancel flag of one device operation, set by ``stop(success=...)``.
+
+    Driver loops check it between frames or sleeps (``drivers.board.Cancel``).
+    ``success`` follows ophyd's ``stop``: True (a pause or suspension, after which
+    bluesky replays the operation) finishes the stopped operation's status; False fails
+    it with the driver's abort error.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.success = False
+
+    def stop(self, success: bool) -> None:
+        """Ask the operation to stop."""
+        self.success = success
+        self.set()
+
+
+class StopRequests:
+    """The stop flags of an instrument's operations that are queued or running."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pending: set[StopRequest] = set()
+
+    def new(self) -> StopRequest:
+        """A flag for an operation about to be queued, stoppable from now on."""
+        request = StopRequest()
+        with self._lock:
+            self._pending.add(request)
+        return request
+
+    def done(self, request: StopRequest) -> None:
+        """Forget the flag of a finished operation."""
+        with self._lock:
+            self._pending.discard(request)
+
+    def stop_all(self, success: bool) -> None:
+        """Stop every queued or running operation."""
+        with self._lock:
+            pending = list(self._pending)
+        for request in pending:
+            request.stop(success)
+
+    def run(
+        self,
+        worker: DriverWorker,
+        obj: Any,
+        work: Callable[[StopRequest], None],
+        aborted: type[Exception],
+        **options: Any,
+    ) -> DriverStatus:
+        """Queue ``work(request)`` on ``worker`` (``options`` as for `DriverWorker.run`).
+
+        If the operation is stopped, ``work`` raises ``aborted``; its status then
+        finishes or fails as the stop's ``success`` says.
+        """
+        request = self.new()
+
+        def job() -> None:
+            try:
+                work(request)
+            except aborted:
+                if not request.success:
+                    raise
+            finally:
+                self.done(request)
+
+        return worker.run(obj, job, **options)
 
 
 class UnitSignal(Signal):

@@ -8,10 +8,18 @@ Device tree of an SMU named ``smu``::
     smu.output          output on/off, settable (config)
     smu.current         current measured on ``trigger()`` (A, hinted)
     smu.sweep           points (V) settable; delay (s, config); trigger() runs a list
-                        sweep; voltage (V readback) and current (A) arrays; kind omitted
+                        sweep; voltage (V readback) and current (A) arrays; request:
+                        operation id of the next sweep; kind omitted
+
+A sweep switches the device it sweeps (SET, RESET), so a sweep bluesky replays after a
+pause must not run again: a trigger carrying the operation id of the last sweep
+publishes that sweep's readings instead of sweeping.
 
 The instrument cannot be asked for its settings, so each readback is the value the
-device last wrote; ``labcim.connect_smu`` resets the instrument to make them true.
+device last wrote; ``labcim.connect_smu`` resets the instrument to make them true.  A
+setting is sent only when it changes: with the output on, the simulated (and many a
+real) SMU re-applies its source at every setting command, so a setting bluesky replays
+after a pause would otherwise expose the device again.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from labcim.devices.signals import (
     ArraySetting,
     DriverStatus,
     DriverWorker,
+    OperationRequest,
     Readback,
     Setting,
     UnitSignal,
@@ -48,7 +57,8 @@ class SMUSetting(Setting):
         self.method = method
 
     def write(self, value: Any) -> None:
-        getattr(self.root.driver, self.method)(value)
+        if value != self.get():  # see SMU: the instrument already has this value
+            getattr(self.root.driver, self.method)(value)
         self.update(value)
 
 
@@ -56,7 +66,8 @@ class OutputSetting(Setting):
     """Output state: any truthy value switches it on; the readback is a bool."""
 
     def write(self, value: Any) -> None:
-        self.root.driver.output(bool(value))
+        if bool(value) != self.get():  # see SMU: the instrument already has this value
+            self.root.driver.output(bool(value))
         self.update(bool(value))
 
 
@@ -82,17 +93,21 @@ class SweepPoints(ArraySetting):
 class SMUSweep(Device):
     """A list sweep: set ``points``, ``trigger()``, read ``voltage`` and ``current``.
 
-    The output is left on at the last point (the parent's readbacks say so).
+    The output is left on at the last point (the parent's readbacks say so).  A trigger
+    whose ``request`` names the last sweep done (the same points) sweeps nothing and
+    publishes that sweep's readings again.
     """
 
     points = Cpt(SweepPoints, kind="normal")
     delay = Cpt(UnitSignal, value=0.0, units="s", kind="config")
     voltage = Cpt(ArrayReadback, dtype="float64", units="V", kind="normal")
     current = Cpt(ArrayReadback, dtype="float64", units="A", kind="normal")
+    request = Cpt(OperationRequest, kind="omitted")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.points.subscribe(self._declare_shapes, run=False)
+        self._last: tuple[int, np.ndarray, np.ndarray, np.ndarray] | None = None
 
     def _declare_shapes(self, value: np.ndarray, **kwargs: Any) -> None:
         self.voltage.declare((len(value),))
@@ -103,8 +118,15 @@ class SMUSweep(Device):
         if not points.size:  # fail before starting anything
             raise ValueError(f"{self.name}: set {self.points.name} before triggering")
 
+        op_id = self.request.take()
+
         def work() -> None:
-            v, i = self.root.driver.list_sweep(points, self.delay.get())
+            last = self._last
+            if op_id and last is not None and last[0] == op_id and np.array_equal(last[1], points):
+                v, i = last[2], last[3]  # replayed: this sweep already switched the device
+            else:
+                v, i = self.root.driver.list_sweep(points, self.delay.get())
+                self._last = (op_id, points, v, i) if op_id else None
             self.voltage.update(v)
             self.current.update(i)
             self.parent.voltage.update(float(points[-1]))

@@ -32,6 +32,10 @@ class HDF5Writer(DocumentRouter):
     loudly instead of going unsaved; an error met by the timer thread is raised at the
     next document.
 
+    An event whose ``seq_num`` its stream already holds is one that bluesky replayed
+    after a pause or suspension (it restores the sequence counters of the last
+    checkpoint); the recorded one is kept and the replay is not added again.
+
     Parameters
     ----------
     path : str or Path
@@ -83,6 +87,7 @@ class HDF5Writer(DocumentRouter):
             raise PermissionError(f"HDF5Writer cannot write in {run_dir}")
         self._runs: dict[str, RunFile] = {}  # by start uid
         self._streams: dict[str, tuple[RunFile, StreamFile]] = {}  # by descriptor uid
+        self._last_seq: dict[str, int] = {}  # by descriptor uid
         self._lock = threading.Lock()
         self._timer: threading.Timer | None = None
         self._deferred: Exception | None = None  # met by the timer thread
@@ -117,14 +122,21 @@ class HDF5Writer(DocumentRouter):
             self._streams[doc["uid"]] = (run, run.add_stream(doc, self.storage))
 
     def event(self, doc: dict) -> None:
-        """Buffer one event."""
+        """Buffer one event (unless it replays one already recorded)."""
+        if doc["seq_num"] <= self._last_seq.get(doc["descriptor"], 0):
+            return
         columns = {k: [doc[k]] for k in ("time", "seq_num", "uid")}
         page = {"data": _column(doc["data"]), "timestamps": _column(doc["timestamps"])}
         self._append(doc["descriptor"], {**page, **columns})
 
     def event_page(self, doc: dict) -> None:
-        """Buffer a page of events."""
-        self._append(doc["descriptor"], doc)
+        """Buffer a page of events (less those replaying events already recorded)."""
+        last = self._last_seq.get(doc["descriptor"], 0)
+        keep = [i for i, seq in enumerate(doc["seq_num"]) if seq > last]
+        if len(keep) < len(doc["seq_num"]):
+            doc = _rows(doc, keep)
+        if keep:
+            self._append(doc["descriptor"], doc)
 
     def stop(self, doc: dict) -> None:
         """Flush, write the stop document and close the run file."""
@@ -141,6 +153,7 @@ class HDF5Writer(DocumentRouter):
         run, stream = self._streams[descriptor]
         with self._failing(run):
             stream.append(page)
+            self._last_seq[descriptor] = page["seq_num"][-1]
             if run.pending_bytes >= self.max_buffer_bytes:
                 run.flush()
             elif self._timer is None:
@@ -172,6 +185,7 @@ class HDF5Writer(DocumentRouter):
     def _forget_streams(self, run: RunFile) -> None:
         for uid in [u for u, (r, _) in self._streams.items() if r is run]:
             del self._streams[uid]
+            self._last_seq.pop(uid, None)
 
     def _abandon(self, run: RunFile) -> None:
         """Drop a run whose writing failed; what was flushed stays readable."""
@@ -200,3 +214,11 @@ def _naming(path: Path) -> Iterator[None]:
 
 def _column(values: Mapping[str, Any]) -> dict[str, list[Any]]:
     return {k: [v] for k, v in values.items()}
+
+
+def _rows(page: Mapping[str, Any], rows: list[int]) -> dict[str, Any]:
+    """The event page holding only ``rows`` of ``page``."""
+    out: dict[str, Any] = {k: [page[k][i] for i in rows] for k in ("time", "seq_num", "uid")}
+    for key in ("data", "timestamps"):
+        out[key] = {k: [v[i] for i in rows] for k, v in page[key].items()}
+    return {**page, **out}

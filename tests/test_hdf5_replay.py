@@ -1,0 +1,33 @@
+"""The HDF5 writer and bluesky's replay: an event replayed after a pause is kept once.
+
+On resume from an immediate pause or a suspension, bluesky rewinds its sequence counters
+to the last checkpoint and replays the messages since, so an event already emitted can
+come again with the same ``seq_num``.
+"""
+
+import event_model
+import numpy as np
+
+from labcim import HDF5Writer, open_runs
+
+
+def test_an_event_replayed_with_its_seq_num_is_recorded_once(tmp_path):
+    writer = HDF5Writer(tmp_path, fsync=False)
+    run = event_model.compose_run()
+    writer("start", run.start_doc)
+    keys = {"x": {"source": "test", "dtype": "number", "shape": []}}
+    stream = run.compose_descriptor(data_keys=keys, name="primary")
+    writer("descriptor", stream.descriptor_doc)
+
+    def event(seq, x):
+        return stream.compose_event(data={"x": x}, timestamps={"x": 0.0}, seq_num=seq)
+
+    for seq, x in ((1, 10.0), (2, 20.0), (2, 99.0), (3, 30.0), (1, 99.0)):
+        writer("event", event(seq, x))
+    page = event_model.pack_event_page(event(3, 99.0), event(4, 40.0), event(5, 50.0))
+    writer("event_page", page)
+    writer("stop", run.compose_stop())
+    (saved,) = open_runs(tmp_path)
+    primary = saved.streams["primary"]
+    assert primary.seq_num.tolist() == [1, 2, 3, 4, 5]
+    np.testing.assert_array_equal(primary["x"], [10.0, 20.0, 30.0, 40.0, 50.0])
