@@ -42,7 +42,8 @@ class _Slot:
     """One station as the dispatcher sees it."""
 
     station: Station
-    api: Any
+    api: Any  # short timeouts: status and history, so a dead station is noticed
+    control: Any  # long timeouts: item_add validates the item (imports plans at first)
     heard: float
     step: Step | None = None
     item_uid: str = ""
@@ -128,7 +129,10 @@ def dispatch_campaign(
     journal.write(
         "start", campaign=campaign.id, stations=[s.name for s in stations], todo=len(todo)
     )
-    slots = [_Slot(s, s.api(timeout=min(2.0, lost_after / 3)), time.monotonic()) for s in stations]
+    short = min(2.0, lost_after / 3)
+    slots = [
+        _Slot(s, s.api(timeout=short), s.api(timeout=60.0), time.monotonic()) for s in stations
+    ]
     bar = tqdm(total=len(campaign.steps), initial=len(finished), unit="step", disable=not progress)
     try:
         _run(campaign, slots, todo, result, journal, bar, poll, lost_after)
@@ -140,6 +144,7 @@ def dispatch_campaign(
         bar.close()
         for slot in slots:
             slot.api.close()
+            slot.control.close()
     return result
 
 
@@ -233,8 +238,8 @@ def _submit(campaign: Campaign, slot: _Slot, step: Step, journal: Journal) -> St
     item = BPlan(step.plan_name, **json_arguments(step.args))
     item.meta = {**campaign.step_metadata(step), "station_name": slot.station.name}
     try:
-        response = slot.api.item_add(item)
-    except slot.api.RequestFailedError as exc:  # refused: the plan's own message
+        response = slot.control.item_add(item)
+    except slot.control.RequestFailedError as exc:  # refused: the plan's own message
         journal.write("refused", step=step.key, station=slot.station.name, error=str(exc))
         return StepOutcome(step, "fail", (), str(exc))
     except Exception as exc:  # no answer: try another station
@@ -250,8 +255,8 @@ def _submit(campaign: Campaign, slot: _Slot, step: Step, journal: Journal) -> St
 
 
 def _start_queue(slot: _Slot) -> None:
-    with contextlib.suppress(slot.api.RequestFailedError):  # running: the item waits its turn
-        slot.api.queue_start()
+    with contextlib.suppress(slot.control.RequestFailedError):  # running: the item waits
+        slot.control.queue_start()
 
 
 def _watch(

@@ -34,6 +34,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the file's stations: section); each step runs on a free station",
     )
     parser.add_argument(
+        "--lost-after",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with stations: a station silent this long is dropped and its step "
+        "re-queued on another (default: %(default)s)",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="validate (every step's arguments, the chip URL without connecting) and list "
@@ -66,7 +74,8 @@ def campaign(args: argparse.Namespace) -> int:
     counts = {s: sum(o.status == s for o in result.outcomes) for s in ("success", "fail", "done")}
     print(
         f"campaign {loaded.id}: {counts['success']} succeeded, {counts['fail']} failed, "
-        f"{counts['done']} done before, of {len(loaded.steps)} steps; results in {loaded.out}"
+        f"{counts['done']} done before, of {len(loaded.steps)} steps; results in "
+        f"{'the stations results directories' if spec else loaded.out}"
     )
     if result.stopped:
         print(f"stopped: {result.stopped}; fix and continue with --resume", file=sys.stderr)
@@ -109,7 +118,9 @@ def _dispatch(loaded: Campaign, spec: object, args: argparse.Namespace) -> Campa
         stations = resolve(spec, "--stations" if args.stations else "stations")
     except StationError as exc:
         raise CampaignError(loaded.path, str(exc).splitlines()) from None
-    return dispatch_campaign(loaded, stations, resume=args.resume, progress=not args.quiet)
+    return dispatch_campaign(
+        loaded, stations, resume=args.resume, progress=not args.quiet, lost_after=args.lost_after
+    )
 
 
 def _list_steps(campaign: Campaign, finished: dict[str, str]) -> None:

@@ -4,9 +4,9 @@ Stations write directories of run files (``results/NAME/run_000012_ab12cd34.h5``
 layout tiled's directory adapter serves as it is: key ``NAME`` per station, one key per
 run file, the HDF5 groups below (``entry/primary/data/...``).  The server runs with
 
-- ``--include-ext .h5``: the run files (not a run's ``.h5.partial`` file, which is
-  renamed once its start metadata is complete) and each station's ``index.h5``
-  (external links to its runs, for HDF5 viewers);
+- the run files, and each station's ``index.h5`` (external links to its runs, for HDF5
+  viewers); a run's ``.h5.partial`` file (renamed once its start metadata is
+  complete) has no mimetype tiled knows and is skipped;
 - ``--watch``: runs that appear later are registered as they appear;
 - ``TILED_HDF5_SWMR_DEFAULT=1``: files are opened in SWMR mode, so a run still being
   written (labcim's writer keeps SWMR on) or one whose writer was killed reads fine.
@@ -49,11 +49,15 @@ def tiled_command(
     tiled = shutil.which("tiled", path=str(Path(sys.executable).parent)) or shutil.which("tiled")
     if tiled is None:
         raise StationError("tiled is not installed: pip install 'labcim[stations]'")
+    if api_key and not api_key.isalnum():
+        raise StationError(
+            "--api-key: tiled takes letters and digits only (e.g. openssl rand -hex 32)"
+        )
     if public and host not in LOOPBACK:
         raise StationError(
             f"--public with --host {host}: anyone on the network could read the data"
         )
-    command = [tiled, "serve", "directory", str(root), "--watch", "--include-ext", ".h5"]
+    command = [tiled, "serve", "directory", str(root), "--watch"]
     command += ["--host", host, "--port", str(port)]
     if public:
         command.append("--public")
