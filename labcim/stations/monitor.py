@@ -128,8 +128,8 @@ class StationMonitor(DocumentRouter):
     def figure(self) -> dict[str, Any]:
         """The last successful run's first figure (`labcim.plots.PLOTS`) as base64 PNG.
 
-        Returns ``{"uid": ..., "png": ...}``; both empty when there is no such run or
-        its plan has no figure.  The figure is drawn once per run, from its file.
+        Returns ``{"uid": ..., "png": ...}``: ``png`` is empty when the run's plan has no
+        figure, both are without a successful run.  Drawn once per run, from its file.
         """
         with self._lock:
             last = self._last

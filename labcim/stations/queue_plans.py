@@ -97,6 +97,14 @@ def _signature(name: str) -> PlanSignature:
     return PlanSignature(name, get_plan(name))
 
 
+def warm_up() -> None:
+    """Load every plan and its signature, and pydantic, so that `validator` is fast."""
+    import pydantic  # noqa: F401  (imported now rather than in the first validation)
+
+    for name in available_plans():
+        _signature(name)
+
+
 def validator(plan: str, parameter: str) -> Any:
     """A pydantic validator of one argument of ``plan``, for queueserver's annotations.
 

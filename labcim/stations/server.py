@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -215,11 +214,8 @@ def _manager(
     permissions.write_text(yaml.safe_dump(PERMISSIONS))
     existing = workdir / "existing_plans_and_devices.yaml"
     existing.unlink(missing_ok=True)  # rebuilt from this version's plans when opened
-    executable = shutil.which("start-re-manager", path=str(Path(sys.executable).parent))
-    if executable is None:
-        raise StationError("start-re-manager not found: pip install 'labcim[stations]'")
     command = [
-        executable,
+        sys.executable, "-m", "labcim.stations.re_manager",  # start-re-manager, plans loaded
         "--startup-module", "labcim.stations.profile",
         "--existing-plans-devices", str(existing),
         "--user-group-permissions", str(permissions),
@@ -279,7 +275,7 @@ def _close(api: Any, manager: subprocess.Popen) -> None:
         else:
             api.environment_destroy()
         api.wait_for_idle(timeout=30)
-        api.manager_stop(option="safe_off")
+        api.send_request(method="manager_stop", params={"option": "safe_off"})  # no API method
     with contextlib.suppress(subprocess.TimeoutExpired):
         manager.wait(timeout=15)
 
