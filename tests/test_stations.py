@@ -38,7 +38,7 @@ from labcim.registry import available_plans
 from labcim.stations.client import call_function
 from labcim.stations.process import free_port
 from labcim.stations.registry import Station
-from mock_hw.iv_device import RRAMDevice
+from mock_hw.iv_device import ProbedRRAM
 from mock_hw.smu_server import SMUServer
 from plans import tdp_program
 
@@ -61,7 +61,7 @@ def lab(tmp_path_factory):
     save_npz(Model([Dense(rng.normal(size=(6, 3)), np.zeros(3))], (6,)), root / "tiny.npz")
     np.save(root / "X.npy", rng.normal(size=(20, 6)))
     chips = {name: CHIP.format(seed=seed) for name, seed in BOARDS.items()}
-    with SMUServer(RRAMDevice(np.random.default_rng(7))) as smu:
+    with SMUServer(ProbedRRAM(np.random.default_rng(7))) as smu:
         chips["smu1"] = smu.resource
         with running_stations(root, chips) as procs:
             yield root, procs
