@@ -229,6 +229,13 @@ def test_the_status_page_shows_every_station_and_a_progress_that_advances(lab, t
         client.item_add(BPlan("conductance_map", **PAGE_STEP))
         client.queue_start()
         wait_running(root, "st2", events=50)
+        listing = subprocess.run(
+            [*LABCIM, "stations"], env=station_env(root / "stations"), capture_output=True,
+            text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        block = listing.split("st2  ")[1].split("\nst3  ")[0]
+        assert "executing_queue, 0 item(s) queued" in block
+        assert re.search(rf"running conductance_map: \d+/{PAGE_STEP['reads']} events", block)
         url = f"http://127.0.0.1:{port}/"
         seen = []
         for i in range(2):
@@ -326,6 +333,14 @@ def test_a_campaign_over_three_stations_survives_the_sigkill_of_one(lab):
     assert 100 <= killed.num_events["primary"] < LONG["reads"]
     seeds = {r.start["station_name"]: r.metadata["board_identity"]["sim_chip"] for r in ours}
     assert len(seeds) == 3 and len({json.dumps(s, sort_keys=True) for s in seeds.values()}) == 3
+
+    alive = ",".join(name for name in BOARDS if name != victim)
+    resumed = subprocess.run(
+        [*LABCIM, "-q", "campaign", str(path), "--resume", "--stations", alive],
+        env=station_env(root / "stations"), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "0 succeeded, 0 failed, 12 done before" in resumed.stdout  # the victim's count too
 
 
 def _tiled_arrays(node, prefix=""):

@@ -3,6 +3,7 @@ the progress monitor on a real RunEngine, the registry, address checks, the jour
 
 import base64
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,7 @@ from labcim import HDF5Writer, connect
 from labcim.campaign import CampaignError, load_campaign
 from labcim.campaign.dispatch import dispatch_campaign, json_arguments
 from labcim.campaign.journal import Journal, read_journal
+from labcim.cli import main
 from labcim.stations import registry
 from labcim.stations.monitor import StationMonitor
 from labcim.stations.queue_plans import queue_plans
@@ -218,3 +220,14 @@ def test_the_journal_keeps_every_line_but_a_cut_one(tmp_path):
     entries = read_journal(path)
     assert [e["event"] for e in entries] == ["dispatch", "done"]
     assert entries[1]["run_uids"] == ["u"]
+
+
+def test_labcim_station_refuses_bad_options_in_one_line(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("LABCIM_STATIONS_DIR", str(tmp_path))
+    assert main(["station", "sim://pcm-small", "--name", "a b"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("labcim station: --name: station name 'a b' must be")
+    assert len(err.splitlines()) == 1
+    registry.save(Station("st1", "tcp://127.0.0.1:60615", pid=os.getpid()))  # alive: this process
+    assert main(["station", "sim://pcm-small", "--name", "st1", "--results", str(tmp_path)]) == 2
+    assert f"station already running (pid {os.getpid()})" in capsys.readouterr().err

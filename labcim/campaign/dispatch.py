@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from labcim.campaign.journal import Journal, journal_path
+from labcim.campaign.journal import Journal, journal_path, read_journal
 from labcim.campaign.runner import CampaignResult, StepOutcome, campaign_runs, finished_steps
 from labcim.campaign.schema import Campaign, CampaignError, Step
 from labcim.stations.registry import Station
@@ -107,6 +107,7 @@ def dispatch_campaign(
         not given; a station whose results directory is not reachable from here.
     """
     locations = _locations(campaign, stations)
+    locations += _earlier_locations(campaign, locations)
     result = CampaignResult(campaign)
     if not resume and (earlier := campaign_runs(campaign, locations)):
         raise CampaignError(
@@ -127,7 +128,7 @@ def dispatch_campaign(
         return result
     journal = Journal(journal_path(campaign))
     journal.write(
-        "start", campaign=campaign.id, stations=[s.name for s in stations], todo=len(todo)
+        "start", campaign=campaign.id, results={s.name: s.results for s in stations}, todo=len(todo)
     )
     short = min(2.0, lost_after / 3)
     slots = [
@@ -165,6 +166,26 @@ def _locations(campaign: Campaign, stations: Sequence[Station]) -> list[Path]:
     if errors:
         raise CampaignError(campaign.path, errors)
     return [Path(s.results) for s in stations]
+
+
+def _earlier_locations(campaign: Campaign, locations: Sequence[Path]) -> list[Path]:
+    """Results directories of stations an earlier invocation used, not given now.
+
+    A station that died last night still holds the runs of the steps it finished: a
+    resume without it must not run them again.  Where those runs are is in the
+    journal's ``start`` lines; whether a step is done is still read from the runs.
+    """
+    path = journal_path(campaign)
+    if not path.exists():
+        return []
+    given = {p.resolve() for p in locations}
+    found: list[Path] = []
+    for entry in read_journal(path):
+        for results in (entry.get("results") or {}).values() if entry["event"] == "start" else ():
+            where = Path(results)
+            if where.is_dir() and where.resolve() not in given | {p.resolve() for p in found}:
+                found.append(where)
+    return found
 
 
 def _run(

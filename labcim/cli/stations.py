@@ -114,9 +114,11 @@ def describe(state: dict[str, Any]) -> str:
     if running:
         total = running["num_points"]
         done = f"{running['events']}/{total}" if total else f"{running['events']}"
-        lines.append(f"  running {running['plan_name']} {running['step_key']}: {done} events")
+        what = " ".join(filter(None, (running["plan_name"], running["step_key"])))
+        lines.append(f"  running {what}: {done} events")
     last = state["last"]
     if last:
         figures = ", ".join(f"{k}={v:.4g}" for k, v in list(last["figures"].items())[:4])
-        lines.append(f"  last {last['plan_name']} {last['exit_status']}: {figures}")
+        what = " ".join(filter(None, (last["plan_name"], last["step_key"], last["exit_status"])))
+        lines.append(f"  last {what}: {figures}" if figures else f"  last {what}")
     return "\n".join(lines)

@@ -142,10 +142,12 @@ def run_station(options: StationOptions, out: Any = sys.stdout) -> int:
         with the same name.
     """
     control, info, public = check_options(options)
-    with contextlib.suppress(StationError):
+    try:
         other = registry.find(options.name)
-        if registry.alive(other):
-            raise StationError(f"--name {options.name}: station already running (pid {other.pid})")
+    except StationError:
+        other = None
+    if other is not None and registry.alive(other):
+        raise StationError(f"--name {options.name}: station already running (pid {other.pid})")
     workdir = registry.stations_dir() / options.name
     workdir.mkdir(exist_ok=True)
     results = options.results.resolve()
