@@ -79,15 +79,22 @@ def running_stations(
                 time.sleep(0.2)
         yield procs
     finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGINT)
+        running = [name for name, proc in procs.items() if proc.poll() is None]
+        for name in running:
+            procs[name].send_signal(signal.SIGINT)
         for proc in procs.values():
             try:
                 proc.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+    # Ctrl-C stops a station cleanly: status 0, its station file gone.
+    unclean = [
+        f"{name}: status {procs[name].returncode}"
+        for name in running
+        if procs[name].returncode != 0 or (root / "stations" / f"{name}.json").exists()
+    ]
+    assert not unclean, f"stations not stopped cleanly by SIGINT: {unclean}"
 
 
 def station_file(root: Path, name: str) -> dict:
