@@ -79,7 +79,7 @@ def dispatch_campaign(
     *,
     resume: bool = False,
     progress: bool = True,
-    poll: float = 0.5,
+    poll: float = 0.2,
     lost_after: float = 10.0,
 ) -> CampaignResult:
     """Run the steps of ``campaign`` not finished yet on ``stations``' queues.
