@@ -1,7 +1,8 @@
 """Processes of a station: the RE Worker dies with its manager, Redis with the station.
 
-A station is a process tree: ``labcim station`` -> ``start-re-manager`` (queueserver's
-watchdog) -> RE Manager and RE Worker.  If the watchdog is killed, queueserver leaves
+A station is a process tree: ``labcim station`` -> queueserver's ``start-re-manager``
+(its watchdog, run as ``python -m labcim.stations.re_manager``) -> RE Manager and RE
+Worker.  If the watchdog is killed, queueserver leaves
 its children running: a worker that goes on running a plan nobody watches, a manager
 that still answers.  `die_with_parent` (Linux ``PR_SET_PDEATHSIG``) makes the worker
 die with the watchdog, and ``labcim station`` kills the watchdog's whole process group

@@ -1,11 +1,12 @@
 """``labcim station``: one board behind a bluesky-queueserver RE Manager, until stopped.
 
 `run_station` starts a Redis-protocol server for the station's queue (unless given
-one), then queueserver's ``start-re-manager`` with `labcim.stations.profile` as startup
-code, opens the worker environment (which connects the board), records the station in
-`labcim.stations.registry` and waits.  Ctrl-C (SIGINT) or SIGTERM closes the
-environment and stops the manager and Redis; if the manager dies, the rest of its
-process tree is killed (see `labcim.stations.process`) and the command exits with 1.
+one), then queueserver's ``start-re-manager`` (through `labcim.stations.re_manager`)
+with `labcim.stations.profile` as startup code, opens the worker environment (which
+connects the board), records the station in `labcim.stations.registry` and waits.
+Ctrl-C (SIGINT) or SIGTERM closes the environment and stops the manager and Redis; if
+the manager dies, the rest of its process tree is killed (see `labcim.stations.process`)
+and the command exits with 1.
 
 Addresses bind to 127.0.0.1 unless told otherwise; binding the control socket to any
 other address requires queueserver's encryption (``QSERVER_ZMQ_PRIVATE_KEY_FOR_SERVER``,
