@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import os
+import pty
 import re
 import secrets
+import select
 import shutil
 import signal
 import subprocess
@@ -434,3 +436,35 @@ def test_every_stations_runs_read_back_through_tiled_equal_their_files(lab, tmp_
             server.wait(timeout=30)
         except subprocess.TimeoutExpired:
             server.kill()
+
+
+def test_ctrl_c_on_a_terminal_stops_a_station_and_everything_it_started(tmp_path):
+    env = station_env(tmp_path / "stations")
+    command = [*LABCIM, "station", CHIP.format(seed=4), "--name", "tty", "--results",
+               str(tmp_path / "results"), "--control-addr", f"tcp://127.0.0.1:{free_port()}",
+               "--info-addr", f"tcp://127.0.0.1:{free_port()}"]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the station in a terminal of its own
+        os.execvpe(command[0], command, env)
+    out = b""
+    deadline = time.monotonic() + 120
+    while b"ready" not in out and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            out += os.read(fd, 4096)
+    entry = station_file(tmp_path, "tty")
+    os.write(fd, b"\x03")  # Ctrl-C: SIGINT to the terminal's foreground process group
+    while True:
+        try:
+            chunk = os.read(fd, 4096) if select.select([fd], [], [], 1.0)[0] else b""
+        except OSError:  # the terminal closed: the station exited
+            break
+        out += chunk
+        if time.monotonic() > deadline + 60:
+            os.kill(pid, signal.SIGKILL)
+            break
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out.decode(errors="replace")
+    assert b"station tty stopped" in out
+    assert not (tmp_path / "stations" / "tty.json").exists()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(entry["manager_pid"], 0)  # the RE Manager's whole process group is gone
