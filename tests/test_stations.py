@@ -163,7 +163,6 @@ def test_an_unreadable_file_reference_is_refused_at_item_add(lab):
         client.item_add(BPlan("tdp_program", weights={"file": "missing.npy"}))
 
 
-@pytest.mark.xfail(strict=True, reason="needs issue 12 (a deferred pause fails the run)")
 def test_deferred_pause_and_resume_from_the_api_ends_success(lab):
     root, _ = lab
     client = api(root, "st2")
