@@ -253,6 +253,9 @@ def test_the_status_page_shows_every_station_and_a_progress_that_advances(lab, t
         _browse(chromium, url, tmp_path / "profile-shot", f"--screenshot={shot}",
                 "--window-size=1500,1000")  # fmt: skip
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        client.re_pause(option="immediate")  # seen enough: end the step now
+        client.wait_for_condition(lambda s: s["manager_state"] == "paused", timeout=60)
+        client.re_stop()
         client.wait_for_idle(timeout=120)
     finally:
         page.send_signal(signal.SIGINT)
