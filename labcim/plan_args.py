@@ -12,6 +12,11 @@ and converts each value to its annotation, so mistakes surface before anything r
   ``{file: w.npy}`` / ``{file: w.npz, key: name}`` (loaded with ``allow_pickle=False``;
   this form is understood for every argument);
 - anything else: an instance of the annotated class, or unchecked if not a class.
+
+A plan states what a value must satisfy beyond its type with ``Annotated``: e.g.
+``tolerance: Annotated[float | None, Positive()]``.  The `Check` objects are pure
+functions of one value; the plans call the same ones, so ``labcim run``, campaigns and a
+station's queue (at ``item_add``) refuse a bad value with the plan's own message.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import math
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Annotated, Any, Literal, Union
 
@@ -47,6 +53,92 @@ class ArgumentError(ValueError):
     def __init__(self, errors: Iterable[str]) -> None:
         self.errors = list(errors)
         super().__init__("\n".join(self.errors))
+
+
+class Check:
+    """A condition on one plan argument beyond its type (the ``Annotated`` metadata).
+
+    ``check(name, value)`` returns the value (normalized, e.g. a numpy integer as int)
+    or raises ValueError whose message names the argument, shows the value and says
+    what is allowed.  ``None`` (an argument left at its default) is never checked.
+    """
+
+    def __call__(self, name: str, value: Any) -> Any:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Integer(Check):
+    """An integer in ``[low, high]`` (no upper bound if ``high`` is None)."""
+
+    low: int
+    high: int | None = None
+
+    def __call__(self, name: str, value: Any) -> int:
+        ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
+        if not ok or value < self.low or (self.high is not None and value > self.high):
+            allowed = f"[{self.low}, {self.high}]" if self.high is not None else f">= {self.low}"
+            raise ValueError(f"{name} = {value!r} must be an integer {allowed}")
+        return int(value)
+
+
+@dataclass(frozen=True)
+class Number(Check):
+    """A finite number, > 0 if ``positive``."""
+
+    positive: bool = False
+
+    def __call__(self, name: str, value: Any) -> float:
+        ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or (self.positive and value <= 0):
+            raise ValueError(
+                f"{name} = {value!r} must be a finite number{' > 0' if self.positive else ''}"
+            )
+        return float(value)
+
+
+@dataclass(frozen=True)
+class Positive(Check):
+    """A finite number > 0 (the write-verify strategies' own check of their parameters)."""
+
+    def __call__(self, name: str, value: Any) -> float:
+        from labcim.writeverify.base import check_positive
+
+        return check_positive(name, value)
+
+
+@dataclass(frozen=True)
+class NonNegative(Check):
+    """A finite number >= 0, in ``units`` (shown in the message)."""
+
+    units: str = ""
+
+    def __call__(self, name: str, value: Any) -> float:
+        ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+        if not (ok and math.isfinite(value) and value >= 0):
+            units = f" {self.units}" if self.units else ""
+            raise ValueError(f"{name} = {value!r}{units} must be finite and >= 0")
+        return float(value)
+
+
+@dataclass(frozen=True)
+class OneOf(Check):
+    """One of ``choices``."""
+
+    choices: tuple[Any, ...]
+
+    def __call__(self, name: str, value: Any) -> Any:
+        if not any(value == c and type(value) is type(c) for c in self.choices):
+            raise ValueError(f"{name} = {value!r}; allowed: {list(self.choices)}")
+        return value
+
+
+def checks_of(hint: Any) -> tuple[Any, tuple[Check, ...]]:
+    """``(type, checks)`` of an annotation: the type without ``Annotated``, its `Check` s."""
+    if typing.get_origin(hint) is Annotated:
+        base, *extras = typing.get_args(hint)
+        return base, tuple(e for e in extras if isinstance(e, Check))
+    return hint, ()
 
 
 class PlanSignature:
@@ -78,7 +170,7 @@ class PlanSignature:
         self.parameters = {p.name: p for p in parameters[1:] if p.kind in keyword}
         self.open = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
         try:
-            self.hints = typing.get_type_hints(plan)
+            self.hints = typing.get_type_hints(plan, include_extras=True)
         except Exception:  # an annotation naming something not importable: leave unchecked
             self.hints = {}
 
@@ -111,11 +203,16 @@ class PlanSignature:
         Raises
         ------
         ValueError
-            If it does not fit; the message says what was expected, not where.
+            If it does not fit its type (the message says what was expected, not
+            where) or fails one of the plan's `Check` s (their message names it).
         """
         if isinstance(value, Mapping) and "file" in value and set(value) <= _ARRAY_FILE_KEYS:
             value = load_array(value, base_dir)
-        return _convert(value, self.hints.get(name, Any), base_dir)
+        hint, checks = checks_of(self.hints.get(name, Any))
+        value = _convert(value, hint, base_dir)
+        for check in checks if value is not None else ():
+            value = check(name, value)
+        return value
 
     def bind(self, arguments: Mapping[str, Any], base_dir: Path, where: str = "") -> dict:
         """All of ``arguments`` checked and converted.
@@ -179,6 +276,7 @@ def load_array(reference: Mapping[str, Any], base_dir: Path) -> np.ndarray:
 
 
 def _convert(value: Any, hint: Any, base_dir: Path) -> Any:
+    hint, _ = checks_of(hint)  # checks nested in list[...] etc. are the plan's to run
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if hint is Any or hint is object or isinstance(hint, typing.TypeVar):
         return value

@@ -6,15 +6,14 @@ event.  Random test data follow the HERMES MVM test (Le Gallo et al., Nat. Elect
 from ``numpy.random.default_rng(seed)`` (weights first, then inputs).
 """
 
-from __future__ import annotations
-
 import itertools
 from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
+from bluesky.protocols import Readable
 
 from labcim.characterization import (
     BITS_RANGE,
@@ -27,8 +26,10 @@ from labcim.characterization import (
     quantize_inputs,
 )
 from labcim.metrics import linear_fit, mvm_error
+from labcim.plan_args import Integer, NonNegative, Positive
 from labcim.progress import EventProgress
 from plans.programming import (
+    STRATEGY,
     Programming,
     prepare_programming,
     program_cores,
@@ -57,11 +58,7 @@ from plans.stubs import (
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     """``value`` if it is an int within [low, high], else ValueError naming ``name``."""
-    ok = isinstance(value, int | np.integer) and not isinstance(value, bool)
-    if not ok or value < low or (high is not None and value > high):
-        allowed = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise ValueError(f"{name} = {value!r} must be an integer {allowed}")
-    return int(value)
+    return Integer(low, high)(name, value)
 
 
 MAX_BATCH = 1000
@@ -109,18 +106,18 @@ def _mode_key(core: int, mode: str, dac: int, adc: int) -> str:
 
 
 def mvm_characterization(
-    board: Any,
+    board: Readable,
     cores: list[int] | None = None,
     read_modes: list[str] | None = None,
     dac_bits: list[int] | None = None,
     adc_bits: list[int] | None = None,
-    n_vectors: int = 1000,
-    batch_size: int | None = None,
-    seed: int = 0,
+    n_vectors: Annotated[int, Integer(1)] = 1000,
+    batch_size: Annotated[int | None, Integer(1)] = None,
+    seed: Annotated[int, Integer(0)] = 0,
     program: bool = True,
-    strategy: str = "tdp",
-    tolerance: float | None = None,
-    max_iterations: int = 20,
+    strategy: Annotated[str, STRATEGY] = "tdp",
+    tolerance: Annotated[float | None, Positive()] = None,
+    max_iterations: Annotated[int, Integer(1)] = 20,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """MVM accuracy per core, read mode and input/output bit width (the HERMES test).
@@ -299,9 +296,9 @@ def mvm_characterization(
 
 
 def conductance_map(
-    board: Any,
+    board: Readable,
     cores: list[int] | None = None,
-    reads: int = 1,
+    reads: Annotated[int, Integer(1)] = 1,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Read every device of the given cores, ``reads`` times.
@@ -374,17 +371,17 @@ def map_figures(maps: Sequence[np.ndarray]) -> dict[str, float]:
 
 
 def retention(
-    board: Any,
+    board: Readable,
     times: list[float],
     cores: list[int] | None = None,
     program: bool = True,
-    seed: int = 0,
-    strategy: str = "tdp",
-    tolerance: float | None = None,
-    max_iterations: int = 20,
-    n_levels: int = 4,
-    min_conductance: float = 1.0,
-    t0: float = 0.0,
+    seed: Annotated[int, Integer(0)] = 0,
+    strategy: Annotated[str, STRATEGY] = "tdp",
+    tolerance: Annotated[float | None, Positive()] = None,
+    max_iterations: Annotated[int, Integer(1)] = 20,
+    n_levels: Annotated[int, Integer(1)] = 4,
+    min_conductance: Annotated[float, NonNegative()] = 1.0,
+    t0: Annotated[float, NonNegative()] = 0.0,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Conductance drift after programming, read at ``times`` s after it ends.
@@ -443,8 +440,7 @@ def retention(
         raise ValueError(f"times = {times!r} must increase")
     n_levels = _check_int("n_levels", n_levels, 1)
     for name, given in (("min_conductance", min_conductance), ("t0", t0)):
-        if not (isinstance(given, int | float) and np.isfinite(given) and given >= 0):
-            raise ValueError(f"{name} = {given!r} must be finite and >= 0")
+        NonNegative()(name, given)
     rng = np.random.default_rng(_check_int("seed", seed, 0))
     job = (
         _random_programming(board, ident, cores, rng, strategy, tolerance, max_iterations)

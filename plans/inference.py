@@ -16,16 +16,15 @@ depends on them are one run (bluesky runs cannot nest; sequential ``tdp_program`
 runs, one per layer, would start each layer's drift clock at a different time).
 """
 
-from __future__ import annotations
-
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
+from bluesky.protocols import Readable
 
 from labcim.metrics import mvm_error
 from labcim.network.drift import DRIFT_MODES, time_key
@@ -35,9 +34,12 @@ from labcim.network.loaders import load_npz
 from labcim.network.model import Model, ModelError
 from labcim.network.tasks import Task, diabetes_regressor, digits_cnn, digits_mlp
 from labcim.network.tuning import tune as tune_steps
+from labcim.plan_args import Integer
 from labcim.progress import EventProgress
 from labcim.writeverify import make_strategy
 from plans.programming import (
+    SETTLE,
+    STRATEGY,
     Programming,
     prepare_programming,
     program_cores,
@@ -367,22 +369,22 @@ def run_batches(job: Inference, t: float, elapsed: float, mode: str) -> Plan:
 
 
 def network_inference(
-    board: Any,
+    board: Readable,
     model: Model | str,
     X: np.ndarray | None = None,
     y: np.ndarray | None = None,
     *,
     X_cal: np.ndarray | None = None,
     cores: list[int] | None = None,
-    strategy: str = "tdp",
+    strategy: Annotated[str, STRATEGY] = "tdp",
     times: list[float] | None = None,
     compensation: list[str] | None = None,
     digital_budget: float = 0.0,
     tune: bool = False,
     batch_size: int = 256,
     program: bool = True,
-    settle: float = 1.0,
-    max_iterations: int = 20,
+    settle: Annotated[float, SETTLE] = 1.0,
+    max_iterations: Annotated[int, Integer(1)] = 20,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Run a network on the chip: place, program, calibrate, then infer at drift times.

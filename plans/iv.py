@@ -7,16 +7,16 @@ Voltages are checked against the setup's ``max_voltage`` by the SMU device itsel
 by the driver before it writes the limit, which happens with the output off.
 """
 
-from __future__ import annotations
-
 import math
-from typing import Any
+from typing import Annotated, Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
+from bluesky.protocols import Readable
 
 from labcim.characterization import bipolar_branches, first_crossing, forming_steps
+from labcim.plan_args import Integer, Number
 from labcim.progress import EventProgress
 from plans.stubs import Plan, derived, event, record, summary_stream, trigger_wait
 
@@ -25,16 +25,11 @@ COMPLIANCE_SHARE = 0.9
 
 
 def _check_number(name: str, value: Any, *, positive: bool = False) -> float:
-    ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
-    if not ok or not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{name} = {value!r} must be a finite number{' > 0' if positive else ''}")
-    return float(value)
+    return Number(positive)(name, value)
 
 
 def _check_count(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} = {value!r} must be an integer >= {low}")
-    return value
+    return Integer(low)(name, value)
 
 
 def safe_off(smu: Any) -> Plan:
@@ -93,13 +88,13 @@ def _refusal(exc: Exception, given: str) -> Exception:
 
 
 def iv_sweep(
-    smu: Any,
-    v_set: float,
+    smu: Readable,
+    v_set: Annotated[float, Number(positive=True)],
     v_reset: float,
-    points: int = 21,
-    current_limit: float = 100e-6,
-    reset_current_limit: float | None = None,
-    cycles: int = 1,
+    points: Annotated[int, Integer(2)] = 21,
+    current_limit: Annotated[float, Number(positive=True)] = 100e-6,
+    reset_current_limit: Annotated[float | None, Number(positive=True)] = None,
+    cycles: Annotated[int, Integer(1)] = 1,
     delay: float = 0.0,
     md: dict[str, Any] | None = None,
 ) -> Plan:
@@ -231,12 +226,12 @@ def iv_sweep(
 
 
 def forming(
-    smu: Any,
-    target_current: float,
-    v_stop: float,
-    v_start: float = 0.0,
-    v_step: float = 0.05,
-    current_limit: float = 100e-6,
+    smu: Readable,
+    target_current: Annotated[float, Number(positive=True)],
+    v_stop: Annotated[float, Number()],
+    v_start: Annotated[float, Number()] = 0.0,
+    v_step: Annotated[float, Number(positive=True)] = 0.05,
+    current_limit: Annotated[float, Number(positive=True)] = 100e-6,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Form a device: step the voltage up until ``|I| >= target_current``, then stop.

@@ -13,17 +13,16 @@ after its own pulses, before the next core is pulsed: PCM relaxation (~50 ms) mu
 show in verify reads.
 """
 
-from __future__ import annotations
-
 import dataclasses
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
+from bluesky.protocols import Readable
 
 from labcim.characterization import cell_conductance, error_stats
 from labcim.mapping import (
@@ -34,6 +33,7 @@ from labcim.mapping import (
     weight_scale,
     weights_to_targets,
 )
+from labcim.plan_args import Integer, NonNegative, OneOf, Positive
 from labcim.progress import EventProgress
 from labcim.writeverify import STRATEGIES, Strategy, WriteVerifyState, make_strategy
 from plans.stubs import (
@@ -52,6 +52,11 @@ from plans.stubs import (
     value,
     wait_until,
 )
+
+STRATEGY = OneOf(tuple(STRATEGIES))
+"""Check of a write-verify strategy name (every plan that programs takes one)."""
+SCALING = OneOf(tuple(SCALINGS))
+SETTLE = NonNegative("s")
 
 
 @dataclass
@@ -164,12 +169,9 @@ def prepare_programming(
         raise ValueError(f"weights: {exc}") from None
     cores = list(range(ident["n_cores"])) if cores is None else list(cores)
     check_cores(board, cores)
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy = {strategy!r}; allowed: {list(STRATEGIES)}")
-    if scaling not in SCALINGS:
-        raise ValueError(f"scaling = {scaling!r}; allowed: {list(SCALINGS)}")
-    if not (isinstance(settle, int | float) and np.isfinite(settle) and settle >= 0):
-        raise ValueError(f"settle = {settle!r} s must be finite and >= 0")
+    STRATEGY("strategy", strategy)
+    SCALING("scaling", scaling)
+    SETTLE("settle", settle)
     try:
         tiles = tile_matrix(w.shape, ident["rows"], ident["cols"], cores)
     except ValueError as exc:
@@ -314,14 +316,14 @@ def summary_units(summary: dict[str, Any]) -> dict[str, str]:
 
 
 def tdp_program(
-    board: Any,
+    board: Readable,
     weights: np.ndarray,
     cores: list[int] | None = None,
-    strategy: str = "tdp",
-    tolerance: float | None = None,
-    max_iterations: int = 20,
-    scaling: str = "max",
-    settle: float = 1.0,
+    strategy: Annotated[str, STRATEGY] = "tdp",
+    tolerance: Annotated[float | None, Positive()] = None,
+    max_iterations: Annotated[int, Integer(1)] = 20,
+    scaling: Annotated[str, SCALING] = "max",
+    settle: Annotated[float, SETTLE] = 1.0,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Program a weight matrix with write-verify, every iteration recorded.

@@ -189,7 +189,7 @@ def test_bad_target_shape():
     [
         ({"tolerance": 0.0}, "tolerance = 0.0 must be finite and > 0"),
         ({"tolerance": -0.1}, "tolerance = -0.1 must be finite and > 0"),
-        ({"max_iterations": 0}, "max_iterations = 0 must be >= 1"),
+        ({"max_iterations": 0}, "max_iterations = 0 must be an integer >= 1"),
         ({"max_iterations": 2.5}, "max_iterations = 2.5 must be an integer"),
         ({"set_gain2": 1.0}, r"unknown parameter\(s\) \['set_gain2'\]"),
         ({"fill": 1.5}, "fill = 1.5 must be in"),

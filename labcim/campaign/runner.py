@@ -10,8 +10,9 @@ redone by a resumed campaign, and nothing that finished is run again.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 from tqdm import tqdm
@@ -74,21 +75,26 @@ class CampaignResult:
         return done == len(self.campaign.steps)
 
 
-def campaign_runs(campaign: Campaign) -> list[Run]:
-    """The runs of this campaign (by id) already at its ``out`` location."""
-    try:
-        runs = open_runs(campaign.out)
-    except FileNotFoundError:
-        return []
+def campaign_runs(campaign: Campaign, locations: Sequence[str | Path] = ()) -> list[Run]:
+    """The runs of this campaign (by id) already at its ``out`` location.
+
+    ``locations``: look there instead (e.g. the results directories of stations).
+    """
+    runs = []
+    for location in locations or (campaign.out,):
+        try:
+            runs += open_runs(location)
+        except FileNotFoundError:
+            continue
     return [run for run in runs if run.start.get("campaign_id") == campaign.id]
 
 
-def finished_steps(campaign: Campaign) -> dict[str, str]:
+def finished_steps(campaign: Campaign, locations: Sequence[str | Path] = ()) -> dict[str, str]:
     """Step key -> uid of its successful run, for the steps that need not run again."""
     digests = {step.key: step.digest for step in campaign.steps}
     return {
         run.start["step_key"]: run.uid
-        for run in campaign_runs(campaign)
+        for run in campaign_runs(campaign, locations)
         if run.exit_status == "success"
         and digests.get(run.start.get("step_key")) == run.start.get("step_digest")
     }

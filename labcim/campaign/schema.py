@@ -32,8 +32,9 @@ _TOP_FIELDS = {
     "metadata": "added to every run's start document",
     "on_failure": "what a failed step does: " + " or ".join(FAILURE_POLICIES),
     "steps": "the plans to run, in order",
+    "stations": "station names (or name: address mappings) to dispatch the steps to",
 }
-_STEP_FIELDS = ("plan", "args", "over")
+_STEP_FIELDS = ("plan", "args", "over", "station")
 
 #: Start-document keys the runner sets on every step's run.
 STEP_METADATA = (
@@ -80,6 +81,8 @@ class Step:
     plan: Callable[..., Any] = field(repr=False)
     args: dict[str, Any]
     digest: str
+    station: str = ""
+    """The station the step must run on (``station:`` of its entry); "" for any."""
 
     def describe(self) -> str:
         """``key  name=value ...`` with arrays shown as their shape and dtype."""
@@ -99,6 +102,8 @@ class Campaign:
     metadata: dict[str, Any]
     on_failure: FailurePolicy
     steps: tuple[Step, ...]
+    stations: Any = None
+    """The ``stations:`` section as written (`labcim.stations.registry.resolve` reads it)."""
 
     def step_metadata(self, step: Step) -> dict[str, Any]:
         """The start metadata of ``step``'s run: campaign metadata plus `STEP_METADATA`."""
@@ -163,6 +168,7 @@ def _validate(document: Any, path: Path, digest: str, errors: list[str]) -> Camp
         metadata=metadata,
         on_failure=policy,
         steps=tuple(steps),
+        stations=document.get("stations"),
     )
 
 
@@ -191,11 +197,14 @@ def _expand(entries: list[Any], base_dir: Path, errors: list[str]) -> list[Step]
     for number, entry in enumerate(entries, start=1):
         where = f"steps[{number}]"
         expanded = _expand_entry(entry, where, base_dir, errors)
+        station = entry.get("station", "") if isinstance(entry, dict) else ""
+        if not isinstance(station, str):
+            errors.append(f"{where}.station: expected a station name; got {station!r}")
         for plan_name, plan, args, varied in expanded:
             label = ",".join(f"{k}={_label(v)}" for k, v in varied.items())
             key = f"{number:0{width}d}-{plan_name}" + (f"[{label}]" if label else "")
             digest = _digest(plan_name, args)
-            steps.append(Step(len(steps) + 1, key, plan_name, plan, args, digest))
+            steps.append(Step(len(steps) + 1, key, plan_name, plan, args, digest, str(station)))
     return steps
 
 

@@ -21,7 +21,18 @@ from collections.abc import Sequence
 import labcim
 
 # Subcommand modules, in the order ``--help`` lists them.
-SUBCOMMANDS = ("demo", "run", "campaign", "replay", "calibrate", "show", "sim", "bench")
+SUBCOMMANDS = (
+    "demo",
+    "run",
+    "campaign",
+    "station",
+    "stations",
+    "replay",
+    "calibrate",
+    "show",
+    "sim",
+    "bench",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

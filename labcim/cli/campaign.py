@@ -7,7 +7,7 @@ import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from labcim.campaign import Campaign
+    from labcim.campaign import Campaign, CampaignResult
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +26,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="continue a campaign with runs at its out location: skip the steps that "
         "finished successfully, redo the rest",
+    )
+    parser.add_argument(
+        "--stations",
+        metavar="NAME,...",
+        help="dispatch the steps over these stations' queues (labcim station; overrides "
+        "the file's stations: section); each step runs on a free station",
+    )
+    parser.add_argument(
+        "--lost-after",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="with stations: a station silent this long is dropped and its step "
+        "re-queued on another (default: %(default)s)",
     )
     parser.add_argument(
         "--dry-run",
@@ -47,16 +61,21 @@ def campaign(args: argparse.Namespace) -> int:
         if args.dry_run:
             _list_steps(loaded, finished_steps(loaded) if args.resume else {})
             return 0
-        result = run_campaign(
-            loaded, resume=args.resume, progress=not args.quiet, on_pause=pause_handler()
-        )
+        spec = args.stations or loaded.stations
+        if spec:
+            result = _dispatch(loaded, spec, args)
+        else:
+            result = run_campaign(
+                loaded, resume=args.resume, progress=not args.quiet, on_pause=pause_handler()
+            )
     except CampaignError as exc:
         print(exc, file=sys.stderr)
         return 2
     counts = {s: sum(o.status == s for o in result.outcomes) for s in ("success", "fail", "done")}
     print(
         f"campaign {loaded.id}: {counts['success']} succeeded, {counts['fail']} failed, "
-        f"{counts['done']} done before, of {len(loaded.steps)} steps; results in {loaded.out}"
+        f"{counts['done']} done before, of {len(loaded.steps)} steps; results in "
+        f"{'the stations results directories' if spec else loaded.out}"
     )
     if result.stopped:
         print(f"stopped: {result.stopped}; fix and continue with --resume", file=sys.stderr)
@@ -83,6 +102,25 @@ def _check_chip(campaign: Campaign) -> None:
         check_url(campaign.chip)
     except ValueError as exc:
         raise CampaignError(campaign.path, [f"chip: {exc}"]) from None
+
+
+def _dispatch(loaded: Campaign, spec: object, args: argparse.Namespace) -> CampaignResult:
+    """The campaign dispatched over the stations of ``spec`` (`labcim.campaign.dispatch`)."""
+    from labcim.campaign import CampaignError
+
+    try:
+        from labcim.campaign.dispatch import dispatch_campaign
+        from labcim.stations.registry import StationError, resolve
+    except ImportError as exc:
+        message = f"stations: {exc.name} is missing: pip install 'labcim[stations]'"
+        raise CampaignError(loaded.path, [message]) from None
+    try:
+        stations = resolve(spec, "--stations" if args.stations else "stations")
+    except StationError as exc:
+        raise CampaignError(loaded.path, str(exc).splitlines()) from None
+    return dispatch_campaign(
+        loaded, stations, resume=args.resume, progress=not args.quiet, lost_after=args.lost_after
+    )
 
 
 def _list_steps(campaign: Campaign, finished: dict[str, str]) -> None:

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from labcim.plan_args import Integer
 from labcim.writeverify.base import Strategy, check_limits, check_positive
 from labcim.writeverify.ispp import ISPP, ISPPParams
 from labcim.writeverify.nominal import ODP, MaxFill
@@ -73,10 +74,7 @@ def make_strategy(
         raise ValueError(f"strategy {name!r} programs {list(types)} devices, not {device_type!r}")
     if devices_per_polarity not in (1, 2) or isinstance(devices_per_polarity, bool):
         raise ValueError(f"devices_per_polarity = {devices_per_polarity!r}; allowed: [1, 2]")
-    if isinstance(max_iterations, bool) or not isinstance(max_iterations, int):
-        raise ValueError(f"max_iterations = {max_iterations!r} must be an integer >= 1")
-    if max_iterations < 1:
-        raise ValueError(f"max_iterations = {max_iterations} must be >= 1")
+    Integer(1)("max_iterations", max_iterations)
     allowed = [f.name for f in dataclasses.fields(params_cls)]
     unknown = sorted(set(params) - set(allowed))
     if unknown:

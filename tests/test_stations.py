@@ -1,0 +1,472 @@
+"""Stations end to end: ``labcim station`` processes, queued through bluesky-queueserver-api.
+
+One lab for the whole module: three board stations (simulated chips with their own
+seeds) and one SMU station (the simulated Keithley over TCP), each a real RE Manager
+with the Redis-protocol server labcim starts for it, on loopback ports.  The tests run
+in file order; the last ones SIGKILL a station's manager.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import re
+import secrets
+import select
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+pytest.importorskip("bluesky_queueserver", reason="needs labcim[stations]")
+pytest.importorskip("bluesky_queueserver_api", reason="needs labcim[stations]")
+pytest.importorskip("tiled.client", reason="needs labcim[stations]")
+
+from bluesky_queueserver_api import BPlan
+from stations_support import LABCIM, running_stations, station_env, station_file
+
+from labcim import open_runs, session
+from labcim.campaign.journal import read_journal
+from labcim.network.layers import Dense
+from labcim.network.loaders import save_npz
+from labcim.network.model import Model
+from labcim.registry import available_plans
+from labcim.stations.client import call_function
+from labcim.stations.process import free_port
+from labcim.stations.registry import Station
+from mock_hw.iv_device import ProbedRRAM
+from mock_hw.smu_server import SMUServer
+from plans import tdp_program
+
+pytestmark = pytest.mark.slow
+
+CHIP = "sim://pcm-small?cores=2&rows=8&cols=8&seed={seed}"
+BOARDS = {"st1": 11, "st2": 12, "st3": 13}
+WEIGHTS = np.random.default_rng(5).uniform(-1, 1, (8, 6))
+#: A step that runs for seconds on these chips (2 ms per read): long enough to kill.
+LONG = {"cores": [0], "reads": 2500}
+#: Long enough for several page loads in headless Chromium.
+PAGE_STEP = {"cores": [0], "reads": 10000}
+
+
+@pytest.fixture(scope="module")
+def lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lab")
+    np.save(root / "w.npy", WEIGHTS)
+    rng = np.random.default_rng(9)  # a network that fits two 8 x 8 cores, and its inputs
+    save_npz(Model([Dense(rng.normal(size=(6, 3)), np.zeros(3))], (6,)), root / "tiny.npz")
+    np.save(root / "X.npy", rng.normal(size=(20, 6)))
+    chips = {name: CHIP.format(seed=seed) for name, seed in BOARDS.items()}
+    with SMUServer(ProbedRRAM(np.random.default_rng(7))) as smu:
+        chips["smu1"] = smu.resource
+        with running_stations(root, chips) as procs:
+            yield root, procs
+
+
+def api(root: Path, name: str):
+    return Station(**station_file(root, name)).api(timeout=5.0)
+
+
+def run_item(client, item, timeout: float = 120.0) -> dict:
+    """Queue ``item``, start the queue, wait until it is in the history; its result."""
+    uid = client.item_add(item)["item"]["item_uid"]
+    client.queue_start()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for done in client.history_get(reload=True)["items"]:
+            if done["item_uid"] == uid:
+                client.wait_for_idle(timeout=30)
+                return done["result"]
+        time.sleep(0.2)
+    raise AssertionError(f"{item} did not finish in {timeout} s")
+
+
+def wait_running(root: Path, name: str, events: int, timeout: float = 60.0) -> dict:
+    """The station's report once its running run has at least ``events`` events."""
+    client = api(root, name)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        report = call_function(client, "labcim_status")
+        if report["running"] and report["running"]["events"] >= events:
+            return report
+        time.sleep(0.1)
+    raise AssertionError(f"{name}: no run reached {events} events")
+
+
+#: JSON arguments of every entry-point plan, and the station that runs it.
+EVERY_PLAN = {
+    "tdp_program": ("st1", {"weights": {"file": "w.npy"}, "max_iterations": 5}),
+    "mvm_characterization": ("st1", {"n_vectors": 40, "batch_size": 20, "max_iterations": 3}),
+    "conductance_map": ("st1", {"cores": [0, 1], "reads": 2}),
+    "retention": ("st1", {"times": [10.0, 100.0], "max_iterations": 3}),
+    "network_inference": (
+        "st1",
+        {"model": "tiny.npz", "X": {"file": "X.npy"}, "times": [3600.0], "max_iterations": 3},
+    ),
+    "forming": ("smu1", {"target_current": 1.0e-5, "v_stop": 4.0}),
+    "iv_sweep": (
+        "smu1",
+        {"v_set": 1.5, "v_reset": -1.5, "current_limit": 5e-5, "reset_current_limit": 2e-4},
+    ),
+}
+
+
+def test_every_entry_point_plan_completes_from_the_queue_with_json_arguments(lab):
+    root, _ = lab
+    assert set(EVERY_PLAN) == set(available_plans())  # a new plan must be added here
+    for name, (station, arguments) in EVERY_PLAN.items():
+        client = api(root, station)
+        assert name in client.plans_allowed()["plans_allowed"]
+        result = run_item(client, BPlan(name, **arguments))
+        assert result["exit_status"] == "completed", (name, result["msg"], result["traceback"])
+        (uid,) = result["run_uids"]
+        run = open_runs(root / "results" / station)[uid]
+        assert (run.plan_name, run.exit_status) == (name, "success")
+    tdp = next(r for r in open_runs(root / "results" / "st1") if r.plan_name == "tdp_program")
+    np.testing.assert_array_equal(tdp.metadata["plan_args"]["weights"], WEIGHTS)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "plan_arguments"),
+    [
+        ({"tolerance": -1.0}, {"tolerance": -1.0}),
+        ({"strategy": "newton"}, {"strategy": "newton"}),
+        ({"max_iterations": 0}, {"max_iterations": 0}),
+    ],
+)
+def test_a_bad_argument_is_refused_at_item_add_with_the_plans_own_message(
+    lab, arguments, plan_arguments, tmp_path
+):
+    root, _ = lab
+    RE, board = session(CHIP.format(seed=1), tmp_path, quiet=True)
+    with pytest.raises(ValueError) as by_the_plan:
+        RE(tdp_program(board, WEIGHTS, **plan_arguments))  # the plan's own check
+    board.close()
+    client = api(root, "st1")
+    before = client.status(reload=True)["items_in_queue"]
+    with pytest.raises(client.RequestFailedError) as refused:
+        client.item_add(BPlan("tdp_program", weights=WEIGHTS.tolist(), **arguments))
+    assert str(by_the_plan.value) in str(refused.value)
+    assert client.status(reload=True)["items_in_queue"] == before
+
+
+def test_an_unreadable_file_reference_is_refused_at_item_add(lab):
+    root, _ = lab
+    client = api(root, "st1")
+    with pytest.raises(client.RequestFailedError, match=r"(?s)weights.*cannot load an array"):
+        client.item_add(BPlan("tdp_program", weights={"file": "missing.npy"}))
+
+
+def test_deferred_pause_and_resume_from_the_api_ends_success(lab):
+    root, _ = lab
+    client = api(root, "st2")
+    item = BPlan("tdp_program", weights=WEIGHTS.tolist(), max_iterations=1500, tolerance=0.001)
+    uid = client.item_add(item)["item"]["item_uid"]
+    client.queue_start()
+    wait_running(root, "st2", events=20)
+    client.re_pause(option="deferred")
+    client.wait_for_condition(lambda s: s["manager_state"] in ("paused", "idle"), timeout=60)
+    history = client.history_get(reload=True)["items"]
+    assert client.status(reload=True)["manager_state"] == "paused", history[-1]["result"]["msg"]
+    client.re_resume()
+    client.wait_for_idle(timeout=120)
+    (done,) = [i for i in client.history_get(reload=True)["items"] if i["item_uid"] == uid]
+    assert done["result"]["exit_status"] == "completed", done["result"]["msg"]
+    (run_uid,) = done["result"]["run_uids"]
+    run = open_runs(root / "results" / "st2")[run_uid]
+    assert run.exit_status == "success"
+    assert run.num_events["primary"] == 1501
+
+
+def _chromium() -> str:
+    found = shutil.which("chromium")
+    if found is None:
+        script = Path(__file__).parents[1] / "scripts" / "install-browser"
+        if subprocess.run([str(script)], capture_output=True).returncode != 0:
+            pytest.skip("chromium is missing and scripts/install-browser could not install it")
+        found = shutil.which("chromium")
+    return found
+
+
+def _browse(chromium: str, url: str, profile: Path, *extra: str) -> str:
+    command = [
+        chromium,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=4000",
+        *extra,
+        url,
+    ]
+    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=True).stdout
+
+
+def test_the_status_page_shows_every_station_and_a_progress_that_advances(lab, tmp_path):
+    root, _ = lab
+    chromium = _chromium()
+    port = free_port()
+    page = subprocess.Popen(
+        [*LABCIM, "stations", "page", "--port", str(port)],
+        env=station_env(root / "stations"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert page.stdout.readline().startswith(f"status page on http://127.0.0.1:{port}/")
+        client = api(root, "st2")
+        run_item(client, BPlan("tdp_program", weights=WEIGHTS.tolist(), max_iterations=5))
+        client.item_add(BPlan("conductance_map", **PAGE_STEP))
+        client.queue_start()
+        wait_running(root, "st2", events=50)
+        listing = subprocess.run(
+            [*LABCIM, "stations"], env=station_env(root / "stations"), capture_output=True,
+            text=True, timeout=60, check=True,
+        ).stdout  # fmt: skip
+        block = listing.split("st2  ")[1].split("\nst3  ")[0]
+        assert "executing_queue, 0 item(s) queued" in block
+        assert re.search(rf"running conductance_map: \d+/{PAGE_STEP['reads']} events", block)
+        url = f"http://127.0.0.1:{port}/"
+        seen = []
+        for i in range(2):
+            dom = _browse(chromium, url, tmp_path / f"profile{i}", "--dump-dom")
+            for name in (*BOARDS, "smu1"):
+                assert f'id="station-{name}"' in dom
+            found = re.search(r'id="progress-st2" data-events="(\d+)"', dom)
+            assert found, dom[-3000:]
+            seen.append(int(found.group(1)))
+            time.sleep(1.0)
+        assert 0 < seen[0] < seen[1] < PAGE_STEP["reads"]
+        assert 'alt="last figure of st2"' in dom or 'alt="last figure of st1"' in dom
+        shot = tmp_path / "status-page.png"
+        _browse(chromium, url, tmp_path / "profile-shot", f"--screenshot={shot}",
+                "--window-size=1500,1000")  # fmt: skip
+        assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        client.re_pause(option="immediate")  # seen enough: end the step now
+        client.wait_for_condition(lambda s: s["manager_state"] == "paused", timeout=60)
+        client.re_stop()
+        client.wait_for_idle(timeout=120)
+    finally:
+        page.send_signal(signal.SIGINT)
+        page.wait(timeout=30)
+
+
+def _campaign_file(root: Path) -> Path:
+    path = root / "night.yaml"
+    path.write_text(
+        "id: night-1\n"
+        f"chip: {CHIP.format(seed=1)}\n"
+        "out: night\n"
+        "stations: [st1, st2, st3]\n"
+        "steps:\n"
+        "  - plan: conductance_map\n"
+        "    over: {reads: [1, 2, 3, 4, 5, 6, 7, 8]}\n"
+        "  - plan: conductance_map\n"
+        f"    args: {json.dumps(LONG)}\n"
+        "  - plan: tdp_program\n"
+        "    args: {weights: {file: w.npy}, max_iterations: 5}\n"
+        "    over: {tolerance: [2.0, 3.0, 4.0]}\n"
+    )
+    return path
+
+
+def test_a_campaign_over_three_stations_survives_the_sigkill_of_one(lab):
+    root, procs = lab
+    path = _campaign_file(root)
+    campaign = subprocess.Popen(
+        [*LABCIM, "-q", "campaign", str(path), "--lost-after", "4"],
+        env=station_env(root / "stations"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    journal = root / "night.night-1.journal.jsonl"
+    long_key = "02-conductance_map"
+    try:
+        deadline = time.monotonic() + 120
+        victim = None
+        while victim is None and time.monotonic() < deadline:
+            if journal.exists():
+                victim = next(
+                    (e["station"] for e in read_journal(journal)
+                     if e["event"] == "running" and e["step"] == long_key),
+                    None,
+                )  # fmt: skip
+            time.sleep(0.1)
+        assert victim is not None, "the long step never ran"
+        report = wait_running(root, victim, events=100)
+        assert report["running"]["step_key"] == long_key
+        manager = station_file(root, victim)["manager_pid"]
+        done_before = {e["step"] for e in read_journal(journal) if e["event"] == "done"}
+        os.kill(manager, signal.SIGKILL)
+        output, _ = campaign.communicate(timeout=300)
+    finally:
+        campaign.kill()
+    assert campaign.returncode == 0, output
+    assert "12 succeeded, 0 failed" in output
+    assert procs[victim].wait(timeout=60) == 1  # the station noticed and stopped
+
+    events = read_journal(journal)
+    assert any(e["event"] == "lost" and e["station"] == victim for e in events)
+    assert any(e["event"] == "requeue" and e["step"] == long_key for e in events)
+    (finished,) = [e for e in events if e["event"] == "done" and e["step"] == long_key]
+    assert finished["station"] != victim
+    redone = [e for e in events if e["event"] == "dispatch" and e["step"] in done_before]
+    assert len(redone) == len(done_before)  # dispatched once each, never again
+
+    runs = [run for name in BOARDS for run in open_runs(root / "results" / name)]
+    ours = [r for r in runs if r.start.get("campaign_id") == "night-1"]
+    keys = sorted({r.start["step_key"] for r in ours})
+    assert len(keys) == 12
+    for key in keys:
+        statuses = sorted(r.exit_status for r in ours if r.start["step_key"] == key)
+        assert statuses == (["incomplete", "success"] if key == long_key else ["success"]), key
+    (killed,) = [r for r in ours if r.exit_status == "incomplete"]
+    assert killed.path.parent.name == victim
+    assert 100 <= killed.num_events["primary"] < LONG["reads"]
+    seeds = {r.start["station_name"]: r.metadata["board_identity"]["sim_chip"] for r in ours}
+    assert len(seeds) == 3 and len({json.dumps(s, sort_keys=True) for s in seeds.values()}) == 3
+
+    alive = ",".join(name for name in BOARDS if name != victim)
+    resumed = subprocess.run(
+        [*LABCIM, "-q", "campaign", str(path), "--resume", "--stations", alive],
+        env=station_env(root / "stations"), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert "0 succeeded, 0 failed, 12 done before" in resumed.stdout  # the victim's count too
+
+
+def _datasets(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of a file by every path to it (NXdata's hard links included)."""
+    found: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r", swmr=True) as f:
+
+        def visit(name: str, link: h5py.HardLink) -> None:
+            if isinstance(link, h5py.HardLink) and isinstance(f[name], h5py.Dataset):
+                found[name] = _values(f[name])
+
+        f.visititems_links(visit)
+    return found
+
+
+def _values(dataset: h5py.Dataset) -> np.ndarray:
+    dataset.refresh()  # SWMR: what a writer added since the file was opened
+    if h5py.check_string_dtype(dataset.dtype):
+        return np.asarray(dataset.asstr()[()], dtype=object)
+    return np.asarray(dataset[()])
+
+
+def _same(served: np.ndarray, stored: np.ndarray, growing: bool) -> bool:
+    """Equal values; tiled gives a scalar as shape (1,); a growing dataset is read first."""
+    if growing and stored.ndim and served.ndim == stored.ndim:
+        stored = stored[: len(served)]
+    if served.size != stored.size:
+        return False
+    return stored.size == 0 or np.array_equal(served.reshape(stored.shape), stored)
+
+
+def test_every_stations_runs_read_back_through_tiled_equal_their_files(lab, tmp_path):
+    from tiled.client import from_uri
+
+    root, procs = lab
+    port, key = free_port(), secrets.token_hex(16)
+    for name in BOARDS:  # every station has runs, whichever tests ran before
+        if procs[name].poll() is None:
+            run_item(api(root, name), BPlan("conductance_map", reads=3))
+    alive = next(name for name in BOARDS if procs[name].poll() is None)
+    client = api(root, alive)
+    client.item_add(BPlan("conductance_map", **LONG))
+    client.queue_start()
+    live = wait_running(root, alive, events=10)["running"]["uid"]
+    log = root / "tiled.log"
+    with open(log, "wb") as out:
+        server = subprocess.Popen(
+            [*LABCIM, "stations", "data", str(root / "results"), "--port", str(port),
+             "--api-key", key],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        files = {
+            (path.parent.name, path.stem): path for path in (root / "results").glob("*/run_*.h5")
+        }
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                tree = from_uri(f"http://127.0.0.1:{port}", api_key=key)
+                if all(run in tree[station] for station, run in files):
+                    break
+            except Exception:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.5)
+        assert set(BOARDS) <= set(tree)
+        assert set(BOARDS) <= {station for station, _ in files}
+        compared = 0
+        for (station, run), path in sorted(files.items()):
+            exported = tmp_path / station / f"{run}.h5"
+            exported.parent.mkdir(exist_ok=True)
+            tree[station][run].export(str(exported))  # the whole run through tiled
+            served, stored = _datasets(exported), _datasets(path)
+            growing = path.stem.endswith(live[:8])  # being written while tiled read it
+            assert set(served) == set(stored), path
+            for name, values in stored.items():
+                assert _same(served[name], values, growing), f"{path}:{name}"
+                compared += 1
+        assert compared >= 10 * len(files)
+        live_file = next(p for p in files.values() if p.stem.endswith(live[:8]))
+        primary = tree[alive][live_file.stem]["entry"]["primary"]  # the array API, live
+        for name in ("seq_num", "data/board_core0_conductance_map"):
+            served = primary[name].read()
+            stored = _datasets(live_file)[f"entry/primary/{name}"]
+            assert 10 <= len(served) <= len(stored) and _same(served, stored, growing=True)
+        client.wait_for_idle(timeout=120)
+    finally:
+        server.send_signal(signal.SIGINT)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+
+
+def test_ctrl_c_on_a_terminal_stops_a_station_and_everything_it_started(tmp_path):
+    env = station_env(tmp_path / "stations")
+    command = [*LABCIM, "station", CHIP.format(seed=4), "--name", "tty", "--results",
+               str(tmp_path / "results"), "--control-addr", f"tcp://127.0.0.1:{free_port()}",
+               "--info-addr", f"tcp://127.0.0.1:{free_port()}"]  # fmt: skip
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the station in a terminal of its own
+        os.execvpe(command[0], command, env)
+    out = b""
+    deadline = time.monotonic() + 120
+    while b"ready" not in out and time.monotonic() < deadline:
+        if select.select([fd], [], [], 0.5)[0]:
+            out += os.read(fd, 4096)
+    entry = station_file(tmp_path, "tty")
+    os.write(fd, b"\x03")  # Ctrl-C: SIGINT to the terminal's foreground process group
+    while True:
+        try:
+            chunk = os.read(fd, 4096) if select.select([fd], [], [], 1.0)[0] else b""
+        except OSError:  # the terminal closed: the station exited
+            break
+        out += chunk
+        if time.monotonic() > deadline + 60:
+            os.kill(pid, signal.SIGKILL)
+            break
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0, out.decode(errors="replace")
+    assert b"station tty stopped" in out
+    assert not (tmp_path / "stations" / "tty.json").exists()
+    with pytest.raises(ProcessLookupError):
+        os.killpg(entry["manager_pid"], 0)  # the RE Manager's whole process group is gone
