@@ -1,15 +1,16 @@
 """One run's HDF5 file while it is written: stream buffers, datasets, flushes.
 
 The file is created under a temporary name, filled with the start metadata, switched to
-SWMR mode and only then renamed into place, so a reader never meets a run file that is
-not yet readable.  From then on everything is written in SWMR mode: appends as HDF5
-intends, and the few structural changes (a new stream, the stop fields) followed at once
-by a flush.  See ``docs/data-layout.md``.
+SWMR mode and only then renamed into place (never over an existing file), so a reader
+never meets a run file that is not yet readable.  From then on everything is written in
+SWMR mode: appends as HDF5 intends, and the few structural changes (a new stream, the
+stop fields) followed at once by a flush.  See ``docs/data-layout.md``.
 """
 
 from __future__ import annotations
 
 import datetime
+import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ import h5py
 import numpy as np
 
 import labcim
+from labcim.hdf5.closing import discard
 from labcim.hdf5.fields import write_document, write_field
 from labcim.hdf5.layout import (
     DESCRIPTORS_ATTR,
@@ -40,6 +42,7 @@ from labcim.hdf5.layout import (
     dataset_dtype,
 )
 from labcim.hdf5.metadata import split_arrays
+from labcim.hdf5.output import place_file
 
 #: Target size of one chunk; a 256 x 256 float32 frame is exactly one chunk.
 CHUNK_BYTES = 256 * 1024
@@ -107,6 +110,8 @@ class StreamFile:
         self._data: dict[str, list[Any]] = {k: [] for k in self.data_keys}
         self._stamps: dict[str, list[float]] = {k: [] for k in self.data_keys}
         self._events: dict[str, list[Any]] = {f: [] for f in EVENT_FIELDS}
+        self._datasets: dict[tuple[str | None, str], h5py.Dataset] = {}
+        self._length = 0  # rows with their event fields written
         self.pending_bytes = 0
 
     @property
@@ -124,16 +129,44 @@ class StreamFile:
         for name, column in self._events.items():
             column.extend(page[name])
 
-    def write(self, path: Path) -> None:
-        """Append the buffered events to the datasets (event fields last)."""
+    def write_data(self, path: Path) -> None:
+        """Write the buffered events' readings: the first of `RunFile.flush`'s two steps."""
         if not self.pending:
             return
-        for key, rows in self._data.items():
-            self._extend(STREAM_DATA, key, self._column(key, rows, path))
-            self._extend(STREAM_TIMESTAMPS, key, np.asarray(self._stamps[key], "f8"))
-        self._extend(None, "time", np.asarray(self._events["time"], "f8"))
-        self._extend(None, "seq_num", np.asarray(self._events["seq_num"], "i8"))
-        self._extend(None, "uid", np.asarray(self._events["uid"], STR_DTYPE))
+        order, rows = self._placement(path)
+        for key, values in self._data.items():
+            self._put(STREAM_DATA, key, self._column(key, values, path)[order], rows)
+            self._put(STREAM_TIMESTAMPS, key, np.asarray(self._stamps[key], "f8")[order], rows)
+
+    def write_events(self, path: Path) -> None:
+        """Write the buffered events' time, seq_num and uid, which make their rows count."""
+        if not self.pending:
+            return
+        order, rows = self._placement(path)
+        for name, dtype in (("time", "f8"), ("seq_num", "i8"), ("uid", STR_DTYPE)):
+            self._put(None, name, np.asarray(self._events[name], dtype)[order], rows)
+        self._length = max(self._length, int(rows[-1]) + 1)
+        self.clear()
+
+    def _placement(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
+        """Which buffered events to write (the last one of each seq_num) and their rows.
+
+        Event ``seq_num`` k goes to row k - 1, so an event bluesky emits again after
+        rewinding to a checkpoint (same seq_num, new uid) replaces its earlier row.
+        """
+        seq = np.asarray(self._events["seq_num"], "i8")
+        numbers, last = np.unique(seq[::-1], return_index=True)  # sorted, latest first
+        rows = numbers - 1
+        new = rows[rows >= self._length]
+        if rows[0] < 0 or not np.array_equal(new, np.arange(self._length, self._length + len(new))):
+            raise ValueError(
+                f"{path}: stream {self.name!r}: seq_num {numbers.tolist()} after "
+                f"{self._length} events; they must go on from 1 without gaps"
+            )
+        return len(seq) - 1 - last, rows
+
+    def clear(self) -> None:
+        """Forget the buffered events (written, or that could not be)."""
         for column in (*self._data.values(), *self._stamps.values(), *self._events.values()):
             column.clear()
         self.pending_bytes = 0
@@ -149,20 +182,24 @@ class StreamFile:
                 f"cannot be appended to one dataset ({exc})"
             ) from exc
 
-    def _extend(self, subgroup: str | None, name: str, column: np.ndarray) -> None:
-        parent = self.group if subgroup is None else self.group.require_group(subgroup)
-        if name in parent:
-            dataset = parent[name]
-            if dataset.shape[1:] != column.shape[1:]:
-                raise ValueError(
-                    f"{dataset.file.filename}: stream {self.name!r}, {name!r}: shape "
-                    f"{column.shape[1:]} differs from the earlier {dataset.shape[1:]}"
-                )
-        else:
-            dataset = self._create(parent, name, column)
-        start = dataset.shape[0]
-        dataset.resize(start + len(column), axis=0)
-        dataset[start:] = column
+    def _put(self, subgroup: str | None, name: str, column: np.ndarray, rows: np.ndarray) -> None:
+        """Write ``column`` at the sorted, distinct ``rows`` of a dataset, growing it."""
+        # Datasets stay open until the file closes: closing one flushes it, and a flush
+        # that fails (full disk) in a close would leave HDF5 unable to close the file.
+        dataset = self._datasets.get((subgroup, name))
+        if dataset is None:
+            parent = self.group if subgroup is None else self.group.require_group(subgroup)
+            dataset = self._datasets[subgroup, name] = self._create(parent, name, column)
+        if dataset.shape[1:] != column.shape[1:]:
+            raise ValueError(
+                f"{dataset.file.filename}: stream {self.name!r}, {name!r}: shape "
+                f"{column.shape[1:]} differs from the earlier {dataset.shape[1:]}"
+            )
+        if rows[-1] >= dataset.shape[0]:
+            dataset.resize(int(rows[-1]) + 1, axis=0)
+        breaks = [0, *(np.flatnonzero(np.diff(rows) != 1) + 1), len(rows)]
+        for lo, hi in itertools.pairwise(breaks):  # one write per run of adjacent rows
+            dataset[rows[lo] : rows[hi - 1] + 1] = column[lo:hi]
 
     def _create(self, parent: h5py.Group, name: str, column: np.ndarray) -> h5py.Dataset:
         row_shape = column.shape[1:]
@@ -229,9 +266,9 @@ class RunFile:
             write_document(entry.create_group(METADATA), start, text, arrays)
             file.swmr_mode = True
             file.flush()
-            os.rename(partial, path)
+            place_file(partial, path)
         except BaseException:
-            file.close()
+            discard(file)
             partial.unlink(missing_ok=True)
             raise
         run = cls(path, file, start, fsync)
@@ -313,10 +350,29 @@ class RunFile:
             group.attrs[f"{axis}_indices"] = i
         return group, {*signals, *axes}
 
-    def flush(self) -> None:
-        """Write every buffered event and push the file to the OS (and disk with fsync)."""
+    def drop_pending(self) -> None:
+        """Forget every buffered event, e.g. after they failed to fit their datasets."""
         for stream in self.streams.values():
-            stream.write(self.path)
+            stream.clear()
+
+    def flush(self) -> None:
+        """Write every buffered event and push the file to the OS (and disk with fsync).
+
+        The readings are pushed out before the events' time, seq_num and uid are
+        written, and a reader counts only rows with a seq_num: HDF5 may store a
+        dataset's new length even when writing its data failed (full disk), and rows
+        of fill values must never pass for events.
+        """
+        pending = [stream for stream in self.streams.values() if stream.pending]
+        for stream in pending:
+            stream.write_data(self.path)
+        if pending:
+            self._sync()
+            for stream in pending:
+                stream.write_events(self.path)
+        self._sync()
+
+    def _sync(self) -> None:
         self.file.flush()
         if self.fsync:
             os.fsync(self.file.id.get_vfd_handle())
