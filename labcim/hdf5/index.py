@@ -13,7 +13,7 @@ import secrets
 import h5py
 
 import labcim
-from labcim.hdf5.closing import discard
+from labcim.hdf5.failures import discard
 from labcim.hdf5.layout import ENTRY, FORMAT_ATTR, INDEX_FORMAT, NX_CLASS, Location
 from labcim.hdf5.output import check_index
 

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 import labcim
-from labcim.hdf5.closing import discard
+from labcim.hdf5.failures import DiskFullError, check_room, discard
 from labcim.hdf5.fields import write_document, write_field
 from labcim.hdf5.layout import (
     DESCRIPTORS_ATTR,
@@ -47,6 +47,8 @@ from labcim.hdf5.output import place_file
 #: Target size of one chunk; a 256 x 256 float32 frame is exactly one chunk.
 CHUNK_BYTES = 256 * 1024
 MAX_CHUNK_ROWS = 4096
+#: What a new run file takes besides its start document: superblock, groups, fields.
+START_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -66,6 +68,11 @@ class Storage:
             "compression_opts": self.compression_opts,
             "shuffle": self.shuffle,
         }
+
+
+def chunk_rows(row_bytes: int) -> int:
+    """Rows per chunk of a dataset whose rows take ``row_bytes``: about `CHUNK_BYTES`."""
+    return int(np.clip(CHUNK_BYTES // max(1, row_bytes), 1, MAX_CHUNK_ROWS))
 
 
 def iso_time(timestamp: float) -> str:
@@ -118,6 +125,25 @@ class StreamFile:
     def pending(self) -> int:
         """Number of buffered events not yet in the file."""
         return len(self._events["time"])
+
+    def needed_bytes(self) -> int:
+        """At most how much writing the buffered events adds to the file (bytes).
+
+        The chunks their rows start in every dataset (whole chunks are allocated), and
+        the uids' text in the heap.
+        """
+        rows = self.pending
+        if not rows:
+            return 0
+        row_bytes = [8, 8, STR_DTYPE.itemsize]  # time, seq_num, uid
+        for values in self._data.values():
+            row_bytes += [getattr(values[0], "nbytes", 8), 8]  # the reading, its timestamp
+        total = rows * 64
+        for size in row_bytes:
+            per_chunk = chunk_rows(size)
+            chunks = -(-(self._length + rows) // per_chunk) - -(-self._length // per_chunk)
+            total += chunks * per_chunk * max(1, size)
+        return total
 
     def append(self, page: Mapping[str, Any]) -> None:
         """Buffer the events of an event page (columns of equal length)."""
@@ -203,8 +229,7 @@ class StreamFile:
 
     def _create(self, parent: h5py.Group, name: str, column: np.ndarray) -> h5py.Dataset:
         row_shape = column.shape[1:]
-        row_bytes = max(1, column.dtype.itemsize * int(np.prod(row_shape)))
-        rows = int(np.clip(CHUNK_BYTES // row_bytes, 1, MAX_CHUNK_ROWS))
+        rows = chunk_rows(column.dtype.itemsize * int(np.prod(row_shape)))
         dataset = parent.create_dataset(
             name,
             shape=(0, *row_shape),
@@ -244,6 +269,7 @@ class RunFile:
         ``text`` and ``arrays`` are ``start`` split by `split_arrays`.
         """
         partial = path.with_name(path.name + PARTIAL_SUFFIX)
+        check_room(path, len(text) + sum(a.nbytes for a in arrays.values()) + START_BYTES)
         file = h5py.File(partial, "w-", libver="latest")
         try:
             file.attrs.update(
@@ -364,6 +390,9 @@ class RunFile:
         of fill values must never pass for events.
         """
         pending = [stream for stream in self.streams.values() if stream.pending]
+        if pending:
+            size = os.fstat(self.file.id.get_vfd_handle()).st_size
+            check_room(self.path, sum(stream.needed_bytes() for stream in pending), size)
         for stream in pending:
             stream.write_data(self.path)
         if pending:
@@ -378,13 +407,28 @@ class RunFile:
             os.fsync(self.file.id.get_vfd_handle())
 
     def close(self, stop: Mapping[str, Any]) -> None:
-        """Flush, write the stop document and close the file."""
+        """Flush, write the stop document and close the file.
+
+        Raises
+        ------
+        DiskFullError
+            If the last events found no room; the stop document is written all the
+            same (into the reserve), with exit status ``"fail"`` and that reason.
+        """
+        split_arrays(stop, f"{self.path}: stop document")  # checked before anything
+        refused = None
+        try:
+            self.flush()
+        except DiskFullError as exc:
+            self.drop_pending()
+            refused, stop = exc, {**stop, "exit_status": "fail", "reason": str(exc)}
         text, arrays = split_arrays(stop, f"{self.path}: stop document")
-        self.flush()
         write_field(self.entry, "end_time", iso_time(stop["time"]))
         write_document(self.entry.create_group(STOP), stop, text, arrays)
-        self.flush()
+        self._sync()
         self.file.close()
+        if refused is not None:
+            raise refused
 
 
 def _external(descriptor: Mapping[str, Any]) -> set[str]:

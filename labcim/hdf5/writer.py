@@ -12,7 +12,7 @@ from typing import Any
 
 from event_model import DocumentRouter
 
-from labcim.hdf5.closing import discard
+from labcim.hdf5.failures import DiskFullError, discard
 from labcim.hdf5.index import write_index
 from labcim.hdf5.layout import run_file_name, run_number
 from labcim.hdf5.metadata import split_arrays
@@ -33,10 +33,12 @@ class HDF5Writer(DocumentRouter):
     of the last ``flush_interval`` seconds.  Any error (unwritable path, full disk,
     metadata that JSON cannot hold) is raised into the RunEngine, so the run fails
     loudly instead of going unsaved; an error met by the timer thread is raised at the
-    next document.  After an error in the data (e.g. a changed shape) the run file is
-    still closed with the stop document, exit status ``"fail"``; after an I/O error the
-    file is let go (`labcim.hdf5.closing.discard`) and stays ``"incomplete"`` with what
-    was flushed before.  Nothing is ever written over a file labcim did not write.
+    next document.  A write that would leave less than `failures.RESERVE_BYTES` on the
+    disk is refused before it starts, and so is data that does not fit its datasets
+    (e.g. a changed shape): the run file is then still closed with the stop document,
+    exit status ``"fail"``.  After an I/O error the file is let go (`failures.discard`)
+    and stays ``"incomplete"`` with what was flushed before.  Nothing is ever written
+    over a file labcim did not write.
 
     An event whose ``seq_num`` its stream already holds is one that bluesky replayed
     after a pause or suspension (it restores the sequence counters of the last
@@ -185,12 +187,16 @@ class HDF5Writer(DocumentRouter):
     def _failing(self, run: RunFile) -> Iterator[None]:
         """Re-raise any error, naming the file if the OS failed; let go of a broken file.
 
-        After an I/O error the file is abandoned; after any other the events that could
-        not be written are dropped and the run waits for its stop document.
+        After an I/O error the file is abandoned; after any other (no room for the
+        next write, data that do not fit their datasets) the events that could not be
+        written are dropped and the run waits for its stop document.
         """
         try:
             with _naming(run.path):
                 yield
+        except DiskFullError:  # refused before writing: the file is whole
+            run.drop_pending()
+            raise
         except OSError:
             self._abandon(run)
             raise
@@ -220,7 +226,7 @@ def _naming(path: Path) -> Iterator[None]:
     """
     try:
         yield
-    except ForeignFileError:
+    except (ForeignFileError, DiskFullError):  # already one line naming the file
         raise
     except (OSError, RuntimeError) as exc:
         code = getattr(exc, "errno", None) or _hdf5_errno(str(exc))
