@@ -1,0 +1,119 @@
+"""Results locations for the data-safety tests: quick runs, damaged copies, the CLI."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+from bluesky import RunEngine
+from bluesky.plans import count
+from ophyd.sim import det
+
+from labcim.hdf5 import HDF5Writer
+
+#: A simulated board and a plan that writes about 1.6 MB per run (two 128 x 128 maps).
+SIM = "sim://pcm-small?cores=2&seed=3"
+MAP_RUN = ("conductance_map", "--chip", SIM, "-p", "cores=[0,1]")
+
+
+def quick_runs(location: Path, n: int = 3) -> list[Path]:
+    """Write ``n`` small finished runs at ``location``; return their files."""
+    RE = RunEngine({})
+    writer = HDF5Writer(location)
+    RE.subscribe(writer)
+    for i in range(n):
+        RE(count([det], num=2 + i), plan_name="count")
+    return writer.location.run_files()
+
+
+def digest(path: Path) -> str:
+    """SHA-256 of a file's bytes."""
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def digests(directory: Path) -> dict[str, str]:
+    """SHA-256 of every file in ``directory`` (recursively) by relative path."""
+    return {
+        str(p.relative_to(directory)): digest(p)
+        for p in sorted(directory.rglob("*"))
+        if p.is_file()
+    }
+
+
+def truncated_copy(source: Path, target: Path, fraction: float = 0.5) -> Path:
+    """An interrupted copy: the first ``fraction`` of ``source``'s bytes at ``target``."""
+    data = source.read_bytes()
+    target.write_bytes(data[: int(len(data) * fraction)])
+    return target
+
+
+def set_document(path: Path, group: str, text: str) -> None:
+    """Replace the stored JSON document of ``group`` (e.g. ``entry/metadata``)."""
+    with h5py.File(path, "r+") as file:
+        file[group].attrs["labcim_document"] = text
+
+
+@dataclass
+class Result:
+    """How a ``labcim`` process ended."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float  # wall time
+    peak_kib: int  # the process's own peak resident memory, from its rusage
+
+
+def cli(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 120,
+    file_size_limit: int | None = None,
+) -> Result:
+    """Run ``labcim *args`` in a fresh process and wait for it (at most ``timeout`` s).
+
+    ``file_size_limit`` (bytes) makes writes past it fail with EFBIG from the kernel,
+    as on a file system with a size limit.
+    """
+
+    def limits() -> None:
+        if file_size_limit is not None:
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+            resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_limit, file_size_limit))
+
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        started = time.monotonic()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "labcim.cli", *args],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=err,
+            text=True,
+            env=env,
+            cwd=cwd,
+            preexec_fn=limits,
+        )
+        while True:  # wait4, not wait: the rusage of this child alone
+            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            if pid:
+                break
+            if time.monotonic() - started > timeout:
+                process.kill()
+                os.wait4(process.pid, 0)
+                raise AssertionError(f"labcim {' '.join(args)} did not end within {timeout} s")
+            time.sleep(0.01)
+        seconds = time.monotonic() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        return Result(process.returncode, out.read(), err.read(), seconds, usage.ru_maxrss)
