@@ -117,3 +117,25 @@ def cli(
         out.seek(0)
         err.seek(0)
         return Result(process.returncode, out.read(), err.read(), seconds, usage.ru_maxrss)
+
+
+_KILLED_WRITER = """
+import os, sys
+from bluesky import RunEngine
+from bluesky.plans import count
+from ophyd.sim import det
+from labcim.hdf5 import HDF5Writer
+
+RE = RunEngine({})
+RE.subscribe(HDF5Writer(sys.argv[1], flush_interval=0.01))
+RE.subscribe(lambda name, doc: os._exit(0) if name == "event" and doc["seq_num"] == 4 else None)
+RE(count([det], num=10, delay=0.1), plan_name="count")
+"""
+
+
+def killed_run(location: Path) -> Path:
+    """A run whose writer died after 3 events were flushed: its file still says open."""
+    before = set(location.glob("run_*.h5")) if location.is_dir() else set()
+    subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(location)], check=True, timeout=60)
+    (path,) = set(location.glob("run_*.h5")) - before
+    return path
