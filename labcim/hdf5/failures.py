@@ -70,6 +70,26 @@ def _size(n: int) -> str:
     return f"{n / 2**20:.1f} MiB" if n >= 2**20 else f"{n / 2**10:.0f} KiB"
 
 
+def new_file(path: Path, *, latest: bool = False) -> h5py.File:
+    """Create ``path`` for writing (failing if it exists), each write reaching the OS at once.
+
+    HDF5's sieve buffer would hold small raw data (the start document's fields) until a
+    dataset is closed, and a dataset closed by the garbage collector cannot report a
+    failed write but corrupts HDF5's state (see `discard`).  Without it the write call
+    itself fails, in order.
+
+    Parameters
+    ----------
+    latest : bool
+        HDF5's latest file format (needed for SWMR), else the most widely readable.
+    """
+    fapl = h5py.h5p.create(h5py.h5p.FILE_ACCESS)
+    low = h5py.h5f.LIBVER_LATEST if latest else h5py.h5f.LIBVER_EARLIEST
+    fapl.set_libver_bounds(low, h5py.h5f.LIBVER_LATEST)
+    fapl.set_sieve_buf_size(0)
+    return h5py.File(h5py.h5f.create(os.fsencode(path), h5py.h5f.ACC_EXCL, fapl=fapl))
+
+
 def discard(file: h5py.File) -> None:
     """Close ``file`` after a write to it failed, dropping whatever it had not written.
 

@@ -13,7 +13,7 @@ import secrets
 import h5py
 
 import labcim
-from labcim.hdf5.failures import discard
+from labcim.hdf5.failures import discard, new_file
 from labcim.hdf5.layout import ENTRY, FORMAT_ATTR, INDEX_FORMAT, NX_CLASS, Location
 from labcim.hdf5.output import check_index
 
@@ -32,7 +32,7 @@ def write_index(location: Location) -> None:
     check_index(location)
     tmp = location.index.with_name(f".{location.index.name}.{secrets.token_hex(6)}.tmp")
     try:
-        index = h5py.File(tmp, "w-")  # a new, random name: never another file
+        index = new_file(tmp)  # a new, random name: never another file
         try:
             creator = f"labcim {labcim.__version__}"
             index.attrs.update({NX_CLASS: "NXroot", FORMAT_ATTR: INDEX_FORMAT, "creator": creator})

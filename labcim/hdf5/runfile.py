@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 import labcim
-from labcim.hdf5.failures import DiskFullError, check_room, discard
+from labcim.hdf5.failures import DiskFullError, check_room, discard, new_file
 from labcim.hdf5.fields import write_document, write_field
 from labcim.hdf5.layout import (
     DESCRIPTORS_ATTR,
@@ -270,7 +270,7 @@ class RunFile:
         """
         partial = path.with_name(path.name + PARTIAL_SUFFIX)
         check_room(path, len(text) + sum(a.nbytes for a in arrays.values()) + START_BYTES)
-        file = h5py.File(partial, "w-", libver="latest")
+        file = new_file(partial, latest=True)
         try:
             file.attrs.update(
                 {
