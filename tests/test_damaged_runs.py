@@ -87,6 +87,7 @@ def test_a_run_file_named_alone_that_is_damaged_is_one_clear_error(tmp_path, cap
         open_runs(copy)
 
 
+@pytest.mark.slow
 def test_a_killed_run_is_read_and_a_truncated_copy_of_it_is_caught(tmp_path):
     killed = killed_run(tmp_path)
     with open(killed, "rb") as file:  # HDF5 records that a writer still has it open
@@ -101,6 +102,7 @@ def test_a_killed_run_is_read_and_a_truncated_copy_of_it_is_caught(tmp_path):
 
 
 @pytest.mark.skipif(_read_attempts_setter() is None, reason="HDF5's read attempts not reachable")
+@pytest.mark.slow
 def test_corrupt_metadata_in_a_file_open_for_writing_fails_in_bounded_time(tmp_path):
     killed = killed_run(tmp_path)
     data = bytearray(killed.read_bytes())
@@ -146,6 +148,7 @@ def test_replay_and_calibrate_use_every_good_run_and_name_the_damaged(recorded, 
     assert damaged_named(calibrated.stderr) == ["run_000002_copy.h5", "run_000003_json.h5"]
 
 
+@pytest.mark.slow
 def test_campaign_resume_redoes_a_step_whose_run_file_was_damaged(tmp_path, plugin):
     campaign = tmp_path / "c.yaml"
     campaign.write_text(

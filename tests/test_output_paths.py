@@ -40,9 +40,9 @@ def foreign_files(tmp_path):
     "case",
     [
         "other program's HDF5",
-        "text file ending in .h5",
-        "index.h5 of a directory",
-        "a labcim run file",
+        pytest.param("text file ending in .h5", marks=pytest.mark.slow),
+        pytest.param("index.h5 of a directory", marks=pytest.mark.slow),
+        pytest.param("a labcim run file", marks=pytest.mark.slow),
     ],
 )
 def test_run_refuses_to_overwrite_a_file_it_did_not_write(tmp_path, plugin, case):
@@ -57,6 +57,7 @@ def test_run_refuses_to_overwrite_a_file_it_did_not_write(tmp_path, plugin, case
     assert sorted(os.listdir(victim.parent)) == names  # no run directory made either
 
 
+@pytest.mark.slow
 def test_the_path_is_refused_before_the_board_is_connected(tmp_path, plugin):
     victim = foreign_hdf5(tmp_path / "mine.h5")
     board = socket.create_server(("127.0.0.1", 0))  # a board that records connections
@@ -69,6 +70,7 @@ def test_the_path_is_refused_before_the_board_is_connected(tmp_path, plugin):
     board.close()
 
 
+@pytest.mark.slow
 def test_a_labcim_index_is_appended_to(tmp_path, plugin):
     out = tmp_path / "results.h5"
     for _ in range(2):
@@ -123,6 +125,7 @@ def test_a_symbolic_link_or_a_file_where_the_runs_go_is_refused(tmp_path):
         check_output(tmp_path / "data.h5")
 
 
+@pytest.mark.slow
 def test_dot_is_a_results_directory_for_run_and_show(tmp_path, plugin):
     done = cli(
         "--quiet", "run", "slow_count", "--chip", "none", "--out", ".", env=plugin, cwd=tmp_path
@@ -143,6 +146,7 @@ def test_a_run_file_is_never_renamed_over_an_existing_file(tmp_path):
     assert target.read_text() == "someone's" and source.exists()
 
 
+@pytest.mark.slow
 def test_a_campaign_whose_out_is_a_foreign_file_is_refused_before_running(tmp_path, plugin):
     victim = foreign_hdf5(tmp_path / "mine.h5")
     before = digest(victim)

@@ -254,6 +254,7 @@ class RunFile:
         self.start = start
         self.fsync = fsync
         self.streams: dict[str, StreamFile] = {}
+        self.lost = ""  # why buffered events were dropped, if they were
 
     @classmethod
     def create(
@@ -376,10 +377,14 @@ class RunFile:
             group.attrs[f"{axis}_indices"] = i
         return group, {*signals, *axes}
 
-    def drop_pending(self) -> None:
-        """Forget every buffered event, e.g. after they failed to fit their datasets."""
+    def drop_pending(self, reason: str) -> None:
+        """Forget every buffered event: they found no room, or did not fit their datasets.
+
+        ``reason`` is kept (the first one) for the stop document, see `close`.
+        """
         for stream in self.streams.values():
             stream.clear()
+        self.lost = self.lost or reason
 
     def flush(self) -> None:
         """Write every buffered event and push the file to the OS (and disk with fsync).
@@ -409,19 +414,24 @@ class RunFile:
     def close(self, stop: Mapping[str, Any]) -> None:
         """Flush, write the stop document and close the file.
 
+        If events were dropped (`drop_pending`), also now because the last ones found
+        no room or did not fit their datasets, the stop document is written all the
+        same (into the reserve kept for it), with exit status ``"fail"`` and the reason.
+
         Raises
         ------
-        DiskFullError
-            If the last events found no room; the stop document is written all the
-            same (into the reserve), with exit status ``"fail"`` and that reason.
+        DiskFullError, ValueError, TypeError
+            Why the last events were dropped, after the stop document is written.
         """
         split_arrays(stop, f"{self.path}: stop document")  # checked before anything
         refused = None
         try:
             self.flush()
-        except DiskFullError as exc:
-            self.drop_pending()
-            refused, stop = exc, {**stop, "exit_status": "fail", "reason": str(exc)}
+        except (DiskFullError, ValueError, TypeError) as exc:  # nothing of them written
+            self.drop_pending(str(exc))
+            refused = exc
+        if self.lost and stop.get("exit_status") == "success":
+            stop = {**stop, "exit_status": "fail", "reason": f"events not saved: {self.lost}"}
         text, arrays = split_arrays(stop, f"{self.path}: stop document")
         write_field(self.entry, "end_time", iso_time(stop["time"]))
         write_document(self.entry.create_group(STOP), stop, text, arrays)

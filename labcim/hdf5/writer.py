@@ -108,10 +108,11 @@ class HDF5Writer(DocumentRouter):
 
     def __call__(self, name: str, doc: dict, validate: bool = False) -> tuple[str, dict]:
         with self._lock:
-            if self._deferred is not None:
-                exc, self._deferred = self._deferred, None
-                raise exc
-            return super().__call__(name, doc, validate)
+            deferred, self._deferred = self._deferred, None
+            result = super().__call__(name, doc, validate)  # a stop still closes its run
+            if deferred is not None:
+                raise deferred
+            return result
 
     def start(self, doc: dict) -> None:
         """Create the run file with the start metadata (checked JSON-able first)."""
@@ -194,14 +195,14 @@ class HDF5Writer(DocumentRouter):
         try:
             with _naming(run.path):
                 yield
-        except DiskFullError:  # refused before writing: the file is whole
-            run.drop_pending()
+        except DiskFullError as exc:  # refused before writing: the file is whole
+            run.drop_pending(str(exc))
             raise
         except OSError:
             self._abandon(run)
             raise
-        except Exception:
-            run.drop_pending()
+        except Exception as exc:
+            run.drop_pending(str(exc))
             raise
 
     def _forget_streams(self, run: RunFile) -> None:
