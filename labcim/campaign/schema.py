@@ -216,13 +216,29 @@ def _expand(entries: list[Any], base_dir: Path, errors: list[str]) -> list[Step]
     width = max(2, len(str(len(entries))))
     hashes: dict[int, str] = {}  # id(array) -> content hash, each array hashed once
     plans: dict[str, tuple[Callable[..., Any], PlanSignature] | str] = {}
+    planned = 0  # steps of the entries so far, also those not expanded
     for number, entry in enumerate(entries, start=1):
         where = f"steps[{number}]"
-        expanded = _expand_entry(entry, where, base_dir, errors, len(steps), plans)
         station = entry.get("station", "") if isinstance(entry, dict) else ""
         if not isinstance(station, str):
             errors.append(f"{where}.station: expected a station name; got {station!r}")
-        for plan_name, plan, args, varied in expanded:
+        checked = _check_entry(entry, where, base_dir, errors, plans)
+        if checked is None:
+            continue
+        plan_name, plan, converted, choices = checked
+        count = math.prod(len(values) for values in choices.values())
+        if planned <= MAX_STEPS < planned + count:  # said once, by the entry passing it
+            sizes = " x ".join(str(len(values)) for values in choices.values())
+            what = f"{where}.over: expands to {count} steps ({sizes})" if choices else where
+            earlier = f", after {planned} steps before it" if planned else ""
+            errors.append(f"{what}{earlier}; a campaign has at most {MAX_STEPS} steps (the limit)")
+        planned += count
+        if errors:  # a campaign that cannot run is not expanded further
+            continue
+        for combination in itertools.product(*choices.values()):
+            varied = {name: given for name, (given, _) in zip(choices, combination, strict=True)}
+            values = {name: value for name, (_, value) in zip(choices, combination, strict=True)}
+            args = {**converted, **values}
             label = ",".join(f"{k}={_label(v)}" for k, v in varied.items())
             key = f"{number:0{width}d}-{plan_name}" + (f"[{label}]" if label else "")
             digest = _digest(plan_name, args, hashes)
@@ -230,22 +246,22 @@ def _expand(entries: list[Any], base_dir: Path, errors: list[str]) -> list[Step]
     return steps
 
 
-def _expand_entry(
+def _check_entry(
     entry: Any,
     where: str,
     base_dir: Path,
     errors: list[str],
-    before: int,
     plans: dict[str, tuple[Callable[..., Any], PlanSignature] | str],
-) -> list[tuple[str, Callable[..., Any], dict[str, Any], dict[str, Any]]]:
-    """The (plan name, plan, arguments, varied values) of each combination of ``entry``.
+) -> tuple[str, Callable[..., Any], dict[str, Any], dict[str, list[tuple[Any, Any]]]] | None:
+    """Check one step entry: its plan, converted ``args``, and ``over`` choices.
 
-    ``before`` steps come before this entry; all of them may be at most `MAX_STEPS`.
+    Returns the plan name, the plan, the converted arguments and, per ``over`` argument,
+    its (value as given, converted value) pairs; None if ``entry`` has errors.
     ``plans`` caches `_resolve` by plan name.
     """
     if not isinstance(entry, dict):
         errors.append(f"{where}: expected a mapping with {', '.join(_STEP_FIELDS)}; got {entry!r}")
-        return []
+        return None
     n_errors = len(errors)
     errors += [
         f"{where}.{name}: unknown field; allowed: {', '.join(_STEP_FIELDS)}"
@@ -257,13 +273,13 @@ def _expand_entry(
     plan_name = entry.get("plan")
     if not isinstance(plan_name, str):
         errors.append(f"{where}.plan: missing or not a name; got {plan_name!r}")
-        return []
+        return None
     if plan_name not in plans:  # looking a plan up scans every installed package
         plans[plan_name] = _resolve(plan_name)
     resolved = plans[plan_name]
     if isinstance(resolved, str):
         errors.append(f"{where}.plan: {resolved}")
-        return []
+        return None
     plan, signature = resolved
     errors += [f"{where}.args.{m}" for m in signature.unknown(args)]
     errors += [f"{where}.over.{m}" for m in signature.unknown(over)]
@@ -293,22 +309,9 @@ def _expand_entry(
             (value, _converted(signature, name, value, f"{prefix}[{i}]", base_dir, errors))
             for i, value in enumerate(values, start=1)
         ]
-    count = math.prod(len(values) for values in choices.values())
-    if before + count > MAX_STEPS:
-        sizes = " x ".join(str(len(values)) for values in choices.values())
-        earlier = f", with {before} before this entry" if before else ""
-        errors.append(
-            f"{where}.over: expands to {count} steps ({sizes}){earlier}; a campaign "
-            f"has at most {MAX_STEPS} steps (the limit)"
-        )
     if len(errors) > n_errors:
-        return []
-    expanded = []
-    for combination in itertools.product(*choices.values()):
-        varied = {name: given for name, (given, _) in zip(choices, combination, strict=True)}
-        values = {name: value for name, (_, value) in zip(choices, combination, strict=True)}
-        expanded.append((plan_name, plan, {**converted, **values}, varied))
-    return expanded
+        return None
+    return plan_name, plan, converted, choices
 
 
 def _resolve(plan_name: str) -> tuple[Callable[..., Any], PlanSignature] | str:
