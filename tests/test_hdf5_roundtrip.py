@@ -166,3 +166,63 @@ def test_show_prints_one_line_per_run(tmp_path, engine, capsys):
     assert lines[1].startswith("run 1  count  success") and "events: primary 2" in lines[1]
     assert lines[2].startswith("run 2  ")
     assert re.fullmatch(r"    mvm error\s+0.125", lines[-1]), lines
+
+
+def test_events_a_rewound_plan_emits_again_replace_their_rows(tmp_path, engine):
+    from bluesky import plan_stubs as bps
+    from bluesky import preprocessors as bpp
+    from bluesky.utils import RunEngineInterrupted
+
+    RE, collector = engine
+    RE.subscribe(HDF5Writer(tmp_path))
+
+    @bpp.run_decorator()
+    def plan():
+        yield from bps.checkpoint()
+        for _ in range(3):
+            yield from bps.trigger_and_read([det])
+        yield from bps.pause()  # resuming rewinds to the checkpoint: events 1-3 again
+        yield from bps.trigger_and_read([det])
+
+    with pytest.raises(RunEngineInterrupted):
+        RE(plan())
+    RE.resume()
+    events = collector.events(collector.docs[0][1]["uid"])
+    assert [e["seq_num"] for e in events] == [1, 2, 3, 1, 2, 3, 4]  # what bluesky emits
+    (run,) = open_runs(tmp_path)
+    primary = run.streams["primary"]
+    np.testing.assert_array_equal(primary.seq_num, [1, 2, 3, 4])  # replaced, not appended
+    assert list(primary.uid) == [e["uid"] for e in events[3:]]
+    assert run.stop["num_events"] == {"primary": 4}
+
+
+def test_a_gap_in_seq_num_is_refused_naming_the_stream(tmp_path):
+    writer = HDF5Writer(tmp_path, flush_interval=60)
+    start = {"uid": "s1", "time": 1.0}
+    descriptor = {
+        "uid": "d1",
+        "run_start": "s1",
+        "name": "primary",
+        "time": 1.0,
+        "data_keys": {"x": {"dtype": "number", "shape": [], "source": "sim"}},
+    }
+    writer("start", start)
+    writer("descriptor", descriptor)
+
+    def event(seq):
+        return {
+            "uid": f"e{seq}",
+            "descriptor": "d1",
+            "time": 1.0 + seq,
+            "seq_num": seq,
+            "data": {"x": float(seq)},
+            "timestamps": {"x": 1.0},
+        }
+
+    writer("event", event(1))
+    writer("event", event(3))
+    with pytest.raises(ValueError, match=r"stream 'primary': seq_num \[1, 3\] after 0 events"):
+        writer("stop", {"uid": "t1", "run_start": "s1", "time": 9.0, "exit_status": "success"})
+    (run,) = open_runs(tmp_path)
+    assert run.exit_status == "fail" and "without gaps" in run.reason
+    assert len(run.streams["primary"]) == 0
