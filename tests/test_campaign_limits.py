@@ -86,12 +86,14 @@ def test_within_the_limits_yaml_loads_as_safe_load_does():
         load_bounded(exactly, Limits(max_values=99))
 
 
-def test_a_file_over_the_size_limit_is_not_even_read_whole(tmp_path):
+def test_a_file_over_the_size_limit_is_refused_by_its_size(tmp_path):
     path = tmp_path / "big.yaml"
     path.write_text(HEAD + "metadata: {note: '" + "x" * LIMITS.max_bytes + "'}\n")
     (error,) = errors_of(path)
-    assert f"over the limit of {LIMITS.max_bytes} bytes" in error
-    assert f"{LIMITS.max_bytes + 1} bytes" in error  # what was read: one byte past the limit
+    size = path.stat().st_size
+    assert error.endswith(f": {size} bytes, over the limit of {LIMITS.max_bytes} bytes")
+    with pytest.raises(YAMLLimitError, match=f"{LIMITS.max_bytes + 1} bytes, over"):
+        load_bounded(b" " * (LIMITS.max_bytes + 1))  # e.g. read from a pipe
 
 
 def test_a_million_step_product_is_refused_naming_the_entry(tmp_path, plugin):

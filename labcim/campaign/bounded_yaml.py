@@ -70,14 +70,18 @@ def load_bounded(text: bytes | str, limits: Limits = Limits()) -> Any:
     yaml.YAMLError
         If ``text`` is not valid YAML.
     """
-    size = len(text.encode() if isinstance(text, str) else text)
-    if size > limits.max_bytes:
-        raise YAMLLimitError(f"{size} bytes, over the limit of {limits.max_bytes} bytes")
+    check_size(len(text.encode() if isinstance(text, str) else text), limits)
     loader = _BoundedLoader(text, limits)
     try:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def check_size(size: int, limits: Limits = Limits()) -> None:
+    """Raise `YAMLLimitError` if a text of ``size`` bytes is over ``limits.max_bytes``."""
+    if size > limits.max_bytes:
+        raise YAMLLimitError(f"{size} bytes, over the limit of {limits.max_bytes} bytes")
 
 
 class _BoundedComposer(Composer):

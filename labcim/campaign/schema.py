@@ -11,6 +11,7 @@ import hashlib
 import itertools
 import json
 import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -19,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from labcim.campaign.bounded_yaml import Limits, YAMLLimitError, load_bounded
+from labcim.campaign.bounded_yaml import Limits, YAMLLimitError, check_size, load_bounded
 from labcim.hdf5.output import ForeignFileError, check_output
 from labcim.plan_args import PlanSignature
 from labcim.registry import UnknownPlanError, get_plan
@@ -134,7 +135,8 @@ def load_campaign(path: str | Path) -> Campaign:
     path = Path(path)
     try:
         with open(path, "rb") as file:
-            text = file.read(LIMITS.max_bytes + 1)  # enough to tell it is too long
+            check_size(os.fstat(file.fileno()).st_size, LIMITS)
+            text = file.read(LIMITS.max_bytes + 1)  # a pipe or device has no size
         document = load_bounded(text, LIMITS)
     except OSError as exc:
         raise CampaignError(path, [f"cannot read the file: {exc.strerror}"]) from None
