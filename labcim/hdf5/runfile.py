@@ -70,6 +70,10 @@ class Storage:
         }
 
 
+def _pick(values: list[Any], order: list[int] | None) -> list[Any]:
+    return values if order is None else [values[i] for i in order]
+
+
 def chunk_rows(row_bytes: int) -> int:
     """Rows per chunk of a dataset whose rows take ``row_bytes``: about `CHUNK_BYTES`."""
     return int(np.clip(CHUNK_BYTES // max(1, row_bytes), 1, MAX_CHUNK_ROWS))
@@ -161,8 +165,9 @@ class StreamFile:
             return
         order, rows = self._placement(path)
         for key, values in self._data.items():
-            self._put(STREAM_DATA, key, self._column(key, values, path)[order], rows)
-            self._put(STREAM_TIMESTAMPS, key, np.asarray(self._stamps[key], "f8")[order], rows)
+            self._put(STREAM_DATA, key, self._column(key, _pick(values, order), path), rows)
+            stamps = np.asarray(_pick(self._stamps[key], order), "f8")
+            self._put(STREAM_TIMESTAMPS, key, stamps, rows)
 
     def write_events(self, path: Path) -> None:
         """Write the buffered events' time, seq_num and uid, which make their rows count."""
@@ -170,18 +175,24 @@ class StreamFile:
             return
         order, rows = self._placement(path)
         for name, dtype in (("time", "f8"), ("seq_num", "i8"), ("uid", STR_DTYPE)):
-            self._put(None, name, np.asarray(self._events[name], dtype)[order], rows)
+            self._put(None, name, np.asarray(_pick(self._events[name], order), dtype), rows)
         self._length = max(self._length, int(rows[-1]) + 1)
         self.clear()
 
-    def _placement(self, path: Path) -> tuple[np.ndarray, np.ndarray]:
-        """Which buffered events to write (the last one of each seq_num) and their rows.
+    def _placement(self, path: Path) -> tuple[list[int] | None, np.ndarray]:
+        """Which buffered events to write and their rows, sorted.
 
         Event ``seq_num`` k goes to row k - 1, so an event bluesky emits again after
-        rewinding to a checkpoint (same seq_num, new uid) replaces its earlier row.
+        rewinding to a checkpoint (same seq_num, new uid) replaces its earlier row; of
+        events buffered with the same seq_num the last one is written.  The events are
+        given as positions in the buffer, or None for all of them in order (the rule).
         """
         seq = np.asarray(self._events["seq_num"], "i8")
-        numbers, last = np.unique(seq[::-1], return_index=True)  # sorted, latest first
+        if (np.diff(seq) == 1).all():
+            numbers, order = seq, None
+        else:
+            numbers, last = np.unique(seq[::-1], return_index=True)  # sorted, latest first
+            order = (len(seq) - 1 - last).tolist()
         rows = numbers - 1
         new = rows[rows >= self._length]
         if rows[0] < 0 or not np.array_equal(new, np.arange(self._length, self._length + len(new))):
@@ -189,7 +200,7 @@ class StreamFile:
                 f"{path}: stream {self.name!r}: seq_num {numbers.tolist()} after "
                 f"{self._length} events; they must go on from 1 without gaps"
             )
-        return len(seq) - 1 - last, rows
+        return order, rows
 
     def clear(self) -> None:
         """Forget the buffered events (written, or that could not be)."""
