@@ -58,7 +58,9 @@ def test_show_with_one_truncated_file_answers_at_once_and_lists_the_good_runs(tm
     done = cli("show", str(tmp_path), timeout=60)
     assert done.seconds < 5, f"labcim show took {done.seconds:.1f} s"
     assert done.returncode == 1
-    assert [line.split()[0] for line in done.stdout.splitlines()] == ["1", "2", "3"]
+    lines = done.stdout.splitlines()
+    assert lines[0] == f"{tmp_path}: 3 run(s), 1 damaged"
+    assert [line.split()[1] for line in lines if line.startswith("run ")] == ["1", "2", "3"]
     (line,) = done.stderr.splitlines()
     assert f"{tmp_path / 'run_000004_copy.h5'}: truncated: " in line
 
@@ -73,7 +75,11 @@ def test_every_kind_of_damage_is_named_and_the_good_runs_still_listed(tmp_path):
     for error in runs.damaged:
         assert reasons[error.path.name] in error.reason, (error.path.name, error.reason)
     done = cli("show", str(tmp_path))
-    assert done.returncode == 1 and len(done.stdout.splitlines()) == 2
+    assert done.returncode == 1
+    assert [line for line in done.stdout.splitlines() if line.startswith("run ")] == [
+        line for line in done.stdout.splitlines() if line.startswith(("run 1 ", "run 2 "))
+    ]
+    assert done.stdout.startswith(f"{tmp_path}: 2 run(s), {len(reasons)} damaged\n")
     named = {line.split(": ")[2].rsplit("/", 1)[-1] for line in done.stderr.splitlines()}
     assert named == set(reasons)  # one "labcim: warning: skipped ..." line per file
 
@@ -144,7 +150,7 @@ def test_replay_and_calibrate_use_every_good_run_and_name_the_damaged(recorded, 
     model = tmp_path / "model.yaml"
     calibrated = cli("calibrate", str(recorded), "-o", str(model))
     assert calibrated.returncode == 0, calibrated.stderr
-    assert "model from 1 run(s)" in calibrated.stdout and model.is_file()
+    assert "model from 1 of 1 run(s)" in calibrated.stdout and model.is_file()
     assert damaged_named(calibrated.stderr) == ["run_000002_copy.h5", "run_000003_json.h5"]
 
 
