@@ -28,6 +28,15 @@ def one_failure_line(done, errno_text):
     return lines[0]
 
 
+def copy_of(location, directory):
+    """A copy of the results ``location`` (index file and its runs) in ``directory``."""
+    copy = directory / location.name
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(location, copy)
+    shutil.copytree(f"{location}.runs", f"{copy}.runs")
+    return copy
+
+
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory):
     """A results location holding one finished conductance_map run."""
@@ -39,9 +48,7 @@ def first_run(tmp_path_factory):
 
 @pytest.mark.slow
 def test_a_full_file_system_ends_the_run_with_one_line_and_a_fail_record(first_run, tmp_path):
-    location = tmp_path / "results.h5"
-    shutil.copy(first_run, location)
-    shutil.copytree(f"{first_run}.runs", f"{location}.runs")
+    location = copy_of(first_run, tmp_path)
     before = digests(tmp_path)
     size = sum(p.stat().st_size for p in (tmp_path / "results.h5.runs").iterdir())
     done = cli("--quiet", "run", *MAP_RUN, "--out", str(location), file_size_limit=size // 2)
@@ -60,10 +67,7 @@ def test_at_every_stage_of_a_run_a_size_limit_gives_one_line(first_run, tmp_path
     size = next(first_run.with_name("results.h5.runs").iterdir()).stat().st_size
     seen = set()
     for limit in (2_000, size // 2, size + size // 3):  # the start, the maps, the summary
-        location = tmp_path / str(limit) / "results.h5"
-        location.parent.mkdir()
-        shutil.copy(first_run, location)
-        shutil.copytree(f"{first_run}.runs", f"{location}.runs")
+        location = copy_of(first_run, tmp_path / str(limit))
         before = digests(location.parent)
         done = cli("--quiet", "run", *MAP_RUN, "--out", str(location), file_size_limit=limit)
         assert done.returncode == 1, (limit, done.stderr[-2000:])
@@ -110,12 +114,9 @@ def small_disk(tmp_path):
 
 @pytest.mark.slow
 def test_no_space_left_on_a_real_file_system(small_disk, first_run):
-    location = small_disk / "results.h5"
-    shutil.copy(first_run, location)
-    shutil.copytree(f"{first_run}.runs", f"{location}.runs")
+    location = copy_of(first_run, small_disk)
     before = digests(small_disk)
-    bigger = (*MAP_RUN[:-1], "cores=[0,1]", "-p", "reads=4")
-    done = cli("--quiet", "run", *bigger, "--out", str(location))
+    done = cli("--quiet", "run", *MAP_RUN, "-p", "reads=4", "--out", str(location))
     assert done.returncode == 1
     one_failure_line(done, "No space left on device")
     after = digests(small_disk)
