@@ -9,7 +9,6 @@ writing until they end.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -99,7 +98,9 @@ def _show(args: argparse.Namespace) -> int:
 
 def run_header(run: Any) -> str:
     """``run 3  retention  success  2026-12-01 09:13:05  events: primary 5, summary 1``."""
-    when = datetime.datetime.fromtimestamp(run.time).strftime("%Y-%m-%d %H:%M:%S")
+    from labcim.hdf5.reader import started
+
+    when = started(run)
     events = ", ".join(f"{n} {c}" for n, c in run.num_events.items()) or "none"
     step = ""
     if "step_key" in run.start:

@@ -40,8 +40,9 @@ def check_room(path: Path, needed: int, size: int = 0) -> None:
     Both the free space of the file system (as the process's user sees it) and the
     process's file size limit (``RLIMIT_FSIZE``, where the platform has one) count.
     """
-    free = shutil.disk_usage(path if path.is_dir() else path.parent).free
-    if free < needed + RESERVE_BYTES:
+    usage = shutil.disk_usage(path if path.is_dir() else path.parent)
+    free = usage.free
+    if usage.total and free < needed + RESERVE_BYTES:  # a total of 0: the size is unknown
         raise DiskFullError(
             errno.ENOSPC,
             f"cannot write {path}: {os.strerror(errno.ENOSPC)} ({_size(free)} free, "

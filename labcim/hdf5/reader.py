@@ -15,10 +15,10 @@ import datetime
 import json
 import time
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import h5py
 import numpy as np
@@ -45,6 +45,8 @@ from labcim.hdf5.layout import (
 from labcim.hdf5.metadata import join_arrays
 from labcim.hdf5.opening import DamagedFileError, open_readable
 
+T = TypeVar("T")
+
 #: Datasets larger than this are handed out as `LazyArray` rather than read whole.
 LAZY_ABOVE_BYTES = 32 * 2**20
 #: Pauses (s) between the attempts to read a file its writer is changing right now.
@@ -55,7 +57,7 @@ class DamagedRunWarning(UserWarning):
     """A run file that `open_runs` skipped; the message names it and the reason."""
 
 
-def _retrying(read: Any) -> Any:
+def _retrying(read: Callable[[], T]) -> T:
     """``read()``, retried while it fails on a file its writer has open (`RETRY_DELAYS`).
 
     A SWMR writer adds groups and datasets in steps a reader may catch half done (an
@@ -75,8 +77,14 @@ def _retrying(read: Any) -> Any:
 @contextlib.contextmanager
 def _open(path: Path) -> Iterator[h5py.File]:
     """Open a run file for reading, retrying briefly while its writer adds structure."""
-    file = _retrying(lambda: open_readable(path))
-    with file:
+    with _retrying(lambda: open_readable(path)) as file:
+        yield file
+
+
+@contextlib.contextmanager
+def _structure(path: Path) -> Iterator[h5py.File]:
+    """`_open`, and any error of finding labcim's layout in the file as `DamagedFileError`."""
+    with _open(path) as file:
         try:
             yield file
         except DamagedFileError:
@@ -247,6 +255,7 @@ class Stream(Mapping[str, "np.ndarray | LazyArray"]):
 
     def timestamps(self, key: str) -> np.ndarray:
         """Reading timestamps (s since the epoch) of data key ``key``."""
+        self.lazy(key)  # a KeyError naming the stream for a key it does not have
         return self._read(f"{STREAM_TIMESTAMPS}/{key}")
 
     @property
@@ -308,7 +317,7 @@ class Run:
         self.__dict__.pop("metadata", None)
 
     def _read(self) -> None:
-        with _open(self.path) as file:
+        with _structure(self.path) as file:
             if file.attrs.get(FORMAT_ATTR) != FORMAT:
                 raise DamagedFileError(self.path, f"not a labcim run file (no {FORMAT!r} mark)")
             entry = file[ENTRY]
@@ -335,7 +344,7 @@ class Run:
     @cached_property
     def metadata(self) -> dict[str, Any]:
         """The start document, with its arrays (e.g. a weight matrix) as numpy."""
-        with _open(self.path) as file:
+        with _structure(self.path) as file:
             group = file[f"{ENTRY}/{METADATA}"]
             return join_arrays(group.attrs[DOCUMENT_ATTR], lambda name: group[name][()])
 
@@ -430,12 +439,17 @@ class Runs(Sequence[Run]):
         return "\n".join(["<Runs>", *(describe(run) for run in self._runs)])
 
 
+def started(run: Run) -> str:
+    """The run's start as local ``YYYY-mm-dd HH:MM:SS``, or the number if no date has it."""
+    try:
+        return datetime.datetime.fromtimestamp(run.time).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # a stored time no calendar holds
+        return f"{run.time:<19}"
+
+
 def describe(run: Run) -> str:
     """One line about ``run``: number, start time, plan, exit status, events, summary."""
-    try:
-        when = datetime.datetime.fromtimestamp(run.time).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, OSError, ValueError):  # a time no calendar holds
-        when = f"{run.time:<19}"
+    when = started(run)
     events = " ".join(f"{n}={c}" for n, c in run.num_events.items()) or "no events"
     plan = str(run.plan_name or "?")
     line = f"{run.number:>5}  {when}  {plan:<16} {run.exit_status:<10} {events}"
