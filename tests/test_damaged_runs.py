@@ -55,8 +55,10 @@ def damage_all_ways(directory, good):
 def test_show_with_one_truncated_file_answers_at_once_and_lists_the_good_runs(tmp_path):
     good = quick_runs(tmp_path, 3)
     baseline = cli("show", str(tmp_path))  # the same process start, no damaged file
-    truncated_copy(good[1], tmp_path / "run_000004_copy.h5")  # an interrupted copy
-    done = cli("show", str(tmp_path), timeout=60)  # it did not answer in 590 s
+    # an interrupted copy; cut this early, SWMR reading of it never ended (590 s), cut
+    # later it stopped the listing with "bad object header version number"
+    truncated_copy(good[1], tmp_path / "run_000004_copy.h5", 0.2)
+    done = cli("show", str(tmp_path), timeout=60)
     # < 5 s on an idle machine (1.3 s measured); on a loaded one the damaged file still
     # costs no more than a second beyond starting labcim and listing the good runs
     assert done.seconds < 5 or done.seconds < baseline.seconds + 1, (done, baseline)
