@@ -10,7 +10,6 @@ stop fields) followed at once by a flush.  See ``docs/data-layout.md``.
 from __future__ import annotations
 
 import datetime
-import itertools
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -68,10 +67,6 @@ class Storage:
             "compression_opts": self.compression_opts,
             "shuffle": self.shuffle,
         }
-
-
-def _pick(values: list[Any], order: list[int] | None) -> list[Any]:
-    return values if order is None else [values[i] for i in order]
 
 
 def chunk_rows(row_bytes: int) -> int:
@@ -163,44 +158,18 @@ class StreamFile:
         """Write the buffered events' readings: the first of `RunFile.flush`'s two steps."""
         if not self.pending:
             return
-        order, rows = self._placement(path)
         for key, values in self._data.items():
-            self._put(STREAM_DATA, key, self._column(key, _pick(values, order), path), rows)
-            stamps = np.asarray(_pick(self._stamps[key], order), "f8")
-            self._put(STREAM_TIMESTAMPS, key, stamps, rows)
+            self._put(STREAM_DATA, key, self._column(key, values, path))
+            self._put(STREAM_TIMESTAMPS, key, np.asarray(self._stamps[key], "f8"))
 
-    def write_events(self, path: Path) -> None:
+    def write_events(self) -> None:
         """Write the buffered events' time, seq_num and uid, which make their rows count."""
         if not self.pending:
             return
-        order, rows = self._placement(path)
         for name, dtype in (("time", "f8"), ("seq_num", "i8"), ("uid", STR_DTYPE)):
-            self._put(None, name, np.asarray(_pick(self._events[name], order), dtype), rows)
-        self._length = max(self._length, int(rows[-1]) + 1)
+            self._put(None, name, np.asarray(self._events[name], dtype))
+        self._length += self.pending
         self.clear()
-
-    def _placement(self, path: Path) -> tuple[list[int] | None, np.ndarray]:
-        """Which buffered events to write and their rows, sorted.
-
-        Event ``seq_num`` k goes to row k - 1, so an event bluesky emits again after
-        rewinding to a checkpoint (same seq_num, new uid) replaces its earlier row; of
-        events buffered with the same seq_num the last one is written.  The events are
-        given as positions in the buffer, or None for all of them in order (the rule).
-        """
-        seq = np.asarray(self._events["seq_num"], "i8")
-        if (np.diff(seq) == 1).all():
-            numbers, order = seq, None
-        else:
-            numbers, last = np.unique(seq[::-1], return_index=True)  # sorted, latest first
-            order = (len(seq) - 1 - last).tolist()
-        rows = numbers - 1
-        new = rows[rows >= self._length]
-        if rows[0] < 0 or not np.array_equal(new, np.arange(self._length, self._length + len(new))):
-            raise ValueError(
-                f"{path}: stream {self.name!r}: seq_num {numbers.tolist()} after "
-                f"{self._length} events; they must go on from 1 without gaps"
-            )
-        return order, rows
 
     def clear(self) -> None:
         """Forget the buffered events (written, or that could not be)."""
@@ -219,8 +188,13 @@ class StreamFile:
                 f"cannot be appended to one dataset ({exc})"
             ) from exc
 
-    def _put(self, subgroup: str | None, name: str, column: np.ndarray, rows: np.ndarray) -> None:
-        """Write ``column`` at the sorted, distinct ``rows`` of a dataset, growing it."""
+    def _put(self, subgroup: str | None, name: str, column: np.ndarray) -> None:
+        """Write ``column`` as the rows after the events counted so far, growing the dataset.
+
+        Starting from the count, not the dataset's length, a batch that failed half way
+        (no room, a shape that changed) leaves no misaligned rows behind: they are
+        overwritten by the next batch.
+        """
         # Datasets stay open until the file closes: closing one flushes it, and a flush
         # that fails (full disk) in a close would leave HDF5 unable to close the file.
         dataset = self._datasets.get((subgroup, name))
@@ -232,11 +206,10 @@ class StreamFile:
                 f"{dataset.file.filename}: stream {self.name!r}, {name!r}: shape "
                 f"{column.shape[1:]} differs from the earlier {dataset.shape[1:]}"
             )
-        if rows[-1] >= dataset.shape[0]:
-            dataset.resize(int(rows[-1]) + 1, axis=0)
-        breaks = [0, *(np.flatnonzero(np.diff(rows) != 1) + 1), len(rows)]
-        for lo, hi in itertools.pairwise(breaks):  # one write per run of adjacent rows
-            dataset[rows[lo] : rows[hi - 1] + 1] = column[lo:hi]
+        end = self._length + len(column)
+        if dataset.shape[0] != end:
+            dataset.resize(end, axis=0)
+        dataset[self._length :] = column
 
     def _create(self, parent: h5py.Group, name: str, column: np.ndarray) -> h5py.Dataset:
         row_shape = column.shape[1:]
@@ -414,7 +387,7 @@ class RunFile:
         if pending:
             self._sync()
             for stream in pending:
-                stream.write_events(self.path)
+                stream.write_events()
         self._sync()
 
     def _sync(self) -> None:
