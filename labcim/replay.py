@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 
 from labcim.connection import connect, connect_sim_chip
 from labcim.engine import run_engine, run_plan
 from labcim.hdf5 import Run, Runs, open_runs
 from labcim.hdf5.layout import (
+    FORMAT,
     FORMAT_ATTR,
     INDEX_NAME,
     RUN_FILE,
@@ -29,6 +29,7 @@ from labcim.hdf5.layout import (
     SUMMARY_STREAM,
     Location,
 )
+from labcim.hdf5.opening import DamagedFileError, open_readable
 from labcim.plan_args import ArgumentError, PlanSignature
 from labcim.registry import UnknownPlanError, get_plan
 from labcim.sim_record import configure, fresh_chip, matches
@@ -108,7 +109,10 @@ def open_recorded(path: str | Path) -> Runs:
         raise ReplayError(f"{path}: no such file or directory")
     if path.is_file():
         _check_labcim_file(path)
-    runs = open_runs(results_location(path))
+    try:
+        runs = open_runs(results_location(path))  # skips damaged run files, warning
+    except DamagedFileError as exc:  # the one run file named is damaged
+        raise ReplayError(str(exc)) from None
     if not runs:
         raise ReplayError(f"{path}: no runs recorded there")
     return runs
@@ -117,10 +121,10 @@ def open_recorded(path: str | Path) -> Runs:
 def _check_labcim_file(path: Path) -> None:
     """Raise ReplayError unless ``path`` is a labcim run file or an index with its runs."""
     try:
-        with h5py.File(path, "r", swmr=True) as file:
-            is_run = file.attrs.get(FORMAT_ATTR) is not None
-    except OSError:
-        raise ReplayError(f"{path}: not an HDF5 file, so not labcim results") from None
+        with open_readable(path) as file:
+            is_run = file.attrs.get(FORMAT_ATTR) == FORMAT
+    except DamagedFileError as exc:
+        raise ReplayError(f"{exc}, so not labcim results") from None
     if RUN_FILE.fullmatch(path.name) and not is_run:
         raise ReplayError(f"{path}: not a labcim run file (no {FORMAT_ATTR!r} attribute)")
     if not is_run and not Location.from_path(results_location(path)).run_dir.is_dir():

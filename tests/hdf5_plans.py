@@ -75,29 +75,35 @@ def run_until_killed(directory: Path, log: Path, flush_interval: float, seed: in
             RE(ticking(rng.randint(5, 80), 0.004))
 
 
-def fill_disk(directory: Path, limit: int) -> None:
+def fill_disk(directory: Path, limit: int, checked: bool = True) -> None:
     """Child process: a run of 256 x 256 frames whose file may not grow beyond ``limit``.
 
-    Writes past the limit fail with EFBIG as they would with ENOSPC on a full disk.  The
-    child exits 0 only if the run failed with an `OSError` naming the run file.
+    Writes past the limit fail with EFBIG as they would with ENOSPC on a full disk.
+    With ``checked`` false the writer's room check is switched off, as if another
+    program filled the disk between the check and the write: HDF5's write then fails.
+    The child exits 0 only if the run failed with an `OSError` naming the run file, and
+    then leaves through the interpreter's normal teardown (which crashed on a broken file).
     """
-    import os
     import re
     import resource
     import signal
 
     from bluesky.plans import count
 
+    import labcim.hdf5.runfile
+
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     resource.setrlimit(resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY))
+    if not checked:
+        labcim.hdf5.runfile.check_room = lambda *args: None
     RE = RunEngine({})
     RE.subscribe(HDF5Writer(directory, compression=None, max_buffer_bytes=2**20))
     try:
         RE(count([image_detector()], num=40))
     except OSError as exc:
-        named = re.search(r"run_000001_\w+\.h5", str(exc))
-        os._exit(0 if named else 2)  # skip interpreter teardown of the broken file
-    os._exit(1)
+        named = re.search(r"run_000001_\w+\.h5: File too large", str(exc))
+        raise SystemExit(0 if named and "\n" not in str(exc) else 2) from None
+    raise SystemExit(1)
 
 
 def start_child(target, *args):

@@ -8,6 +8,7 @@ from hdf5_plans import fill_disk, start_child
 from ophyd.sim import det
 
 from labcim.hdf5 import HDF5Writer, open_runs
+from labcim.hdf5.reader import DamagedRunWarning
 
 
 def test_unwritable_path_fails_at_construction(tmp_path):
@@ -40,8 +41,20 @@ def test_non_json_metadata_names_the_key_and_writes_nothing(tmp_path):
 def test_full_disk_fails_the_run_and_keeps_what_was_flushed(tmp_path):
     child = start_child(fill_disk, tmp_path, 3 * 2**20)
     child.join(60)
-    assert child.exitcode == 0, "the run did not fail with an OSError naming its file"
+    assert child.exitcode == 0, "the run did not fail with one line naming its file"
     (run,) = open_runs(tmp_path)
-    assert run.exit_status == "incomplete"
-    frames = run.streams["primary"]["img"]
-    assert 4 <= len(frames) < 40 and np.isfinite(frames).all()
+    assert run.exit_status == "fail" and "File too large" in run.reason
+    primary = run.streams["primary"]
+    assert 4 <= len(primary) < 40
+    np.testing.assert_array_equal(primary.seq_num, np.arange(1, len(primary) + 1))
+    assert (primary["img"].reshape(len(primary), -1).mean(axis=1) > 0.4).all()  # no fill
+
+
+@pytest.mark.slow
+def test_a_write_failing_inside_hdf5_exits_cleanly_and_names_the_file(tmp_path):
+    child = start_child(fill_disk, tmp_path, 3 * 2**20, False)
+    child.join(60)
+    assert child.exitcode == 0, f"exit code {child.exitcode} (-11: SIGSEGV in HDF5)"
+    # The file system refused the file's tail: what HDF5 recorded is not all there.
+    with pytest.warns(DamagedRunWarning, match=r"run_000001_\w+\.h5: truncated"):
+        assert not open_runs(tmp_path)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -18,8 +20,15 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
+from labcim.campaign.bounded_yaml import Limits, YAMLLimitError, check_size, load_bounded
+from labcim.hdf5.output import ForeignFileError, check_output
 from labcim.plan_args import PlanSignature
 from labcim.registry import UnknownPlanError, get_plan
+
+#: Bounds on a campaign file: 1 MiB, 32 levels, 20 000 values with aliases expanded.
+LIMITS = Limits()
+#: Most steps a campaign may expand to.
+MAX_STEPS = 10_000
 
 FailurePolicy = Literal["stop", "continue"]
 FAILURE_POLICIES: tuple[FailurePolicy, ...] = ("stop", "continue")
@@ -112,7 +121,11 @@ class Campaign:
 
 
 def load_campaign(path: str | Path) -> Campaign:
-    """Read, validate and expand a campaign file (YAML, safe loading).
+    """Read, validate and expand a campaign file (YAML, safe loading, `LIMITS`).
+
+    Validation takes well under a second and little memory on any file: the file's
+    size, nesting and alias expansion are bounded (`LIMITS`), and so is the number of
+    expanded steps (`MAX_STEPS`).
 
     Raises
     ------
@@ -121,12 +134,16 @@ def load_campaign(path: str | Path) -> Campaign:
     """
     path = Path(path)
     try:
-        text = path.read_bytes()
-        document = yaml.safe_load(text)
+        with open(path, "rb") as file:
+            check_size(os.fstat(file.fileno()).st_size, LIMITS)
+            text = file.read(LIMITS.max_bytes + 1)  # a pipe or device has no size
+        document = load_bounded(text, LIMITS)
     except OSError as exc:
         raise CampaignError(path, [f"cannot read the file: {exc.strerror}"]) from None
-    except yaml.YAMLError as exc:
-        raise CampaignError(path, [f"not valid YAML: {exc}"]) from None
+    except YAMLLimitError as exc:
+        raise CampaignError(path, [f"beyond the limits of a campaign file: {exc}"]) from None
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        raise CampaignError(path, [f"not valid YAML: {_one_line(exc)}"]) from None
     errors: list[str] = []
     campaign = _validate(document, path, hashlib.sha256(text).hexdigest()[:12], errors)
     if errors or campaign is None:
@@ -146,6 +163,11 @@ def _validate(document: Any, path: Path, digest: str, errors: list[str]) -> Camp
             errors.append(f"{name}: missing ({_TOP_FIELDS[name]})")
     chip = _typed(document, "chip", str, "a URL string", errors)
     out = _typed(document, "out", str, "a path string", errors)
+    if out:
+        try:
+            check_output(path.parent / out)
+        except ForeignFileError as exc:
+            errors.append(f"out: {exc}")
     campaign_id = _typed(document, "id", str, "a string", errors) or digest
     options = _typed(document, "chip_options", dict, "a mapping", errors) or {}
     metadata = _metadata(_typed(document, "metadata", dict, "a mapping", errors) or {}, errors)
@@ -194,27 +216,54 @@ def _metadata(metadata: dict[str, Any], errors: list[str]) -> dict[str, Any]:
 def _expand(entries: list[Any], base_dir: Path, errors: list[str]) -> list[Step]:
     steps: list[Step] = []
     width = max(2, len(str(len(entries))))
+    hashes: dict[int, str] = {}  # id(array) -> content hash, each array hashed once
+    plans: dict[str, tuple[Callable[..., Any], PlanSignature] | str] = {}
+    planned = 0  # steps of the entries so far, also those not expanded
     for number, entry in enumerate(entries, start=1):
         where = f"steps[{number}]"
-        expanded = _expand_entry(entry, where, base_dir, errors)
         station = entry.get("station", "") if isinstance(entry, dict) else ""
         if not isinstance(station, str):
             errors.append(f"{where}.station: expected a station name; got {station!r}")
-        for plan_name, plan, args, varied in expanded:
+        checked = _check_entry(entry, where, base_dir, errors, plans)
+        if checked is None:
+            continue
+        plan_name, plan, converted, choices = checked
+        count = math.prod(len(values) for values in choices.values())
+        if planned <= MAX_STEPS < planned + count:  # said once, by the entry passing it
+            sizes = " x ".join(str(len(values)) for values in choices.values())
+            what = f"{where}.over: expands to {count} steps ({sizes})" if choices else where
+            earlier = f", after {planned} steps before it" if planned else ""
+            errors.append(f"{what}{earlier}; a campaign has at most {MAX_STEPS} steps (the limit)")
+        planned += count
+        if errors:  # a campaign that cannot run is not expanded further
+            continue
+        for combination in itertools.product(*choices.values()):
+            varied = {name: given for name, (given, _) in zip(choices, combination, strict=True)}
+            values = {name: value for name, (_, value) in zip(choices, combination, strict=True)}
+            args = {**converted, **values}
             label = ",".join(f"{k}={_label(v)}" for k, v in varied.items())
             key = f"{number:0{width}d}-{plan_name}" + (f"[{label}]" if label else "")
-            digest = _digest(plan_name, args)
+            digest = _digest(plan_name, args, hashes)
             steps.append(Step(len(steps) + 1, key, plan_name, plan, args, digest, str(station)))
     return steps
 
 
-def _expand_entry(
-    entry: Any, where: str, base_dir: Path, errors: list[str]
-) -> list[tuple[str, Callable[..., Any], dict[str, Any], dict[str, Any]]]:
-    """The (plan name, plan, arguments, varied values) of each combination of ``entry``."""
+def _check_entry(
+    entry: Any,
+    where: str,
+    base_dir: Path,
+    errors: list[str],
+    plans: dict[str, tuple[Callable[..., Any], PlanSignature] | str],
+) -> tuple[str, Callable[..., Any], dict[str, Any], dict[str, list[tuple[Any, Any]]]] | None:
+    """Check one step entry: its plan, converted ``args``, and ``over`` choices.
+
+    Returns the plan name, the plan, the converted arguments and, per ``over`` argument,
+    its (value as given, converted value) pairs; None if ``entry`` has errors.
+    ``plans`` caches `_resolve` by plan name.
+    """
     if not isinstance(entry, dict):
         errors.append(f"{where}: expected a mapping with {', '.join(_STEP_FIELDS)}; got {entry!r}")
-        return []
+        return None
     n_errors = len(errors)
     errors += [
         f"{where}.{name}: unknown field; allowed: {', '.join(_STEP_FIELDS)}"
@@ -226,16 +275,14 @@ def _expand_entry(
     plan_name = entry.get("plan")
     if not isinstance(plan_name, str):
         errors.append(f"{where}.plan: missing or not a name; got {plan_name!r}")
-        return []
-    try:
-        plan = get_plan(plan_name)
-        signature = PlanSignature(plan_name, plan)
-    except (UnknownPlanError, TypeError) as exc:
-        errors.append(f"{where}.plan: {exc}")
-        return []
-    except Exception as exc:  # the plan's package failed to import: say which plan
-        errors.append(f"{where}.plan: cannot load plan {plan_name!r}: {exc!r}")
-        return []
+        return None
+    if plan_name not in plans:  # looking a plan up scans every installed package
+        plans[plan_name] = _resolve(plan_name)
+    resolved = plans[plan_name]
+    if isinstance(resolved, str):
+        errors.append(f"{where}.plan: {resolved}")
+        return None
+    plan, signature = resolved
     errors += [f"{where}.args.{m}" for m in signature.unknown(args)]
     errors += [f"{where}.over.{m}" for m in signature.unknown(over)]
     errors += [
@@ -265,13 +312,19 @@ def _expand_entry(
             for i, value in enumerate(values, start=1)
         ]
     if len(errors) > n_errors:
-        return []
-    expanded = []
-    for combination in itertools.product(*choices.values()):
-        varied = {name: given for name, (given, _) in zip(choices, combination, strict=True)}
-        values = {name: value for name, (_, value) in zip(choices, combination, strict=True)}
-        expanded.append((plan_name, plan, {**converted, **values}, varied))
-    return expanded
+        return None
+    return plan_name, plan, converted, choices
+
+
+def _resolve(plan_name: str) -> tuple[Callable[..., Any], PlanSignature] | str:
+    """The plan registered as ``plan_name`` and its signature, or why there is none."""
+    try:
+        plan = get_plan(plan_name)
+        return plan, PlanSignature(plan_name, plan)
+    except (UnknownPlanError, TypeError) as exc:
+        return str(exc)
+    except Exception as exc:  # the plan's package failed to import: say which plan
+        return f"cannot load plan {plan_name!r}: {exc!r}"
 
 
 def _converted(
@@ -291,21 +344,39 @@ def _label(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
-def _digest(plan_name: str, args: Mapping[str, Any]) -> str:
-    text = json.dumps({"plan": plan_name, "args": args}, sort_keys=True, default=_canonical)
+def _digest(plan_name: str, args: Mapping[str, Any], hashes: dict[int, str]) -> str:
+    """Hash of a step's plan and arguments; ``hashes`` caches array content hashes."""
+
+    def canonical(value: Any) -> Any:
+        return _canonical(value, hashes)
+
+    text = json.dumps({"plan": plan_name, "args": args}, sort_keys=True, default=canonical)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _canonical(value: Any) -> Any:
+def _canonical(value: Any, hashes: dict[int, str]) -> Any:
     """JSON stand-in for what `json` cannot hold: arrays by content hash, paths as text."""
     if isinstance(value, np.ndarray):
-        content = hashlib.sha256(np.ascontiguousarray(value).tobytes()).hexdigest()
+        content = hashes.get(id(value))
+        if content is None:  # the steps of an entry share its arrays: hash them once
+            content = hashes[id(value)] = hashlib.sha256(
+                np.ascontiguousarray(value).tobytes()
+            ).hexdigest()
         return {"dtype": str(value.dtype), "shape": value.shape, "sha256": content}
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, PurePath):
         return str(value)
     raise TypeError(f"cannot hash a {type(value).__name__}")
+
+
+def _one_line(exc: BaseException) -> str:
+    """A YAML error as one line: where, then what (PyYAML's text spans several)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        context = f" ({exc.context})" if exc.context else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
+    return " ".join(str(exc).split())
 
 
 def _short(value: Any) -> str:

@@ -8,6 +8,7 @@ parsed arguments and returning an exit code).  Importing the heavy libraries is 
 An error a command does not handle itself is one line on stderr, ``labcim COMMAND:
 error: ...`` (exit 1), and the log records of the libraries below (bluesky's "Run
 aborted" with its traceback) are not shown; ``--debug`` shows both, with tracebacks.
+A warning (a damaged run file skipped) is one line too, ``labcim: warning: ...``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import importlib
 import logging
 import sys
+import warnings
 from collections.abc import Sequence
 
 import labcim
@@ -64,6 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # reports the error itself, in one line.
         logging.getLogger("bluesky").addHandler(logging.NullHandler())
         logging.getLogger("bluesky").propagate = False
+    warnings.showwarning = _show_warning  # e.g. a damaged run file skipped
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -88,3 +91,8 @@ def one_line(exc: BaseException) -> str:
     message = " ".join(str(exc).split()) or type(exc).__name__
     plain = type(exc) in (ValueError, FileNotFoundError)
     return message if plain else f"{type(exc).__name__}: {message}"
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """`warnings.showwarning` for the command line: the message alone, on one line."""
+    print(f"labcim: warning: {message}", file=file or sys.stderr)

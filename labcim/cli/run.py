@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     from labcim.cli.pause import pause_handler
     from labcim.connection import check_url
     from labcim.engine import NO_CHIP, PlanAbortedError, connect_chip, run_engine, run_plan
+    from labcim.hdf5.output import ForeignFileError, check_output
     from labcim.plan_args import ArgumentError, PlanSignature
     from labcim.registry import UnknownPlanError, get_plan
 
@@ -97,7 +98,8 @@ def run(args: argparse.Namespace) -> int:
         md = assignments(args.md, "--md")
         if args.chip != NO_CHIP:
             check_url(args.chip)
-    except (UnknownPlanError, TypeError, ArgumentError) as exc:
+        check_output(args.out)  # may labcim write there? asked before connecting
+    except (UnknownPlanError, TypeError, ArgumentError, ForeignFileError) as exc:
         print(f"labcim run: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:

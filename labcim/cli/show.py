@@ -9,10 +9,10 @@ writing until they end.
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "show",
         help="the runs in a results file and their key figures",
         description="Print each run (number, plan, exit status, start time, events per "
-        "stream) and its key figures with units, grouped per core.",
+        "stream) and its key figures with units, grouped per core.  A damaged run file "
+        "(truncated, not HDF5, unreadable metadata) is named on stderr with the reason and "
+        "the other runs are still shown.  Exit status: 0 every run shown, 1 some run file "
+        "damaged, 2 nothing at PATH.",
     )
     parser.add_argument("path", help="results file or directory given to HDF5Writer, or a run file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -53,39 +56,51 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from labcim.hdf5.reader import open_runs
+    from labcim.hdf5.opening import DamagedFileError
+    from labcim.hdf5.reader import DamagedRunWarning, open_runs
 
     if args.follow:
         return follow(args.path, args.interval)
     try:
-        runs = open_runs(args.path)
-    except FileNotFoundError as exc:
+        runs = open_runs(args.path)  # warns, one line each, about damaged run files
+    except (FileNotFoundError, DamagedFileError) as exc:
         print(f"labcim show: {exc}", file=sys.stderr)
-        return 2
+        return 1 if isinstance(exc, DamagedFileError) else 2
+    damaged = len(runs.damaged)
+    shown = []
+    for run in runs:
+        try:
+            shown.append((run, run_record(run) if args.json else run_table(run)))
+        except DamagedFileError as exc:  # e.g. its summary stream cannot be read
+            warnings.warn(f"skipped damaged run file {exc}", DamagedRunWarning, stacklevel=1)
+            damaged += 1
     if args.json:
-        print(json.dumps([run_record(run) for run in runs], indent=1))
+        print(json.dumps([record for _, record in shown], indent=1))
     else:
-        print(f"{args.path}: {len(runs)} run(s)")
-        for run in runs:
-            print(run_table(run))
+        print(f"{args.path}: {len(shown)} run(s)" + (f", {damaged} damaged" if damaged else ""))
+        for _, table in shown:
+            print(table)
+    good = [run for run, _ in shown]
     if args.csv:
         from labcim.export import write_csv
 
-        paths = write_csv(runs, args.csv)
+        paths = write_csv(good, args.csv)
         print(f"wrote {len(paths)} CSV file(s) to {args.csv}", file=sys.stderr)
     if args.plot:
         from labcim.plots import save_run_plots
 
         out = Path(args.out) if args.out else Path(args.path).resolve().parent / "plots"
-        for run in runs:
+        for run in good:
             for path in save_run_plots(run, out, prefix=f"run{run.number:06d}_"):
                 print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
-    return 0
+    return 1 if damaged else 0
 
 
 def run_header(run: Any) -> str:
     """``run 3  retention  success  2026-12-01 09:13:05  events: primary 5, summary 1``."""
-    when = datetime.datetime.fromtimestamp(run.time).strftime("%Y-%m-%d %H:%M:%S")
+    from labcim.hdf5.reader import started
+
+    when = started(run)
     events = ", ".join(f"{n} {c}" for n, c in run.num_events.items()) or "none"
     step = ""
     if "step_key" in run.start:

@@ -25,6 +25,7 @@ RUN_FILE = re.compile(r"run_(\d+)_[0-9A-Za-z]*\.h5")
 PARTIAL_SUFFIX = ".partial"
 
 FORMAT = "labcim-run/1"
+INDEX_FORMAT = "labcim-index/1"
 ENTRY = "entry"
 METADATA = "metadata"
 STOP = "stop"
@@ -34,7 +35,7 @@ NX_CLASS = "NX_class"
 DOCUMENT_ATTR = "labcim_document"  # on /entry/metadata (start) and /entry/stop
 DESCRIPTORS_ATTR = "labcim_descriptors"  # on each stream group: a JSON list
 JSON_ATTR = "labcim_json"  # marks a readable field holding JSON text
-FORMAT_ATTR = "labcim_format"
+FORMAT_ATTR = "labcim_format"  # FORMAT on a run file's root, INDEX_FORMAT on an index's
 # Marker of an array stored as a dataset, in place of the value in the JSON metadata.
 ARRAY_REF = "$labcim_array"
 
@@ -68,10 +69,13 @@ class Location:
     def from_path(cls, path: str | Path) -> Location:
         """Resolve a user path: an index file (known HDF5 suffix) or a directory.
 
+        An existing directory (also ``.``) is a directory location whatever its name;
         ``dir/index.h5`` with no ``dir/index.h5.runs`` beside it is the index of the
         directory location ``dir``.
         """
         path = Path(path)
+        if not path.name or path.is_dir():  # ".", "/" have no name to add a suffix to
+            return cls(path, path / INDEX_NAME)
         runs_beside = path.with_name(path.name + RUNS_DIR_SUFFIX)
         if path.name == INDEX_NAME and not runs_beside.is_dir():
             return cls(path.parent, path)

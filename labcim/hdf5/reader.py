@@ -1,8 +1,11 @@
 """`open_runs`: the runs of a location as plain Python objects and numpy arrays.
 
-Files are opened in SWMR read mode only for the moment of a read, so any number of runs
-can be listed, a run still being written can be read (``refresh()`` shows its growth),
-and a run whose writer was killed opens like any other, reported as ``"incomplete"``.
+Files are opened only for the moment of a read, so any number of runs can be listed, a
+run still being written can be read (``refresh()`` shows its growth), and a run whose
+writer was killed opens like any other, reported as ``"incomplete"``.  Each open takes
+bounded time (`labcim.hdf5.opening`); a damaged run file (truncated, not HDF5, a stored
+document that is not valid) is skipped with a `DamagedRunWarning` naming it and the
+reason, never hiding its neighbours.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import contextlib
 import datetime
 import json
 import time
-from collections.abc import Iterator, Mapping, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, overload
+from typing import Any, TypeVar, overload
 
 import h5py
 import numpy as np
@@ -25,6 +29,7 @@ from labcim.hdf5.layout import (
     DOCUMENT_ATTR,
     ENTRY,
     EVENT_FIELDS,
+    FORMAT,
     FORMAT_ATTR,
     METADATA,
     RUN_FILE,
@@ -38,25 +43,98 @@ from labcim.hdf5.layout import (
     run_number,
 )
 from labcim.hdf5.metadata import join_arrays
+from labcim.hdf5.opening import DamagedFileError, open_readable
+
+T = TypeVar("T")
 
 #: Datasets larger than this are handed out as `LazyArray` rather than read whole.
 LAZY_ABOVE_BYTES = 32 * 2**20
+#: Pauses (s) between the attempts to read a file its writer is changing right now.
+RETRY_DELAYS = (0.02, 0.05, 0.1, 0.2)
+
+
+class DamagedRunWarning(UserWarning):
+    """A run file that `open_runs` skipped; the message names it and the reason."""
+
+
+def _retrying(read: Callable[[], T]) -> T:
+    """``read()``, retried while it fails on a file its writer has open (`RETRY_DELAYS`).
+
+    A SWMR writer adds groups and datasets in steps a reader may catch half done (an
+    object address past the end of the file, a link without its object); that resolves
+    once the writer flushes.  A file no writer has open fails at once.
+    """
+    for delay in (*RETRY_DELAYS, None):
+        try:
+            return read()
+        except DamagedFileError as exc:
+            if not exc.transient or delay is None:
+                raise
+            time.sleep(delay)
+    raise AssertionError("unreachable")
 
 
 @contextlib.contextmanager
-def _open(path: Path, attempts: int = 5) -> Iterator[h5py.File]:
+def _open(path: Path) -> Iterator[h5py.File]:
     """Open a run file for reading, retrying briefly while its writer adds structure."""
-    for attempt in range(attempts):
-        try:
-            file = h5py.File(path, "r", swmr=True)
-        except OSError:
-            if attempt == attempts - 1:
-                raise
-            time.sleep(0.05 * (attempt + 1))
-        else:
-            break
-    with file:
+    with _retrying(lambda: open_readable(path)) as file:
         yield file
+
+
+@contextlib.contextmanager
+def _structure(path: Path) -> Iterator[h5py.File]:
+    """`_open`, and any error of finding labcim's layout in the file as `DamagedFileError`."""
+    with _open(path) as file:
+        try:
+            yield file
+        except DamagedFileError:
+            raise
+        except _CONTENT_ERRORS as exc:  # what the file holds is not what labcim writes
+            reason = " ".join(str(exc).split())
+            if not isinstance(exc, _BadContentError):
+                reason = f"{type(exc).__name__}: {reason}"
+            raise DamagedFileError(path, reason, transient=file.swmr_mode) from exc
+
+
+class _BadContentError(ValueError):
+    """A stored document or descriptor that labcim cannot have written."""
+
+
+#: Errors of reading a file whose content is not laid out as labcim writes it.
+_CONTENT_ERRORS = (
+    KeyError,
+    OSError,
+    ValueError,
+    TypeError,
+    AttributeError,
+    IndexError,
+    RecursionError,
+)
+#: Keys (and their types) every stored start / stop document must have.
+START_KEYS: dict[str, type | tuple[type, ...]] = {"uid": str, "time": (int, float)}
+STOP_KEYS: dict[str, type | tuple[type, ...]] = {"exit_status": str}
+
+
+def _json(text: Any, what: str, kind: type) -> Any:
+    """Parse stored JSON ``text`` expected to hold a ``kind``; ValueError says what is wrong."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _BadContentError(f"{what} is nested too deeply to read") from None
+    except (TypeError, ValueError) as exc:
+        raise _BadContentError(f"{what} is not valid JSON ({exc})") from None
+    if not isinstance(value, kind):
+        raise _BadContentError(f"{what} is a JSON {type(value).__name__}, not a {kind.__name__}")
+    return value
+
+
+def _document(group: h5py.Group, what: str, keys: Mapping[str, Any]) -> dict[str, Any]:
+    """The document stored on ``group``, checked to have ``keys`` of their types."""
+    doc = _json(group.attrs[DOCUMENT_ATTR], f"the stored {what} document", dict)
+    for key, kind in keys.items():
+        if not isinstance(doc.get(key), kind) or isinstance(doc.get(key), bool):
+            raise _BadContentError(f"the stored {what} document has no valid {key!r}")
+    return doc
 
 
 class LazyArray:
@@ -101,6 +179,23 @@ class LazyArray:
         return np.asarray(self[...], dtype=dtype)
 
 
+def _complete_rows(group: h5py.Group, data: Mapping[str, h5py.Dataset], stop: Any) -> int:
+    """Number of events of a stream whose every field is on disk.
+
+    Every dataset has a row for them.  In a file its writer has open (or left when it
+    died or its disk filled), also only rows with a seq_num: the writer stores the
+    readings before the seq_num, and HDF5 may store a dataset's length without its data.
+    A stopped run has at most the stop document's count (a rewound plan's last events).
+    """
+    lengths = [len(group[f]) if f in group else 0 for f in EVENT_FIELDS]
+    length = min([*lengths, *(len(data[k]) for k in data)])
+    if group.file.swmr_mode and length:
+        unset = np.flatnonzero(group["seq_num"][:length] < 1)
+        length = int(unset[0]) if unset.size else length
+    counted = (stop or {}).get("num_events", {}).get(group.name.rsplit("/", 1)[-1])
+    return min(length, counted) if isinstance(counted, int) and counted >= 0 else length
+
+
 class Stream(Mapping[str, "np.ndarray | LazyArray"]):
     """One stream of a run: ``stream["det"]`` is that data key over the events.
 
@@ -111,13 +206,17 @@ class Stream(Mapping[str, "np.ndarray | LazyArray"]):
     def __init__(self, run: Run, group: h5py.Group) -> None:
         self.run = run
         self.name: str = group.name.rsplit("/", 1)[-1]
-        self.descriptors: list[dict[str, Any]] = json.loads(group.attrs[DESCRIPTORS_ATTR])
-        self.data_keys: dict[str, dict[str, Any]] = self.descriptors[0]["data_keys"]
+        what = f"the stored descriptors of stream {self.name!r}"
+        self.descriptors: list[dict[str, Any]] = _json(group.attrs[DESCRIPTORS_ATTR], what, list)
+        if not self.descriptors or not all(isinstance(d, dict) for d in self.descriptors):
+            raise _BadContentError(f"{what} are not a list of documents")
+        self.data_keys: dict[str, dict[str, Any]] = self.descriptors[0].get("data_keys")
+        if not isinstance(self.data_keys, dict) or not all(
+            isinstance(k, dict) for k in self.data_keys.values()
+        ):
+            raise _BadContentError(f"{what} have no valid 'data_keys'")
         data = group.get(STREAM_DATA, {})
-        # Rows complete in every dataset; the writer appends the event fields last.
-        lengths = [len(group[f]) if f in group else 0 for f in EVENT_FIELDS]
-        lengths += [len(data[k]) for k in data]
-        self._len = min(lengths)
+        self._len = _complete_rows(group, data, run.stop)
         self._datasets = {k: (data[k].shape[1:], data[k].dtype) for k in data}
         for key, data_key in self.data_keys.items():  # not written yet: empty
             if "external" not in data_key and key not in self._datasets:
@@ -156,6 +255,7 @@ class Stream(Mapping[str, "np.ndarray | LazyArray"]):
 
     def timestamps(self, key: str) -> np.ndarray:
         """Reading timestamps (s since the epoch) of data key ``key``."""
+        self.lazy(key)  # a KeyError naming the stream for a key it does not have
         return self._read(f"{STREAM_TIMESTAMPS}/{key}")
 
     @property
@@ -174,6 +274,8 @@ class Stream(Mapping[str, "np.ndarray | LazyArray"]):
         return self._read("uid")
 
     def _read(self, name: str) -> np.ndarray:
+        if not self._len:  # nothing written yet, maybe not even the dataset
+            return np.empty(0, {"seq_num": "i8", "uid": object}.get(name, "f8"))
         with _open(self.run.path) as file:
             dataset = file[f"{ENTRY}/{self.name}/{name}"]
             if h5py.check_string_dtype(dataset.dtype):
@@ -202,36 +304,33 @@ class Run:
         self.path = Path(path)
         self.refresh()
 
-    def refresh(self, attempts: int = 5) -> None:
+    def refresh(self) -> None:
         """Re-read the file: a run still being written shows its new events.
 
-        The writer adds groups and datasets (a new stream) while in SWMR mode, which
-        HDF5 does not make atomic for readers: a reader may catch the structure half
-        written (an object address past the end of the file, a link without its
-        object).  That is retried briefly, as it resolves once the writer flushes.
+        Raises
+        ------
+        DamagedFileError
+            The file is not a readable labcim run (truncated, not HDF5, a stored
+            document that is not valid JSON or lacks its keys); names the file.
         """
-        for attempt in range(attempts):
-            try:
-                self._read()
-                break
-            except (KeyError, OSError):
-                if attempt == attempts - 1:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        _retrying(self._read)
         self.__dict__.pop("metadata", None)
 
     def _read(self) -> None:
-        with _open(self.path) as file:
-            if file.attrs.get(FORMAT_ATTR) is None:
-                raise ValueError(f"{self.path} is not a labcim run file")
+        with _structure(self.path) as file:
+            if file.attrs.get(FORMAT_ATTR) != FORMAT:
+                raise DamagedFileError(self.path, f"not a labcim run file (no {FORMAT!r} mark)")
             entry = file[ENTRY]
-            self.start: dict[str, Any] = json.loads(entry[METADATA].attrs[DOCUMENT_ATTR])
+            self.start: dict[str, Any] = _document(entry[METADATA], "start", START_KEYS)
             # A SWMR reader may see the link to a group the writer has just created
             # before the group itself: h5py then gives None for it.  Such a group is
             # treated as not there yet, like the stop group of a writer killed while closing.
             groups = {name: group for name, group in entry.items() if group is not None}
-            stop = groups[STOP].attrs.get(DOCUMENT_ATTR) if STOP in groups else None
-            self.stop: dict[str, Any] | None = json.loads(stop) if stop is not None else None
+            stop = groups.get(STOP)
+            written = stop is not None and DOCUMENT_ATTR in stop.attrs
+            self.stop: dict[str, Any] | None = (
+                _document(stop, "stop", STOP_KEYS) if written else None
+            )
             self.streams: dict[str, Stream] = {
                 name: Stream(self, group)
                 for name, group in groups.items()
@@ -245,7 +344,7 @@ class Run:
     @cached_property
     def metadata(self) -> dict[str, Any]:
         """The start document, with its arrays (e.g. a weight matrix) as numpy."""
-        with _open(self.path) as file:
+        with _structure(self.path) as file:
             group = file[f"{ENTRY}/{METADATA}"]
             return join_arrays(group.attrs[DOCUMENT_ATTR], lambda name: group[name][()])
 
@@ -307,10 +406,17 @@ class Run:
 
 
 class Runs(Sequence[Run]):
-    """The runs of a location, oldest first; index by position or by uid (prefix)."""
+    """The runs of a location, oldest first; index by position or by uid (prefix).
 
-    def __init__(self, runs: list[Run]) -> None:
+    Attributes
+    ----------
+    damaged : list of DamagedFileError
+        The run files that were skipped, each naming its file and the reason.
+    """
+
+    def __init__(self, runs: list[Run], damaged: Sequence[DamagedFileError] = ()) -> None:
         self._runs = runs
+        self.damaged = list(damaged)
 
     @overload
     def __getitem__(self, index: int | str) -> Run: ...
@@ -333,11 +439,20 @@ class Runs(Sequence[Run]):
         return "\n".join(["<Runs>", *(describe(run) for run in self._runs)])
 
 
+def started(run: Run) -> str:
+    """The run's start as local ``YYYY-mm-dd HH:MM:SS``, or the number if no date has it."""
+    try:
+        return datetime.datetime.fromtimestamp(run.time).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):  # a stored time no calendar holds
+        return f"{run.time:<19}"
+
+
 def describe(run: Run) -> str:
     """One line about ``run``: number, start time, plan, exit status, events, summary."""
-    when = datetime.datetime.fromtimestamp(run.time).strftime("%Y-%m-%d %H:%M:%S")
+    when = started(run)
     events = " ".join(f"{n}={c}" for n, c in run.num_events.items()) or "no events"
-    line = f"{run.number:>5}  {when}  {run.plan_name or '?':<16} {run.exit_status:<10} {events}"
+    plan = str(run.plan_name or "?")
+    line = f"{run.number:>5}  {when}  {plan:<16} {run.exit_status:<10} {events}"
     figures = {k: v for k, v in (run.summary or {}).items() if np.ndim(v) == 0}
     if figures:
         line += "  | " + " ".join(f"{k}={_figure(v)}" for k, v in figures.items())
@@ -356,20 +471,30 @@ def open_runs(path: str | Path) -> Runs:
     -------
     Runs
         The runs, oldest first; a run whose writer died is there with
-        ``exit_status == "incomplete"`` and every event flushed before.
+        ``exit_status == "incomplete"`` and every event flushed before.  A damaged run
+        file is left out, with a `DamagedRunWarning` and an entry in ``Runs.damaged``.
 
     Raises
     ------
     FileNotFoundError
         If nothing was ever written at ``path``.
+    DamagedFileError
+        If ``path`` is one run file, and it is damaged.
     """
     path = Path(path)
-    if RUN_FILE.fullmatch(path.name):
+    if RUN_FILE.fullmatch(path.name) and not path.is_dir():
         return Runs([Run(path)])
     location = Location.from_path(path)
     if not location.run_dir.is_dir():
         raise FileNotFoundError(f"no labcim runs at {path} (looked in {location.run_dir})")
-    return Runs([Run(p) for p in location.run_files()])
+    runs, damaged = [], []
+    for file in location.run_files():
+        try:
+            runs.append(Run(file))
+        except DamagedFileError as exc:
+            damaged.append(exc)
+            warnings.warn(f"skipped damaged run file {exc}", DamagedRunWarning, stacklevel=2)
+    return Runs(runs, damaged)
 
 
 def _plain(value: Any) -> Any:

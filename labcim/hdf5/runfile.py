@@ -1,10 +1,10 @@
 """One run's HDF5 file while it is written: stream buffers, datasets, flushes.
 
 The file is created under a temporary name, filled with the start metadata, switched to
-SWMR mode and only then renamed into place, so a reader never meets a run file that is
-not yet readable.  From then on everything is written in SWMR mode: appends as HDF5
-intends, and the few structural changes (a new stream, the stop fields) followed at once
-by a flush.  See ``docs/data-layout.md``.
+SWMR mode and only then renamed into place (never over an existing file), so a reader
+never meets a run file that is not yet readable.  From then on everything is written in
+SWMR mode: appends as HDF5 intends, and the few structural changes (a new stream, the
+stop fields) followed at once by a flush.  See ``docs/data-layout.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import h5py
 import numpy as np
 
 import labcim
+from labcim.hdf5.failures import DiskFullError, check_room, discard, new_file
 from labcim.hdf5.fields import write_document, write_field
 from labcim.hdf5.layout import (
     DESCRIPTORS_ATTR,
@@ -40,10 +41,13 @@ from labcim.hdf5.layout import (
     dataset_dtype,
 )
 from labcim.hdf5.metadata import split_arrays
+from labcim.hdf5.output import place_file
 
 #: Target size of one chunk; a 256 x 256 float32 frame is exactly one chunk.
 CHUNK_BYTES = 256 * 1024
 MAX_CHUNK_ROWS = 4096
+#: What a new run file takes besides its start document: superblock, groups, fields.
+START_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,11 @@ class Storage:
             "compression_opts": self.compression_opts,
             "shuffle": self.shuffle,
         }
+
+
+def chunk_rows(row_bytes: int) -> int:
+    """Rows per chunk of a dataset whose rows take ``row_bytes``: about `CHUNK_BYTES`."""
+    return int(np.clip(CHUNK_BYTES // max(1, row_bytes), 1, MAX_CHUNK_ROWS))
 
 
 def iso_time(timestamp: float) -> str:
@@ -107,12 +116,33 @@ class StreamFile:
         self._data: dict[str, list[Any]] = {k: [] for k in self.data_keys}
         self._stamps: dict[str, list[float]] = {k: [] for k in self.data_keys}
         self._events: dict[str, list[Any]] = {f: [] for f in EVENT_FIELDS}
+        self._datasets: dict[tuple[str | None, str], h5py.Dataset] = {}
+        self._length = 0  # rows with their event fields written
         self.pending_bytes = 0
 
     @property
     def pending(self) -> int:
         """Number of buffered events not yet in the file."""
         return len(self._events["time"])
+
+    def needed_bytes(self) -> int:
+        """At most how much writing the buffered events adds to the file (bytes).
+
+        The chunks their rows start in every dataset (whole chunks are allocated), and
+        the uids' text in the heap.
+        """
+        rows = self.pending
+        if not rows:
+            return 0
+        row_bytes = [8, 8, STR_DTYPE.itemsize]  # time, seq_num, uid
+        for values in self._data.values():
+            row_bytes += [getattr(values[0], "nbytes", 8), 8]  # the reading, its timestamp
+        total = rows * 64
+        for size in row_bytes:
+            per_chunk = chunk_rows(size)
+            chunks = -(-(self._length + rows) // per_chunk) - -(-self._length // per_chunk)
+            total += chunks * per_chunk * max(1, size)
+        return total
 
     def append(self, page: Mapping[str, Any]) -> None:
         """Buffer the events of an event page (columns of equal length)."""
@@ -124,16 +154,25 @@ class StreamFile:
         for name, column in self._events.items():
             column.extend(page[name])
 
-    def write(self, path: Path) -> None:
-        """Append the buffered events to the datasets (event fields last)."""
+    def write_data(self, path: Path) -> None:
+        """Write the buffered events' readings: the first of `RunFile.flush`'s two steps."""
         if not self.pending:
             return
-        for key, rows in self._data.items():
-            self._extend(STREAM_DATA, key, self._column(key, rows, path))
-            self._extend(STREAM_TIMESTAMPS, key, np.asarray(self._stamps[key], "f8"))
-        self._extend(None, "time", np.asarray(self._events["time"], "f8"))
-        self._extend(None, "seq_num", np.asarray(self._events["seq_num"], "i8"))
-        self._extend(None, "uid", np.asarray(self._events["uid"], STR_DTYPE))
+        for key, values in self._data.items():
+            self._put(STREAM_DATA, key, self._column(key, values, path))
+            self._put(STREAM_TIMESTAMPS, key, np.asarray(self._stamps[key], "f8"))
+
+    def write_events(self) -> None:
+        """Write the buffered events' time, seq_num and uid, which make their rows count."""
+        if not self.pending:
+            return
+        for name, dtype in (("time", "f8"), ("seq_num", "i8"), ("uid", STR_DTYPE)):
+            self._put(None, name, np.asarray(self._events[name], dtype))
+        self._length += self.pending
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the buffered events (written, or that could not be)."""
         for column in (*self._data.values(), *self._stamps.values(), *self._events.values()):
             column.clear()
         self.pending_bytes = 0
@@ -149,25 +188,32 @@ class StreamFile:
                 f"cannot be appended to one dataset ({exc})"
             ) from exc
 
-    def _extend(self, subgroup: str | None, name: str, column: np.ndarray) -> None:
-        parent = self.group if subgroup is None else self.group.require_group(subgroup)
-        if name in parent:
-            dataset = parent[name]
-            if dataset.shape[1:] != column.shape[1:]:
-                raise ValueError(
-                    f"{dataset.file.filename}: stream {self.name!r}, {name!r}: shape "
-                    f"{column.shape[1:]} differs from the earlier {dataset.shape[1:]}"
-                )
-        else:
-            dataset = self._create(parent, name, column)
-        start = dataset.shape[0]
-        dataset.resize(start + len(column), axis=0)
-        dataset[start:] = column
+    def _put(self, subgroup: str | None, name: str, column: np.ndarray) -> None:
+        """Write ``column`` as the rows after the events counted so far, growing the dataset.
+
+        Starting from the count, not the dataset's length, a batch that failed half way
+        (no room, a shape that changed) leaves no misaligned rows behind: they are
+        overwritten by the next batch.
+        """
+        # Datasets stay open until the file closes: closing one flushes it, and a flush
+        # that fails (full disk) in a close would leave HDF5 unable to close the file.
+        dataset = self._datasets.get((subgroup, name))
+        if dataset is None:
+            parent = self.group if subgroup is None else self.group.require_group(subgroup)
+            dataset = self._datasets[subgroup, name] = self._create(parent, name, column)
+        if dataset.shape[1:] != column.shape[1:]:
+            raise ValueError(
+                f"{dataset.file.filename}: stream {self.name!r}, {name!r}: shape "
+                f"{column.shape[1:]} differs from the earlier {dataset.shape[1:]}"
+            )
+        end = self._length + len(column)
+        if dataset.shape[0] != end:
+            dataset.resize(end, axis=0)
+        dataset[self._length :] = column
 
     def _create(self, parent: h5py.Group, name: str, column: np.ndarray) -> h5py.Dataset:
         row_shape = column.shape[1:]
-        row_bytes = max(1, column.dtype.itemsize * int(np.prod(row_shape)))
-        rows = int(np.clip(CHUNK_BYTES // row_bytes, 1, MAX_CHUNK_ROWS))
+        rows = chunk_rows(column.dtype.itemsize * int(np.prod(row_shape)))
         dataset = parent.create_dataset(
             name,
             shape=(0, *row_shape),
@@ -192,6 +238,7 @@ class RunFile:
         self.start = start
         self.fsync = fsync
         self.streams: dict[str, StreamFile] = {}
+        self.lost = ""  # why buffered events were dropped, if they were
 
     @classmethod
     def create(
@@ -207,7 +254,8 @@ class RunFile:
         ``text`` and ``arrays`` are ``start`` split by `split_arrays`.
         """
         partial = path.with_name(path.name + PARTIAL_SUFFIX)
-        file = h5py.File(partial, "w-", libver="latest")
+        check_room(path, len(text) + sum(a.nbytes for a in arrays.values()) + START_BYTES)
+        file = new_file(partial, latest=True)
         try:
             file.attrs.update(
                 {
@@ -229,9 +277,9 @@ class RunFile:
             write_document(entry.create_group(METADATA), start, text, arrays)
             file.swmr_mode = True
             file.flush()
-            os.rename(partial, path)
+            place_file(partial, path)
         except BaseException:
-            file.close()
+            discard(file)
             partial.unlink(missing_ok=True)
             raise
         run = cls(path, file, start, fsync)
@@ -313,22 +361,68 @@ class RunFile:
             group.attrs[f"{axis}_indices"] = i
         return group, {*signals, *axes}
 
-    def flush(self) -> None:
-        """Write every buffered event and push the file to the OS (and disk with fsync)."""
+    def drop_pending(self, reason: str) -> None:
+        """Forget every buffered event: they found no room, or did not fit their datasets.
+
+        ``reason`` is kept (the first one) for the stop document, see `close`.
+        """
         for stream in self.streams.values():
-            stream.write(self.path)
+            stream.clear()
+        self.lost = self.lost or reason
+
+    def flush(self) -> None:
+        """Write every buffered event and push the file to the OS (and disk with fsync).
+
+        The readings are pushed out before the events' time, seq_num and uid are
+        written, and a reader counts only rows with a seq_num: HDF5 may store a
+        dataset's new length even when writing its data failed (full disk), and rows
+        of fill values must never pass for events.
+        """
+        pending = [stream for stream in self.streams.values() if stream.pending]
+        if pending:
+            size = os.fstat(self.file.id.get_vfd_handle()).st_size
+            check_room(self.path, sum(stream.needed_bytes() for stream in pending), size)
+        for stream in pending:
+            stream.write_data(self.path)
+        if pending:
+            self._sync()
+            for stream in pending:
+                stream.write_events()
+        self._sync()
+
+    def _sync(self) -> None:
         self.file.flush()
         if self.fsync:
             os.fsync(self.file.id.get_vfd_handle())
 
     def close(self, stop: Mapping[str, Any]) -> None:
-        """Flush, write the stop document and close the file."""
+        """Flush, write the stop document and close the file.
+
+        If events were dropped (`drop_pending`), also now because the last ones found
+        no room or did not fit their datasets, the stop document is written all the
+        same (into the reserve kept for it), with exit status ``"fail"`` and the reason.
+
+        Raises
+        ------
+        DiskFullError, ValueError, TypeError
+            Why the last events were dropped, after the stop document is written.
+        """
+        split_arrays(stop, f"{self.path}: stop document")  # checked before anything
+        refused = None
+        try:
+            self.flush()
+        except (DiskFullError, ValueError, TypeError) as exc:  # nothing of them written
+            self.drop_pending(str(exc))
+            refused = exc
+        if self.lost and stop.get("exit_status") == "success":
+            stop = {**stop, "exit_status": "fail", "reason": f"events not saved: {self.lost}"}
         text, arrays = split_arrays(stop, f"{self.path}: stop document")
-        self.flush()
         write_field(self.entry, "end_time", iso_time(stop["time"]))
         write_document(self.entry.create_group(STOP), stop, text, arrays)
-        self.flush()
+        self._sync()
         self.file.close()
+        if refused is not None:
+            raise refused
 
 
 def _external(descriptor: Mapping[str, Any]) -> set[str]:

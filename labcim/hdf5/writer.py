@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -11,9 +12,11 @@ from typing import Any
 
 from event_model import DocumentRouter
 
+from labcim.hdf5.failures import DiskFullError, discard
 from labcim.hdf5.index import write_index
-from labcim.hdf5.layout import Location, run_file_name, run_number
+from labcim.hdf5.layout import run_file_name, run_number
 from labcim.hdf5.metadata import split_arrays
+from labcim.hdf5.output import ForeignFileError, check_output
 from labcim.hdf5.runfile import RunFile, Storage, StreamFile
 
 
@@ -30,7 +33,12 @@ class HDF5Writer(DocumentRouter):
     of the last ``flush_interval`` seconds.  Any error (unwritable path, full disk,
     metadata that JSON cannot hold) is raised into the RunEngine, so the run fails
     loudly instead of going unsaved; an error met by the timer thread is raised at the
-    next document.
+    next document.  A write that would leave less than `failures.RESERVE_BYTES` on the
+    disk is refused before it starts, and so is data that does not fit its datasets
+    (e.g. a changed shape): the run file is then still closed with the stop document,
+    exit status ``"fail"``.  After an I/O error the file is let go (`failures.discard`)
+    and stays ``"incomplete"`` with what was flushed before.  Nothing is ever written
+    over a file labcim did not write.
 
     An event whose ``seq_num`` its stream already holds is one that bluesky replayed
     after a pause or suspension (it restores the sequence counters of the last
@@ -57,6 +65,9 @@ class HDF5Writer(DocumentRouter):
 
     Raises
     ------
+    ForeignFileError
+        If ``path`` (or its index or run directory) holds something labcim did not
+        write (`labcim.hdf5.output.check_output`).
     OSError
         If the run directory cannot be created or written.
     """
@@ -73,7 +84,7 @@ class HDF5Writer(DocumentRouter):
         max_buffer_bytes: int = 64 * 2**20,
     ) -> None:
         super().__init__()
-        self.location = Location.from_path(path)
+        self.location = check_output(path)
         self.flush_interval = flush_interval
         self.storage = Storage(compression, compression_opts if compression else None, shuffle)
         self.fsync = fsync
@@ -97,10 +108,11 @@ class HDF5Writer(DocumentRouter):
 
     def __call__(self, name: str, doc: dict, validate: bool = False) -> tuple[str, dict]:
         with self._lock:
-            if self._deferred is not None:
-                exc, self._deferred = self._deferred, None
-                raise exc
-            return super().__call__(name, doc, validate)
+            deferred, self._deferred = self._deferred, None
+            result = super().__call__(name, doc, validate)  # a stop still closes its run
+            if deferred is not None:
+                raise deferred
+            return result
 
     def start(self, doc: dict) -> None:
         """Create the run file with the start metadata (checked JSON-able first)."""
@@ -174,12 +186,23 @@ class HDF5Writer(DocumentRouter):
 
     @contextlib.contextmanager
     def _failing(self, run: RunFile) -> Iterator[None]:
-        """On any error, abandon ``run`` and re-raise, naming its file if the OS failed."""
+        """Re-raise any error, naming the file if the OS failed; let go of a broken file.
+
+        After an I/O error the file is abandoned; after any other (no room for the
+        next write, data that do not fit their datasets) the events that could not be
+        written are dropped and the run waits for its stop document.
+        """
         try:
             with _naming(run.path):
                 yield
-        except Exception:
+        except DiskFullError as exc:  # refused before writing: the file is whole
+            run.drop_pending(str(exc))
+            raise
+        except OSError:
             self._abandon(run)
+            raise
+        except Exception as exc:
+            run.drop_pending(str(exc))
             raise
 
     def _forget_streams(self, run: RunFile) -> None:
@@ -188,28 +211,35 @@ class HDF5Writer(DocumentRouter):
             self._last_seq.pop(uid, None)
 
     def _abandon(self, run: RunFile) -> None:
-        """Drop a run whose writing failed; what was flushed stays readable."""
+        """Drop a run whose file can no longer be written; what was flushed stays readable."""
         self._runs.pop(run.start["uid"], None)
         self._forget_streams(run)
-        with contextlib.suppress(Exception):  # the original error is the one to report
-            run.file.close()
+        discard(run.file)
 
 
 @contextlib.contextmanager
 def _naming(path: Path) -> Iterator[None]:
-    """Re-raise an I/O error as an `OSError` naming the file that could not be written.
+    """Re-raise an I/O error as a one-line `OSError` naming the file not written.
 
     h5py reports a failed write as `OSError` but a failed flush (e.g. a full disk) as
-    `RuntimeError`; both mean the file did not get the data.
+    `RuntimeError`; both mean the file did not get the data.  Their text spans lines
+    and names HDF5's internals; the system's error number it holds says what happened.
     """
     try:
         yield
+    except (ForeignFileError, DiskFullError):  # already one line naming the file
+        raise
     except (OSError, RuntimeError) as exc:
-        if isinstance(exc, OSError) and str(path) in str(exc):
-            raise
-        message = f"cannot write {path}: {getattr(exc, 'strerror', None) or exc}"
-        errno = getattr(exc, "errno", None)
-        raise (OSError(errno, message) if errno else OSError(message)) from exc
+        code = getattr(exc, "errno", None) or _hdf5_errno(str(exc))
+        detail = os.strerror(code) if code else " ".join(str(exc).split())
+        message = f"cannot write {path}: {detail}"
+        raise (OSError(code, message) if code else OSError(message)) from exc
+
+
+def _hdf5_errno(text: str) -> int | None:
+    """The system error number in an HDF5 error message (``errno = 28``), if any."""
+    found = re.search(r"errno = (\d+)", text)
+    return int(found[1]) if found and int(found[1]) else None
 
 
 def _column(values: Mapping[str, Any]) -> dict[str, list[Any]]:

@@ -1,0 +1,133 @@
+"""Campaign files are bounded: no input makes validation slow or large."""
+
+import re
+import time
+
+import pytest
+from campaign_helpers import plugin_fixture  # noqa: F401  (the fixture "plugin")
+from results_support import cli, peak_memory_kib
+
+from labcim.campaign import CampaignError, load_campaign
+from labcim.campaign.bounded_yaml import Limits, YAMLLimitError, load_bounded
+from labcim.campaign.schema import LIMITS, MAX_STEPS
+
+HEAD = "chip: none\nout: results\n"
+
+
+def alias_bomb(levels=9, width=9):
+    """``levels`` anchors, each a list of ``width`` aliases of the one before: width**levels."""
+    lines = ["  a0: &a0 [" + ", ".join(["x"] * width) + "]"]
+    for i in range(1, levels):
+        lines.append(f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * width) + "]")
+    return HEAD + "metadata:\n" + "\n".join(lines) + "\nsteps:\n  - plan: slow_count\n"
+
+
+def errors_of(path):
+    with pytest.raises(CampaignError) as exc:
+        load_campaign(path)
+    return exc.value.errors
+
+
+@pytest.mark.slow
+def test_an_alias_bomb_is_refused_within_a_second_and_200_mb(tmp_path, plugin):
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(alias_bomb())  # 9**9 = 387 million values once expanded
+    baseline = cli("campaign", str(tmp_path / "absent.yaml"), "--dry-run", env=plugin)
+    done = cli("campaign", str(bomb), "--dry-run", env=plugin, timeout=30)
+    assert done.returncode == 2 and baseline.returncode == 2
+    assert f"more than the limit of {LIMITS.max_values} values" in done.stderr
+    assert re.search(r"line \d+, column \d+: with its aliases expanded", done.stderr)
+    # the same interpreter start and imports as refusing a missing file, plus < 1 s
+    assert done.seconds - baseline.seconds < 1, (done.seconds, baseline.seconds)
+    status, peak_kib = peak_memory_kib("campaign", str(bomb), "--dry-run", env=plugin)
+    assert status == 2 and peak_kib < 200 * 1024, f"{peak_kib / 1024:.0f} MiB"  # was 9-12 GB
+
+
+def test_the_bomb_is_refused_before_anything_is_built(tmp_path):
+    path = tmp_path / "bomb.yaml"
+    path.write_text(alias_bomb())
+    started = time.perf_counter()
+    (error,) = errors_of(path)
+    assert time.perf_counter() - started < 1
+    assert re.match(r"beyond the limits of a campaign file: line \d+, column \d+: ", error)
+    for place in ("args", "over"):  # wherever the aliases are used
+        text = alias_bomb(5, 12).replace("metadata:", "defs:") + f"    {place}: {{n: *a4}}\n"
+        path.with_name(place).write_text(text)
+        assert "more than the limit" in errors_of(path.with_name(place))[0]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("a: &a [1, *a]\n", "alias *a lies inside the node it refers to (a recursive structure)"),
+        ("a: " + "[" * 40 + "]" * 40 + "\n", "nested deeper than the limit of 32 levels"),
+        (
+            "a: &a " + "[" * 20 + "1" + "]" * 20 + "\nb: " + "[" * 15 + "*a" + "]" * 15 + "\n",
+            "nested deeper than the limit of 32 levels",
+        ),
+        ("a: 1" + ":5" * 60_000 + "\n", "a number of 120001 characters, over the limit of 100"),
+        ("a: " + "1" * 5000 + "\n", "a number of 5000 characters, over the limit of 100"),
+    ],
+    ids=["recursive alias", "deep", "deep through an alias", "base 60 integer", "long integer"],
+)
+def test_each_limit_is_named_with_its_line(text, message):
+    with pytest.raises(YAMLLimitError, match=r"line \d+, column \d+: ") as exc:
+        load_bounded(text)
+    assert message in str(exc.value)
+
+
+def test_within_the_limits_yaml_loads_as_safe_load_does():
+    text = "a: &x {k: [1, 2.5, 1:30, 0x1f]}\nb: *x\nc: {<<: *x, d: 2019-01-01, e: !!binary aGk=}\n"
+    data = load_bounded(text)
+    assert data["b"] is data["a"] and data["a"] == {"k": [1, 2.5, 90, 31]}
+    assert data["c"]["k"] == [1, 2.5, 90, 31] and data["c"]["e"] == b"hi"
+    exactly = "[" + ", ".join(["0"] * 99) + "]"  # 100 values with the list itself
+    assert len(load_bounded(exactly, Limits(max_values=100))) == 99
+    with pytest.raises(YAMLLimitError):
+        load_bounded(exactly, Limits(max_values=99))
+
+
+def test_a_file_over_the_size_limit_is_refused_by_its_size(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_text(HEAD + "metadata: {note: '" + "x" * LIMITS.max_bytes + "'}\n")
+    (error,) = errors_of(path)
+    size = path.stat().st_size
+    assert error.endswith(f": {size} bytes, over the limit of {LIMITS.max_bytes} bytes")
+    with pytest.raises(YAMLLimitError, match=f"{LIMITS.max_bytes + 1} bytes, over"):
+        load_bounded(b" " * (LIMITS.max_bytes + 1))  # e.g. read from a pipe
+
+
+def test_a_million_step_product_is_refused_naming_the_entry(tmp_path, plugin):
+    values = ", ".join(map(str, range(1, 1001)))
+    path = tmp_path / "huge.yaml"
+    path.write_text(
+        HEAD + f"steps:\n  - plan: slow_count\n    over: {{n: [{values}], delay: [{values}]}}\n"
+    )
+    started = time.perf_counter()
+    (error,) = errors_of(path)
+    assert time.perf_counter() - started < 1
+    assert error == (
+        f"steps[1].over: expands to 1000000 steps (1000 x 1000); a campaign has at most "
+        f"{MAX_STEPS} steps (the limit)"
+    )
+
+
+def test_the_step_limit_counts_every_entry(tmp_path, plugin):
+    hundred = ", ".join(map(str, range(1, 101)))
+    path = tmp_path / "steps.yaml"
+    entry = f"  - plan: slow_count\n    over: {{n: [{hundred}], delay: [{hundred}]}}\n"
+    path.write_text(HEAD + "steps:\n" + entry)  # exactly the limit
+    assert len(load_campaign(path).steps) == MAX_STEPS == 10_000
+    path.write_text(HEAD + "steps:\n" + entry + "  - plan: slow_count\n" * 3)
+    (error,) = errors_of(path)  # said once, by the entry that passes the limit
+    assert error == (
+        f"steps[2], after 10000 steps before it; a campaign has at most {MAX_STEPS} steps "
+        "(the limit)"
+    )
+
+
+def test_yaml_errors_are_one_line_with_the_place(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(HEAD + "steps: [\n")
+    (error,) = errors_of(path)
+    assert error.startswith("not valid YAML: line 4, column 1: ") and "\n" not in error
