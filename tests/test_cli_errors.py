@@ -72,6 +72,12 @@ MISTAKES = {
         f"run tdp_program --chip {SMALL} --out r.h5 -p 'weights={{{{file: w.npy}}}}' -p cores=[0]",
         "weights:",
     ),
+    "an alias bomb as a value": (
+        f"{RUN} -p 'reads=[&a [1,1,1,1,1,1,1,1,1], &b [*a,*a,*a,*a,*a,*a,*a,*a,*a], "
+        "&c [*b,*b,*b,*b,*b,*b,*b,*b,*b], &d [*c,*c,*c,*c,*c,*c,*c,*c,*c], "
+        "&e [*d,*d,*d,*d,*d,*d,*d,*d,*d], [*e,*e,*e,*e,*e,*e,*e,*e,*e]]'",
+        "-p reads: the value is too large: line 1, column 132: with its aliases expanded",
+    ),
     "SMU voltage beyond the setup's limit": (
         "run iv_sweep --chip {smu} --out r.h5 -p v_set=12 -p v_reset=-1",
         "v_set = 12.0 V: sweep points must be finite and within the safe limit max_voltage=5.0 V",

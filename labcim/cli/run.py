@@ -144,7 +144,8 @@ def _removed_unless_used(out: str | Path) -> Iterator[None]:
 
 
 def assignments(items: Sequence[str], option: str) -> dict[str, Any]:
-    """``["key=value", ...]`` as a dict, each value read as YAML (safe loading).
+    """``["key=value", ...]`` as a dict, each value read as YAML (safe, bounded loading:
+    the limits of campaign files, `labcim.campaign.bounded_yaml`).
 
     Raises
     ------
@@ -153,6 +154,7 @@ def assignments(items: Sequence[str], option: str) -> dict[str, Any]:
     """
     import yaml
 
+    from labcim.campaign.bounded_yaml import YAMLLimitError, load_bounded
     from labcim.plan_args import ArgumentError
 
     values, errors = {}, []
@@ -162,7 +164,9 @@ def assignments(items: Sequence[str], option: str) -> dict[str, Any]:
             errors.append(f"{option} {item}: expected KEY=VALUE")
             continue
         try:
-            values[key] = yaml.safe_load(text)
+            values[key] = load_bounded(text)
+        except YAMLLimitError as exc:
+            errors.append(f"{option} {key}: the value is too large: {exc}")
         except yaml.YAMLError as exc:
             errors.append(f"{option} {key}: the value is not valid YAML: {exc}")
     if errors:
