@@ -1,7 +1,8 @@
 """Test stations as a user starts them: ``labcim station`` processes on loopback ports.
 
 Every server a test needs is started here and stopped at the end: the stations (each
-with the Redis-protocol server labcim starts for it), and a tiled server.
+with the Redis-protocol server labcim starts for it), and ``labcim stations data`` (tiled).
+Every wait has a deadline and says what it waited for (`wait_until`).
 """
 
 from __future__ import annotations
@@ -9,16 +10,45 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, TypeVar
+
+import h5py
+import numpy as np
 
 from labcim.stations.process import die_with_parent, free_port
 
 LABCIM = [sys.executable, "-m", "labcim.cli"]
+T = TypeVar("T")
+
+
+def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: float = 0.2) -> T:
+    """The first true value of ``condition()``, polled for ``timeout`` s; else fail on ``what``.
+
+    An exception from ``condition`` counts as "not yet" (a server starting, a file being
+    written) and is named in the failure; an `AssertionError` from it fails at once.
+    """
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            value = condition()
+        except AssertionError:
+            raise
+        except Exception as exc:
+            value, last = None, f"; last error: {exc!r}"
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"waited {timeout:g} s for {what}{last}")
+        time.sleep(interval)
 
 
 def station_env(stations_dir: Path) -> dict[str, str]:
@@ -100,3 +130,79 @@ def running_stations(
 def station_file(root: Path, name: str) -> dict:
     """The registry entry of station ``name`` (control address, pids, results)."""
     return json.loads((root / "stations" / f"{name}.json").read_text())
+
+
+@contextlib.contextmanager
+def results_server(root: Path, log: Path, timeout: float = 180.0) -> Iterator[dict[str, Any]]:
+    """``labcim stations data ROOT`` on a free port, its output in ``log`` (+ ``.err``).
+
+    Yields ``{"tree": tiled client, "proc": the process, "url": ..., "key": API key}`` once
+    tiled answers (files may still be being registered).  Stops it with SIGINT at the
+    end and checks it stopped cleanly: status 0, and nothing answers on its port.
+    """
+    from tiled.client import from_uri
+
+    port, key = free_port(), secrets.token_hex(16)
+    url = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as out, open(f"{log}.err", "wb") as err:
+        proc = subprocess.Popen(
+            [*LABCIM, "stations", "data", str(root), "--port", str(port), "--api-key", key],
+            stdout=out,
+            stderr=err,
+            stdin=subprocess.DEVNULL,
+            preexec_fn=_on_parent_death,
+        )
+    try:
+
+        def answers() -> bool:
+            assert proc.poll() is None, f"labcim stations data exited: {_tail(log)}"
+            with urllib.request.urlopen(f"{url}/api/v1/", timeout=5):
+                return True
+
+        wait_until(answers, timeout, f"tiled to answer on {url}")
+        yield {"tree": from_uri(url, api_key=key), "proc": proc, "url": url, "key": key}
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, f"labcim stations data: status {proc.returncode}: {_tail(log)}"
+    with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/api/v1/", timeout=5):
+        raise AssertionError(f"tiled still answers on {url} after labcim stations data stopped")
+
+
+def _tail(log: Path) -> str:
+    return "\n".join(Path(path).read_text(errors="replace")[-3000:] for path in (log, f"{log}.err"))
+
+
+def hdf5_datasets(path: Path) -> dict[str, np.ndarray]:
+    """Every dataset of a file by every path to it (NXdata's hard links included)."""
+    found: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r", swmr=True) as f:
+
+        def visit(name: str, link: h5py.HardLink) -> None:
+            if isinstance(link, h5py.HardLink) and isinstance(f[name], h5py.Dataset):
+                found[name] = dataset_values(f[name])
+
+        f.visititems_links(visit)
+    return found
+
+
+def dataset_values(dataset: h5py.Dataset) -> np.ndarray:
+    """A dataset's values as tiled serves them: text as str objects."""
+    dataset.refresh()  # SWMR: what a writer added since the file was opened
+    if h5py.check_string_dtype(dataset.dtype):
+        return np.asarray(dataset.asstr()[()], dtype=object)
+    return np.asarray(dataset[()])
+
+
+def same_values(served: np.ndarray, stored: np.ndarray, growing: bool = False) -> bool:
+    """Equal values; tiled gives a scalar as shape (1,); a growing dataset is read first."""
+    if growing and stored.ndim and served.ndim == stored.ndim:
+        stored = stored[: len(served)]
+    if served.size != stored.size:
+        return False
+    return stored.size == 0 or np.array_equal(served.reshape(stored.shape), stored)

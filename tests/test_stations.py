@@ -12,7 +12,6 @@ import json
 import os
 import pty
 import re
-import secrets
 import select
 import shutil
 import signal
@@ -20,7 +19,6 @@ import subprocess
 import time
 from pathlib import Path
 
-import h5py
 import numpy as np
 import pytest
 
@@ -29,7 +27,16 @@ pytest.importorskip("bluesky_queueserver_api", reason="needs labcim[stations]")
 pytest.importorskip("tiled.client", reason="needs labcim[stations]")
 
 from bluesky_queueserver_api import BPlan
-from stations_support import LABCIM, running_stations, station_env, station_file
+from stations_support import (
+    LABCIM,
+    hdf5_datasets,
+    results_server,
+    running_stations,
+    same_values,
+    station_env,
+    station_file,
+    wait_until,
+)
 
 from labcim import open_runs, session
 from labcim.campaign.journal import read_journal
@@ -347,40 +354,8 @@ def test_a_campaign_over_three_stations_survives_the_sigkill_of_one(lab):
     assert "0 succeeded, 0 failed, 12 done before" in resumed.stdout  # the victim's count too
 
 
-def _datasets(path: Path) -> dict[str, np.ndarray]:
-    """Every dataset of a file by every path to it (NXdata's hard links included)."""
-    found: dict[str, np.ndarray] = {}
-    with h5py.File(path, "r", swmr=True) as f:
-
-        def visit(name: str, link: h5py.HardLink) -> None:
-            if isinstance(link, h5py.HardLink) and isinstance(f[name], h5py.Dataset):
-                found[name] = _values(f[name])
-
-        f.visititems_links(visit)
-    return found
-
-
-def _values(dataset: h5py.Dataset) -> np.ndarray:
-    dataset.refresh()  # SWMR: what a writer added since the file was opened
-    if h5py.check_string_dtype(dataset.dtype):
-        return np.asarray(dataset.asstr()[()], dtype=object)
-    return np.asarray(dataset[()])
-
-
-def _same(served: np.ndarray, stored: np.ndarray, growing: bool) -> bool:
-    """Equal values; tiled gives a scalar as shape (1,); a growing dataset is read first."""
-    if growing and stored.ndim and served.ndim == stored.ndim:
-        stored = stored[: len(served)]
-    if served.size != stored.size:
-        return False
-    return stored.size == 0 or np.array_equal(served.reshape(stored.shape), stored)
-
-
 def test_every_stations_runs_read_back_through_tiled_equal_their_files(lab, tmp_path):
-    from tiled.client import from_uri
-
     root, procs = lab
-    port, key = free_port(), secrets.token_hex(16)
     for name in BOARDS:  # every station has runs, whichever tests ran before
         if procs[name].poll() is None:
             run_item(api(root, name), BPlan("conductance_map", reads=3))
@@ -389,55 +364,35 @@ def test_every_stations_runs_read_back_through_tiled_equal_their_files(lab, tmp_
     client.item_add(BPlan("conductance_map", **LONG))
     client.queue_start()
     live = wait_running(root, alive, events=10)["running"]["uid"]
-    log = root / "tiled.log"
-    with open(log, "wb") as out:
-        server = subprocess.Popen(
-            [*LABCIM, "stations", "data", str(root / "results"), "--port", str(port),
-             "--api-key", key],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        files = {
-            (path.parent.name, path.stem): path for path in (root / "results").glob("*/run_*.h5")
-        }
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                tree = from_uri(f"http://127.0.0.1:{port}", api_key=key)
-                if all(run in tree[station] for station, run in files):
-                    break
-            except Exception:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    raise
-            time.sleep(0.5)
+    files = {(path.parent.name, path.stem): path for path in (root / "results").glob("*/run_*.h5")}
+    assert set(BOARDS) <= {station for station, _ in files}
+    with results_server(root / "results", root / "tiled.log") as server:
+        tree = server["tree"]
+        wait_until(
+            lambda: all(run in tree[station] for station, run in files), 120, "every run served"
+        )
         assert set(BOARDS) <= set(tree)
-        assert set(BOARDS) <= {station for station, _ in files}
         compared = 0
         for (station, run), path in sorted(files.items()):
             exported = tmp_path / station / f"{run}.h5"
             exported.parent.mkdir(exist_ok=True)
             tree[station][run].export(str(exported))  # the whole run through tiled
-            served, stored = _datasets(exported), _datasets(path)
+            served, stored = hdf5_datasets(exported), hdf5_datasets(path)
             growing = path.stem.endswith(live[:8])  # being written while tiled read it
             assert set(served) == set(stored), path
             for name, values in stored.items():
-                assert _same(served[name], values, growing), f"{path}:{name}"
+                assert same_values(served[name], values, growing), f"{path}:{name}"
                 compared += 1
         assert compared >= 10 * len(files)
         live_file = next(p for p in files.values() if p.stem.endswith(live[:8]))
         primary = tree[alive][live_file.stem]["entry"]["primary"]  # the array API, live
         for name in ("seq_num", "data/board_core0_conductance_map"):
-            served = primary[name].read()
-            stored = _datasets(live_file)[f"entry/primary/{name}"]
-            assert 10 <= len(served) <= len(stored) and _same(served, stored, growing=True)
-        client.wait_for_idle(timeout=120)
-    finally:
-        server.send_signal(signal.SIGINT)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            server.kill()
+            node = primary[name]
+            served = node[: node.shape[0]]  # as long as it was when looked up
+            stored = hdf5_datasets(live_file)[f"entry/primary/{name}"]
+            assert 10 <= len(served) <= len(stored)
+            assert same_values(served, stored, growing=True)
+    client.wait_for_idle(timeout=120)
 
 
 def test_ctrl_c_on_a_terminal_stops_a_station_and_everything_it_started(tmp_path):

@@ -16,7 +16,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="list (default): the stations started with 'labcim station' on this "
         "machine (or those of --stations): state, queue length, the running plan and its "
         "progress, the last run.  page: serve the lab's status page on --host:--port.  "
-        "data ROOT: serve every station's runs below ROOT through tiled.  See "
+        "data ROOT: serve every station's runs below ROOT through tiled, new runs as "
+        "they appear.  See "
         "docs/stations.md; needs pip install 'labcim[stations]'.",
     )
     parser.add_argument("action", nargs="?", default="list", choices=("list", "page", "data"))
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="page, data: address to bind")
     parser.add_argument("--port", type=int, help="page (default 8780), data (default 8000)")
     parser.add_argument(
-        "--api-key", default="", help="data: tiled's API key (default: tiled makes one, printed)"
+        "--api-key", default="", help="data: tiled's API key (default: a random one, printed)"
     )
     parser.add_argument(
         "--public", action="store_true", help="data: no API key needed to read (loopback only)"
@@ -94,14 +95,13 @@ def _data(args: argparse.Namespace) -> int:
 
     if args.root is None:
         args.parser.error("data: give the directory holding the stations' results")
-    serve_results(
+    return serve_results(
         args.root,
         host=args.host,
         port=8000 if args.port is None else args.port,
         api_key=args.api_key,
         public=args.public,
     )
-    return 0  # not reached: the process became the tiled server
 
 
 def describe(state: dict[str, Any]) -> str:
