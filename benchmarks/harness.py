@@ -235,6 +235,10 @@ def header(threads: int, quick: bool, load: tuple[float, float, float]) -> dict[
     }
 
 
+HEADER_KEYS = {"date", "machine", "python", "numpy", "blas", "threads", "load_before", "load_after"}
+"""What every header holds (`header`); `read_json` checks them."""
+
+
 def _processor() -> str:
     with contextlib.suppress(OSError):
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -331,6 +335,9 @@ def read_json(path: str | Path) -> tuple[dict[str, Any], list[Record]]:
     try:
         data = json.loads(Path(path).read_text())
         head, rows = data["header"], data["records"]
+        missing = HEADER_KEYS - set(head)
+        if missing:
+            raise KeyError(f"header without {', '.join(sorted(missing))}")
         known = {f.name for f in fields(Record)}
         records = []
         for row in rows:
