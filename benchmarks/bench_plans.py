@@ -26,6 +26,7 @@ import numpy as np
 from bluesky import RunEngine
 
 from benchmarks.harness import Record, interleave, main
+from drivers.board import BoardClient, InProcessTransport
 from labcim.characterization import (
     cell_conductance,
     differential_weights,
@@ -40,6 +41,7 @@ from labcim.hdf5 import HDF5Writer
 from labcim.mapping import weight_scale, weights_to_targets
 from labcim.metrics import linear_fit, mvm_error
 from labcim.writeverify import run_write_verify, strategy_for_chip
+from mock_hw.board_server import BoardHandler
 from mock_hw.chip import Chip
 from plans import mvm_characterization, tdp_program
 
@@ -66,15 +68,24 @@ def stack_trial(plan_factory, url: str = f"sim://{PRESET}?cores=1&seed={SEED}"):
     return trial
 
 
-def _direct_program_trial(weights: np.ndarray):
+def _through(chip: Chip, wire: bool) -> Chip | BoardClient:
+    """What the direct side calls: ``chip`` itself, or with ``wire`` a board client of it
+    over the in-process link (codec, framing, CRC; no RunEngine, devices or writer)."""
+    return BoardClient(InProcessTransport(BoardHandler(chip))) if wire else chip
+
+
+def direct_program_trial(weights: np.ndarray, wire: bool = False):
+    """A trial of ``tdp_program``'s work on a fresh chip (see the module docstring)."""
+
     def trial() -> float:
         chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
+        board = _through(chip, wire)
         t0 = time.perf_counter()
         strategy = strategy_for_chip("tdp", chip.identify())
         targets = weights_to_targets(weights, strategy.g_cell_max, weight_scale(weights))
 
         def read() -> np.ndarray:  # with the figures the plan records of every read
-            g = chip.read_conductance(0)
+            g = board.read_conductance(0)
             err = cell_conductance(g, strategy.dpp) - targets  # TDP's goal is the targets
             error_stats(err)
             int((np.abs(err) > strategy.tolerance).sum())
@@ -84,31 +95,35 @@ def _direct_program_trial(weights: np.ndarray):
             strategy,
             targets,
             read,
-            lambda b: chip.apply_pulses(0, b.row, b.col, b.device, b.kind, b.amplitude, b.width),
+            lambda b: board.apply_pulses(0, b.row, b.col, b.device, b.kind, b.amplitude, b.width),
         )
-        chip.advance(SETTLE)
-        g = cell_conductance(chip.read_conductance(0), strategy.dpp)
+        if wire:
+            board.advance_clock(SETTLE)
+        else:
+            chip.advance(SETTLE)
+        g = cell_conductance(board.read_conductance(0), strategy.dpp)
         float((g - state.goal)[~state.failed].std())
         return time.perf_counter() - t0
 
     return trial
 
 
-def _direct_mvm_trial(n: int, rows: int, batch: int):
+def direct_mvm_trial(n: int, rows: int, batch: int, wire: bool = False):
     """The plan's characterization done by hand on the chip: inputs from the seed,
     reference read, MVM batches, ideal outputs from the reference, MVM error and affine
     fit; nothing recorded."""
 
     def trial() -> float:
         chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
+        board = _through(chip, wire)
         t0 = time.perf_counter()
         cfg, lsb = chip.config(0), chip.adc_lsb(0)
         codes = quantize_inputs(hermes_inputs(np.random.default_rng(SEED), n, rows), cfg.dac_bits)
-        reference = differential_weights(chip.read_conductance(0), chip.spec.devices_per_polarity)
+        reference = differential_weights(board.read_conductance(0), chip.spec.devices_per_polarity)
         measured, ideal = [], []
         for lo in range(0, n, batch):
             x = codes[lo : lo + batch]
-            measured.append(chip.mvm(0, x) * lsb)
+            measured.append(board.mvm(0, x) * lsb)
             ideal.append(ideal_outputs(x, reference, cfg.read_voltage, cfg.dac_bits))
         y, y_ideal = np.concatenate(measured), np.concatenate(ideal)
         mvm_error(y, y_ideal)
@@ -126,7 +141,7 @@ def run(quick: bool = False) -> list[Record]:
     tdp = interleave(
         {
             "stack": stack_trial(lambda b: tdp_program(b, weights, cores=[0])),
-            "direct": _direct_program_trial(weights),
+            "direct": direct_program_trial(weights),
         },
         repeats,
     )
@@ -138,7 +153,7 @@ def run(quick: bool = False) -> list[Record]:
                     b, n_vectors=n, batch_size=batch, seed=SEED, program=False
                 )
             ),
-            "direct": _direct_mvm_trial(n, rows, batch),
+            "direct": direct_mvm_trial(n, rows, batch),
         },
         repeats,
     )

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from benchmarks import harness
 from labcim.cli import main
 
@@ -93,3 +95,26 @@ def test_the_readme_table_is_the_one_made_from_the_committed_results():
     readme = (ROOT / "README.md").read_text()
     table = harness.markdown_table(head, records)
     assert f"<!-- bench-table -->\n{table}\n<!-- /bench-table -->" in readme
+
+
+@pytest.mark.slow
+def test_every_benchmark_runs_quick_from_the_command_line(tmp_path):
+    """Each bench_*.py still runs against the current code, with a record per figure."""
+    target = tmp_path / "quick.json"
+    out = subprocess.run(
+        [sys.executable, "-m", "labcim.cli", "--quiet", "bench", "--quick", "--json", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    head, records = harness.read_json(target)
+    assert head["quick"] is True
+    prefixes = ["mvm 1024x256 @", "hdf5 writer", "digits MLP", "mvm 1024x256 int8", "tdp_program"]
+    prefixes += ["mvm_characterization", "tdp pcm-hermes 4 cores"]
+    for prefix in prefixes:
+        assert any(r.name.startswith(prefix) for r in records), prefix
+    timed = [r for r in records if r.repeats > 1]
+    assert timed and all(r.low <= r.value <= r.high for r in timed)
+    assert all("not comparable" in r.target for r in records if r.target)
