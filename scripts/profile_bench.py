@@ -42,7 +42,7 @@ from benchmarks import bench_inference, bench_plans, bench_program
 from benchmarks.harness import interleave, using_blas_threads
 
 ROWS = 256
-RUNS = 3  # full-stack runs sampled by ``profile``
+RUNS = 5  # runs sampled by ``profile``
 SETUP_NAME = "untimed set-up (imports, fresh chip and board, temp dirs)"
 WAIT_NAME = "waiting"
 # py-spy takes a thread blocked in these for running (it cannot tell inside a container);
@@ -71,7 +71,7 @@ COMPONENTS = [
     ("ophyd/", "ophyd"),
     ("plans/", "plans"),
     ("bluesky/", "RunEngine (bluesky)"),
-    ("benchmarks/", "benchmark set-up"),
+    ("benchmarks/", "the direct side's own lines (concatenation, scaling)"),
 ]
 
 
@@ -142,6 +142,7 @@ def _inference_plan():
 
 
 _PLANS = {"tdp": _tdp_plan, "mvm": _mvm_plan, "inference": _inference_plan}
+_URLS = {"inference": bench_inference.URL}
 
 
 def _case(name: str, cores: int = 64) -> dict[str, Callable[[], float]]:
@@ -206,15 +207,35 @@ def stages(case: str, repeats: int) -> None:
         previous = c
 
 
-SETUP = ("_find_and_load", "Chip.from_preset", "connect (labcim/connection", "rmtree", "_weights (")
-"""Frames of the untimed set-up of a trial (imports, a fresh chip and board, temp dirs)."""
+SETUP = ("_find_and_load", "_case (", "Chip.from_preset", "connect (", "rmtree", "TemporaryDir")
+"""Frames (by their start) of untimed set-up: imports, building the case (weights, the
+trained model), a fresh chip and board per trial, temp dirs."""
 
 
-def _component(stack: str) -> str:
+def _c_waits() -> set[str]:
+    """py-spy frames of Python lines blocked in a C call (a queue's get, a lock): the
+    device worker threads waiting for their next job, as py-spy names them."""
+    import inspect
+
+    from labcim.devices.signals import DriverWorker
+
+    out = set()
+    for fn, text in ((DriverWorker._serve, "_jobs.get()"), (DriverWorker._watchdog, ".wait(")):
+        lines, first = inspect.getsourcelines(fn)
+        path = Path(inspect.getsourcefile(fn)).as_posix().split("/labcim/", 1)[-1]
+        out |= {
+            f"{fn.__qualname__} (labcim/{path}:{first + i})"
+            for i, line in enumerate(lines)
+            if text in line
+        }
+    return out
+
+
+def _component(stack: str, c_waits: set[str]) -> str:
     frames = stack.split(";")
-    if any(marker in frame for frame in frames for marker in SETUP):
+    if any(frame.startswith(SETUP) for frame in frames):
         return SETUP_NAME
-    if not stack.strip() or any(w in frames[-1] for w in WAITS):
+    if not stack.strip() or frames[-1] in c_waits or any(w in frames[-1] for w in WAITS):
         return WAIT_NAME
     for frame in reversed(frames):
         for pattern, component in COMPONENTS:
@@ -251,9 +272,10 @@ def profile(case: str, stage: int, cores: int, top: int) -> None:
     by_component: collections.Counter[str] = collections.Counter()
     by_function: collections.Counter[str] = collections.Counter()
     total = 0
+    c_waits = _c_waits()
     for line in lines:
         stack, _, n = line.rpartition(" ")
-        component = _component(stack)
+        component = _component(stack, c_waits)
         by_component[component] += int(n)
         if component not in (SETUP_NAME, WAIT_NAME):
             total += int(n)
@@ -261,7 +283,7 @@ def profile(case: str, stage: int, cores: int, top: int) -> None:
     name = list(_case(case, cores))[stage]
     print(f"{case}, stage {name!r}: {total} samples at 250 Hz over every thread in")
     print(
-        f"{RUNS} runs of the full stack; left out: {by_component.pop(SETUP_NAME, 0)} in set-up, "
+        f"{_runs(case)} runs; left out: {by_component.pop(SETUP_NAME, 0)} in set-up, "
         f"{by_component.pop(WAIT_NAME, 0)} waiting\n"
     )
     print("| component | share of the samples |\n| --- | --- |")
@@ -272,10 +294,14 @@ def profile(case: str, stage: int, cores: int, top: int) -> None:
         print(f"{100 * n / total:5.1f} %  {fn}")
 
 
+def _runs(case: str) -> int:
+    return 1 if case == "program" else RUNS
+
+
 def _run_case(case: str, stage: int, cores: int) -> None:
     """Run stage ``stage`` of ``case`` `RUNS` times (what ``profile`` samples)."""
     trial = list(_case(case, cores).values())[stage]
-    for _ in range(RUNS if case != "program" else 1):
+    for _ in range(_runs(case)):
         trial()
 
 
@@ -344,6 +370,30 @@ def stubs() -> None:
         f"bps.rd: {1e6 * t.median('rd') / n:.0f} us per call; Msg('read'): "
         f"{1e6 * t.median('msg') / n:.0f} us (medians of 5 interleaved runs of {n})"
     )
+    from labcim.connection import connect
+    from plans.stubs import trigger_wait
+
+    board = connect(f"sim://{bench_plans.PRESET}?cores=1&seed=0")
+    try:
+
+        def triggers():
+            for _ in range(200):
+                yield from trigger_wait(board.fpga)
+
+        t = interleave(
+            {
+                "plan": lambda: _wall(lambda: RE(triggers())),
+                "client": lambda: _wall(lambda: [board.client.clock() for _ in range(200)]),
+            },
+            5,
+        )
+    finally:
+        board.close()
+    print(
+        f"trigger + wait of the board clock under the RunEngine: "
+        f"{1e6 * t.median('plan') / 200:.0f} us; the same CLOCK command on the client: "
+        f"{1e6 * t.median('client') / 200:.0f} us (medians of 5 interleaved runs of 200)"
+    )
     validator = schema_validators[DocumentNames.event]
     for shape in [(), (256, 256), (4, 256, 256), (1000, 256)]:
         value = np.zeros(shape, np.float32) if shape else 1.0
@@ -358,6 +408,23 @@ def stubs() -> None:
         }
         s = min(_wall(lambda doc=doc: validator.validate(doc)) for _ in range(50))
         print(f"event-model validation of an event holding {shape or 'a float'}: {1e3 * s:.3f} ms")
+    for case in _PLANS:
+        docs = []
+        board = connect(_URLS.get(case, f"sim://{bench_plans.PRESET}?cores=1&seed=0"))
+        try:
+            RE = RunEngine({})
+            RE.subscribe(lambda name, doc, docs=docs: docs.append((name, doc)))
+            RE(_PLANS[case]()(board))
+        finally:
+            board.close()
+        spent: collections.Counter[str] = collections.Counter()
+        for name, doc in docs:
+            v = schema_validators[DocumentNames(name)]
+            spent[name] += min(_wall(lambda v=v, doc=doc: v.validate(doc)) for _ in range(3))
+        print(
+            f"{case}: event-model validation of its {len(docs)} documents: "
+            + ", ".join(f"{k} {1e3 * v:.1f} ms" for k, v in spent.most_common())
+        )
 
 
 def messages(case: str) -> None:
@@ -366,11 +433,10 @@ def messages(case: str) -> None:
 
     from labcim.connection import connect
 
-    plans = {"tdp": None, "mvm": None, "inference": bench_inference.URL}
-    if case not in plans:
-        raise SystemExit(f"unknown case {case!r}; allowed: {', '.join(plans)}")
+    if case not in _PLANS:
+        raise SystemExit(f"unknown case {case!r}; allowed: {', '.join(_PLANS)}")
     factory = _PLANS[case]()
-    board = connect(plans[case] or f"sim://{bench_plans.PRESET}?cores=1&seed={bench_plans.SEED}")
+    board = connect(_URLS.get(case, f"sim://{bench_plans.PRESET}?cores=1&seed={bench_plans.SEED}"))
     commands: collections.Counter[str] = collections.Counter()
     documents: collections.Counter[str] = collections.Counter()
     try:
@@ -407,7 +473,8 @@ def faults(cores: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
-        "command", choices=["stages", "profile", "passes", "stubs", "faults", "_run"]
+        "command",
+        choices=["stages", "profile", "passes", "stubs", "messages", "faults", "_run"],
     )
     parser.add_argument("case", nargs="?", default="tdp")
     parser.add_argument("--repeats", type=int, default=5)
