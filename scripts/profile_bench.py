@@ -439,17 +439,32 @@ def messages(case: str) -> None:
     board = connect(_URLS.get(case, f"sim://{bench_plans.PRESET}?cores=1&seed={bench_plans.SEED}"))
     commands: collections.Counter[str] = collections.Counter()
     documents: collections.Counter[str] = collections.Counter()
+    # bluesky.utils.Plan (the @plan decorator of bps.rd, bps.mv, bps.checkpoint ...)
+    # formats the whole call stack at every call, to warn about a missing `yield from`.
+    import bluesky.utils
+
+    original, stacks = bluesky.utils.traceback.format_stack, []
+
+    def format_stack(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = original(*args, **kwargs)
+        stacks.append(time.perf_counter() - t0)
+        return out
+
+    bluesky.utils.traceback.format_stack = format_stack
     try:
         RE = RunEngine({})
         RE.msg_hook = lambda msg: commands.update([msg.command])
         RE.subscribe(lambda name, doc: documents.update([name]))
         RE(factory(board))
     finally:
+        bluesky.utils.traceback.format_stack = original
         board.close()
     events = documents["event"]
     print(
-        f"{case}: {sum(commands.values())} messages, {sum(documents.values())} documents, "
-        f"{events} events; per event:"
+        f"{case}: bluesky.utils.Plan formatted the stack {len(stacks)} times "
+        f"({1e3 * sum(stacks):.0f} ms); {sum(commands.values())} messages, "
+        f"{sum(documents.values())} documents, {events} events; per event:"
     )
     for command, n in commands.most_common():
         print(f"  {command:20s} {n:6d}  {n / events:7.1f}")
