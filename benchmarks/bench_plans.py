@@ -50,15 +50,19 @@ SEED = 0
 SETTLE = 1.0  # s, tdp_program's default wait before the verify read
 
 
-def stack_trial(plan_factory, url: str = f"sim://{PRESET}?cores=1&seed={SEED}"):
-    """A trial: wall time (s) of ``RE(plan)`` on a fresh board, HDF5 writer subscribed."""
+def stack_trial(
+    plan_factory, url: str = f"sim://{PRESET}?cores=1&seed={SEED}", writer: bool = True
+):
+    """A trial: wall time (s) of ``RE(plan)`` on a fresh board, HDF5 writer subscribed
+    (without ``writer``: none, to measure the writer's share)."""
 
     def trial() -> float:
         board = connect(url)
         try:
             with tempfile.TemporaryDirectory() as out:
                 RE = RunEngine({})
-                RE.subscribe(HDF5Writer(out))
+                if writer:
+                    RE.subscribe(HDF5Writer(out))
                 t0 = time.perf_counter()
                 RE(plan_factory(board))
                 return time.perf_counter() - t0

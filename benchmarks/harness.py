@@ -183,6 +183,8 @@ def interleave(sides: Mapping[str, Trial], repeats: int) -> Timings:
         raise ValueError(f"repeats = {repeats} must be >= 1")
     names = list(sides)
     seconds: dict[str, list[float]] = {n: [] for n in names}
+    if _requested:
+        threadpool_limits(limits=_requested[-1], user_api="blas")
     before = os.getloadavg()[0]
     for i in range(repeats):
         for n in names if i % 2 == 0 else names[::-1]:
@@ -192,18 +194,34 @@ def interleave(sides: Mapping[str, Trial], repeats: int) -> Timings:
 
 
 def blas_threads() -> int | None:
-    """Threads of the BLAS library numpy uses now (``None`` if threadpoolctl finds none)."""
+    """The most threads of any BLAS library loaded (numpy's, scipy's ...) now, as
+    threadpoolctl reports them; ``None`` if it finds none."""
     counts = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
     return max(counts) if counts else None
 
 
+_requested: list[int] = []
+"""BLAS thread counts asked for by the `using_blas_threads` blocks now open, innermost last."""
+
+
 @contextlib.contextmanager
 def using_blas_threads(threads: int) -> Iterator[None]:
-    """Limit BLAS to ``threads`` threads inside the block (threadpoolctl)."""
+    """Limit BLAS to ``threads`` threads inside the block (threadpoolctl).
+
+    threadpoolctl limits the libraries loaded when it is called; one loaded later (e.g.
+    scipy's own OpenBLAS, imported by scikit-learn inside a benchmark) starts with all
+    cores, so `interleave` applies the innermost count again before it times.
+    """
     if threads < 1:
         raise ValueError(f"threads = {threads} must be >= 1")
-    with threadpool_limits(limits=threads, user_api="blas"):
-        yield
+    _requested.append(threads)
+    try:
+        with threadpool_limits(limits=threads, user_api="blas"):
+            yield
+    finally:
+        _requested.pop()
+        if _requested:  # the enclosing count, also for libraries loaded inside the block
+            threadpool_limits(limits=_requested[-1], user_api="blas")
 
 
 def header(threads: int, quick: bool, load: tuple[float, float, float]) -> dict[str, Any]:

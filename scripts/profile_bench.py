@@ -87,24 +87,7 @@ def _cpu(trial: Callable[[], float]) -> Callable[[], float]:
 
 
 def _stack(plan_factory, writer: bool, url: str | None = None):
-    if writer:
-        return bench_plans.stack_trial(plan_factory, *([url] if url else []))
-
-    from bluesky import RunEngine
-
-    from labcim.connection import connect
-
-    def trial() -> float:
-        board = connect(url or f"sim://{bench_plans.PRESET}?cores=1&seed={bench_plans.SEED}")
-        try:
-            RE = RunEngine({})
-            t0 = time.perf_counter()
-            RE(plan_factory(board))
-            return time.perf_counter() - t0
-        finally:
-            board.close()
-
-    return trial
+    return bench_plans.stack_trial(plan_factory, *([url] if url else []), writer=writer)
 
 
 def _tdp_plan():
