@@ -321,7 +321,8 @@ def run_benchmarks(
                 if on_error is None:
                     raise
                 on_error(name, exc)
-    return header(threads, quick, load), mark_quick(records) if quick else records, failed
+        head = header(threads, quick, load)  # inside: the BLAS threads in force
+    return head, mark_quick(records) if quick else records, failed
 
 
 def mark_quick(records: Sequence[Record]) -> list[Record]:
@@ -439,9 +440,10 @@ def main(run: Callable[[bool], list[Record]], argv: Sequence[str] | None = None)
     load = os.getloadavg()
     with using_blas_threads(args.threads):
         records = run(args.quick)
+        head = header(args.threads, args.quick, load)
     if args.quick:
         records = mark_quick(records)
         print(QUICK_NOTE)
     print(format_table(records))
     if args.json:
-        write_json(args.json, header(args.threads, args.quick, load), records)
+        write_json(args.json, head, records)

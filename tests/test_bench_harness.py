@@ -118,6 +118,7 @@ def test_run_benchmarks_runs_each_benchmark_under_the_stated_threads(monkeypatch
     head, records, failed = harness.run_benchmarks(["hdf5"], quick=False, threads=threads)
     assert failed == [] and [r.threads for r in records] == [threads, threads]
     assert head["threads"] == threads and head["quick"] is False
+    assert [b["num_threads"] for b in head["blas"]] == [threads] * len(head["blas"])
     assert records[0].target == "<= 1.3"
     _, quick, _ = harness.run_benchmarks(["hdf5"], quick=True, threads=threads)
     assert [r.target for r in quick] == ["(<= 1.3: not comparable, --quick)", ""]
