@@ -101,8 +101,8 @@ def direct_program_trial(weights: np.ndarray, wire: bool = False):
             read,
             lambda b: board.apply_pulses(0, b.row, b.col, b.device, b.kind, b.amplitude, b.width),
         )
-        if wire:
-            board.advance_clock(SETTLE)
+        if wire:  # as the plan waits: to the clock read now plus the settle time
+            board.wait_until(board.clock() + SETTLE)
         else:
             chip.advance(SETTLE)
         g = cell_conductance(board.read_conductance(0), strategy.dpp)

@@ -317,6 +317,23 @@ def passes(threads: int) -> None:
         "(median of 50, interleaved)"
     )
     lp.print_stats(output_unit=1e-3, stripzeros=True)
+    from mock_hw.slow_noise import _normal_table, standard_normal
+
+    out, table = np.empty((1024, 256), np.float32), _normal_table()
+    draws = {
+        "mock_hw standard_normal (uint16 integers + take)": lambda: standard_normal(
+            rng, out.shape, out=out
+        ),
+        "random_raw words viewed as uint16 + take": lambda: np.take(
+            table, rng.bit_generator.random_raw(out.size // 4).view(np.uint16), out=out.ravel()
+        ),
+        "rng.standard_normal(dtype=float32)": lambda: rng.standard_normal(
+            out.shape, np.float32, out=out
+        ),
+    }
+    t = interleave({k: lambda f=f: _wall(f) for k, f in draws.items()}, 51)
+    for k in draws:
+        print(f"{1e3 * t.median(k):.3f} ms  {k} (1024 x 256, median of 51)")
 
 
 def _wall(fn: Callable[[], object]) -> float:

@@ -118,3 +118,22 @@ def test_every_benchmark_runs_quick_from_the_command_line(tmp_path):
     timed = [r for r in records if r.repeats > 1]
     assert timed and all(r.low <= r.value <= r.high for r in timed)
     assert all("not comparable" in r.target for r in records if r.target)
+
+
+@pytest.mark.slow
+def test_the_profile_commands_of_the_performance_plan_still_run(tmp_path):
+    """docs/performance.md's commands (those needing no dev tool) run on today's code."""
+    script = ROOT / "scripts" / "profile_bench.py"
+    for args, expect in [
+        (["stages", "tdp", "--repeats", "1"], "| + wire codec |"),
+        (["messages", "mvm"], "bluesky.utils.Plan formatted the stack"),
+    ]:
+        out = subprocess.run(
+            [sys.executable, str(script), *args],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            cwd=tmp_path,
+        )
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert expect in out.stdout
