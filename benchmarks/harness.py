@@ -176,21 +176,24 @@ def interleave(sides: Mapping[str, Trial], repeats: int) -> Timings:
     Returns
     -------
     Timings
-        Per side the seconds of each repeat (in repeat order), the BLAS threads in force
-        and the 1-minute load average before and after.
+        Per side the seconds of each repeat (in repeat order), the most BLAS threads in
+        force after any trial, and the 1-minute load average before and after.
     """
     if repeats < 1:
         raise ValueError(f"repeats = {repeats} must be >= 1")
     names = list(sides)
     seconds: dict[str, list[float]] = {n: [] for n in names}
-    if _requested:
-        threadpool_limits(limits=_requested[-1], user_api="blas")
+    threads: set[int | None] = set()
     before = os.getloadavg()[0]
     for i in range(repeats):
         for n in names if i % 2 == 0 else names[::-1]:
+            if _requested:  # also for a library a trial loaded
+                threadpool_limits(limits=_requested[-1], user_api="blas")
             seconds[n].append(float(sides[n]()))
+            threads.add(blas_threads())  # one loaded during the trial ran with its default
     after = os.getloadavg()[0]
-    return Timings({n: np.array(s) for n, s in seconds.items()}, blas_threads(), (before, after))
+    most = max((t for t in threads if t is not None), default=None)
+    return Timings({n: np.array(s) for n, s in seconds.items()}, most, (before, after))
 
 
 def blas_threads() -> int | None:
@@ -210,7 +213,9 @@ def using_blas_threads(threads: int) -> Iterator[None]:
 
     threadpoolctl limits the libraries loaded when it is called; one loaded later (e.g.
     scipy's own OpenBLAS, imported by scikit-learn inside a benchmark) starts with all
-    cores, so `interleave` applies the innermost count again before it times.
+    cores, so `interleave` applies the innermost count again before every trial, and
+    reports the most threads seen after any (a library loaded during a trial ran it
+    with its default).
     """
     if threads < 1:
         raise ValueError(f"threads = {threads} must be >= 1")

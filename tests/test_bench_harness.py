@@ -102,6 +102,13 @@ def test_interleave_applies_the_stated_count_to_libraries_that_changed_since(mon
         threadpool_limits(limits=2, user_api="blas")
         assert harness.blas_threads() == 2
         assert interleave({"a": lambda: 1.0}, 1).threads == 1
+
+        def loads_a_library() -> float:  # a trial during which a BLAS ran with 2 threads
+            threadpool_limits(limits=2, user_api="blas")
+            return 1.0
+
+        t = interleave({"a": lambda: 1.0, "b": loads_a_library}, 2)
+        assert t.threads == 2  # said, not hidden
         with harness.using_blas_threads(2):
             assert harness.blas_threads() == 2
         assert harness.blas_threads() == 1
@@ -139,7 +146,15 @@ def test_a_failing_benchmark_is_reported_and_the_others_still_run(monkeypatch):
 
 
 def test_available_lists_every_bench_module():
-    assert harness.available() == ["chip", "hdf5", "inference", "link", "plans", "program"]
+    assert harness.available() == [
+        "chip",
+        "hdf5",
+        "inference",
+        "link",
+        "plans",
+        "program",
+        "stations",
+    ]
 
 
 def _sample() -> tuple[dict, list[Record]]:
