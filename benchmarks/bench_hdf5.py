@@ -5,9 +5,9 @@ the RunEngine's own cost is not counted).  The baseline appends the same frames 
 one to a resizable dataset with the same chunks and filters, in the same file mode
 (``libver="latest"``, SWMR) and with the writer's durability: ``flush`` (and ``fsync``,
 when the writer fsyncs) after creating the file, after creating the stream, whenever
-``max_buffer_bytes`` of frames or ``flush_interval`` seconds have gone unflushed, and
-twice at the end (the data, then the stop record).  Writer and loop alternate repeat by
-repeat.
+``max_buffer_bytes`` of frames or ``flush_interval`` seconds have gone unflushed (twice:
+the frames, then the count of valid rows), and at the end (the last frames and their
+count, then the stop record).  Writer and loop alternate repeat by repeat.
 """
 
 from __future__ import annotations
@@ -44,20 +44,34 @@ def _documents(n: int) -> list[tuple[str, dict]]:
 
 
 def _raw_loop(path: Path, frames: list[np.ndarray], writer: HDF5Writer, **filters) -> None:
-    """Append ``frames`` with plain h5py, flushing and fsyncing as ``writer`` would."""
+    """Append ``frames`` with plain h5py, flushing and fsyncing as ``writer`` would.
 
-    def flush(f: h5py.File) -> None:
+    As the writer does, a flush with new frames syncs twice: the frames first, then the
+    count of valid rows (``seq_num``), so that a crash never leaves rows that pass for
+    data without it.
+    """
+
+    def sync(f: h5py.File) -> None:
         f.flush()
         if writer.fsync:
             os.fsync(f.id.get_vfd_handle())
 
     with h5py.File(path, "w", libver="latest") as f:
         f.swmr_mode = True
-        flush(f)
+        sync(f)
         d = f.create_dataset(
             "img", (0, *FRAME), "f4", maxshape=(None, *FRAME), chunks=(1, *FRAME), **filters
         )
-        flush(f)
+        seq = f.create_dataset("seq_num", (0,), "i8", maxshape=(None,), chunks=(1024,))
+        sync(f)
+
+        def flush() -> None:
+            sync(f)
+            counted = len(seq)
+            seq.resize(len(d), axis=0)
+            seq[counted:] = np.arange(counted + 1, len(d) + 1)
+            sync(f)
+
         pending, since = 0, 0.0
         for i, frame in enumerate(frames):
             d.resize(i + 1, axis=0)
@@ -68,11 +82,12 @@ def _raw_loop(path: Path, frames: list[np.ndarray], writer: HDF5Writer, **filter
             if pending >= writer.max_buffer_bytes or time.monotonic() - since >= (
                 writer.flush_interval
             ):
-                flush(f)
+                flush()
                 pending = 0
-        flush(f)
+        if pending:
+            flush()
         f.attrs["end_time"] = time.time()
-        flush(f)
+        sync(f)
 
 
 def run(quick: bool = False) -> list[Record]:
