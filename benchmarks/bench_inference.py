@@ -8,7 +8,9 @@ The same work in each of the three, measured in one run (samples per second):
   one global drift compensation, then every batch of 256 inputs with its event
   (predictions, per-layer errors);
 - direct: the same engine steps on a ``mock_hw.chip.Chip`` called directly
-  (``run_steps`` with a plain backend): calibrate, compensate, predict batch by batch;
+  (``run_steps`` with a plain backend) with the same figures as the plan: the software
+  reference outputs, calibrate, compensate, predict batch by batch with each batch's
+  per-layer errors, the scores at the end;
 - numpy: the software model's forward pass with float32 matrices.
 
 The test set (540 digits) is tiled to ``n`` inputs; the model is trained before the
@@ -17,55 +19,43 @@ timing (the plan is given the Model, not the task name).
 
 from __future__ import annotations
 
-import tempfile
 import time
+import types
 
 import numpy as np
-from bluesky import RunEngine
 
-from benchmarks.common import Record, best_time, main
-from labcim.connection import connect
-from labcim.hdf5 import HDF5Writer
+from benchmarks.bench_plans import stack_trial
+from benchmarks.harness import Record, interleave, main, timed
 from labcim.network.execution import prepare, run_steps
 from labcim.network.simchip import SimChipBackend, chip_strategy
 from labcim.network.tasks import digits_mlp
 from mock_hw.chip import Chip
-from plans.inference import CALIBRATION_ROWS, network_inference
+from plans.inference import CALIBRATION_ROWS, layer_errors, network_inference, scores
 
 URL = "sim://pcm-hermes?cores=3&seed=1"
 BATCH = 256
 
 
-def _stack_seconds(model, X: np.ndarray, X_cal: np.ndarray, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
-        board = connect(URL)
-        with tempfile.TemporaryDirectory() as out:
-            RE = RunEngine({})
-            RE.subscribe(HDF5Writer(out))
-            plan = network_inference(
-                board, model, X, X_cal=X_cal, times=[0.0], program=False, batch_size=BATCH
-            )
-            t0 = time.perf_counter()
-            RE(plan)
-            best = min(best, time.perf_counter() - t0)
-        board.close()
-    return best
-
-
-def _direct_seconds(model, X: np.ndarray, X_cal: np.ndarray, repeat: int) -> float:
-    best = float("inf")
-    for _ in range(repeat):
+def _direct_trial(model, X: np.ndarray, X_cal: np.ndarray):
+    def trial() -> float:
         chip = Chip.from_preset("pcm-hermes", cores=3, seed=1)
         backend = SimChipBackend(chip, chip_strategy(chip).g_cell_max)
         t0 = time.perf_counter()
+        reference = model.forward(X)
         dep = prepare(model, backend, X)
         run_steps(backend, dep.calibrate(X_cal))
         run_steps(backend, dep.compensate_drift("global"))
+        job = types.SimpleNamespace(model=model)  # all that layer_errors reads of a job
+        outputs = []
         for lo in range(0, len(X), BATCH):
-            run_steps(backend, dep.forward(X[lo : lo + BATCH]))
-        best = min(best, time.perf_counter() - t0)
-    return best
+            outs = run_steps(backend, dep.forward(X[lo : lo + BATCH]))
+            outputs.append(outs[-1])
+            outs[-1].argmax(axis=1)
+            layer_errors(job, X[lo : lo + BATCH], outs)
+        scores(np.concatenate(outputs), None, reference)
+        return time.perf_counter() - t0
+
+    return trial
 
 
 def _numpy_float32(model, X: np.ndarray):
@@ -78,25 +68,36 @@ def _numpy_float32(model, X: np.ndarray):
 
 
 def run(quick: bool = False) -> list[Record]:
-    """Samples per second of the three, and the ratios (``quick``: one trial, 2,160 inputs)."""
+    """Samples per second of the three, and the ratio (``quick``: 2 repeats, 2,160 inputs)."""
     task = digits_mlp()
     n = 2160 if quick else 10_800
-    repeat = 1 if quick else 3
     X = np.resize(task.X_test, (n, task.X_test.shape[1]))
     X_cal = task.X_train[:CALIBRATION_ROWS]
-    stack = _stack_seconds(task.model, X, X_cal, repeat)
-    direct = _direct_seconds(task.model, X, X_cal, repeat)
-    software = best_time(_numpy_float32(task.model, X), repeat=5)
+    t = interleave(
+        {
+            "stack": stack_trial(
+                lambda board: network_inference(
+                    board, task.model, X, X_cal=X_cal, times=[0.0], program=False, batch_size=BATCH
+                ),
+                URL,
+            ),
+            "direct": _direct_trial(task.model, X, X_cal),
+            "numpy": timed(_numpy_float32(task.model, X), number=5),
+        },
+        2 if quick else 5,
+    )
+    name = f"digits MLP {n} samples, batch {BATCH}"
     return [
-        Record(f"digits MLP {n} samples: full stack", n / stack, "1/s"),
-        Record(f"digits MLP {n} samples: engine on Chip directly", n / direct, "1/s"),
-        Record(f"digits MLP {n} samples: numpy float32 forward", n / software, "1/s"),
-        Record(
-            "full stack / direct (time)",
-            stack / direct,
-            "x",
-            f"engine on Chip: {direct:.3f} s",
+        t.ratio(
+            f"{name}: full stack / direct",
+            "stack",
+            "direct",
+            f"engine on Chip ({t.median('direct'):.3f} s)",
+            "<= 1.5",
         ),
+        t.rate(f"{name}: full stack", "stack", n, "1/s"),
+        t.rate(f"{name}: engine on Chip directly", "direct", n, "1/s"),
+        t.rate(f"{name}: numpy float32 forward", "numpy", n, "1/s"),
     ]
 
 

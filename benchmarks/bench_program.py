@@ -1,12 +1,18 @@
 """TDP write-verify of every device of a simulated 64-core HERMES-like chip.
 
-All cores are programmed by one strategy state: the cores are stacked along the rows
-(``(2, cores * 256, 256)`` targets), so each step is one vectorized pass over the whole
-chip (16.8 M devices).  Each core is read right after its own pulses, as HERMES's
-per-core programming units would; the simulator has one clock for the whole chip, and
-reading every core only after pulsing all of them would let the 50 ms PCM relaxation
-show up in verify reads.  Weights are uniform in [-1, 1] with 30 % zeros (the HERMES MVM
-test distribution).
+Direct: all cores are programmed by one strategy state on a ``mock_hw.chip.Chip``: the
+cores are stacked along the rows (``(2, cores * 256, 256)`` targets), so each step is one
+vectorized pass over the whole chip (16.8 M devices).  Each core is read right after its
+own pulses, as HERMES's per-core programming units would; the simulator has one clock
+for the whole chip, and reading every core only after pulsing all of them would let the
+50 ms PCM relaxation show up in verify reads.  Weights are uniform in [-1, 1] with 30 %
+zeros (the HERMES MVM test distribution).  The timed part also holds what
+``tdp_program`` does beyond the strategy: the targets from the weights, each read's
+error figures, the settle time and the final verify read.
+
+Full stack: ``tdp_program`` of the same weights over every core of
+``sim://pcm-hermes`` under a RunEngine with the HDF5 writer subscribed (one strategy
+state per core).  The two alternate repeat by repeat.
 """
 
 from __future__ import annotations
@@ -15,10 +21,13 @@ import time
 
 import numpy as np
 
-from benchmarks.common import Record, main
-from labcim.mapping import weights_to_targets
+from benchmarks.bench_plans import SETTLE, stack_trial
+from benchmarks.harness import Record, interleave, main
+from labcim.characterization import cell_conductance, error_stats
+from labcim.mapping import weight_scale, weights_to_targets
 from labcim.writeverify import PulseBatch, run_write_verify, strategy_for_chip
 from mock_hw.chip import Chip
+from plans import tdp_program
 
 
 def _weights(rows: int, cols: int, seed: int) -> np.ndarray:
@@ -33,37 +42,68 @@ def _per_cell(a: np.ndarray) -> np.ndarray:
     return a.transpose(1, 0, 2, 3).reshape(2, -1, a.shape[-1])
 
 
-def run(quick: bool = False) -> list[Record]:
-    """Program a full 64-core chip (``quick``: 4 cores) with TDP; time and error figures."""
-    cores = 4 if quick else 64
-    chip = Chip.from_preset("pcm-hermes", cores=cores, seed=0)
-    info = chip.identify()
-    rows, dpp = info["rows"], info["devices_per_polarity"]
-    strategy = strategy_for_chip("tdp", info)
-    targets = weights_to_targets(_weights(cores * rows, info["cols"], 1), strategy.g_cell_max, 1.0)
-    readback = np.empty((2 * dpp, cores * rows, info["cols"]), np.float32)
-    pulses = 0
+def _direct_trial(cores: int, weights: np.ndarray, last: dict):
+    """A trial programming every core directly; leaves chip, state, pulses in ``last``."""
 
-    def read_core(c: int) -> None:
-        readback[:, c * rows : (c + 1) * rows] = chip.read_conductance(c)
+    def trial() -> float:
+        last.clear()
+        chip = Chip.from_preset("pcm-hermes", cores=cores, seed=0)
+        t0 = time.perf_counter()
+        info = chip.identify()
+        rows, dpp = info["rows"], info["devices_per_polarity"]
+        strategy = strategy_for_chip("tdp", info)
+        targets = weights_to_targets(weights, strategy.g_cell_max, weight_scale(weights))
+        readback = np.empty((2 * dpp, cores * rows, info["cols"]), np.float32)
+        pulses = 0
 
-    def apply(batch: PulseBatch) -> None:
-        nonlocal pulses
-        pulses += len(batch)
+        def read_core(c: int) -> None:  # with the figures tdp_program records of a read
+            block = slice(c * rows, (c + 1) * rows)
+            readback[:, block] = chip.read_conductance(c)
+            err = cell_conductance(readback[:, block], dpp) - targets[:, block]
+            error_stats(err)
+            int((np.abs(err) > strategy.tolerance).sum())
+
+        def apply(batch: PulseBatch) -> None:
+            nonlocal pulses
+            pulses += len(batch)
+            for c in range(cores):
+                b = batch.rows_between(c * rows, (c + 1) * rows)
+                chip.apply_pulses(
+                    c, b.row - c * rows, b.col, b.device, b.kind, b.amplitude, b.width
+                )
+                read_core(c)
+
         for c in range(cores):
-            b = batch.rows_between(c * rows, (c + 1) * rows)
-            chip.apply_pulses(c, b.row - c * rows, b.col, b.device, b.kind, b.amplitude, b.width)
             read_core(c)
+        state = run_write_verify(strategy, targets, lambda: readback, apply)
+        chip.advance(SETTLE)
+        for c in range(cores):
+            readback[:, c * rows : (c + 1) * rows] = chip.read_conductance(c)
+        g = cell_conductance(readback, dpp)
+        float((g - state.goal)[~state.failed].std())
+        seconds = time.perf_counter() - t0
+        last.update(chip=chip, state=state, strategy=strategy, pulses=pulses)
+        return seconds
 
-    def read() -> np.ndarray:
-        return readback
+    return trial
 
-    t0 = time.perf_counter()
-    for c in range(cores):
-        read_core(c)
-    state = run_write_verify(strategy, targets, read, apply)
-    seconds = time.perf_counter() - t0
 
+def run(quick: bool = False) -> list[Record]:
+    """Program a full 64-core chip (``quick``: 4 cores) with TDP, directly and through the
+    full stack; time and error figures."""
+    cores = 4 if quick else 64
+    weights = _weights(cores * 256, 256, 1)
+    last: dict = {}
+    t = interleave(
+        {
+            "direct": _direct_trial(cores, weights, last),
+            "stack": stack_trial(
+                lambda board: tdp_program(board, weights), f"sim://pcm-hermes?cores={cores}&seed=0"
+            ),
+        },
+        1 if quick else 3,
+    )
+    chip, state, strategy = last["chip"], last["state"], last["strategy"]
     chip.advance(1.0)  # let the relaxation show: the error HERMES reports
     g = _per_cell(chip.model.programmed_conductance(chip.state).sum(axis=2))
     working = ~_per_cell(chip.state["stuck"].any(axis=2))
@@ -71,15 +111,17 @@ def run(quick: bool = False) -> list[Record]:
     std = float(err.std())
     devices = chip.state["stuck"].size
     label = f"tdp pcm-hermes {cores} cores ({devices / 1e6:.1f} M devices)"
+    direct = f"direct ({t.median('direct'):.1f} s)"
     return [
-        Record(f"{label}: total", seconds, "s", "", "< 60" if not quick else ""),
-        Record(f"{label}: device-pulse updates", pulses / seconds, "1/s"),
-        Record(f"{label}: pulses per device", pulses / devices, ""),
-        Record(f"{label}: pulse batches", state.iteration, ""),
-        Record(f"{label}: weight error", std, "uS"),
-        Record(f"{label}: weight error / g_cell_max", 100 * std / strategy.g_cell_max, "%"),
-        Record(f"{label}: converged (working cells)", 100 * state.converged[working].mean(), "%"),
-        Record(f"{label}: saturated (working cells)", 100 * state.saturated[working].mean(), "%"),
+        t.duration(f"{label}: direct, total", "direct", "<= 30"),
+        t.ratio(f"{label}: full stack / direct", "stack", "direct", direct, "<= 1.3"),
+        t.rate(f"{label}: device-pulse updates, direct", "direct", last["pulses"], "1/s"),
+        t.plain(f"{label}: pulses per device", last["pulses"] / devices, ""),
+        t.plain(f"{label}: pulse batches", state.iteration, ""),
+        t.plain(f"{label}: weight error", std, "uS"),
+        t.plain(f"{label}: weight error / g_cell_max", 100 * std / strategy.g_cell_max, "%"),
+        t.plain(f"{label}: converged (working cells)", 100 * state.converged[working].mean(), "%"),
+        t.plain(f"{label}: saturated (working cells)", 100 * state.saturated[working].mean(), "%"),
     ]
 
 

@@ -1,6 +1,5 @@
-"""``labcim run``, ``labcim bench``, `labcim.engine.session`, and plugin plans on a sim:// board."""
+"""``labcim run``, `labcim.engine.session`, and plugin plans on a sim:// board."""
 
-import json
 import re
 import subprocess
 
@@ -102,19 +101,3 @@ def test_session_gives_an_engine_saving_runs_and_the_board(tmp_path, plugin):
     assert open_runs(tmp_path / "data")[0].exit_status == "success"
     RE, board = session("none", tmp_path / "data")
     assert board is None and RE.waiting_hook is not None
-
-
-def test_bench_runs_the_named_benchmarks_into_one_table_and_json(tmp_path, capsys):
-    assert main(["--quiet", "bench", "nope"]) == 2
-    assert "available: " in capsys.readouterr().out
-    target = tmp_path / "bench.json"
-    assert main(["--quiet", "bench", "--quick", "--json", str(target), "hdf5"]) == 0
-    caveat, _, table = capsys.readouterr().out.partition("labcim bench without --quick).\n")
-    assert "not comparable with" in caveat  # issue 14: a quick run says so
-    table = table.splitlines()
-    assert table[0].split() == ["benchmark", "value", "unit", "compared", "with", "target"]
-    records = json.loads(target.read_text())
-    assert len(records) == len(table) - 1 and records[0]["name"].startswith("hdf5 writer")
-    assert set(records[0]) == {"name", "value", "unit", "compared_with", "target"}
-    targets = [r["target"] for r in records if r["target"]]
-    assert targets and all("not comparable, --quick" in t for t in targets)
