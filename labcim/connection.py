@@ -21,7 +21,6 @@ from __future__ import annotations
 import importlib.util
 import re
 from collections.abc import Callable
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -35,6 +34,7 @@ from drivers.urlhandler import protocol_serial
 from labcim.devices.board import ChipTestBoard, board_class
 from labcim.devices.smu import SMU
 from labcim.model_file import load_model
+from labcim.registry import load_classes
 from mock_hw.board_server import BoardHandler
 from mock_hw.chip import PRESETS, Chip
 
@@ -275,12 +275,8 @@ def smu_models() -> dict[str, type[SourceMeter]]:
         Two classes claiming one name (naming both).
     """
     models: dict[str, type[SourceMeter]] = {}
-    for entry in entry_points(group=SMU_MODEL_GROUP):
-        cls = entry.load()
-        if not (isinstance(cls, type) and issubclass(cls, SourceMeter)):
-            raise TypeError(f"{SMU_MODEL_GROUP} entry point {entry.name} = {entry.value} is not "
-                            "a drivers.smu.SourceMeter subclass")  # fmt: skip
-        for name in {entry.name.lower(), *cls.names}:
+    for entry_name, cls in load_classes(SMU_MODEL_GROUP, "SMU model", SourceMeter).items():
+        for name in {entry_name.lower(), *cls.names}:
             if models.setdefault(name, cls) is not cls:
                 raise ValueError(
                     f"SMU model name {name!r} is claimed by {models[name].__qualname__} and "
