@@ -35,7 +35,8 @@ import numpy as np
 from labcim.characterization import cell_conductance
 from labcim.hdf5 import Run
 from labcim.model_file import ModelFile
-from labcim.replay import DEFAULT_PRESET, label
+from labcim.replay import label
+from labcim.twin.chips import DEFAULT_PRESET
 from mock_hw import pcm_stats
 
 DEAD_FRACTION = 0.1

@@ -2,14 +2,16 @@
 
 A run holds everything needed to re-run it (docs/replay.md): ``plan_name``,
 ``plan_args`` (arrays as datasets), ``board_identity`` and, on a simulated chip,
-``board_identity.sim_chip`` (`labcim.sim_record`).  `rebuild_call` turns a run back into
-a plan call, naming whatever is missing; `SimChips` gives the simulated chip to replay it
-on; `compare` sets a replayed run against the recorded one, key figure by key figure
-and data key by data key; `replay` does all of it for the runs of a file.
+``board_identity.sim_chip`` (what its IDENTIFY reply said about the chip,
+`labcim.twin.chips`).  `rebuild_call` turns a run back into a plan call, naming whatever
+is missing; `labcim.twin.chips.SimChips` gives the simulated chip to replay it on;
+`compare` sets a replayed run against the recorded one, key figure by key figure and
+data key by data key; `replay` does all of it for the runs of a file.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from labcim.connection import connect, connect_sim_chip
+from labcim.connection import connect
 from labcim.engine import run_engine, run_plan
 from labcim.hdf5 import Run, Runs, open_runs
 from labcim.hdf5.layout import (
@@ -32,8 +34,8 @@ from labcim.hdf5.layout import (
 from labcim.hdf5.opening import DamagedFileError, open_readable
 from labcim.plan_args import ArgumentError, PlanSignature
 from labcim.registry import UnknownPlanError, get_plan
-from labcim.sim_record import configure, fresh_chip, matches
-from mock_hw.chip import Chip
+from labcim.twin.chips import NoSimulatedChipError, SimChips, chip_like, matches
+from labcim.twin.sim_url import connect_chip
 
 LINK_KEYS = (
     "frames_sent",
@@ -48,9 +50,6 @@ LINK_KEYS = (
 )
 """Link-health readings of the board (``board_fpga_<name>``): they describe the wire and
 the host's clock, not the chip, so they are compared but never required to agree."""
-
-DEFAULT_PRESET = {"pcm": "pcm-hermes", "rram": "rram-hfox"}
-"""Preset of the simulated chip a run recorded on real hardware is replayed on."""
 
 
 class ReplayError(ValueError):
@@ -87,7 +86,8 @@ class PlanCall:
 
     @property
     def sim_record(self) -> dict[str, Any] | None:
-        """The recorded simulated chip (`labcim.sim_record.chip_record`), if it was one."""
+        """What the recorded board's IDENTIFY said about its simulated chip, if it was
+        one (`labcim.twin.chips`)."""
         return (self.identity or {}).get("sim_chip")
 
 
@@ -208,57 +208,6 @@ def rebuild_call(run: Run) -> PlanCall:
     return PlanCall(run, plan, arguments)
 
 
-class SimChips:
-    """The simulated chips of a replay session, rebuilt from the runs' records.
-
-    A run recorded on a fresh chip (clock 0) gets a fresh chip from its spec: the exact
-    chip it ran on.  A run recorded on a chip that had seen earlier operations continues
-    on the chip of an earlier replay when that one is in the recorded state (same spec,
-    clock and generator: `labcim.sim_record.matches`), so replaying all the runs of a
-    campaign in order reproduces each of them.  Otherwise the fresh chip's clock is moved
-    to the recorded one, and the replay is only statistically the same.
-    """
-
-    def __init__(self) -> None:
-        self.chips: list[Chip] = []
-
-    def chip_for(self, record: dict[str, Any]) -> tuple[Chip, bool]:
-        """The chip to replay a run with sim record ``record`` on, and whether it is exact."""
-        for chip in self.chips:
-            if matches(chip, record):
-                configure(chip, record)
-                return chip, True
-        chip = fresh_chip(record)
-        self.chips.append(chip)
-        exact = matches(chip, record)
-        if not exact:
-            chip.advance(record["clock"])
-        return chip, exact
-
-
-def chip_from_identity(identity: dict[str, Any]) -> Chip:
-    """A simulated chip like the recorded real one: its technology's preset, its geometry.
-
-    Raises
-    ------
-    ReplayError
-        If the identity names a device type with no preset.
-    """
-    device_type = identity.get("device_type")
-    if device_type not in DEFAULT_PRESET:
-        raise ReplayError(
-            f"board identity device_type = {device_type!r}: no simulated chip for it "
-            f"(known: {sorted(DEFAULT_PRESET)}); give --chip"
-        )
-    return Chip.from_preset(
-        DEFAULT_PRESET[device_type],
-        cores=identity["n_cores"],
-        rows=identity["rows"],
-        cols=identity["cols"],
-        devices_per_polarity=identity["devices_per_polarity"],
-    )
-
-
 @dataclass
 class Replayed:
     """One replayed run.
@@ -305,8 +254,9 @@ def replay(
         Run numbers or uid prefixes (`select_runs`); default all runs, in order.
     chip : str, optional
         Chip URL to replay on (``labcim.connect``); default the simulated chip rebuilt
-        from each run (`SimChips`), or for a run recorded on real hardware the preset
-        of its technology with its geometry (`chip_from_identity`).
+        from each run (`labcim.twin.chips.SimChips`), or for a run recorded on real
+        hardware the preset of its technology with its geometry
+        (`labcim.twin.chips.chip_like`).
     out : str or Path, optional
         Where the new runs go; default next to the recorded ones (`results_location`).
     progress : bool
@@ -349,19 +299,24 @@ def _board_for(call: PlanCall, url: str | None, chips: SimChips) -> tuple[Any, s
     record = call.sim_record
     if url is not None:
         board = connect(url)
-        exact = record is not None and board.sim_chip is not None
-        return board, url, exact and matches(board.sim_chip, record)
+        board.simulator.trigger().wait(board.status_timeout)  # IDENTIFY, through the wire
+        state = board.simulator.record.get()
+        exact = bool(record and state) and matches(json.loads(state), record)
+        return board, url, exact
     if record is not None:
         chip, exact = chips.chip_for(record)
         spec = record["spec"]
         state = "as recorded" if exact else f"fresh, clock moved to {record['clock']:.6g} s"
         described = f"simulated {spec['preset']} seed {spec['seed']} rebuilt from the run ({state})"
-        return connect_sim_chip(chip), described, exact
+        return connect_chip(chip), described, exact
     if call.identity is None:
         raise ReplayError(f"{call.label}: the run records no board identity; give --chip URL")
-    chip = chip_from_identity(call.identity)
+    try:
+        chip = chip_like(call.identity)
+    except NoSimulatedChipError as exc:
+        raise ReplayError(f"{call.label}: {exc}") from None
     described = f"simulated {chip.spec.preset} like the recorded {call.identity.get('chip')}"
-    return connect_sim_chip(chip), described, False
+    return connect_chip(chip), described, False
 
 
 # -- comparison ------------------------------------------------------------------------

@@ -285,6 +285,7 @@ class BoardHandler:
             "record": {"operations": self.record.max_operations, "bytes": self.record.max_bytes},
             "simulated": True,
             "chip": self.chip.identify(),
+            "simulator": self.chip.record(),
         }
         return _encode(Opcode.IDENTIFY, obj=info)
 

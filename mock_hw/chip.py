@@ -11,6 +11,7 @@ changes; bad requests raise :class:`~mock_hw.errors.InvalidRequestError` (or
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -185,6 +186,38 @@ class Chip:
             "g_max_uS": self.model.g_max,
             "limits": self.limits.to_dict(),
             "seed": s.seed,
+        }
+
+    def fingerprint(self) -> str:
+        """Short hash of the random generator's state: equal states, equal hashes."""
+        state = json.dumps(self.rng.bit_generator.state, sort_keys=True)
+        return hashlib.sha256(state.encode()).hexdigest()[:16]
+
+    def record(self) -> dict[str, Any]:
+        """What rebuilds this chip as it is now: the simulator fields of IDENTIFY.
+
+        A chip is fully determined by its spec and the operations it has seen; every
+        operation advances the clock, so a chip at clock 0 is the fresh chip of its spec,
+        and two chips of one spec with equal clocks and generator fingerprints are in the
+        same state (docs/protocol.md, IDENTIFY).
+
+        Returns
+        -------
+        dict
+            ``spec`` (the ChipSpec as a dict), ``clock`` (s), ``rng`` (`fingerprint`),
+            ``configs`` (``{core index as str: CoreConfig dict}`` of the cores not at
+            the default configuration).
+        """
+        default = CoreConfig()
+        return {
+            "spec": asdict(self.spec),
+            "clock": self.time,
+            "rng": self.fingerprint(),
+            "configs": {
+                str(i): xbar.config.to_dict()
+                for i, xbar in enumerate(self.cores)
+                if xbar.config != default
+            },
         }
 
     def config(self, core: int) -> CoreConfig:

@@ -30,7 +30,6 @@ from bluesky.utils import Msg, short_uid
 from ophyd import Signal
 
 from labcim.devices.signals import UnitSignal, new_op_id
-from labcim.sim_record import chip_record
 
 Plan = Generator[Msg, Any, Any]
 """A bluesky plan or plan stub."""
@@ -63,18 +62,22 @@ def derived(name: str, value: Any = 0.0, units: str = "", kind: str = "normal") 
 
 
 def identity(board: Any) -> Plan:
-    """The board's identity as a dict (``limits`` parsed from its JSON); reads no hardware.
+    """The board's identity as a dict (``limits`` parsed from its JSON).
 
-    On a simulated board it also holds ``sim_chip`` (`labcim.sim_record.chip_record`):
-    what a replay needs to rebuild the chip exactly as the run found it.
+    A simulated board is asked once more (``board.simulator``: one IDENTIFY over the
+    wire) what rebuilds its chip as it is now, kept as ``sim_chip``: its spec, clock,
+    random-generator fingerprint and core configurations (docs/replay.md).  Real
+    hardware is not asked anything.
     """
     values = {}
     for key in IDENTITY:
         values[key] = yield from bps.rd(getattr(board, key))
     values["limits"] = json.loads(values["limits"])
-    record = chip_record(board)
-    if record is not None:
-        values["sim_chip"] = record
+    if values["simulated"]:
+        yield from trigger_wait(board.simulator)
+        record = yield from value(board.simulator.record)
+        if record:
+            values["sim_chip"] = json.loads(record)
     return values
 
 
