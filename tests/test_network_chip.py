@@ -1,7 +1,7 @@
 """Networks on the simulated pcm-hermes chip (fixed seeds): the Must-shows of issue 7.
 
 The engine against the simulator called directly; weights are programmed with TDP
-write-verify through the chip's pulse/read interface (see labcim.network.simchip).  Drift
+write-verify through the chip's pulse/read interface (see labcim.twin.simchip).  Drift
 times are counted from the end of programming; calibration and the drift reference are
 read 1 s after it.  The same Must-shows through bluesky: tests/test_plans_inference.py.
 """
@@ -16,9 +16,9 @@ from labcim.network.execution import run_steps
 from labcim.network.hybrid import select_digital, sensitivity
 from labcim.network.model import ModelError
 from labcim.network.placement import PlacementError
-from labcim.network.simchip import deploy
 from labcim.network.tasks import diabetes_regressor, digits_cnn, digits_mlp
 from labcim.network.tuning import tune
+from labcim.twin.simchip import deploy
 from mock_hw.chip import Chip
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 month": 30 * 86400.0}

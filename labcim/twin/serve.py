@@ -27,6 +27,7 @@ from mock_hw.board_server import (
 from mock_hw.iv_device import DEVICES
 from mock_hw.smu_server import SMUServer
 
+
 def board_server(
     chip_url: str,
     *,

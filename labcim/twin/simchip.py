@@ -3,22 +3,20 @@
 A simulator convenience for tests, benchmarks and quick studies: the same engine the
 ``network_inference`` plan drives through devices, with weights programmed by the real
 write-verify path (:mod:`labcim.writeverify`, TDP by default) through the chip's public
-``read_conductance`` / ``apply_pulses``.  The chip is duck-typed (a
-:class:`mock_hw.chip.Chip`), so importing this module does not import the simulator.
+``read_conductance`` / ``apply_pulses``, without the link (benchmarks set it against the
+plan to measure what the wire and bluesky cost).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from labcim.network.execution import Deployment, prepare, run_steps
 from labcim.writeverify import Strategy, run_write_verify, strategy_for_chip
-
-if TYPE_CHECKING:
-    from mock_hw.chip import Chip
+from mock_hw.chip import Chip
 
 SETTLE = 1.0
 """Wait (s) after programming before calibrating (PCM relaxation: ~50 ms); the plan's
