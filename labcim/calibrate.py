@@ -37,11 +37,8 @@ from labcim.hdf5 import Run
 from labcim.model_file import ModelFile
 from labcim.replay import label
 from labcim.twin.chips import DEFAULT_PRESET
+from labcim.writeverify.base import DEAD_FRACTION
 from mock_hw import pcm_stats
-
-DEAD_FRACTION = 0.1
-"""A device reading below (after a full SET) or above (after a full RESET) this fraction
-of g_max is stuck; the write-verify strategies use the same rule."""
 
 MIN_CONDUCTANCE = 1.0
 """Devices reading less (uS) are left out of the drift and read-noise fits: near the

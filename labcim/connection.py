@@ -26,6 +26,7 @@ import pyvisa
 
 from drivers.board import BoardClient
 from drivers.smu import SMUError, SourceMeter
+from labcim.chip_identity import ChipIdentity
 from labcim.devices.board import ChipTestBoard, board_class
 from labcim.devices.smu import SMU
 from labcim.registry import load_classes
@@ -77,12 +78,13 @@ def board_device(
 
     Raises
     ------
-    Exception
-        Whatever building the device raised (the client is closed then).
+    labcim.chip_identity.IdentityError
+        An IDENTIFY reply without what labcim needs (the client is closed then).
     """
     try:
-        cls = board_class(client.info["chip"]["cores"])
-        return cls(client, name=name, status_timeout=status_timeout)
+        identity = ChipIdentity.from_identify(client.info)
+        cls = board_class(identity.n_cores)
+        return cls(client, identity, name=name, status_timeout=status_timeout)
     except BaseException:
         client.close()
         raise

@@ -27,6 +27,7 @@ from typing import Any
 import matplotlib.figure
 import numpy as np
 
+from labcim.chip_identity import ChipIdentity
 from labcim.hdf5.reader import Run
 from labcim.key_figures import iv_switching
 
@@ -123,11 +124,9 @@ def programming_errors(run: Run, core: int) -> np.ndarray:
     from labcim.writeverify import strategy_for_chip
 
     prog = _programming(run, core)
-    ident = run.metadata["board_identity"]
-    chip = {**ident, "g_max_uS": ident["g_max"]}
     strategy = strategy_for_chip(
         prog["strategy"],
-        chip,
+        ChipIdentity.from_record(run.metadata["board_identity"]),
         tolerance=prog["tolerance"],
         max_iterations=prog["max_iterations"],
         **prog["params"],

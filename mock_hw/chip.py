@@ -21,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from drivers.protocol import MAX_CLOCK, pulse_limit_violation
-from mock_hw.core import MVM_TIME, CoreConfig, Crossbar, Periphery, new_periphery_state
+from mock_hw.core import (
+    ADC_GAIN_RANGE,
+    MVM_TIME,
+    CoreConfig,
+    Crossbar,
+    Periphery,
+    new_periphery_state,
+)
 from mock_hw.devices import DeviceModel, PulseKind, PulseLimits
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
 from mock_hw.pcm import PCMDevice, PCMParams
@@ -184,7 +191,11 @@ class Chip:
             "cols": s.cols,
             "devices_per_polarity": s.devices_per_polarity,
             "g_max_uS": self.model.g_max,
-            "limits": self.limits.to_dict(),
+            "limits": {
+                **self.limits.to_dict(),
+                "adc_gain_min": ADC_GAIN_RANGE[0],
+                "adc_gain_max": ADC_GAIN_RANGE[1],
+            },
             "seed": s.seed,
         }
 

@@ -35,6 +35,7 @@ from ophyd.device import create_device_from_components
 
 from drivers import protocol
 from drivers.board import BoardAbortedError, BoardClient
+from labcim.chip_identity import RECORD_KEYS, ChipIdentity
 from labcim.devices.core import CIMCore
 from labcim.devices.signals import (
     DriverStatus,
@@ -163,6 +164,9 @@ class ChipTestBoard(Device):
     ----------
     client : BoardClient
         An open client; the device owns it from now on (:meth:`close`).
+    identity : ChipIdentity
+        What the client's IDENTIFY reply says (``board.identity``: geometry, device
+        type and limits, used for every check before sending).
     name : str
         Prefix of every signal name (``board_core0_conductance_map``, ...).
     status_timeout : float
@@ -186,28 +190,25 @@ class ChipTestBoard(Device):
     def __init__(
         self,
         client: BoardClient,
+        identity: ChipIdentity,
         *,
         name: str = "board",
         status_timeout: float = 60.0,
         **kwargs: Any,
     ) -> None:
-        # Set before Device.__init__: the components reach the client while being built.
+        # Set before Device.__init__: the components reach them while being built.
         self.client = client
-        self.chip_info: dict[str, Any] = client.info["chip"]
+        self.identity = identity
         self.status_timeout = status_timeout
         self.worker = DriverWorker(name)
         self.stops = StopRequests()
         super().__init__(name=name, **kwargs)
-        info, chip = client.info, self.chip_info
-        self.model.update(info["board"])
-        self.chip.update(chip["chip"])
-        self.device_type.update(chip["device_type"])
-        for key in ("rows", "cols", "devices_per_polarity"):
-            getattr(self, key).update(chip[key])
-        self.n_cores.update(chip["cores"])
-        self.g_max.update(chip["g_max_uS"])
-        self.limits.update(json.dumps(chip["limits"], sort_keys=True))
-        self.simulated.update(bool(info.get("simulated", False)))
+        info = client.info
+        for key in RECORD_KEYS:  # the simulator's state is read when asked (simulator)
+            value = getattr(identity, key)
+            if key == "limits":
+                value = json.dumps(dict(value), sort_keys=True)
+            getattr(self, key).update(value)
         self.fpga.firmware.update(info["firmware"])
         self.fpga.protocol_version.update(client.protocol_version)
         self.fpga.max_payload.update(client.max_payload)
@@ -217,11 +218,11 @@ class ChipTestBoard(Device):
     @property
     def cores(self) -> list[CIMCore]:
         """The core devices, in index order."""
-        return [getattr(self, f"core{i}") for i in range(self.chip_info["cores"])]
+        return [getattr(self, f"core{i}") for i in range(self.identity.n_cores)]
 
     def core(self, index: int) -> CIMCore:
         """Core ``index``; raises IndexError naming the cores that exist."""
-        n = self.chip_info["cores"]
+        n = self.identity.n_cores
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
             raise IndexError(f"{self.name}: core {index!r} does not exist; cores are 0..{n - 1}")
         return getattr(self, f"core{index}")

@@ -101,8 +101,8 @@ class ConductanceMap(Device):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        chip = self.root.chip_info
-        self.map.declare((2 * chip["devices_per_polarity"], chip["rows"], chip["cols"]))
+        chip = self.root.identity
+        self.map.declare((2 * chip.devices_per_polarity, chip.rows, chip.cols))
 
     def measure(self, op_id: int = 0, stop: StopRequest | None = None) -> None:
         """Read the map over the link (blocking) and update the signals."""
@@ -145,7 +145,7 @@ class InputBatch(ArraySetting):
         self.root.stop(success=success)
 
     def check_value(self, value: Any) -> None:
-        rows = self.root.chip_info["rows"]
+        rows = self.root.identity.rows
         x = np.asarray(value)
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != rows:
             raise ValueError(
@@ -180,7 +180,7 @@ class MVMReadout(Device):
         self._declare_shapes(self.inputs.get())
 
     def _declare_shapes(self, value: np.ndarray, **kwargs: Any) -> None:
-        shape = (len(value), self.root.chip_info["cols"])
+        shape = (len(value), self.root.identity.cols)
         self.codes.declare(shape)
         self.outputs.declare(shape)
 
@@ -269,11 +269,11 @@ class CIMCore(Device):
         if any(a.ndim != 1 or len(a) != n for a in arrays):
             shapes = {k: a.shape for k, a in zip(PULSE_FIELDS, arrays, strict=True)}
             raise ValueError(f"{self.name}: pulse arrays must be 1-D of equal length: {shapes}")
-        chip = self.root.chip_info
+        chip = self.root.identity
         bounds = {
-            "row": chip["rows"],
-            "col": chip["cols"],
-            "device": 2 * chip["devices_per_polarity"],
+            "row": chip.rows,
+            "col": chip.cols,
+            "device": 2 * chip.devices_per_polarity,
             "kind": len(protocol.PULSE_KIND_LIMIT),
         }
         for name, a in zip(PULSE_FIELDS, arrays, strict=False):
@@ -288,7 +288,7 @@ class CIMCore(Device):
                     f"{self.name}: {name}[{i}] = {a[i]} is outside [0, {bounds[name]})"
                 )
         kind, amplitude, width = arrays[3], arrays[4].astype(float), arrays[5].astype(float)
-        if message := protocol.pulse_limit_violation(chip["limits"], kind, amplitude, width):
+        if message := protocol.pulse_limit_violation(chip.limits, kind, amplitude, width):
             raise BoardLimitError(
                 f"{self.name}: refused before sending: {message}", Status.OUT_OF_LIMITS
             )

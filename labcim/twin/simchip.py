@@ -14,8 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from labcim.chip_identity import ChipIdentity
 from labcim.network.execution import Deployment, prepare, run_steps
 from labcim.writeverify import Strategy, run_write_verify, strategy_for_chip
+from mock_hw.board_server import BoardHandler
 from mock_hw.chip import Chip
 
 SETTLE = 1.0
@@ -50,9 +52,14 @@ class SimChipBackend:
         self.chip.configure(core, **changes)
 
 
-def chip_strategy(chip: Chip, name: str = "tdp") -> Strategy:
-    """A write-verify strategy built from the chip's identity, with default parameters."""
-    return strategy_for_chip(name, chip.identify())
+def identity_of(chip: Chip) -> ChipIdentity:
+    """The identity the simulated board of ``chip`` would report (its IDENTIFY reply)."""
+    return ChipIdentity.from_identify(BoardHandler(chip).identity())
+
+
+def chip_strategy(chip: Chip, name: str = "tdp", **options: Any) -> Strategy:
+    """A write-verify strategy for the chip's identity (``options``: `make_strategy`'s)."""
+    return strategy_for_chip(name, identity_of(chip), **options)
 
 
 def program(chip: Chip, strategy: Strategy, targets: Mapping[int, np.ndarray]) -> None:
