@@ -35,7 +35,7 @@ import numpy as np
 from labcim.characterization import cell_conductance
 from labcim.hdf5 import Run
 from labcim.model_file import ModelFile
-from labcim.replay import label
+from labcim.recorded import label
 from labcim.twin.chips import DEFAULT_PRESET
 from labcim.writeverify.base import DEAD_FRACTION
 from mock_hw import pcm_stats

@@ -81,7 +81,7 @@ def test_calibration_recovers_parameters_and_replay_matches(recorded, capsys):
     ):
         done = replay(out, ["1", "3"], chip=url, out=tmp / f"replay_{name}")
         figures[name] = {
-            f.key: (float(f.recorded), float(f.replayed))
+            f.key: (float(f.a), float(f.b))
             for item in done
             for f in item.comparison.figures
             if f.key in ("core0_weight_error", "core0_4phase_d8_a8_mvm_error_target")

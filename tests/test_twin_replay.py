@@ -18,7 +18,7 @@ import yaml
 
 from labcim import open_runs
 from labcim.characterization import hermes_weights
-from labcim.replay import LINK_KEYS, compare
+from labcim.compare import LINK_KEYS, compare
 
 LABCIM = [sys.executable, "-m", "labcim.cli"]
 

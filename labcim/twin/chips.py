@@ -9,22 +9,23 @@ operation advances it), so a fresh chip from the spec is the very chip the run s
 on; a chip that had seen operations (an earlier step of a campaign) is matched by clock
 and fingerprint (`matches`), e.g. by replaying the earlier runs on it first
 (`SimChips`).  A run recorded on real hardware gets its technology's preset with its
-geometry (`chip_like`).
+geometry (`chip_like`).  `replay_board` makes replay's choice of the board.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
+from labcim.connection import connect
+from labcim.devices.board import ChipTestBoard
+from labcim.recorded import PlanCall, RecordedRunError
+from labcim.twin.sim_url import connect_chip
 from mock_hw.chip import Chip, ChipSpec
 
 DEFAULT_PRESET = {"pcm": "pcm-hermes", "rram": "rram-hfox"}
 """Preset of the simulated chip a run recorded on real hardware is replayed on."""
-
-
-class NoSimulatedChipError(ValueError):
-    """A recorded board with no simulated chip of its technology (the message names it)."""
 
 
 def matches(state: Mapping[str, Any], record: Mapping[str, Any]) -> bool:
@@ -88,12 +89,12 @@ def chip_like(identity: Mapping[str, Any]) -> Chip:
 
     Raises
     ------
-    NoSimulatedChipError
+    ValueError
         If the identity names a device type with no preset.
     """
     device_type = identity.get("device_type")
     if device_type not in DEFAULT_PRESET:
-        raise NoSimulatedChipError(
+        raise ValueError(
             f"board identity device_type = {device_type!r}: no simulated chip for it "
             f"(known: {sorted(DEFAULT_PRESET)}); give --chip"
         )
@@ -104,3 +105,48 @@ def chip_like(identity: Mapping[str, Any]) -> Chip:
         cols=identity["cols"],
         devices_per_polarity=identity["devices_per_polarity"],
     )
+
+
+def replay_board(
+    call: PlanCall, url: str | None, chips: SimChips
+) -> tuple[ChipTestBoard, str, bool]:
+    """The board to replay ``call`` on, how it is described, and whether it is exact.
+
+    Parameters
+    ----------
+    call : PlanCall
+        The recorded call.
+    url : str, optional
+        The board to replay on (``labcim.connect``); the replay is exact if it reports
+        the recorded chip state in its IDENTIFY reply.  Default: the simulated chip
+        rebuilt from the record (`SimChips`), or one like the recorded real chip
+        (`chip_like`).
+    chips : SimChips
+        The chips of this replay session.
+
+    Raises
+    ------
+    labcim.recorded.RecordedRunError
+        Without ``url``: a run with no board identity, or of a technology without a
+        simulated chip.
+    """
+    record = call.sim_record
+    if url is not None:
+        board = connect(url)
+        board.simulator.trigger().wait(board.status_timeout)  # IDENTIFY, through the wire
+        state = board.simulator.record.get()
+        return board, url, bool(record and state) and matches(json.loads(state), record)
+    if record is not None:
+        chip, exact = chips.chip_for(record)
+        spec = record["spec"]
+        state = "as recorded" if exact else f"fresh, clock moved to {record['clock']:.6g} s"
+        described = f"simulated {spec['preset']} seed {spec['seed']} rebuilt from the run ({state})"
+        return connect_chip(chip), described, exact
+    if call.identity is None:
+        raise RecordedRunError(f"{call.label}: the run records no board identity; give --chip URL")
+    try:
+        chip = chip_like(call.identity)
+    except ValueError as exc:
+        raise RecordedRunError(f"{call.label}: {exc}") from None
+    described = f"simulated {chip.spec.preset} like the recorded {call.identity.get('chip')}"
+    return connect_chip(chip), described, False
