@@ -3,8 +3,8 @@
 A replay sets its new run against the recorded one (`labcim.replay`), but `compare` takes
 any two runs of one plan: two measurements of one chip, a chip and its twin.  Data keys
 are compared over the events both runs have; the board's link-health readings
-(`LINK_KEYS`) describe the wire and the host's clock, not the chip, so they are compared
-but never required to agree.
+(`labcim.plan_data.LINK_KEYS`) describe the wire and the host's clock, not the chip, so
+they are compared but never required to agree.
 """
 
 from __future__ import annotations
@@ -17,21 +17,8 @@ import numpy as np
 
 from labcim.hdf5 import Run
 from labcim.hdf5.layout import SUMMARY_STREAM
+from labcim.plan_data import is_link_key
 from labcim.recorded import label
-
-LINK_KEYS = (
-    "frames_sent",
-    "frames_received",
-    "retries",
-    "bad_frames",
-    "timeouts",
-    "stale_replies",
-    "last_rtt",
-    "mean_rtt",
-    "retry_fraction",
-)
-"""Link-health readings of the board (``board_fpga_<name>``): they describe the wire and
-the host's clock, not the chip, so they are compared but never required to agree."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +44,8 @@ class DataDiff:
 
     ``events`` are the events of each run; ``mean``, ``std``, ``max_abs``, ``p01``,
     ``p99`` (1st / 99th percentile) are in the key's units, NaN for strings or
-    different shapes.  ``link`` marks board link-health readings (`LINK_KEYS`), which
-    need not agree.
+    different shapes.  ``link`` marks board link-health readings
+    (`labcim.plan_data.LINK_KEYS`), which need not agree.
     """
 
     stream: str
@@ -146,7 +133,7 @@ def compare_data(stream: str, key: str, a: np.ndarray, b: np.ndarray) -> DataDif
     n = min(len(a), len(b))
     x, y = a[:n], b[:n]
     events = (len(a), len(b))
-    link = any(key.endswith("_" + name) for name in LINK_KEYS)
+    link = is_link_key(key)
     same = events[0] == events[1] and bool(
         np.array_equal(x, y, equal_nan=_is_float(x) and _is_float(y))
     )
