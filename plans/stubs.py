@@ -29,6 +29,7 @@ import numpy as np
 from bluesky.utils import Msg, short_uid
 from ophyd import Signal
 
+from labcim.devices.core import CORE_SETTINGS
 from labcim.devices.signals import UnitSignal, new_op_id
 
 Plan = Generator[Msg, Any, Any]
@@ -47,9 +48,6 @@ IDENTITY = (
     "simulated",
 )
 """Identity signals of a ``ChipTestBoard`` recorded in every run's metadata."""
-
-CORE_SETTINGS = ("read_voltage", "dac_bits", "adc_bits", "adc_gain", "read_mode", "ir_drop")
-"""Settable configuration of a core, restored by :func:`restore_settings`."""
 
 
 class Derived(UnitSignal):
@@ -82,7 +80,8 @@ def identity(board: Any) -> Plan:
 
 
 def settings(core: Any) -> Plan:
-    """The core's current :data:`CORE_SETTINGS` as a dict (the last values the board took)."""
+    """The core's current settings (``labcim.devices.core.CORE_SETTINGS``) as a dict (the
+    last values the board took), for :func:`restore_settings`."""
     values = {}
     for key in CORE_SETTINGS:
         values[key] = yield from bps.rd(getattr(core, key))

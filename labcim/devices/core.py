@@ -42,6 +42,10 @@ PULSE_FIELDS = ("row", "col", "device", "kind", "amplitude", "width")
 """Arrays of a pulse batch: cell, device in the cell (``polarity * dpp + index``), kind
 (0 SET, 1 RESET, 2 FORM), amplitude (V or uA, the chip's ``amplitude_unit``), width (s)."""
 
+CORE_SETTINGS = ("read_voltage", "dac_bits", "adc_bits", "adc_gain", "read_mode", "ir_drop")
+"""The settable configuration of a core (its signals of kind config, one per field of the
+board's GET/SET_CONFIG); plans save and restore them (``plans.stubs.settings``)."""
+
 ADC_LSB_KEY = "adc_lsb_uA"
 """Configuration field in which a board reports the output current of one ADC code."""
 
@@ -229,8 +233,6 @@ class CIMCore(Device):
     conductance = Cpt(ConductanceMap, kind="normal")
     mvm = Cpt(MVMReadout, kind="normal")
 
-    _settings = ("read_voltage", "dac_bits", "adc_bits", "adc_gain", "read_mode", "ir_drop")
-
     def __init__(self, *args: Any, index: int, **kwargs: Any) -> None:
         self.index = index
         super().__init__(*args, **kwargs)
@@ -242,10 +244,10 @@ class CIMCore(Device):
 
     def apply_config(self, config: Mapping[str, Any]) -> None:
         """Update the configuration signals from the board's reply."""
-        missing = [k for k in self._settings if k not in config]
+        missing = [k for k in CORE_SETTINGS if k not in config]
         if missing:
             raise KeyError(f"{self.name}: the board's configuration lacks {missing}")
-        for key in self._settings:
+        for key in CORE_SETTINGS:
             getattr(self, key).update(config[key])
         # Boards that do not report their ADC step give NaN outputs (codes stay valid).
         self.adc_lsb.update(float(config.get(ADC_LSB_KEY, np.nan)))
