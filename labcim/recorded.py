@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from labcim.hdf5 import Run, Runs, open_runs
 from labcim.hdf5.layout import (
     FORMAT,
