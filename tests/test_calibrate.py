@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 import labcim
-from labcim.calibrate import CalibrationError, calibrate, fit_read_noise, fit_stuck
 from labcim.characterization import hermes_weights
 from labcim.cli import calibrate as calibrate_cli
 from labcim.engine import run_engine
-from labcim.model_file import ModelFileError, load_model
 from labcim.replay import replay
+from labcim.twin.calibrate import CalibrationError, calibrate, fit_read_noise, fit_stuck
+from labcim.twin.model_file import ModelFileError, load_model
 from plans import conductance_map, mvm_characterization, retention, tdp_program
 
 TRUTH = {"drift_nu_scale": 1.3, "prog_noise_scale": 1.5, "stuck_fraction": 0.02}

@@ -25,9 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit, write the model file, print the fitted knobs; return the exit status."""
-    from labcim.calibrate import CalibrationError, calibrate
-    from labcim.model_file import save_model
     from labcim.recorded import RecordedRunError, open_recorded
+    from labcim.twin.calibrate import CalibrationError, calibrate
+    from labcim.twin.model_file import save_model
 
     try:
         runs = [run for path in args.files for run in open_recorded(path)]

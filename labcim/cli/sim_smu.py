@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; return the exit status."""
-    from labcim.model_file import ModelFileError
+    from labcim.twin.model_file import ModelFileError
     from labcim.twin.serve import smu_server
 
     try:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from labcim.model_file import PARAMS, load_model
+from labcim.twin.model_file import PARAMS, load_model
 from labcim.twin.sim_url import chip_from_url
 from mock_hw.board_server import (
     MAX_CLIENTS,
@@ -103,7 +103,7 @@ def smu_server(
 
     Raises
     ------
-    labcim.model_file.ModelFileError
+    labcim.twin.model_file.ModelFileError
         A bad model file.
     ValueError
         A model file of another device type, a host that is not loopback.

@@ -5,7 +5,7 @@ The one parser of a simulated chip's URL, for ``labcim.connect``, ``labcim sim s
 
 - ``sim://PRESET?cores=N&seed=S&rows=R&cols=C&devices_per_polarity=D&model=M.yaml`` -- a
   fresh chip of a preset (``mock_hw.chip.PRESETS``), with the device model and periphery
-  of a model file from ``labcim calibrate`` (`labcim.model_file`);
+  of a model file from ``labcim calibrate`` (`labcim.twin.model_file`);
 - ``sim:///abs/path/chip.npz`` or ``sim://./rel/path.npz`` -- a saved chip (`save_chip`).
 
 This module is the ``sim`` scheme of the ``labcim.transports`` entry-point group
@@ -25,7 +25,7 @@ from drivers.board import BoardClient, InProcessTransport, Transport
 from drivers.urlhandler import protocol_serial
 from labcim.connection import board_device
 from labcim.devices.board import ChipTestBoard
-from labcim.model_file import load_model
+from labcim.twin.model_file import load_model
 from mock_hw.board_server import BoardHandler
 from mock_hw.chip import PRESETS, Chip
 
@@ -42,7 +42,7 @@ SIM_QUERY: dict[str, Callable[[str], Any]] = {
 """The one place where ``sim://PRESET?...`` query keys map to ``Chip.from_preset``
 keywords, with the type each value is parsed as; a parser that returns a dict gives
 several keywords (``model=PATH.yaml``: the ``model_params`` and ``periphery`` of a model
-file, `labcim.model_file`)."""
+file, `labcim.twin.model_file`)."""
 
 
 def parse_sim_url(url: str) -> tuple[str, dict[str, Any]]:
