@@ -29,25 +29,12 @@ import numpy as np
 from bluesky.utils import Msg, short_uid
 from ophyd import Signal
 
+from labcim.chip_identity import RECORD_KEYS
 from labcim.devices.core import CORE_SETTINGS
 from labcim.devices.signals import UnitSignal, new_op_id
 
 Plan = Generator[Msg, Any, Any]
 """A bluesky plan or plan stub."""
-
-IDENTITY = (
-    "model",
-    "chip",
-    "device_type",
-    "n_cores",
-    "rows",
-    "cols",
-    "devices_per_polarity",
-    "g_max",
-    "limits",
-    "simulated",
-)
-"""Identity signals of a ``ChipTestBoard`` recorded in every run's metadata."""
 
 
 class Derived(UnitSignal):
@@ -68,7 +55,7 @@ def identity(board: Any) -> Plan:
     hardware is not asked anything.
     """
     values = {}
-    for key in IDENTITY:
+    for key in RECORD_KEYS:  # what a run records as board_identity
         values[key] = yield from bps.rd(getattr(board, key))
     values["limits"] = json.loads(values["limits"])
     if values["simulated"]:

@@ -36,6 +36,7 @@ class SimChipBackend:
         self.chip = chip
         self.rows, self.cols, self.n_cores = chip.spec.rows, chip.spec.cols, chip.spec.n_cores
         self.g_cell_max = g_cell_max
+        self.adc_gain_range = identity_of(chip).adc_gain_range
         self.calls = 0
 
     def mvm(self, core: int, codes: np.ndarray) -> np.ndarray:
