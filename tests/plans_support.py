@@ -6,10 +6,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from bluesky import RunEngine
 
-from labcim import HDF5Writer, connect, open_runs
+from labcim import HDF5Writer, connect, connect_smu, open_runs
+from labcim.engine import run_engine
 from labcim.twin.sim_url import connect_chip
+from mock_hw.iv_device import ProbedRRAM
+from mock_hw.smu_server import SMUServer
+from plans import forming, iv_sweep
+
+IV_LIMITS = {"current_limit": 5e-5, "reset_current_limit": 1e-3}
+"""Compliance of the I-V cycles (A): SET and RESET."""
 
 
 def run_plan(out: Path, plan: Any) -> Any:
@@ -37,3 +45,21 @@ def on_chip(chip: Any, out: Path, make_plan: Callable[[Any], Any]) -> tuple[Any,
 def pulses_applied(board: Any) -> int:
     """Pulses the board has applied since it started (its STATUS reply)."""
     return board.client.status()["pulses_applied"]
+
+
+def formed_and_swept(out: Path, cycles: int, **connect: Any) -> Any:
+    """The runs at ``out`` of forming a simulated SMU's RRAM device (seed 3), then
+    ``cycles`` I-V cycles of it (``connect``: `labcim.connect_smu`'s, e.g. ``name``)."""
+    RE = run_engine(out, progress=False)
+    with SMUServer(ProbedRRAM(np.random.default_rng(3))) as server:
+        smu = connect_smu(server.resource, **connect)
+        try:
+            RE(forming(smu, target_current=50e-6, v_stop=4.5))
+            RE(
+                iv_sweep(
+                    smu, 1.5, -1.5, cycles=cycles, current_limit=5e-5, reset_current_limit=1e-3
+                )
+            )
+        finally:
+            smu.close()
+    return open_runs(out)

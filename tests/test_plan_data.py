@@ -7,11 +7,9 @@ figures of runs on a board named ``chipA`` and an SMU named ``keithley``.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
+from plans_support import formed_and_swept
 
-import labcim
-from labcim.engine import run_engine
 from labcim.key_figures import iv_switching, key_figures
 from labcim.plan_data import (
     PLANS,
@@ -24,9 +22,6 @@ from labcim.plan_data import (
     time_prefix,
 )
 from labcim.plots import save_run_plots
-from mock_hw.iv_device import ProbedRRAM
-from mock_hw.smu_server import SMUServer
-from plans import forming, iv_sweep
 
 
 @pytest.mark.parametrize(
@@ -69,16 +64,7 @@ def test_link_keys_and_unknown_plans():
 @pytest.fixture(scope="module")
 def keithley_runs(tmp_path_factory):
     """Forming and two I-V cycles on an SMU device named ``keithley``."""
-    out = tmp_path_factory.mktemp("iv") / "iv.h5"
-    RE = run_engine(out, progress=False)
-    with SMUServer(ProbedRRAM(np.random.default_rng(3))) as server:
-        smu = labcim.connect_smu(server.resource, name="keithley")
-        try:
-            RE(forming(smu, target_current=50e-6, v_stop=4.5))
-            RE(iv_sweep(smu, 1.5, -1.5, cycles=2, current_limit=5e-5, reset_current_limit=1e-3))
-        finally:
-            smu.close()
-    return labcim.open_runs(out)
+    return formed_and_swept(tmp_path_factory.mktemp("iv") / "iv.h5", 2, name="keithley")
 
 
 def test_runs_of_a_named_smu_read_back_by_its_name(keithley_runs, tmp_path):
