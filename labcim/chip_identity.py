@@ -58,7 +58,7 @@ class ChipIdentity:
         ``read_voltage_max`` (V), and optionally ``adc_gain_min``, ``adc_gain_max``.
     simulated : bool
         Whether the board says it is simulated.
-    sim_chip : mapping, optional
+    simulator : mapping, optional
         A simulated board's ``simulator`` fields of the same reply (spec, clock,
         generator fingerprint, core configurations): the chip's state at that reply,
         what a replay rebuilds it from.  None for real hardware.
@@ -74,7 +74,7 @@ class ChipIdentity:
     g_max: float
     limits: Mapping[str, Any] = field(default_factory=dict)
     simulated: bool = False
-    sim_chip: Mapping[str, Any] | None = None
+    simulator: Mapping[str, Any] | None = None
 
     @classmethod
     def from_identify(cls, reply: Mapping[str, Any]) -> ChipIdentity:
@@ -98,7 +98,7 @@ class ChipIdentity:
             g_max=float(_field(chip, "g_max_uS", where)),
             limits=dict(_field(chip, "limits", where)),
             simulated=bool(reply.get("simulated", False)),
-            sim_chip=reply.get("simulator"),
+            simulator=reply.get("simulator"),
         )
 
     @classmethod
@@ -111,15 +111,15 @@ class ChipIdentity:
             A key is missing (naming it).
         """
         values = {k: _field(record, k, "board_identity") for k in RECORD_KEYS}
-        return cls(**values, sim_chip=record.get("sim_chip"))
+        return cls(**values, simulator=record.get("sim_chip"))
 
     def record(self) -> dict[str, Any]:
         """The identity as a run records it (``board_identity``): `RECORD_KEYS`, plus
         ``sim_chip`` for a simulated chip that reported its state."""
         out = {k: getattr(self, k) for k in RECORD_KEYS}
         out["limits"] = dict(self.limits)
-        if self.sim_chip is not None:
-            out["sim_chip"] = dict(self.sim_chip)
+        if self.simulator is not None:
+            out["sim_chip"] = dict(self.simulator)
         return out
 
     @property

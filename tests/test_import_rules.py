@@ -174,3 +174,17 @@ def test_the_simulator_is_loaded_when_a_sim_url_is_opened_and_not_for_another():
     assert _loaded(real) == []
     sim = "import labcim\nlabcim.connect('sim://pcm-small?cores=1').close()"
     assert "mock_hw.chip" in _loaded(sim)
+
+
+def test_no_code_or_test_reads_a_board_s_simulator_object():
+    """``board.sim_chip`` was the way around the wire; the simulator record now comes
+    from IDENTIFY, so no attribute of that name is read anywhere (a recorded run's
+    ``board_identity["sim_chip"]`` is a key, not an attribute)."""
+    found = [
+        f"{path.relative_to(ROOT)}:{node.lineno}"
+        for top in (*PACKAGES, "tests", "benchmarks")
+        for path in sorted((ROOT / top).rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.Attribute) and node.attr == "sim_chip"
+    ]
+    assert found == []
