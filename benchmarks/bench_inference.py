@@ -27,8 +27,8 @@ import numpy as np
 from benchmarks.bench_plans import stack_trial
 from benchmarks.harness import Record, interleave, main, timed
 from labcim.network.execution import prepare, run_steps
-from labcim.network.simchip import SimChipBackend, chip_strategy
 from labcim.network.tasks import digits_mlp
+from labcim.twin.simchip import SimChipBackend, chip_strategy
 from mock_hw.chip import Chip
 from plans.inference import CALIBRATION_ROWS, layer_errors, network_inference, scores
 

@@ -40,7 +40,8 @@ from labcim.connection import connect
 from labcim.hdf5 import HDF5Writer
 from labcim.mapping import weight_scale, weights_to_targets
 from labcim.metrics import linear_fit, mvm_error
-from labcim.writeverify import run_write_verify, strategy_for_chip
+from labcim.twin.simchip import chip_strategy
+from labcim.writeverify import run_write_verify
 from mock_hw.board_server import BoardHandler
 from mock_hw.chip import Chip
 from plans import mvm_characterization, tdp_program
@@ -85,7 +86,7 @@ def direct_program_trial(weights: np.ndarray, wire: bool = False):
         chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
         board = _through(chip, wire)
         t0 = time.perf_counter()
-        strategy = strategy_for_chip("tdp", chip.identify())
+        strategy = chip_strategy(chip)
         targets = weights_to_targets(weights, strategy.g_cell_max, weight_scale(weights))
 
         def read() -> np.ndarray:  # with the figures the plan records of every read

@@ -25,7 +25,8 @@ from benchmarks.bench_plans import SETTLE, stack_trial
 from benchmarks.harness import Record, interleave, main
 from labcim.characterization import cell_conductance, error_stats
 from labcim.mapping import weight_scale, weights_to_targets
-from labcim.writeverify import PulseBatch, run_write_verify, strategy_for_chip
+from labcim.twin.simchip import chip_strategy
+from labcim.writeverify import PulseBatch, run_write_verify
 from mock_hw.chip import Chip
 from plans import tdp_program
 
@@ -51,7 +52,7 @@ def _direct_trial(cores: int, weights: np.ndarray, last: dict):
         t0 = time.perf_counter()
         info = chip.identify()
         rows, dpp = info["rows"], info["devices_per_polarity"]
-        strategy = strategy_for_chip("tdp", info)
+        strategy = chip_strategy(chip)
         targets = weights_to_targets(weights, strategy.g_cell_max, weight_scale(weights))
         readback = np.empty((2 * dpp, cores * rows, info["cols"]), np.float32)
         pulses = 0

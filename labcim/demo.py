@@ -19,7 +19,7 @@ from labcim.connection import connect
 from labcim.engine import run_engine
 from labcim.hdf5 import open_runs
 from labcim.hdf5.reader import Run
-from labcim.network.drift import time_key
+from labcim.plan_data import core_figure, mode_prefix, time_prefix
 from labcim.plots import save_run_plots
 from labcim.registry import get_plan
 
@@ -79,23 +79,24 @@ def key_figures(run: Run) -> list[tuple[str, str]]:
     s = run.summary or {}
     if run.plan_name == "tdp_program":
         return [
-            ("programming error (uS)", f"{s['core0_weight_error']:.3f}"),
-            ("programming error (% of g_max)", f"{s['core0_weight_error_pct']:.2f}"),
-            ("cells converged (%)", f"{100 * s['core0_converged_fraction']:.2f}"),
+            ("programming error (uS)", f"{s[core_figure(0, 'weight_error')]:.3f}"),
+            ("programming error (% of g_max)", f"{s[core_figure(0, 'weight_error_pct')]:.2f}"),
+            ("cells converged (%)", f"{100 * s[core_figure(0, 'converged_fraction')]:.2f}"),
         ]
     if run.plan_name == "mvm_characterization":
         return [
-            ("MVM error 4-phase (%)", f"{s['core1_4phase_d8_a8_mvm_error']:.2f}"),
-            ("MVM error 1-phase (%)", f"{s['core1_1phase_d8_a8_mvm_error']:.2f}"),
+            (f"MVM error {mode} (%)", f"{s[mode_prefix(1, mode, 8, 8) + 'mvm_error']:.2f}")
+            for mode in ("4-phase", "1-phase")
         ]
     if run.plan_name == "retention":
         onset = run.plan_args["t0"]
-        return [(f"drift exponent nu (median, t0 = {onset:g} s)", f"{s['core2_nu_median']:.4f}")]
+        nu = s[core_figure(2, "nu_median")]
+        return [(f"drift exponent nu (median, t0 = {onset:g} s)", f"{nu:.4f}")]
     if run.plan_name == "network_inference":
         rows = [("digits accuracy, software (%)", f"{s['software_accuracy']:.2f}")]
         for t in INFERENCE_TIMES:
             for mode in ("none", "global"):
-                value = s[f"{time_key(t)}_{mode}_accuracy"]
+                value = s[f"{time_prefix(t)}_{mode}_accuracy"]
                 rows.append((f"digits accuracy at {TIME_NAMES[t]}, {mode} (%)", f"{value:.2f}"))
         return rows
     return []

@@ -17,13 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from labcim.hdf5.layout import SUMMARY_STREAM
 from labcim.hdf5.reader import Run
-
-CORE_KEY = re.compile(r"^(?P<program>program_)?core(?P<core>\d+)_(?P<rest>.+)$")
-"""``coreN_...`` summary keys, ``program_`` when the plan programmed before measuring."""
-
-TIME_KEY = re.compile(r"^t(?P<t>[\d.e+]+)s_(?P<mode>\w+?)_(?P<metric>accuracy|agreement|rmse)$")
-"""``network_inference``'s per-time figures, e.g. ``t86400s_global_accuracy``."""
+from labcim.plan_data import BRANCH, RunData, SummaryKey, core_figure, parse_summary_key
 
 UNITS = {"weight_error": "uS", "weight_error_pct": "%"}
 """Units of per-core keys (without the prefix) that runs of older labcim versions did not
@@ -78,8 +74,9 @@ def key_figures(run: Run) -> list[KeyFigure]:
     """The key figures of ``run``, grouped (run-wide first, then per core in order)."""
     summary = run.summary or {}
     units = {}
-    if "summary" in run.streams:
-        units = {k: v.get("units") or "" for k, v in run.streams["summary"].data_keys.items()}
+    if SUMMARY_STREAM in run.streams:
+        stream = run.streams[SUMMARY_STREAM]
+        units = {k: v.get("units") or "" for k, v in stream.data_keys.items()}
     figures = [_scalar(k, v, units.get(k, "")) for k, v in summary.items() if _is_scalar(v)]
     derive = DERIVED.get(run.plan_name or "")
     if derive is not None:
@@ -98,24 +95,24 @@ def _order(figure: KeyFigure) -> tuple:
 
 def _scalar(key: str, value: Any, unit: str) -> KeyFigure:
     value = value.item() if isinstance(value, np.generic) else value
-    group, rest = "run", key
-    if m := CORE_KEY.match(key):
-        group = f"core {m['core']}" + (" programming" if m["program"] else "")
-        rest = m["rest"]
-        unit = unit or UNITS.get(rest, "")
-    if rest.endswith("_fraction") and isinstance(value, float) and not unit:
+    parts = parse_summary_key(key)
+    group = "run"
+    if parts.core is not None:
+        group = f"core {parts.core}" + (" programming" if parts.programming else "")
+        unit = unit or UNITS.get(parts.figure, "")
+    if parts.figure.endswith("_fraction") and isinstance(value, float) and not unit:
         value, unit = 100.0 * value, "%"
-    return KeyFigure(group, _name(rest), value, unit, key)
+    return KeyFigure(group, _name(parts), value, unit, key)
 
 
-def _name(rest: str) -> str:
-    if rest in NAMES:
-        return NAMES[rest]
-    if m := TIME_KEY.match(rest):
-        return f"{m['metric']} at {_duration(float(m['t']))}, compensation {m['mode']}"
-    if m := re.match(r"^(\d)phase_d(\d+)_a(\d+)_(.+)$", rest):  # mvm_characterization
-        return f"{m[1]}-phase, {m[2]}-bit in / {m[3]}-bit out: {m[4].replace('_', ' ')}"
-    return rest.replace("_", " ")
+def _name(parts: SummaryKey) -> str:
+    what = NAMES.get(parts.figure, parts.figure.replace("_", " "))
+    if parts.time is not None:
+        return f"{what} at {_duration(parts.time)}, compensation {parts.compensation}"
+    if parts.mode is not None:  # mvm_characterization
+        mode, dac, adc = parts.mode
+        return f"{mode}, {dac}-bit in / {adc}-bit out: {what}"
+    return what
 
 
 def _duration(seconds: float) -> str:
@@ -139,10 +136,11 @@ def iv_switching(run: Run) -> dict[str, np.ndarray]:
     the way out of the RESET branch, where the current starts to fall; ``g_on`` /
     ``g_off`` the summary's |I/V| at the last nonzero point of each branch.
     """
-    primary = run.streams["primary"]
-    branch = np.asarray(primary["branch"])
-    v = np.asarray(primary[_ending(primary, "sweep_voltage")])
-    i = np.asarray(primary[_ending(primary, "sweep_current")])
+    data = RunData(run)
+    sweeps, smu = data.stream("sweeps"), data.keys.smu
+    branch = np.asarray(sweeps[BRANCH])
+    v = np.asarray(sweeps[smu.sweep_voltage])
+    i = np.asarray(sweeps[smu.sweep_current])
     reset = []
     for vb, ib in zip(v[branch == 1], i[branch == 1], strict=True):
         out = np.arange(int(np.argmax(np.abs(vb))) + 1)  # from 0 V to the peak
@@ -157,19 +155,13 @@ def iv_switching(run: Run) -> dict[str, np.ndarray]:
     }
 
 
-def _ending(stream: Any, suffix: str) -> str:
-    """The data key of ``stream`` ending with ``suffix`` (device names are not fixed)."""
-    (key,) = (k for k in stream if k.endswith(suffix))
-    return key
-
-
 def _median(values: np.ndarray) -> float:
     finite = values[np.isfinite(values)]
     return float(np.median(finite)) if finite.size else math.nan
 
 
 def _iv_sweep(run: Run) -> list[KeyFigure]:
-    if run.summary is None or "primary" not in run.streams:
+    if run.summary is None or not RunData(run).has("sweeps"):
         return []
     sw = iv_switching(run)
     ratio = sw["g_on"] / sw["g_off"]
@@ -190,13 +182,13 @@ def _retention(run: Run) -> list[KeyFigure]:
     figures = []
     summary = run.summary or {}
     for key, nu in summary.items():
-        m = re.match(r"^core(\d+)_nu$", key)
-        levels = summary.get(f"core{m[1]}_level") if m else None
-        if m is None or levels is None:
+        parts = parse_summary_key(key)
+        levels = summary.get(core_figure(parts.core, "level")) if parts.core is not None else None
+        if parts.figure != "nu" or parts.programming or levels is None:
             continue
         for level, value in zip(np.atleast_1d(levels), np.atleast_1d(nu), strict=True):
             name = f"drift exponent nu at {float(level):.2f} uS (median of the level)"
-            figures.append(KeyFigure(f"core {m[1]}", name, float(value), "", key))
+            figures.append(KeyFigure(f"core {parts.core}", name, float(value), "", key))
     return figures
 
 

@@ -19,7 +19,6 @@ as ``converged_fraction``; an MVM panel per read mode and bit width carries its
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,8 +26,19 @@ from typing import Any
 import matplotlib.figure
 import numpy as np
 
+from labcim.chip_identity import ChipIdentity
 from labcim.hdf5.reader import Run
 from labcim.key_figures import iv_switching
+from labcim.plan_data import (
+    BRANCH,
+    COMPENSATION,
+    CYCLE,
+    ELAPSED,
+    ITERATION,
+    RunData,
+    core_figure,
+    mode_prefix,
+)
 
 
 class Figure(matplotlib.figure.Figure):
@@ -49,12 +59,18 @@ class Figure(matplotlib.figure.Figure):
 PNG_DPI = 110
 """Resolution of the PNG files and of the images shown in Jupyter (dots per inch)."""
 
-MAP_KEY = re.compile(r"board_core(\d+)_conductance_map$")
+
+def _data(run: Run) -> RunData:
+    return RunData(run)
 
 
-def _cores_with_maps(run: Run, stream: str) -> list[int]:
-    keys = run.streams.get(stream, {})
-    return sorted(int(m.group(1)) for k in keys if (m := MAP_KEY.match(k)))
+def _cores_with(run: Run, what: str, key: str) -> list[int]:
+    """The cores whose data key ``key`` (a `CoreKeys` name) is in the ``what`` stream."""
+    data = _data(run)
+    if not data.has(what):
+        return []
+    stream, n = data.stream(what), run.metadata["board_identity"]["n_cores"]
+    return [c for c in range(n) if getattr(data.keys.core(c), key) in stream]
 
 
 def _polarity_sum(g_map: np.ndarray, dpp: int) -> np.ndarray:
@@ -62,9 +78,10 @@ def _polarity_sum(g_map: np.ndarray, dpp: int) -> np.ndarray:
     return g_map.reshape(2, dpp, *g_map.shape[1:]).sum(axis=1)
 
 
-def _final_map(run: Run, core: int) -> np.ndarray:
-    stream = "verify" if "verify" in run.streams else "primary"
-    return np.asarray(run.streams[stream][f"board_core{core}_conductance_map"][-1])
+def _final_map(run: Run, core: int, what: str) -> np.ndarray:
+    """The last map of ``core`` in the ``what`` stream (``"verify"`` or ``"reads"``)."""
+    data = _data(run)
+    return np.asarray(data.stream(what)[data.keys.core(core).conductance_map][-1])
 
 
 def _dpp(run: Run) -> int:
@@ -81,15 +98,16 @@ def _note(ax: Any, text: str, right: bool = False) -> None:
     ax.text(x, 0.99, text, transform=ax.transAxes, va="top", ha=ha, fontsize=7.5)
 
 
-def conductance_map(run: Run, core: int) -> Figure:
-    """Final differential conductance G+ - G- (uS) of one core, as an image."""
-    g = _polarity_sum(_final_map(run, core), _dpp(run))
+def conductance_map(run: Run, core: int, what: str = "verify") -> Figure:
+    """Final differential conductance G+ - G- (uS) of one core, as an image: its verify
+    read after programming (``what="verify"``) or its last read (``"reads"``)."""
+    g = _polarity_sum(_final_map(run, core, what), _dpp(run))
     fig = _figure(5.5, 4.5)
     ax = fig.subplots()
     lim = float(np.abs(g[0] - g[1]).max()) or 1.0
     im = ax.imshow(g[0] - g[1], cmap="RdBu_r", vmin=-lim, vmax=lim, interpolation="nearest")
     fig.colorbar(im, ax=ax, label="G+ - G- (uS)")
-    stream = "verify read" if "verify" in run.streams else "last read"
+    stream = "verify read" if what == "verify" else "last read"
     ax.set(
         title=f"{run.plan_name}: core {core} conductance map ({stream})",
         xlabel="column",
@@ -106,12 +124,6 @@ def _programming(run: Run, core: int) -> dict[str, Any]:
     return next(j for j in jobs if f"core{core}" in j["targets"])
 
 
-def _summary_key(run: Run, core: int, name: str) -> Any:
-    """Summary value ``coreN_name`` (``program_coreN_name`` in plans that program first)."""
-    summary = run.summary or {}
-    return next((v for k, v in summary.items() if k.endswith(f"core{core}_{name}")), None)
-
-
 def programming_errors(run: Run, core: int) -> np.ndarray:
     """Programmed minus goal conductance (uS) of every cell polarity not failed, at the
     verify read: the errors whose std is the summary's ``weight_error``.
@@ -123,11 +135,9 @@ def programming_errors(run: Run, core: int) -> np.ndarray:
     from labcim.writeverify import strategy_for_chip
 
     prog = _programming(run, core)
-    ident = run.metadata["board_identity"]
-    chip = {**ident, "g_max_uS": ident["g_max"]}
     strategy = strategy_for_chip(
         prog["strategy"],
-        chip,
+        ChipIdentity.from_record(run.metadata["board_identity"]),
         tolerance=prog["tolerance"],
         max_iterations=prog["max_iterations"],
         **prog["params"],
@@ -135,9 +145,9 @@ def programming_errors(run: Run, core: int) -> np.ndarray:
     targets = np.asarray(prog["targets"][f"core{core}"], np.float64)
     goal = strategy.start(targets).goal
     r, c = targets.shape[1:]
-    err = _polarity_sum(_final_map(run, core), _dpp(run))[:, :r, :c] - goal
+    err = _polarity_sum(_final_map(run, core, "verify"), _dpp(run))[:, :r, :c] - goal
     keep = np.ones(err.shape, bool)
-    failed = _summary_key(run, core, "failed_cells")
+    failed = _data(run).programming_figure(core, "failed_cells")
     if failed is not None and len(failed):
         keep[tuple(np.asarray(failed).T)] = False
     return err[keep]
@@ -147,7 +157,7 @@ def programming_error_histogram(run: Run, core: int) -> Figure:
     """Histogram of the programming error (uS) after write-verify, over the cells not
     failed; its std is the summary's ``weight_error``."""
     err = programming_errors(run, core)
-    failed = _summary_key(run, core, "failed")
+    failed = _data(run).programming_figure(core, "failed")
     span = 3.0
     fig = _figure(5.5, 4)
     ax = fig.subplots()
@@ -170,31 +180,30 @@ def programming_error_histogram(run: Run, core: int) -> Figure:
 def convergence(run: Run) -> Figure:
     """Cells out of tolerance at each verify read vs write-verify iteration, per core,
     and the cells that never met the tolerance (the summary's ``converged_fraction``)."""
-    stream = run.streams["program" if "program" in run.streams else "primary"]
+    data = _data(run)
+    stream = data.stream("programming")
     fig = _figure(6, 4.2)
     ax = fig.subplots()
-    iteration = np.asarray(stream["iteration"])
-    for key in stream:
-        if m := re.match(r"board_core(\d+)_out_of_tolerance$", key):
-            core = int(m.group(1))
-            (line,) = ax.semilogy(
-                iteration,
-                np.maximum(np.asarray(stream[key]), 0.5),
-                marker="o",
-                ms=3,
-                label=f"core {core}: out of tolerance at this verify read",
+    iteration = np.asarray(stream[ITERATION])
+    for core in _cores_with(run, "programming", "out_of_tolerance"):
+        (line,) = ax.semilogy(
+            iteration,
+            np.maximum(np.asarray(stream[data.keys.core(core).out_of_tolerance]), 0.5),
+            marker="o",
+            ms=3,
+            label=f"core {core}: out of tolerance at this verify read",
+        )
+        cells = data.programming_figure(core, "cells")
+        converged = data.programming_figure(core, "converged_fraction")
+        if cells is not None and converged is not None:
+            never = round(cells * (1 - converged))
+            ax.axhline(
+                max(never, 0.5),
+                color=line.get_color(),
+                ls="--",
+                label=f"core {core}: never met tolerance: {never} "
+                f"({100 * (1 - converged):.2f} %; converged {100 * converged:.2f} %)",
             )
-            cells = _summary_key(run, core, "cells")
-            converged = _summary_key(run, core, "converged_fraction")
-            if cells is not None and converged is not None:
-                never = round(cells * (1 - converged))
-                ax.axhline(
-                    max(never, 0.5),
-                    color=line.get_color(),
-                    ls="--",
-                    label=f"core {core}: never met tolerance: {never} "
-                    f"({100 * (1 - converged):.2f} %; converged {100 * converged:.2f} %)",
-                )
     ax.set(
         title=f"{run.plan_name}: write-verify convergence",
         xlabel="iteration (pulse batches)",
@@ -214,17 +223,17 @@ def convergence(run: Run) -> Figure:
 def mvm_scatter(run: Run, core: int | None = None, max_points: int = 20000) -> Figure:
     """MVM outputs measured vs ideal (uA) of one core, a panel per read mode and bit
     widths, each with its ``mvm_error`` (the ideal on the read-back conductances)."""
-    stream = run.streams["primary"]
-    cores = _cores_with_key(run, "mvm_outputs")
-    core = cores[0] if core is None else core
-    prefix = f"board_core{core}_"
-    measured = np.asarray(stream[prefix + "mvm_outputs"])
-    ideal = np.asarray(stream[prefix + "mvm_ideal_readback"])
+    data = _data(run)
+    stream = data.stream("mvm")
+    core = _cores_with(run, "mvm", "mvm_outputs")[0] if core is None else core
+    keys = data.keys.core(core)
+    measured = np.asarray(stream[keys.mvm_outputs])
+    ideal = np.asarray(stream[keys.mvm_ideal_readback])
     combos = list(
         zip(
-            np.asarray(stream[prefix + "read_mode"]).astype(str),
-            np.asarray(stream[prefix + "dac_bits"]).astype(int),
-            np.asarray(stream[prefix + "adc_bits"]).astype(int),
+            np.asarray(stream[keys.read_mode]).astype(str),
+            np.asarray(stream[keys.dac_bits]).astype(int),
+            np.asarray(stream[keys.adc_bits]).astype(int),
             strict=True,
         )
     )
@@ -239,7 +248,7 @@ def mvm_scatter(run: Run, core: int | None = None, max_points: int = 20000) -> F
         step = max(1, x.size // max_points)
         ax.plot(x[::step], y[::step], ".", ms=1.5, alpha=0.4, color="tab:blue")
         ax.plot([-lim, lim], [-lim, lim], "k--", lw=0.8)
-        key = f"core{core}_{mode.replace('-', '')}_d{dac}_a{adc}_mvm_error"
+        key = mode_prefix(core, mode, dac, adc) + "mvm_error"
         error = (run.summary or {}).get(key)
         shown = f"\nMVM error {error:.2f} %" if error is not None else ""
         ax.set_title(f"{mode}, {dac}-bit in / {adc}-bit out{shown}", fontsize=10)
@@ -250,18 +259,11 @@ def mvm_scatter(run: Run, core: int | None = None, max_points: int = 20000) -> F
     return fig
 
 
-def _cores_with_key(run: Run, suffix: str) -> list[int]:
-    keys = run.streams.get("primary", {})
-    return sorted(
-        int(m.group(1)) for k in keys if (m := re.match(rf"board_core(\d+)_{suffix}$", k))
-    )
-
-
 def drift(run: Run, core: int) -> Figure:
     """Median G(t)/G(t_first) per conductance level vs time (log-log), with the fitted nu."""
     s = run.summary
-    elapsed = np.asarray(run.streams["primary"]["elapsed"])
-    ratio, level, nu = (np.asarray(s[f"core{core}_{k}"]) for k in ("ratio", "level", "nu"))
+    elapsed = np.asarray(_data(run).stream("reads")[ELAPSED])
+    ratio, level, nu = (np.asarray(s[core_figure(core, k)]) for k in ("ratio", "level", "nu"))
     t0 = (run.plan_args or {}).get("t0", 0.0)
     fig = _figure(5.5, 4)
     ax = fig.subplots()
@@ -279,10 +281,10 @@ def drift(run: Run, core: int) -> Figure:
 
 def accuracy_vs_time(run: Run) -> Figure:
     """Network accuracy (or RMSE) vs time since programming, per drift compensation."""
-    ev = run.streams["evaluation"]
+    ev = _data(run).stream("evaluation")
     metric = "accuracy" if "accuracy" in ev else "rmse"
-    elapsed = np.asarray(ev["elapsed"])
-    modes = np.asarray(ev["compensation"]).astype(str)
+    elapsed = np.asarray(ev[ELAPSED])
+    modes = np.asarray(ev[COMPENSATION]).astype(str)
     fig = _figure(5.5, 4)
     ax = fig.subplots()
     for mode in dict.fromkeys(modes):
@@ -306,11 +308,12 @@ def accuracy_vs_time(run: Run) -> Figure:
 def iv_loops(run: Run) -> Figure:
     """I-V loops of an ``iv_sweep`` run (|I| on a log scale), and per cycle the SET and
     RESET voltages and the on and off conductances (`labcim.key_figures.iv_switching`)."""
-    primary = run.streams["primary"]
-    branch = np.asarray(primary["branch"])
-    cycle = np.asarray(primary["cycle"])
-    v = np.asarray(primary[_ending(primary, "sweep_voltage")])
-    i = np.asarray(primary[_ending(primary, "sweep_current")])
+    data = _data(run)
+    sweeps, smu = data.stream("sweeps"), data.keys.smu
+    branch = np.asarray(sweeps[BRANCH])
+    cycle = np.asarray(sweeps[CYCLE])
+    v = np.asarray(sweeps[smu.sweep_voltage])
+    i = np.asarray(sweeps[smu.sweep_current])
     sw = iv_switching(run)
     fig = _figure(12, 4)
     loops, volts, conductance = fig.subplots(1, 3)
@@ -341,9 +344,10 @@ def iv_loops(run: Run) -> Figure:
 def forming_curve(run: Run) -> Figure:
     """Current vs voltage of a ``forming`` run up to forming, with the target current
     and the forming voltage."""
-    primary = run.streams["primary"]
-    v = np.asarray(primary[_ending(primary, "_voltage")])
-    i = np.asarray(primary[_ending(primary, "_current")])
+    data = _data(run)
+    steps, smu = data.stream("sweeps"), data.keys.smu
+    v = np.asarray(steps[smu.voltage])
+    i = np.asarray(steps[smu.current])
     s = run.summary or {}
     target = (run.plan_args or {}).get("target_current")
     fig = _figure(5.5, 4)
@@ -368,21 +372,16 @@ def forming_curve(run: Run) -> Figure:
     return fig
 
 
-def _ending(stream: Any, suffix: str) -> str:
-    (key,) = (k for k in stream if k.endswith(suffix))
-    return key
-
-
 def _per_core(plot: Callable[[Run, int], Figure], cores: Callable[[Run], list[int]]) -> Callable:
     return lambda run: {f"core{c}": plot(run, c) for c in cores(run)}
 
 
 def _programmed(run: Run) -> bool:
-    return bool(run.metadata.get("programming")) and "program" in run.streams
+    return bool(run.metadata.get("programming")) and _data(run).has("programming")
 
 
-def _maps(stream: str) -> Callable[[Run], list[int]]:
-    return lambda run: _cores_with_maps(run, stream)
+def _maps(what: str) -> Callable[[Run], list[int]]:
+    return lambda run: _cores_with(run, what, "conductance_map")
 
 
 PLOTS: dict[str, dict[str, Callable[[Run], Any]]] = {
@@ -392,15 +391,19 @@ PLOTS: dict[str, dict[str, Callable[[Run], Any]]] = {
         "programming_convergence": convergence,
     },
     "mvm_characterization": {
-        "mvm_scatter": _per_core(mvm_scatter, lambda r: _cores_with_key(r, "mvm_outputs")),
+        "mvm_scatter": _per_core(mvm_scatter, lambda r: _cores_with(r, "mvm", "mvm_outputs")),
         "programming_error": _per_core(programming_error_histogram, _maps("verify")),
         "programming_convergence": convergence,
     },
     "retention": {
-        "drift": _per_core(drift, _maps("primary")),
+        "drift": _per_core(drift, _maps("reads")),
         "programming_convergence": convergence,
     },
-    "conductance_map": {"conductance_map": _per_core(conductance_map, _maps("primary"))},
+    "conductance_map": {
+        "conductance_map": _per_core(
+            lambda run, core: conductance_map(run, core, "reads"), _maps("reads")
+        )
+    },
     "network_inference": {
         "accuracy_vs_time": accuracy_vs_time,
         "programming_convergence": convergence,

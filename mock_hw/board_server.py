@@ -277,7 +277,11 @@ class BoardHandler:
         return _encode(Opcode.HELLO, (protocol.PROTOCOL_VERSION, self.max_payload))
 
     def _identify(self, p: protocol.Payload) -> bytes:
-        info = {
+        return _encode(Opcode.IDENTIFY, obj=self.identity())
+
+    def identity(self) -> dict[str, Any]:
+        """The IDENTIFY reply as it would be sent now (docs/protocol.md)."""
+        return {
             "board": BOARD_NAME,
             "firmware": FIRMWARE,
             "protocol": protocol.PROTOCOL_VERSION,
@@ -285,8 +289,8 @@ class BoardHandler:
             "record": {"operations": self.record.max_operations, "bytes": self.record.max_bytes},
             "simulated": True,
             "chip": self.chip.identify(),
+            "simulator": self.chip.record(),
         }
-        return _encode(Opcode.IDENTIFY, obj=info)
 
     def _status(self, p: protocol.Payload) -> bytes:
         status = {

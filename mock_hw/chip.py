@@ -11,6 +11,7 @@ changes; bad requests raise :class:`~mock_hw.errors.InvalidRequestError` (or
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -20,7 +21,14 @@ from typing import Any
 import numpy as np
 
 from drivers.protocol import MAX_CLOCK, pulse_limit_violation
-from mock_hw.core import MVM_TIME, CoreConfig, Crossbar, Periphery, new_periphery_state
+from mock_hw.core import (
+    ADC_GAIN_RANGE,
+    MVM_TIME,
+    CoreConfig,
+    Crossbar,
+    Periphery,
+    new_periphery_state,
+)
 from mock_hw.devices import DeviceModel, PulseKind, PulseLimits
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
 from mock_hw.pcm import PCMDevice, PCMParams
@@ -183,8 +191,44 @@ class Chip:
             "cols": s.cols,
             "devices_per_polarity": s.devices_per_polarity,
             "g_max_uS": self.model.g_max,
-            "limits": self.limits.to_dict(),
+            "limits": {
+                **self.limits.to_dict(),
+                "adc_gain_min": ADC_GAIN_RANGE[0],
+                "adc_gain_max": ADC_GAIN_RANGE[1],
+            },
             "seed": s.seed,
+        }
+
+    def fingerprint(self) -> str:
+        """Short hash of the random generator's state: equal states, equal hashes."""
+        state = json.dumps(self.rng.bit_generator.state, sort_keys=True)
+        return hashlib.sha256(state.encode()).hexdigest()[:16]
+
+    def record(self) -> dict[str, Any]:
+        """What rebuilds this chip as it is now: the simulator fields of IDENTIFY.
+
+        A chip is fully determined by its spec and the operations it has seen; every
+        operation advances the clock, so a chip at clock 0 is the fresh chip of its spec,
+        and two chips of one spec with equal clocks and generator fingerprints are in the
+        same state (docs/protocol.md, IDENTIFY).
+
+        Returns
+        -------
+        dict
+            ``spec`` (the ChipSpec as a dict), ``clock`` (s), ``rng`` (`fingerprint`),
+            ``configs`` (``{core index as str: CoreConfig dict}`` of the cores not at
+            the default configuration).
+        """
+        default = CoreConfig()
+        return {
+            "spec": asdict(self.spec),
+            "clock": self.time,
+            "rng": self.fingerprint(),
+            "configs": {
+                str(i): xbar.config.to_dict()
+                for i, xbar in enumerate(self.cores)
+                if xbar.config != default
+            },
         }
 
     def config(self, core: int) -> CoreConfig:

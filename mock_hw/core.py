@@ -50,6 +50,11 @@ CACHE_MIN_AGE = 1.0
 the weights are refreshed every millisecond of simulated time."""
 
 
+ADC_GAIN_RANGE = (1 / 64, 64.0)
+"""Allowed ``adc_gain`` of a core (IDENTIFY reports it as ``adc_gain_min``, ``adc_gain_max``
+among the chip's limits)."""
+
+
 @dataclass(frozen=True)
 class CoreConfig:
     """Run-time configuration of one core (what the board's get/set config exposes).
@@ -113,8 +118,8 @@ class CoreConfig:
                 raise InvalidRequestError(f"{name} = {bits!r} must be an integer in [2, 16]")
             if not 2 <= bits <= 16:
                 raise InvalidRequestError(f"{name} = {bits} is outside [2, 16]")
-        g = self.adc_gain
-        if not isinstance(g, (int, float)) or not (1 / 64 <= g <= 64):
+        g, (low, high) = self.adc_gain, ADC_GAIN_RANGE
+        if not isinstance(g, (int, float)) or not (low <= g <= high):
             raise InvalidRequestError(f"adc_gain = {g!r} is outside [1/64, 64]")
         if self.read_mode not in READ_MODES:
             raise InvalidRequestError(f"read_mode = {self.read_mode!r}; allowed: {READ_MODES}")

@@ -26,6 +26,7 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.protocols import Readable
 
+from labcim.chip_identity import ChipIdentity
 from labcim.metrics import mvm_error
 from labcim.network.drift import DRIFT_MODES, time_key
 from labcim.network.execution import Deployment, Steps, prepare
@@ -95,6 +96,7 @@ class DeviceBackend:
         self.board = board
         self.rows, self.cols, self.n_cores = ident["rows"], ident["cols"], ident["n_cores"]
         self.g_cell_max = g_cell_max
+        self.adc_gain_range = ChipIdentity.from_record(ident).adc_gain_range
 
     def mvm(self, core: int, codes: np.ndarray) -> Plan:
         """ADC codes (int32, (batch, cols)) of a batch of DAC codes (batch, rows)."""

@@ -17,6 +17,7 @@ from bluesky.protocols import Readable
 
 from labcim.characterization import bipolar_branches, first_crossing, forming_steps
 from labcim.plan_args import Integer, Number
+from labcim.plan_data import BRANCH, CYCLE, DEVICE
 from labcim.progress import EventProgress
 from plans.stubs import Plan, derived, event, record, summary_stream, trigger_wait
 
@@ -156,7 +157,7 @@ def iv_sweep(
     if delay < 0:
         raise ValueError(f"delay = {delay} s must be >= 0")
     up, down = bipolar_branches(v_set, v_reset, points)
-    branch, cycle = derived("branch", 0), derived("cycle", 0)
+    branch, cycle = derived(BRANCH, 0), derived(CYCLE, 0)
     objs = [
         branch,
         cycle,
@@ -167,6 +168,7 @@ def iv_sweep(
     ]
     start = {
         "plan_name": "iv_sweep",
+        DEVICE: smu.name,
         "plan_args": {
             "v_set": v_set,
             "v_reset": v_reset,
@@ -282,6 +284,7 @@ def forming(
     steps = forming_steps(v0, v1, step)
     start = {
         "plan_name": "forming",
+        DEVICE: smu.name,
         "plan_args": {
             "target_current": target,
             "v_stop": v1,
@@ -290,7 +293,7 @@ def forming(
             "current_limit": limit,
         },
         "num_points": len(steps),
-        "hints": {"dimensions": [(["smu_voltage"], "primary")]},
+        "hints": {"dimensions": [([smu.voltage.name], "primary")]},
         **(md or {}),
     }
 

@@ -29,28 +29,12 @@ import numpy as np
 from bluesky.utils import Msg, short_uid
 from ophyd import Signal
 
+from labcim.chip_identity import RECORD_KEYS
+from labcim.devices.core import CORE_SETTINGS
 from labcim.devices.signals import UnitSignal, new_op_id
-from labcim.sim_record import chip_record
 
 Plan = Generator[Msg, Any, Any]
 """A bluesky plan or plan stub."""
-
-IDENTITY = (
-    "model",
-    "chip",
-    "device_type",
-    "n_cores",
-    "rows",
-    "cols",
-    "devices_per_polarity",
-    "g_max",
-    "limits",
-    "simulated",
-)
-"""Identity signals of a ``ChipTestBoard`` recorded in every run's metadata."""
-
-CORE_SETTINGS = ("read_voltage", "dac_bits", "adc_bits", "adc_gain", "read_mode", "ir_drop")
-"""Settable configuration of a core, restored by :func:`restore_settings`."""
 
 
 class Derived(UnitSignal):
@@ -63,23 +47,28 @@ def derived(name: str, value: Any = 0.0, units: str = "", kind: str = "normal") 
 
 
 def identity(board: Any) -> Plan:
-    """The board's identity as a dict (``limits`` parsed from its JSON); reads no hardware.
+    """The board's identity as a dict (``limits`` parsed from its JSON).
 
-    On a simulated board it also holds ``sim_chip`` (`labcim.sim_record.chip_record`):
-    what a replay needs to rebuild the chip exactly as the run found it.
+    A simulated board is asked once more (``board.simulator``: one IDENTIFY over the
+    wire) what rebuilds its chip as it is now, kept as ``sim_chip``: its spec, clock,
+    random-generator fingerprint and core configurations (docs/replay.md).  Real
+    hardware is not asked anything.
     """
     values = {}
-    for key in IDENTITY:
+    for key in RECORD_KEYS:  # what a run records as board_identity
         values[key] = yield from bps.rd(getattr(board, key))
     values["limits"] = json.loads(values["limits"])
-    record = chip_record(board)
-    if record is not None:
-        values["sim_chip"] = record
+    if values["simulated"]:
+        yield from trigger_wait(board.simulator)
+        record = yield from value(board.simulator.record)
+        if record:
+            values["sim_chip"] = json.loads(record)
     return values
 
 
 def settings(core: Any) -> Plan:
-    """The core's current :data:`CORE_SETTINGS` as a dict (the last values the board took)."""
+    """The core's current settings (``labcim.devices.core.CORE_SETTINGS``) as a dict (the
+    last values the board took), for :func:`restore_settings`."""
     values = {}
     for key in CORE_SETTINGS:
         values[key] = yield from bps.rd(getattr(core, key))

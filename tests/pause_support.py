@@ -19,7 +19,7 @@ from bluesky import RunEngine
 from bluesky.utils import RunEngineInterrupted
 
 from labcim import HDF5Writer, open_runs
-from labcim.replay import LINK_KEYS
+from labcim.plan_data import LINK_KEYS
 
 LINK_FIELDS = LINK_KEYS
 """Link-health signals: they count the traffic, which a pause or a replay changes."""

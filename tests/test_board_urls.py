@@ -15,8 +15,8 @@ import pytest
 
 import labcim
 from drivers.board import BoardClient, LinkError
-from labcim.connection import board_link
 from labcim.engine import run_engine
+from labcim.transports import board_link
 from plans import conductance_map, tdp_program
 
 

@@ -13,12 +13,12 @@ import pytest
 import yaml
 
 import labcim
-from labcim.calibrate import CalibrationError, calibrate, fit_read_noise, fit_stuck
 from labcim.characterization import hermes_weights
 from labcim.cli import calibrate as calibrate_cli
 from labcim.engine import run_engine
-from labcim.model_file import ModelFileError, load_model
 from labcim.replay import replay
+from labcim.twin.calibrate import CalibrationError, calibrate, fit_read_noise, fit_stuck
+from labcim.twin.model_file import ModelFileError, load_model
 from plans import conductance_map, mvm_characterization, retention, tdp_program
 
 TRUTH = {"drift_nu_scale": 1.3, "prog_noise_scale": 1.5, "stuck_fraction": 0.02}
@@ -81,7 +81,7 @@ def test_calibration_recovers_parameters_and_replay_matches(recorded, capsys):
     ):
         done = replay(out, ["1", "3"], chip=url, out=tmp / f"replay_{name}")
         figures[name] = {
-            f.key: (float(f.recorded), float(f.replayed))
+            f.key: (float(f.a), float(f.b))
             for item in done
             for f in item.comparison.figures
             if f.key in ("core0_weight_error", "core0_4phase_d8_a8_mvm_error_target")

@@ -16,7 +16,7 @@ import pytest
 import labcim
 from labcim import open_runs, plots
 from labcim.demo import key_figures
-from labcim.model_file import load_model
+from labcim.twin.model_file import load_model
 
 LABCIM = [sys.executable, "-m", "labcim.cli"]
 

@@ -7,6 +7,7 @@ import pytest
 
 from drivers.board import LinkError
 from labcim.connection import connect
+from labcim.twin.sim_url import save_chip
 from mock_hw.board_server import BoardHandler, PtyBoardServer
 from mock_hw.chip import Chip
 
@@ -15,7 +16,7 @@ def test_sim_preset_with_options():
     board = connect("sim://rram-small?cores=2&rows=16&cols=8&seed=7", name="chipA")
     assert [c.name for c in board.cores] == ["chipA_core0", "chipA_core1"]
     assert (board.rows.get(), board.cols.get(), board.devices_per_polarity.get()) == (16, 8, 1)
-    assert board.sim_chip.spec.seed == 7
+    assert board.client.info["chip"]["seed"] == 7  # what IDENTIFY says
     assert board.simulated.get() is True
     board.close()
 
@@ -45,7 +46,7 @@ def test_saved_chip_absolute_and_relative(tmp_path, monkeypatch):
     board = connect("sim://pcm-small?cores=1&seed=2")
     x = np.eye(64, dtype=int)[:4] * 100
     board.fpga.wait_until.set(10.0).wait(5)
-    board.sim_chip.save(tmp_path / "chip.npz")
+    save_chip(board, tmp_path / "chip.npz")
     board.close()
     monkeypatch.chdir(tmp_path)
     for url in (f"sim://{tmp_path}/chip.npz", "sim://./chip.npz"):
@@ -63,6 +64,16 @@ def test_pyserial_url_through_a_pty():
         board.core0.conductance.trigger().wait(10)
         assert board.core0.conductance.map.get().shape == (4, 64, 64)
         board.close()
+
+
+def test_only_a_board_simulated_here_can_be_saved(tmp_path):
+    chip = Chip.from_preset("pcm-small", cores=1, seed=1)
+    with PtyBoardServer(BoardHandler(chip)).start() as server:
+        board = connect(server.url, timeout=1.0)
+        with pytest.raises(ValueError, match="not a board simulated in this process"):
+            save_chip(board, tmp_path / "chip.npz")
+        board.close()
+    assert not (tmp_path / "chip.npz").exists()
 
 
 def test_unreachable_board():

@@ -1,7 +1,7 @@
 """Networks on the simulated pcm-hermes chip (fixed seeds): the Must-shows of issue 7.
 
 The engine against the simulator called directly; weights are programmed with TDP
-write-verify through the chip's pulse/read interface (see labcim.network.simchip).  Drift
+write-verify through the chip's pulse/read interface (see labcim.twin.simchip).  Drift
 times are counted from the end of programming; calibration and the drift reference are
 read 1 s after it.  The same Must-shows through bluesky: tests/test_plans_inference.py.
 """
@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 
 from labcim.metrics import mvm_error
-from labcim.network.execution import run_steps
+from labcim.network.execution import prepare, run_steps
 from labcim.network.hybrid import select_digital, sensitivity
 from labcim.network.model import ModelError
 from labcim.network.placement import PlacementError
-from labcim.network.simchip import deploy
 from labcim.network.tasks import diabetes_regressor, digits_cnn, digits_mlp
 from labcim.network.tuning import tune
+from labcim.twin.simchip import SimChipBackend, chip_strategy, deploy, identity_of
 from mock_hw.chip import Chip
 
 TIMES = {"1 s": 1.0, "1 h": 3600.0, "1 day": 86400.0, "1 month": 30 * 86400.0}
@@ -117,3 +117,16 @@ def test_errors_come_before_any_programming():
     with pytest.raises(ModelError, match="does not match the model input shape"):
         deploy(chip, diabetes_regressor().model, task.X_train[:10])
     assert chip.pulse_counts.sum() == 0
+
+
+@pytest.mark.parametrize("asked", [1e6, 1e-9])
+def test_auto_ranged_gains_stay_in_the_range_the_board_reports(asked):
+    chip = Chip.from_preset("pcm-hermes", seed=1, cores=3)
+    backend = SimChipBackend(chip, chip_strategy(chip).g_cell_max)
+    task = digits_mlp()
+    dep = prepare(task.model, backend, task.X_train[:10])
+    low, high = identity_of(chip).limits["adc_gain_min"], identity_of(chip).limits["adc_gain_max"]
+    assert dep.adc_gain_range == backend.adc_gain_range == (low, high)
+    core = dep.layers[0].tiles[0].core
+    run_steps(backend, dep.set_gains(0, {core: asked}))
+    assert chip.config(core).adc_gain == dep.layers[0].adc_gain[core] == min(max(asked, low), high)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from bluesky import RunEngine
-from plans_support import on_board, run_plan
+from plans_support import on_board, on_chip, pulses_applied, run_plan
 
 from drivers.smu import SMULimitError
 from labcim.characterization import differential_weights, drift_by_level, ideal_outputs
 from labcim.connection import connect_smu
 from labcim.metrics import linear_fit, mvm_error
+from mock_hw.chip import Chip
 from mock_hw.iv_device import ProbedRRAM
 from mock_hw.smu_server import SMUServer
 from plans import conductance_map, forming, iv_sweep, mvm_characterization, retention
@@ -60,7 +61,8 @@ def test_mvm_error_four_phase_within_a_few_percent_and_below_one_phase(tmp_path)
 @pytest.mark.slow
 def test_retention_drift_exponent_matches_the_simulator(tmp_path):
     times = [1e4, 3e4, 1e5, 3e5, 1e6]
-    board, run = on_board(HERMES, tmp_path, lambda b: retention(b, times, t0=200.0))
+    chip = Chip.from_preset("pcm-hermes", cores=1, seed=0)
+    _, run = on_chip(chip, tmp_path, lambda b: retention(b, times, t0=200.0))
     assert run.exit_status == "success", run.reason
     s, primary = run.summary, run.streams["primary"]
     maps = primary["board_core0_conductance_map"]
@@ -68,7 +70,7 @@ def test_retention_drift_exponent_matches_the_simulator(tmp_path):
     np.testing.assert_allclose(elapsed, times, rtol=1e-3)
     fit = drift_by_level(elapsed + 200.0, maps, len(s["core0_nu"]), 1.0)
     np.testing.assert_allclose(fit["nu"], s["core0_nu"])  # recomputed from the file
-    state = board.sim_chip.state
+    state = chip.state  # the simulator's ground truth
     truth = state["nu"][0].reshape(maps.shape[1:])
     working = ~state["stuck"][0].reshape(maps.shape[1:])
     for b, nu in enumerate(s["core0_nu"]):
@@ -108,13 +110,13 @@ def test_mvm_without_programming_and_bad_arguments(tmp_path):
         (dict(n_vectors=10, batch_size=3), "batch_size = 3 must divide"),
         (dict(cores=[4]), "cores.*does not exist"),
     ]
-    before = board.sim_chip.state["pulse_counts"].sum()
+    before = pulses_applied(board)
     for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):
             RE(mvm_characterization(board, **kwargs))
     with pytest.raises(ValueError, match="times"):
         RE(retention(board, [10.0, 5.0]))
-    assert board.sim_chip.state["pulse_counts"].sum() == before
+    assert pulses_applied(board) == before
 
 
 @pytest.fixture

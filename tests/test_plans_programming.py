@@ -7,23 +7,24 @@ import functools
 import numpy as np
 import pytest
 from bluesky import RunEngine
-from plans_support import on_board
+from plans_support import on_board, on_chip, pulses_applied
 
 from labcim import connect
 from labcim.characterization import cell_conductance, error_stats, hermes_weights
 from labcim.plan_args import PlanSignature
+from mock_hw.chip import Chip
 from plans import tdp_program
-
-HERMES = "sim://pcm-hermes?cores=1&seed=0"
 
 
 @functools.cache
 def programmed(strategy: str, tmp: str):
-    """Program one full pcm-hermes core with ``strategy``; (board, run) read back."""
+    """Program one full pcm-hermes core with ``strategy``; (chip, run read back)."""
     from pathlib import Path
 
     w = hermes_weights(np.random.default_rng(1), 256, 256)
-    return on_board(HERMES, Path(tmp) / strategy, lambda b: tdp_program(b, w, strategy=strategy))
+    chip = Chip.from_preset("pcm-hermes", cores=1, seed=0)
+    _, run = on_chip(chip, Path(tmp) / strategy, lambda b: tdp_program(b, w, strategy=strategy))
+    return chip, run
 
 
 @pytest.fixture(scope="module")
@@ -31,9 +32,9 @@ def tmp(tmp_path_factory):
     return str(tmp_path_factory.mktemp("programming"))
 
 
-def stuck_cells(board) -> np.ndarray:
-    """Ground truth: cells (2, rows, cols) with a stuck device."""
-    return board.sim_chip.state["stuck"][0].any(axis=1)
+def stuck_cells(chip) -> np.ndarray:
+    """The simulator's ground truth: cells (2, rows, cols) with a stuck device."""
+    return chip.state["stuck"][0].any(axis=1)
 
 
 def failed_mask(run, shape) -> np.ndarray:
@@ -59,9 +60,9 @@ def test_tdp_has_the_lowest_weight_error(tmp):
 
 @pytest.mark.slow
 def test_tdp_converges_and_reports_the_stuck_cells(tmp):
-    board, run = programmed("tdp", tmp)
+    chip, run = programmed("tdp", tmp)
     s = run.summary
-    stuck = stuck_cells(board)
+    stuck = stuck_cells(chip)
     failed = failed_mask(run, stuck.shape)
     working = ~stuck
     not_converged = s["core0_cells"] - s["core0_converged"]
@@ -125,11 +126,11 @@ def test_bad_input_refused_before_any_pulse(tmp_path):
         (dict(weights=np.ones(5)), "2-D"),
     ]
     RE = RunEngine({})
-    before = board.sim_chip.state["pulse_counts"].sum()
+    before = pulses_applied(board)
     for kwargs, match in cases:
         with pytest.raises(ValueError, match=match):
             RE(tdp_program(board, **kwargs))
-    assert board.sim_chip.state["pulse_counts"].sum() == before
+    assert pulses_applied(board) == before
 
 
 def test_signature_converts_campaign_arguments(tmp_path):

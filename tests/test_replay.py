@@ -13,7 +13,8 @@ import labcim
 from labcim.characterization import hermes_weights
 from labcim.cli import replay as replay_cli
 from labcim.engine import run_engine
-from labcim.replay import ReplayError, replay
+from labcim.recorded import RecordedRunError
+from labcim.replay import replay
 from plans import conductance_map, mvm_characterization, retention, tdp_program
 
 
@@ -85,7 +86,7 @@ def test_clear_errors(tmp_path, capsys):
     foreign = tmp_path / "other.h5"
     with h5py.File(foreign, "w") as f:
         f["x"] = 1
-    with pytest.raises(ReplayError, match="another program"):
+    with pytest.raises(RecordedRunError, match="another program"):
         replay(foreign)
     (tmp_path / "text.h5").write_text("not hdf5")
     assert _cli("replay", str(tmp_path / "text.h5")) == 2
@@ -93,17 +94,17 @@ def test_clear_errors(tmp_path, capsys):
 
     missing = tmp_path / "missing.h5"
     _bare_run(missing, {"plan_name": "tdp_program", "plan_args": {"cores": [0]}})
-    with pytest.raises(ReplayError, match="missing required argument 'weights'"):
+    with pytest.raises(RecordedRunError, match="missing required argument 'weights'"):
         replay(missing)
 
     gone = tmp_path / "gone.h5"
     _bare_run(gone, {"plan_name": "old_sweep", "plan_args": {}})
-    with pytest.raises(ReplayError, match=r"plan no longer exists.*'old_sweep'.*tdp_program"):
+    with pytest.raises(RecordedRunError, match=r"plan no longer exists.*'old_sweep'.*tdp_program"):
         replay(gone)
 
     noplan = tmp_path / "noplan.h5"
     _bare_run(noplan, {})
     assert _cli("replay", str(noplan)) == 2
     assert "no 'plan_args'" in capsys.readouterr().err  # bluesky names it 'plan'
-    with pytest.raises(ReplayError, match="--run 7x: names 0 runs"):
+    with pytest.raises(RecordedRunError, match="--run 7x: names 0 runs"):
         replay(noplan, ["7x"])  # neither a run number nor a uid prefix (uids are hex)

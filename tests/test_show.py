@@ -10,15 +10,14 @@ import time
 
 import numpy as np
 import pytest
+from plans_support import formed_and_swept
 
 import labcim
 from labcim.engine import run_engine
 from labcim.export import dataframe, key_figures_frame, write_csv
 from labcim.key_figures import iv_switching, key_figures
 from labcim.plots import save_run_plots
-from mock_hw.iv_device import ProbedRRAM
-from mock_hw.smu_server import SMUServer
-from plans import conductance_map, forming, iv_sweep
+from plans import conductance_map
 
 LABCIM = [sys.executable, "-m", "labcim.cli"]
 
@@ -26,16 +25,7 @@ LABCIM = [sys.executable, "-m", "labcim.cli"]
 @pytest.fixture(scope="module")
 def iv_runs(tmp_path_factory):
     """A forming run, then 4 I-V cycles of the formed device, on the simulated SMU."""
-    out = tmp_path_factory.mktemp("iv") / "iv.h5"
-    RE = run_engine(out, progress=False)
-    with SMUServer(ProbedRRAM(np.random.default_rng(3))) as server:
-        smu = labcim.connect_smu(server.resource)
-        try:
-            RE(forming(smu, target_current=50e-6, v_stop=4.5))
-            RE(iv_sweep(smu, 1.5, -1.5, cycles=4, current_limit=5e-5, reset_current_limit=1e-3))
-        finally:
-            smu.close()
-    return labcim.open_runs(out)
+    return formed_and_swept(tmp_path_factory.mktemp("iv") / "iv.h5", 4)
 
 
 def test_iv_sweep_key_figures_are_switching_voltages_and_conductances(iv_runs, tmp_path):

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 
 from labcim.mapping import weights_to_targets
+from labcim.twin.simchip import chip_strategy
 from labcim.writeverify import (
     STRATEGIES,
     PulseBatch,
     PulseKind,
     make_strategy,
     run_write_verify,
-    strategy_for_chip,
 )
 from labcim.writeverify.base import Role
 from mock_hw.chip import Chip
@@ -29,7 +29,7 @@ def hermes_weights(rows: int, cols: int, seed: int = 1) -> np.ndarray:
 
 
 def strategy_for(chip: Chip, name: str, **options):
-    return strategy_for_chip(name, chip.identify(), **options)
+    return chip_strategy(chip, name, **options)
 
 
 def program(preset: str, name: str, seed: int = 0, **options):
@@ -202,9 +202,9 @@ def test_bad_options(options, match):
 
 
 def test_unknown_strategy_lists_the_allowed_ones():
-    with pytest.raises(ValueError, match=r"'tdpp'; allowed: \['tdp', 'max-fill', 'odp', 'ispp'\]"):
+    with pytest.raises(ValueError, match=r"'tdpp'; allowed: \['ispp', 'max-fill', 'odp', 'tdp'\]"):
         make_strategy("tdpp", devices_per_polarity=2, device_type="pcm", limits={}, g_max=10.35)
-    assert STRATEGIES == ("tdp", "max-fill", "odp", "ispp")
+    assert STRATEGIES == ("ispp", "max-fill", "odp", "tdp")  # registered, sorted
 
 
 def test_wrong_device_type_or_limits():

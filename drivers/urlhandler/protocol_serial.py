@@ -105,7 +105,7 @@ def parse_options(
     noun: str = "setting",
 ) -> dict[str, Any]:
     """``(key, text)`` query pairs parsed by ``parsers[key]`` (:data:`SETTINGS` for
-    ``serial://``; any URL's query table, e.g. ``labcim.connection.SIM_QUERY``).
+    ``serial://``; any URL's query table, e.g. ``labcim.twin.sim_url.SIM_QUERY``).
 
     Raises
     ------

@@ -25,14 +25,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit, write the model file, print the fitted knobs; return the exit status."""
-    from labcim.calibrate import CalibrationError, calibrate
-    from labcim.model_file import save_model
-    from labcim.replay import ReplayError, open_recorded
+    from labcim.recorded import RecordedRunError, open_recorded
+    from labcim.twin.calibrate import CalibrationError, calibrate
+    from labcim.twin.model_file import save_model
 
     try:
         runs = [run for path in args.files for run in open_recorded(path)]
         model = calibrate(runs, args.files)
-    except (ReplayError, CalibrationError) as exc:
+    except (RecordedRunError, CalibrationError) as exc:
         print(f"labcim calibrate: {exc}", file=sys.stderr)
         return 2
     save_model(model, args.output)

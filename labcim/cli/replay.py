@@ -41,11 +41,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay, print one comparison per run; return the exit status."""
-    from labcim.replay import ReplayError, format_comparison, replay
+    from labcim.compare import format_comparison
+    from labcim.recorded import RecordedRunError
+    from labcim.replay import replay
 
     try:
         done = replay(args.file, args.ids, args.chip, args.out, progress=not args.quiet)
-    except ReplayError as exc:
+    except RecordedRunError as exc:
         print(f"labcim replay: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:

@@ -203,10 +203,12 @@ def follow(path: str, interval: float, idle: float = 10.0) -> int:
 
 def progress_line(run: Any) -> str:
     """``run 2 mvm_characterization (step 2/4): 3/8 events  board_core0_... = 12``."""
+    from labcim.plan_data import PRIMARY
+
     step = ""
     if "step_key" in run.start:
         step = f" (step {run.start.get('step_index')}/{run.start.get('step_count')})"
-    primary = run.streams.get("primary")
+    primary = run.streams.get(PRIMARY)  # num_points counts its events
     done = len(primary) if primary is not None else 0
     total = run.start.get("num_points")
     line = f"run {run.number} {run.plan_name}{step}: {done}/{total or '?'} events"

@@ -17,7 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "interrupted.  The first line printed is the URL to connect to, e.g. "
             "socket://127.0.0.1:PORT or a pty device path.  Over TCP several clients may "
             "connect; the first to send a request holds the board until it disconnects or "
-            "stays idle for --idle-timeout, and the others are told who holds it."
+            "stays idle for --idle-timeout, and the others are told who holds it.  A run "
+            "recorded on it replays exactly on sim:// (labcim replay)."
         ),
     )
     parser.add_argument(
@@ -25,12 +26,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--pty", action="store_true", help="serve over a pty pair instead of TCP")
     parser.add_argument(
-        "--preset",
-        default="pcm-hermes",
-        help="chip preset: pcm-hermes, pcm-small, rram-hfox, rram-small (default: %(default)s)",
+        "--chip",
+        metavar="URL",
+        help=(
+            "the simulated chip, as a sim:// URL of labcim.connect: a preset and its "
+            "options, model=FILE.yaml, or a saved chip, e.g. "
+            "'sim://pcm-hermes?cores=2&seed=3&model=twin.yaml' (default: "
+            f"{DEFAULT_CHIP}); its seed also seeds the faults"
+        ),
     )
-    parser.add_argument("--cores", type=int, help="number of cores (default: the preset's)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the chip and the faults")
+    parser.add_argument(
+        "--preset", help="shorthand: sim://PRESET (not with --chip; default: pcm-hermes)"
+    )
+    parser.add_argument("--cores", type=int, help="shorthand: cores=N of the chip URL")
+    parser.add_argument("--seed", type=int, help="shorthand: seed=S of the chip URL")
     parser.add_argument(
         "--faults",
         default="",
@@ -60,44 +69,54 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=serve)
 
 
+DEFAULT_CHIP = "sim://pcm-hermes"
+"""The chip served when neither --chip nor a shorthand names one."""
+
 DEFAULT_IDLE_TIMEOUT = 600.0
 """Seconds without a request after which ``labcim sim serve`` frees the board: long enough
 for a person thinking at a notebook, short enough that a forgotten kernel does not hold
 the board all day."""
 
 
+def chip_url(args: argparse.Namespace) -> str:
+    """The sim:// URL of the chip to serve: ``--chip``, or the one the shorthands name.
+
+    Raises
+    ------
+    ValueError
+        ``--chip`` together with a shorthand.
+    """
+    shorthands = {"preset": args.preset, "cores": args.cores, "seed": args.seed}
+    given = [f"--{k}" for k, v in shorthands.items() if v is not None]
+    if args.chip is not None:
+        if given:
+            raise ValueError(f"{', '.join(given)}: give them in the --chip URL instead")
+        return args.chip
+    query = "&".join(f"{k}={v}" for k, v in shorthands.items() if k != "preset" and v is not None)
+    base = f"sim://{args.preset}" if args.preset is not None else DEFAULT_CHIP
+    return base + ("?" + query if query else "")
+
+
 def serve(args: argparse.Namespace) -> int:
     """Build the chip and serve it until Ctrl-C (exit 0)."""
-    from mock_hw.board_server import (
-        MAX_CLIENTS,
-        BoardHandler,
-        Faults,
-        FaultyHandler,
-        PtyBoardServer,
-        TcpBoardServer,
-    )
-    from mock_hw.chip import Chip
+    from labcim.twin.serve import board_server
 
     try:
         if args.idle_timeout < 0 or not math.isfinite(args.idle_timeout):
             raise ValueError(f"--idle-timeout {args.idle_timeout:g}: must be >= 0 s (0: never)")
-        faults = Faults.parse(args.faults, seed=args.seed)
-        handler = BoardHandler(Chip.from_preset(args.preset, seed=args.seed, cores=args.cores))
-        if args.pty:
-            server = PtyBoardServer(handler)
-        else:
-            server = TcpBoardServer(
-                handler,
-                port=args.port,
-                idle_timeout=args.idle_timeout or None,
-                max_clients=MAX_CLIENTS if args.max_clients is None else args.max_clients,
-                log=lambda message: print(f"labcim sim serve: {message}", file=sys.stderr),
-            )
+        options = {} if args.max_clients is None else {"max_clients": args.max_clients}
+        server = board_server(
+            chip_url(args),
+            pty=args.pty,
+            port=args.port,
+            faults=args.faults,
+            idle_timeout=args.idle_timeout or None,
+            log=lambda message: print(f"labcim sim serve: {message}", file=sys.stderr),
+            **options,
+        )
     except (ValueError, OSError) as exc:
         print(f"labcim sim serve: error: {exc}", file=sys.stderr)
         return 2
-    if faults.any():
-        server.handler = FaultyHandler(handler, faults)
     print(server.url, flush=True)
     try:
         server.serve_forever()

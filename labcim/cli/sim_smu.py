@@ -47,24 +47,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; return the exit status."""
-    import numpy as np
-
-    from labcim.model_file import PARAMS, ModelFileError, load_model
-    from mock_hw.iv_device import DEVICES
-    from mock_hw.smu_server import SMUServer
+    from labcim.twin.model_file import ModelFileError
+    from labcim.twin.serve import smu_server
 
     try:
-        params = None
-        if args.device_model:
-            model = load_model(args.device_model)
-            if model.device_type != args.device:
-                raise ValueError(
-                    f"--device-model {args.device_model} is a {model.device_type} model, "
-                    f"--device is {args.device}"
-                )
-            params = PARAMS[model.device_type].from_dict(model.model_params)
-        device = DEVICES[args.device](np.random.default_rng(args.seed), params)
-        server = SMUServer(device, host=args.host, port=args.port, model=args.model)
+        server = smu_server(
+            model=args.model,
+            device=args.device,
+            seed=args.seed,
+            device_model=args.device_model,
+            host=args.host,
+            port=args.port,
+        )
     except (ModelFileError, ValueError, OSError) as exc:  # bad file, not loopback, port taken
         print(f"labcim sim smu: {exc}", file=sys.stderr)
         return 2

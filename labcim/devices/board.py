@@ -9,11 +9,13 @@ Device tree of a board named ``board`` with N cores::
                              for); link health: frames_sent, frames_received, retries,
                              bad_frames, timeouts, stale_replies, last_rtt, mean_rtt (s),
                              retry_fraction
+    board.simulator          record (JSON of IDENTIFY's simulator fields, read on trigger;
+                             "" on real hardware), omitted: what plans record for a replay
+    board.core0 ... coreN-1  CIMCore (``labcim.devices.core``), kind omitted: read them by name
 
 ``stop()`` on the board or any part of it stops every board operation queued or running
 (a long pulse batch, read or MVM between two frames, a wait for the clock); bluesky
 calls it on a pause, a suspension, ``RE.stop()`` and ``RE.abort()``.
-    board.core0 ... coreN-1  CIMCore (``labcim.devices.core``), kind omitted: read them by name
 
 The number of cores is known only after IDENTIFY, so the class with its ``coreI``
 components is built per core count (:func:`board_class`).
@@ -33,6 +35,7 @@ from ophyd.device import create_device_from_components
 
 from drivers import protocol
 from drivers.board import BoardAbortedError, BoardClient
+from labcim.chip_identity import RECORD_KEYS, ChipIdentity
 from labcim.devices.core import CIMCore
 from labcim.devices.signals import (
     DriverStatus,
@@ -133,6 +136,27 @@ class FPGAInterface(Device):
         self.root.stop(success=success)
 
 
+class SimulatorState(Device):
+    """What a simulated board says about its chip's state, read on ``trigger()``.
+
+    ``record`` is the ``simulator`` object of a fresh IDENTIFY reply as JSON (its spec,
+    clock, random-generator fingerprint and core configurations: what a replay needs to
+    rebuild the chip as it is now, docs/protocol.md), or ``""`` from a board that
+    reports none (real hardware).
+    """
+
+    record = Cpt(Readback, value="", kind="normal")
+
+    def trigger(self) -> DriverStatus:
+        """Send IDENTIFY and keep its simulator fields."""
+
+        def work() -> None:
+            state = self.root.client.identify().get("simulator")
+            self.record.update("" if state is None else json.dumps(state, sort_keys=True))
+
+        return self.root.run(self, work)
+
+
 class ChipTestBoard(Device):
     """A CIM test board and its chip.  Use :func:`labcim.connect` to get one.
 
@@ -140,11 +164,11 @@ class ChipTestBoard(Device):
     ----------
     client : BoardClient
         An open client; the device owns it from now on (:meth:`close`).
+    identity : ChipIdentity
+        What the client's IDENTIFY reply says (``board.identity``: geometry, device
+        type and limits, used for every check before sending).
     name : str
         Prefix of every signal name (``board_core0_conductance_map``, ...).
-    sim_chip : mock_hw.chip.Chip, optional
-        The simulated chip behind a ``sim://`` board, for simulator-only extras such as
-        ``board.sim_chip.save(path)``.  Never used for what a real board does.
     status_timeout : float
         Backstop (s) after which a status fails if its command has not finished; the
         client already bounds every frame by ``(retries + 1) * timeout``.
@@ -161,34 +185,30 @@ class ChipTestBoard(Device):
     limits = Cpt(Readback, value="", kind="config")
     simulated = Cpt(Readback, value=False, kind="config")
     fpga = Cpt(FPGAInterface, kind="normal")
+    simulator = Cpt(SimulatorState, kind="omitted")
 
     def __init__(
         self,
         client: BoardClient,
+        identity: ChipIdentity,
         *,
         name: str = "board",
-        sim_chip: Any = None,
         status_timeout: float = 60.0,
         **kwargs: Any,
     ) -> None:
-        # Set before Device.__init__: the components reach the client while being built.
+        # Set before Device.__init__: the components reach them while being built.
         self.client = client
-        self.chip_info: dict[str, Any] = client.info["chip"]
-        self.sim_chip = sim_chip
+        self.identity = identity
         self.status_timeout = status_timeout
         self.worker = DriverWorker(name)
         self.stops = StopRequests()
         super().__init__(name=name, **kwargs)
-        info, chip = client.info, self.chip_info
-        self.model.update(info["board"])
-        self.chip.update(chip["chip"])
-        self.device_type.update(chip["device_type"])
-        for key in ("rows", "cols", "devices_per_polarity"):
-            getattr(self, key).update(chip[key])
-        self.n_cores.update(chip["cores"])
-        self.g_max.update(chip["g_max_uS"])
-        self.limits.update(json.dumps(chip["limits"], sort_keys=True))
-        self.simulated.update(bool(info.get("simulated", False)))
+        info = client.info
+        for key in RECORD_KEYS:  # the simulator's state is read when asked (simulator)
+            value = getattr(identity, key)
+            if key == "limits":
+                value = json.dumps(dict(value), sort_keys=True)
+            getattr(self, key).update(value)
         self.fpga.firmware.update(info["firmware"])
         self.fpga.protocol_version.update(client.protocol_version)
         self.fpga.max_payload.update(client.max_payload)
@@ -198,11 +218,11 @@ class ChipTestBoard(Device):
     @property
     def cores(self) -> list[CIMCore]:
         """The core devices, in index order."""
-        return [getattr(self, f"core{i}") for i in range(self.chip_info["cores"])]
+        return [getattr(self, f"core{i}") for i in range(self.identity.n_cores)]
 
     def core(self, index: int) -> CIMCore:
         """Core ``index``; raises IndexError naming the cores that exist."""
-        n = self.chip_info["cores"]
+        n = self.identity.n_cores
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < n:
             raise IndexError(f"{self.name}: core {index!r} does not exist; cores are 0..{n - 1}")
         return getattr(self, f"core{index}")

@@ -42,6 +42,10 @@ PULSE_FIELDS = ("row", "col", "device", "kind", "amplitude", "width")
 """Arrays of a pulse batch: cell, device in the cell (``polarity * dpp + index``), kind
 (0 SET, 1 RESET, 2 FORM), amplitude (V or uA, the chip's ``amplitude_unit``), width (s)."""
 
+CORE_SETTINGS = ("read_voltage", "dac_bits", "adc_bits", "adc_gain", "read_mode", "ir_drop")
+"""The settable configuration of a core (its signals of kind config, one per field of the
+board's GET/SET_CONFIG); plans save and restore them (``plans.stubs.settings``)."""
+
 ADC_LSB_KEY = "adc_lsb_uA"
 """Configuration field in which a board reports the output current of one ADC code."""
 
@@ -101,8 +105,8 @@ class ConductanceMap(Device):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        chip = self.root.chip_info
-        self.map.declare((2 * chip["devices_per_polarity"], chip["rows"], chip["cols"]))
+        chip = self.root.identity
+        self.map.declare((2 * chip.devices_per_polarity, chip.rows, chip.cols))
 
     def measure(self, op_id: int = 0, stop: StopRequest | None = None) -> None:
         """Read the map over the link (blocking) and update the signals."""
@@ -145,7 +149,7 @@ class InputBatch(ArraySetting):
         self.root.stop(success=success)
 
     def check_value(self, value: Any) -> None:
-        rows = self.root.chip_info["rows"]
+        rows = self.root.identity.rows
         x = np.asarray(value)
         if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != rows:
             raise ValueError(
@@ -180,7 +184,7 @@ class MVMReadout(Device):
         self._declare_shapes(self.inputs.get())
 
     def _declare_shapes(self, value: np.ndarray, **kwargs: Any) -> None:
-        shape = (len(value), self.root.chip_info["cols"])
+        shape = (len(value), self.root.identity.cols)
         self.codes.declare(shape)
         self.outputs.declare(shape)
 
@@ -229,8 +233,6 @@ class CIMCore(Device):
     conductance = Cpt(ConductanceMap, kind="normal")
     mvm = Cpt(MVMReadout, kind="normal")
 
-    _settings = ("read_voltage", "dac_bits", "adc_bits", "adc_gain", "read_mode", "ir_drop")
-
     def __init__(self, *args: Any, index: int, **kwargs: Any) -> None:
         self.index = index
         super().__init__(*args, **kwargs)
@@ -242,10 +244,10 @@ class CIMCore(Device):
 
     def apply_config(self, config: Mapping[str, Any]) -> None:
         """Update the configuration signals from the board's reply."""
-        missing = [k for k in self._settings if k not in config]
+        missing = [k for k in CORE_SETTINGS if k not in config]
         if missing:
             raise KeyError(f"{self.name}: the board's configuration lacks {missing}")
-        for key in self._settings:
+        for key in CORE_SETTINGS:
             getattr(self, key).update(config[key])
         # Boards that do not report their ADC step give NaN outputs (codes stay valid).
         self.adc_lsb.update(float(config.get(ADC_LSB_KEY, np.nan)))
@@ -269,11 +271,11 @@ class CIMCore(Device):
         if any(a.ndim != 1 or len(a) != n for a in arrays):
             shapes = {k: a.shape for k, a in zip(PULSE_FIELDS, arrays, strict=True)}
             raise ValueError(f"{self.name}: pulse arrays must be 1-D of equal length: {shapes}")
-        chip = self.root.chip_info
+        chip = self.root.identity
         bounds = {
-            "row": chip["rows"],
-            "col": chip["cols"],
-            "device": 2 * chip["devices_per_polarity"],
+            "row": chip.rows,
+            "col": chip.cols,
+            "device": 2 * chip.devices_per_polarity,
             "kind": len(protocol.PULSE_KIND_LIMIT),
         }
         for name, a in zip(PULSE_FIELDS, arrays, strict=False):
@@ -288,7 +290,7 @@ class CIMCore(Device):
                     f"{self.name}: {name}[{i}] = {a[i]} is outside [0, {bounds[name]})"
                 )
         kind, amplitude, width = arrays[3], arrays[4].astype(float), arrays[5].astype(float)
-        if message := protocol.pulse_limit_violation(chip["limits"], kind, amplitude, width):
+        if message := protocol.pulse_limit_violation(chip.limits, kind, amplitude, width):
             raise BoardLimitError(
                 f"{self.name}: refused before sending: {message}", Status.OUT_OF_LIMITS
             )

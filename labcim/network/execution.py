@@ -41,9 +41,6 @@ from labcim.network.layers import WeightLayer
 from labcim.network.model import Model
 from labcim.network.placement import Placement, place
 
-ADC_GAIN_RANGE = (1 / 64, 64.0)
-"""Range of a core's ``adc_gain`` setting (the board's configuration limits)."""
-
 ADC_HEADROOM = 1.0
 """Full scale chosen by auto-ranging, as a multiple of the largest calibration output."""
 
@@ -60,12 +57,17 @@ class Backend(Protocol):
     g_cell_max : float
         Largest conductance of one polarity of a cell (uS): the conductance a weight of
         magnitude ``weight_scale`` is programmed to.
+    adc_gain_range : (float, float) or None
+        The ``adc_gain`` settings the chip accepts, (lowest, highest), as its board
+        reports them (`labcim.chip_identity.ChipIdentity.adc_gain_range`); None if it
+        does not say.
     """
 
     rows: int
     cols: int
     n_cores: int
     g_cell_max: float
+    adc_gain_range: tuple[float, float] | None
 
     def mvm(self, core: int, codes: np.ndarray) -> np.ndarray:
         """ADC codes (int, (batch, cols)) of a batch of DAC codes (int, (batch, rows))."""
@@ -242,6 +244,9 @@ class Deployment:
     g_cell_max : float
         Conductance (uS) a weight of magnitude ``w_scale`` is programmed to: the
         write-verify strategy's ``g_cell_max`` (:mod:`labcim.writeverify`).
+    adc_gain_range : (float, float) or None
+        The ``adc_gain`` settings the chip accepts (`Backend.adc_gain_range`): gains
+        chosen by auto-ranging are clipped to it; None leaves them as computed.
     digital_masks : dict of int to ndarray of bool, optional
         Per layer index, the weights computed on the host instead of in analog
         (:func:`labcim.network.hybrid.select_digital`).
@@ -260,6 +265,7 @@ class Deployment:
         model: Model,
         placement: Placement,
         g_cell_max: float,
+        adc_gain_range: tuple[float, float] | None = None,
         *,
         digital_masks: Mapping[int, np.ndarray] | None = None,
         scaling: str = "percentile",
@@ -268,6 +274,7 @@ class Deployment:
         self.model = model
         self.placement = placement
         self.g_cell_max = float(g_cell_max)
+        self.adc_gain_range = adc_gain_range
         self.max_batch = int(max_batch)
         self.drift_mode = "none"
         masks = dict(digital_masks or {})
@@ -412,10 +419,13 @@ class Deployment:
         yield from self.set_gains(index, gains)
 
     def set_gains(self, index: int, gains: Mapping[int, float]) -> Steps[None]:
-        """Configure cores of layer ``index`` with ADC ``gains`` (clipped to the range)."""
+        """Configure cores of layer ``index`` with ADC ``gains`` (clipped to the range the
+        chip accepts, if it said)."""
         al = self.layers[index]
         for core, g in gains.items():
-            al.adc_gain[core] = float(np.clip(g, *ADC_GAIN_RANGE))
+            if self.adc_gain_range is not None:
+                g = np.clip(g, *self.adc_gain_range)
+            al.adc_gain[core] = float(g)
             yield from request("configure", core, {"adc_gain": al.adc_gain[core]})
 
     def calibrate_layer(self, index: int, a: np.ndarray, n_ref: int = 256) -> Steps[None]:
@@ -505,4 +515,4 @@ def prepare(
     """
     model.check_input(X)
     placement = place(model, backend.rows, backend.cols, backend.n_cores, cores)
-    return Deployment(model, placement, backend.g_cell_max, **kwargs)
+    return Deployment(model, placement, backend.g_cell_max, backend.adc_gain_range, **kwargs)

@@ -49,6 +49,10 @@ from drivers.protocol import PulseKind
 LIMIT_KEYS = ("amplitude_unit", "set_max", "reset_max", "form_max", "width_min", "width_max")
 """Keys of the board's ``identify()["limits"]`` a strategy needs."""
 
+DEAD_FRACTION = 0.1
+"""A device that a full SET leaves below, or a full RESET above, this share of g_max is
+dead (stuck): the strategies' rule, and calibration's count of stuck devices."""
+
 
 class Role(enum.IntEnum):
     """What a device is asked to do in its cell (stored as int8)."""
@@ -280,6 +284,11 @@ class Strategy(ABC):
     what a verify read teaches about each device (:meth:`_observe`), when a cell counts
     as converged (:meth:`_converged`) and the tuning pulses (:meth:`_tune`).
 
+    A subclass that a package registers in the ``labcim.strategies`` entry-point group
+    (``name = "module:Class"``, the entry's name equal to the class's ``name``) becomes
+    usable by name in every plan that programs (`labcim.writeverify.make_strategy`);
+    its constructor takes ``params`` (a ``params_class``) and the keywords below.
+
     Parameters
     ----------
     devices_per_polarity : int
@@ -295,9 +304,14 @@ class Strategy(ABC):
     """
 
     name: str
+    """The name it is registered under (``labcim.strategies`` entry points)."""
     unit: str
     """Amplitude unit the strategy's parameters are in."""
-    dead_fraction: float = 0.1
+    params_class: type
+    """Dataclass of its pulse parameters (the ``**params`` of ``make_strategy``)."""
+    device_types: tuple[str, ...]
+    """Device types (``"pcm"``, ``"rram"``) it programs."""
+    dead_fraction: float = DEAD_FRACTION
     """A full SET leaves a working device above, a full RESET below, this share of g_max."""
 
     def __init__(

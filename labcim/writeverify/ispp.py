@@ -66,6 +66,8 @@ class ISPP(Strategy):
 
     name = "ispp"
     unit = "V"
+    params_class = ISPPParams
+    device_types = ("rram",)
 
     def __init__(self, params: ISPPParams, **kwargs: Any) -> None:
         super().__init__(**kwargs)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from labcim.writeverify.base import (
+    DEAD_FRACTION,
     Last,
     PulseKind,
     Pulses,
@@ -68,7 +69,7 @@ class PartialSetParams:
     aim: float = 0.6
     centre_band: float = 2.5
     full_fraction: float = 0.9
-    dead_fraction: float = 0.1
+    dead_fraction: float = DEAD_FRACTION
     fill: float = 0.9
 
 
@@ -88,6 +89,8 @@ class PartialSetStrategy(Strategy):
     """
 
     unit = "uA"
+    params_class = PartialSetParams
+    device_types = ("pcm",)
 
     def __init__(self, params: PartialSetParams, **kwargs: Any) -> None:
         super().__init__(**kwargs)

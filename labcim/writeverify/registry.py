@@ -1,27 +1,53 @@
-"""Build a write-verify strategy by name from what the board's identify() reports."""
+"""Write-verify strategies by name, through the ``labcim.strategies`` entry-point group.
+
+The project registers its own (``tdp``, ``max-fill``, ``odp``, ``ispp``) in its
+``pyproject.toml``; a lab's package registers a `~labcim.writeverify.base.Strategy`
+subclass the same way and every plan that programs takes its name::
+
+    [project.entry-points."labcim.strategies"]
+    my-tdp = "mylab.strategies:MyTDP"      # MyTDP.name == "my-tdp"
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from typing import Any
 
+from labcim.chip_identity import ChipIdentity
 from labcim.plan_args import Integer
+from labcim.registry import load_classes
 from labcim.writeverify.base import Strategy, check_limits, check_positive
-from labcim.writeverify.ispp import ISPP, ISPPParams
-from labcim.writeverify.nominal import ODP, MaxFill
-from labcim.writeverify.partial_set import PartialSetParams
-from labcim.writeverify.tdp import TDP
 
-_CLASSES: dict[str, tuple[type[Strategy], type, tuple[str, ...]]] = {
-    "tdp": (TDP, PartialSetParams, ("pcm",)),
-    "max-fill": (MaxFill, PartialSetParams, ("pcm",)),
-    "odp": (ODP, PartialSetParams, ("pcm",)),
-    "ispp": (ISPP, ISPPParams, ("rram",)),
-}
+STRATEGIES_GROUP = "labcim.strategies"
+"""Entry-point group of write-verify strategy classes."""
 
-STRATEGIES: tuple[str, ...] = tuple(_CLASSES)
-"""Names accepted by :func:`make_strategy`."""
+
+@functools.cache
+def strategy_classes() -> dict[str, type[Strategy]]:
+    """The registered strategy classes by name (read once per process).
+
+    Raises
+    ------
+    TypeError
+        An entry point that is not a ``Strategy`` subclass, or whose name is not its
+        class's ``name`` (naming it).
+    LookupError
+        One name registered twice.
+    """
+    classes = load_classes(STRATEGIES_GROUP, "write-verify strategy", Strategy)
+    for name, cls in classes.items():
+        if getattr(cls, "name", None) != name:
+            raise TypeError(
+                f"{STRATEGIES_GROUP} entry point {name}: {cls.__qualname__}.name is "
+                f"{getattr(cls, 'name', None)!r}, not {name!r}"
+            )
+    return classes
+
+
+STRATEGIES: tuple[str, ...] = tuple(strategy_classes())
+"""Names accepted by :func:`make_strategy` (those registered, sorted)."""
 
 
 def make_strategy(
@@ -41,7 +67,7 @@ def make_strategy(
     ----------
     name : str
         One of :data:`STRATEGIES`: ``"tdp"``, ``"max-fill"``, ``"odp"`` (PCM),
-        ``"ispp"`` (RRAM).
+        ``"ispp"`` (RRAM), or one a lab's package registers.
     devices_per_polarity : int
         Devices per polarity of the chip's unit cell (1 or 2).
     device_type : str
@@ -67,9 +93,11 @@ def make_strategy(
     ValueError
         Naming the bad argument and, for names, the allowed values.
     """
-    if name not in _CLASSES:
-        raise ValueError(f"unknown write-verify strategy {name!r}; allowed: {list(STRATEGIES)}")
-    cls, params_cls, types = _CLASSES[name]
+    classes = strategy_classes()
+    if name not in classes:
+        raise ValueError(f"unknown write-verify strategy {name!r}; allowed: {list(classes)}")
+    cls = classes[name]
+    params_cls, types = cls.params_class, cls.device_types
     if device_type not in types:
         raise ValueError(f"strategy {name!r} programs {list(types)} devices, not {device_type!r}")
     if devices_per_polarity not in (1, 2) or isinstance(devices_per_polarity, bool):
@@ -91,24 +119,24 @@ def make_strategy(
     )
 
 
-def strategy_for_chip(name: str, identity: Mapping[str, Any], **options: Any) -> Strategy:
+def strategy_for_chip(name: str, identity: ChipIdentity, **options: Any) -> Strategy:
     """:func:`make_strategy` for the chip described by ``identity``.
 
     Parameters
     ----------
     name : str
         One of :data:`STRATEGIES`.
-    identity : mapping
-        The chip part of the board's identify reply (``Chip.identify()``):
-        ``devices_per_polarity``, ``device_type``, ``limits``, ``g_max_uS``.
+    identity : ChipIdentity
+        The board's (``board.identity``, or a run's recorded ``board_identity`` through
+        ``ChipIdentity.from_record``).
     **options
         Further :func:`make_strategy` arguments (tolerance, max_iterations, params).
     """
     return make_strategy(
         name,
-        devices_per_polarity=identity["devices_per_polarity"],
-        device_type=identity["device_type"],
-        limits=identity["limits"],
-        g_max=identity["g_max_uS"],
+        devices_per_polarity=identity.devices_per_polarity,
+        device_type=identity.device_type,
+        limits=identity.limits,
+        g_max=identity.g_max,
         **options,
     )

@@ -1,7 +1,7 @@
 """Fit the simulated device model to recorded runs: the digital twin of a measured chip.
 
 Each fit is a pure numpy function of arrays a run holds; `calibrate` finds those arrays in
-the runs and writes the results as a `labcim.model_file.ModelFile`.  Every knob is
+the runs and writes the results as a `labcim.twin.model_file.ModelFile`.  Every knob is
 relative to the published HERMES fit (``mock_hw.pcm_stats``; Le Gallo et al., Nat.
 Electron. 6, 680 (2023)), where 1.0 is the published statistics:
 
@@ -34,13 +34,11 @@ import numpy as np
 
 from labcim.characterization import cell_conductance
 from labcim.hdf5 import Run
-from labcim.model_file import ModelFile
-from labcim.replay import DEFAULT_PRESET, label
+from labcim.recorded import label
+from labcim.twin.chips import DEFAULT_PRESET
+from labcim.twin.model_file import ModelFile
+from labcim.writeverify.base import DEAD_FRACTION
 from mock_hw import pcm_stats
-
-DEAD_FRACTION = 0.1
-"""A device reading below (after a full SET) or above (after a full RESET) this fraction
-of g_max is stuck; the write-verify strategies use the same rule."""
 
 MIN_CONDUCTANCE = 1.0
 """Devices reading less (uS) are left out of the drift and read-noise fits: near the

@@ -1,6 +1,6 @@
 """Model files: a simulated device model fitted to a chip, as YAML (``sim://...?model=F``).
 
-Written by ``labcim calibrate`` (`labcim.calibrate`), read by `load_model` and by
+Written by ``labcim calibrate`` (`labcim.twin.calibrate`), read by `load_model` and by
 ``sim://PRESET?model=PATH.yaml`` (`labcim.connection`).  Format (docs/replay.md)::
 
     format: labcim-model

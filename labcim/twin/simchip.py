@@ -3,22 +3,22 @@
 A simulator convenience for tests, benchmarks and quick studies: the same engine the
 ``network_inference`` plan drives through devices, with weights programmed by the real
 write-verify path (:mod:`labcim.writeverify`, TDP by default) through the chip's public
-``read_conductance`` / ``apply_pulses``.  The chip is duck-typed (a
-:class:`mock_hw.chip.Chip`), so importing this module does not import the simulator.
+``read_conductance`` / ``apply_pulses``, without the link (benchmarks set it against the
+plan to measure what the wire and bluesky cost).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from labcim.chip_identity import ChipIdentity
 from labcim.network.execution import Deployment, prepare, run_steps
 from labcim.writeverify import Strategy, run_write_verify, strategy_for_chip
-
-if TYPE_CHECKING:
-    from mock_hw.chip import Chip
+from mock_hw.board_server import BoardHandler
+from mock_hw.chip import Chip
 
 SETTLE = 1.0
 """Wait (s) after programming before calibrating (PCM relaxation: ~50 ms); the plan's
@@ -36,6 +36,7 @@ class SimChipBackend:
         self.chip = chip
         self.rows, self.cols, self.n_cores = chip.spec.rows, chip.spec.cols, chip.spec.n_cores
         self.g_cell_max = g_cell_max
+        self.adc_gain_range = identity_of(chip).adc_gain_range
         self.calls = 0
 
     def mvm(self, core: int, codes: np.ndarray) -> np.ndarray:
@@ -52,9 +53,14 @@ class SimChipBackend:
         self.chip.configure(core, **changes)
 
 
-def chip_strategy(chip: Chip, name: str = "tdp") -> Strategy:
-    """A write-verify strategy built from the chip's identity, with default parameters."""
-    return strategy_for_chip(name, chip.identify())
+def identity_of(chip: Chip) -> ChipIdentity:
+    """The identity the simulated board of ``chip`` would report (its IDENTIFY reply)."""
+    return ChipIdentity.from_identify(BoardHandler(chip).identity())
+
+
+def chip_strategy(chip: Chip, name: str = "tdp", **options: Any) -> Strategy:
+    """A write-verify strategy for the chip's identity (``options``: `make_strategy`'s)."""
+    return strategy_for_chip(name, identity_of(chip), **options)
 
 
 def program(chip: Chip, strategy: Strategy, targets: Mapping[int, np.ndarray]) -> None:
