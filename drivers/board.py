@@ -74,6 +74,14 @@ class LinkError(BoardError):
     """The link failed: closed, broken, or no valid reply after every retry."""
 
 
+class LinkLostError(LinkError):
+    """The link itself failed (a port closed, a connection reset), not a reply.
+
+    Raised by transports; the client reopens a transport that can be reopened (see
+    :meth:`SerialTransport.reopen`) and goes on.
+    """
+
+
 class BoardTimeoutError(LinkError, TimeoutError):
     """The board did not answer within the timeout, after every retry."""
 
@@ -157,6 +165,11 @@ class SerialTransport:
     """
 
     def __init__(self, url: str) -> None:
+        self.url = url
+        self._open()
+
+    def _open(self) -> None:
+        url = self.url
         try:
             # timeout=0: reads return what has arrived; waiting is done with select.
             self.port = serial.serial_for_url(url, timeout=0)
@@ -176,7 +189,7 @@ class SerialTransport:
         try:
             self.port.write(data)
         except (serial.SerialException, OSError) as exc:
-            raise LinkError(f"link lost while sending: {exc}") from exc
+            raise LinkLostError(f"link lost while sending: {exc}") from exc
 
     def read(self, timeout: float) -> bytes:
         """Bytes received, waiting up to ``timeout`` s for the first; ``b""`` if none."""
@@ -190,8 +203,20 @@ class SerialTransport:
                     select.select([self._fd], [], [], left)
                 data = self.port.read(_READ_CHUNK)
         except (serial.SerialException, OSError) as exc:
-            raise LinkError(f"link lost while receiving: {exc}") from exc
+            raise LinkLostError(f"link lost while receiving: {exc}") from exc
         return data
+
+    def reopen(self) -> None:
+        """Close the port and open it again from its URL.
+
+        For a board server that closed an idle connection (``labcim sim serve
+        --idle-timeout``: a paused run sends nothing for as long as the pause lasts), or a
+        USB serial adapter that came back under the same name.  Raises `LinkError` if
+        the URL does not open.
+        """
+        with contextlib.suppress(serial.SerialException, OSError):
+            self.port.close()
+        self._open()
 
     def close(self) -> None:
         """Close the port."""
@@ -255,6 +280,8 @@ class LinkStats:
         Valid replies ignored because they answer an earlier request (late or duplicated).
     recuts : int
         Chunks of a transfer cut again into smaller frames after a failed attempt.
+    reconnects : int
+        Times the link was lost and reopened (each followed by a new HELLO).
     last_rtt : float
         Round-trip time of the last completed command, from its last send (s).
     total_rtt : float
@@ -273,6 +300,7 @@ class LinkStats:
     timeouts: int = 0
     stale_replies: int = 0
     recuts: int = 0
+    reconnects: int = 0
     last_rtt: float = 0.0
     total_rtt: float = 0.0
 
@@ -292,6 +320,13 @@ class BoardClient:
     Opening performs the version handshake (HELLO) and IDENTIFY; :attr:`info` holds the
     board's description and the limits the client enforces before sending any pulse.
     Thread-safe: one command at a time is on the wire.
+
+    A lost link (`LinkLostError` from the transport) costs one attempt of the request:
+    a transport with a ``reopen()`` method is reopened, the handshake is done again, and
+    the request is sent on the new link.  Replaying it there is safe for the same reason
+    a retry is (reads and MVMs repeat; pulse batches and clock advances carry operation
+    ids the board executes once).  Another host that took the board meanwhile makes it
+    fail with `BoardHeldError`, naming that host.
 
     Parameters
     ----------
@@ -331,17 +366,18 @@ class BoardClient:
         self.frame_limit = MIN_FRAME  # until HELLO says what the board takes
         self._good_frames = 0
         self._clock_settable = True
+        # True while a handshake runs (at open, or on a reopened link): a link lost then
+        # fails the request, and the lock is held already.
+        self._handshaking = True
         try:
-            version, self.max_payload = self._call(
-                Opcode.HELLO, (protocol.PROTOCOL_VERSION, protocol.PROTOCOL_VERSION)
-            ).values
+            self.protocol_version, self.max_payload = self._hello()
             self.max_frame = min(max_frame, self.max_payload)
             self.frame_limit = self.max_frame
             self.info: dict[str, Any] = self.identify()
         except BaseException:
             self.close()
             raise
-        self.protocol_version: int = version
+        self._handshaking = False
 
     @classmethod
     def open(cls, url: str, **options: Any) -> Self:
@@ -715,48 +751,90 @@ class BoardClient:
         except protocol.PayloadError as exc:
             raise LinkError(f"malformed {opcode.name} reply: {exc}") from exc
 
+    def _hello(self) -> tuple[int, int]:
+        """The version handshake: the protocol version and the board's ``max_payload``."""
+        version, max_payload = self._call(
+            Opcode.HELLO, (protocol.PROTOCOL_VERSION, protocol.PROTOCOL_VERSION)
+        ).values
+        return version, max_payload
+
     def _transact(self, opcode: Opcode, payload: bytes, retries: int | None = None) -> bytes:
         retries = self.retries if retries is None else retries
+        if self._handshaking:
+            return self._exchange(opcode, payload, retries)
         with self._lock:
             if self._closed:
                 raise LinkError("the link is closed")
-            self._seq = (self._seq + 1) & 0xFFFFFFFF
-            seq = self._seq
-            wire = protocol.encode_frame(Frame(opcode, seq, payload))
-            failure, error = "", LinkError
-            for attempt in range(retries + 1):
-                if attempt:
-                    self.stats.retries += 1
-                # A leading delimiter ends any partial frame a broken attempt left behind.
-                data = b"\x00" + wire if attempt else wire
+            return self._exchange(opcode, payload, retries)
+
+    def _next_frame(self, opcode: Opcode, payload: bytes) -> tuple[int, bytes]:
+        self._seq = (self._seq + 1) & 0xFFFFFFFF
+        return self._seq, protocol.encode_frame(Frame(opcode, self._seq, payload))
+
+    def _exchange(self, opcode: Opcode, payload: bytes, retries: int) -> bytes:
+        seq, wire = self._next_frame(opcode, payload)
+        failure, error = "", LinkError
+        for attempt in range(retries + 1):
+            if attempt:
+                self.stats.retries += 1
+            # A leading delimiter ends any partial frame a broken attempt left behind.
+            data = b"\x00" + wire if attempt else wire
+            try:
                 self.transport.write(data)
                 self.stats.frames_sent += 1
                 self.stats.bytes_sent += len(data)
                 sent = time.perf_counter()
-                try:
-                    reply = self._await(seq, opcode, sent + self.timeout)
-                except _DamagedReplyError as exc:
-                    failure, error = str(exc), LinkError
-                    self._frame_failed(attempt)
-                    continue
-                if reply is None:
-                    self.stats.timeouts += 1
-                    self._frame_failed(attempt)
-                    failure, error = f"no reply within {self.timeout:g} s", BoardTimeoutError
-                    continue
-                if reply.status == Status.BUSY:
-                    failure, error = "board busy", LinkError
-                    time.sleep(min(0.05, self.timeout / 10))
-                    continue
-                rtt = time.perf_counter() - sent
-                self._frame_ok()
-                self.stats.requests += 1
-                self.stats.last_rtt = rtt
-                self.stats.total_rtt += rtt
-                self.stats.payload_sent += len(payload)
-                self.stats.payload_received += len(reply.payload)
-                return _check_status(opcode, reply)
-            raise error(f"{opcode.name} (seq {seq}) failed after {retries + 1} attempts: {failure}")
+                reply = self._await(seq, opcode, sent + self.timeout)
+            except LinkLostError as exc:
+                self._relink(exc)
+                # A new sequence number: the request is new to the new link.
+                seq, wire = self._next_frame(opcode, payload)
+                failure, error = str(exc), LinkError
+                continue
+            except _DamagedReplyError as exc:
+                failure, error = str(exc), LinkError
+                self._frame_failed(attempt)
+                continue
+            if reply is None:
+                self.stats.timeouts += 1
+                self._frame_failed(attempt)
+                failure, error = f"no reply within {self.timeout:g} s", BoardTimeoutError
+                continue
+            if reply.status == Status.BUSY:
+                failure, error = "board busy", LinkError
+                time.sleep(min(0.05, self.timeout / 10))
+                continue
+            rtt = time.perf_counter() - sent
+            self._frame_ok()
+            self.stats.requests += 1
+            self.stats.last_rtt = rtt
+            self.stats.total_rtt += rtt
+            self.stats.payload_sent += len(payload)
+            self.stats.payload_received += len(reply.payload)
+            return _check_status(opcode, reply)
+        raise error(f"{opcode.name} (seq {seq}) failed after {retries + 1} attempts: {failure}")
+
+    def _relink(self, lost: LinkLostError) -> None:
+        """Reopen the transport after ``lost`` and shake hands again; else raise ``lost``."""
+        reopen = getattr(self.transport, "reopen", None)
+        if reopen is None or self._handshaking:
+            raise lost
+        try:
+            reopen()
+        except LinkError as exc:
+            raise LinkError(f"{lost}; reopening the link failed: {exc}") from exc
+        self.stats.reconnects += 1
+        self._splitter = protocol.FrameSplitter()  # what half arrived on the old link
+        self._handshaking = True
+        try:
+            version, max_payload = self._hello()
+        finally:
+            self._handshaking = False
+        if (version, max_payload) != (self.protocol_version, self.max_payload):
+            raise LinkError(
+                f"{lost}; the reopened link reached another board (protocol {version}, "
+                f"max_payload {max_payload})"
+            )
 
     def _await(self, seq: int, opcode: Opcode, deadline: float) -> Frame | None:
         """The reply to ``seq``, or None at the deadline; raises _DamagedReplyError on damage."""

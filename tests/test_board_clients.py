@@ -15,7 +15,7 @@ import time
 import pytest
 
 from drivers import protocol
-from drivers.board import BoardClient, BoardHeldError, LinkError
+from drivers.board import BoardClient, BoardHeldError
 from drivers.protocol import Frame, Opcode, Status
 from mock_hw.board_server import BoardHandler, PtyBoardServer, TcpBoardServer
 from mock_hw.chip import Chip
@@ -120,8 +120,11 @@ def test_an_idle_owner_is_released_after_the_idle_timeout():
         time.sleep(1.0)
         with BoardClient.open(url) as fresh:
             assert fresh.clock() >= 0.0
-        with pytest.raises(LinkError):  # the forgotten session learns it lost the board
-            idle.clock()
+            # The idle session reconnects, and learns who holds the board now.
+            with pytest.raises(BoardHeldError, match=f"held by 127.0.0.1:{local_port(fresh)}"):
+                idle.clock()
+        assert idle.clock() >= 0.0  # free again: the idle session goes on (a paused run)
+        assert idle.stats.reconnects == 1  # refused on the new link, which stays open
         idle.close()
     finally:
         proc.send_signal(signal.SIGINT)

@@ -218,16 +218,24 @@ def test_pulled_cable_is_a_clear_link_error_within_the_timeout(link):
         assert time.monotonic() - t0 < 2.0
 
 
-def test_tcp_server_disconnect_drops_the_host_and_keeps_listening():
+def test_a_link_the_server_closed_is_reopened_and_the_request_completes():
     chip = new_chip()
     client, server = open_client(BoardHandler(chip), "tcp")
     with server:
         server.disconnect()
-        with pytest.raises(LinkError):
-            client.clock()
+        assert client.clock() == chip.time  # on a new connection, after a new HELLO
+        assert client.stats.reconnects == 1
         client.close()
-        with BoardClient.open(server.url, timeout=TIMEOUT) as again:
+        with BoardClient.open(server.url, timeout=TIMEOUT) as again:  # still listening
             assert again.clock() == chip.time
+
+
+def test_a_link_that_cannot_be_reopened_fails_naming_both_causes():
+    client, server = open_client(BoardHandler(new_chip()), "tcp")
+    server.close()  # the server is gone: the connection closes and nothing listens
+    with pytest.raises(LinkError, match=r"link lost .*; reopening the link failed: cannot open"):
+        client.clock()
+    client.close()
 
 
 def test_a_board_that_stops_answering_times_out_after_bounded_retries():

@@ -8,7 +8,10 @@ anywhere.  A campaign step aborted that way is the only one ``--resume`` runs ag
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -36,10 +39,11 @@ def work(tmp_path_factory):
     return path, open_runs(path / "plain")[-1]
 
 
-def run_on_terminal(path, out, answers, interrupts=(CTRL_C,)):
-    """``labcim run tdp_program`` on a pty, interrupted after iteration 2."""
+def run_on_terminal(path, out, answers, interrupts=(CTRL_C,), chip=CHIP, think=0.0):
+    """``labcim run tdp_program`` on a pty, interrupted after iteration 2; ``think`` s
+    pass at the prompt before each answer."""
     term = Terminal(
-        "run", "tdp_program", "--chip", CHIP, "--out", out, "-p", "weights={file: w.npy}", cwd=path
+        "run", "tdp_program", "--chip", chip, "--out", out, "-p", "weights={file: w.npy}", cwd=path
     )
     try:
         term.expect(ITERATION_2)
@@ -47,6 +51,7 @@ def run_on_terminal(path, out, answers, interrupts=(CTRL_C,)):
             term.send(key)
         for answer in answers:
             term.expect(PROMPT)
+            time.sleep(think)
             term.send(answer + b"\n")
         return term.wait(), term.text
     finally:
@@ -59,6 +64,28 @@ def test_ctrl_c_then_r_resumes_and_the_run_has_every_iteration(work):
     assert status == 0, text
     assert "Deferred pause acknowledged" in text and "Traceback" not in text
     run = open_runs(path / "resumed")[-1]
+    assert run.exit_status == "success"
+    assert_same_data(run, plain)
+
+
+def test_a_pause_longer_than_the_servers_idle_timeout_resumes_on_a_new_connection(work):
+    """The board server closes the paused run's idle connection; resuming reconnects."""
+    path, plain = work
+    server = subprocess.Popen(
+        [sys.executable, "-m", "labcim.cli", "sim", "serve", "--preset", "pcm-hermes",
+         "--cores", "4", "--seed", "1", "--idle-timeout", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        url = server.stdout.readline().strip()
+        status, text = run_on_terminal(path, "idle", [b"r"], chip=url, think=2.5)
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=30)
+        log = server.stderr.read()
+    assert status == 0, text + log
+    assert "released the board: idle for more than 1 s" in log
+    run = open_runs(path / "idle")[-1]
     assert run.exit_status == "success"
     assert_same_data(run, plain)
 
