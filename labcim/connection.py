@@ -11,6 +11,8 @@ registry of `labcim.transports`:
   line settings (``drivers.urlhandler.protocol_serial``);
 - any other pyserial URL: ``socket://127.0.0.1:PORT``, ``rfc2217://HOST:PORT``,
   ``loop://``..., or a bare device path (``/dev/pts/3``, ``COM3``: default settings);
+- ``arc2://ID?...`` -- an ArC TWO board driven by pyarc2 (`labcim.arc2`), ``sim=1`` its
+  simulated instrument;
 - a scheme a lab's package registers in the ``labcim.transports`` entry-point group.
 
 ``timeout``, ``retries`` and ``max_frame`` of the board client may be given in the query
@@ -67,7 +69,11 @@ def connect(
     in_url = scheme.check_url(url)
     if twice := sorted(set(in_url) & set(options)):
         raise ValueError(f"{url}: {', '.join(twice)} given both in the URL and as an option")
-    client = BoardClient(scheme.open_url(url), **in_url, **options)
+    # A board reached through a vendor library (arc2://) gives its client, not a stream.
+    if (open_client := getattr(scheme, "open_client", None)) is not None:
+        client = open_client(url, **in_url, **options)
+    else:
+        client = BoardClient(scheme.open_url(url), **in_url, **options)
     return board_device(client, name=name, status_timeout=status_timeout)
 
 

@@ -3,7 +3,8 @@
 A board URL's scheme says how the board is reached (docs/devices.md has the table):
 
 - a scheme of the ``labcim.transports`` entry-point group: the project registers
-  ``sim`` (a simulated chip in this process, `labcim.twin.sim_url`), a lab's package
+  ``sim`` (a simulated chip in this process, `labcim.twin.sim_url`) and ``arc2`` (an
+  ArC TWO board, `labcim.arc2`), a lab's package
   adds its own the same way and it overrides nothing else;
 - any other scheme pyserial has a URL handler for (``serial``, registered by
   `drivers.urlhandler`, ``socket``, ``rfc2217``, ``loop``, ...): `PySerial`;
@@ -16,6 +17,11 @@ An entry point of the group names an object (a module will do) with two function
                                     # naming what is wrong; return the board-client
                                     # options the URL's query gives (CLIENT_OPTIONS)
     open_url(url: str) -> Transport # the byte stream to the board (drivers.board.Transport)
+
+A scheme whose board is reached through a vendor library rather than a byte stream
+(``arc2``, `labcim.arc2`) also has ``open_client(url, **options)``, which `connect` then
+calls instead: the object it returns answers the calls the devices make of a
+``drivers.board.BoardClient``.
 
 Entry points are loaded only when a URL of their scheme is checked or opened, so the
 simulator is not imported by ``import labcim`` or by a lab that drives real boards.

@@ -136,7 +136,9 @@ def mvm_characterization(
     cores : list of int, optional
         Cores to measure; default ``[0]``.
     read_modes : list of str, optional
-        ``"4-phase"`` and/or ``"1-phase"``; default ``["4-phase"]``.
+        ``"4-phase"`` and/or ``"1-phase"``, among those the board offers (its
+        ``limits["read_modes"]``, both if it does not say); default the first it offers
+        (``["4-phase"]`` on the simulated board, ``["1-phase"]`` on an ArC TWO).
     dac_bits, adc_bits : list of int, optional
         Input / output resolutions (sign included, 2..16); default ``[8]``.
     n_vectors : int
@@ -175,13 +177,20 @@ def mvm_characterization(
     """
     ident = yield from identity(board)
     cores = [0] if cores is None else list(cores)
-    read_modes = ["4-phase"] if read_modes is None else list(read_modes)
+    # A board that cannot do every read mode says which it can (ArC TWO: 1-phase only).
+    offered = list(ident["limits"].get("read_modes", READ_MODES))
+    read_modes = offered[:1] if read_modes is None else list(read_modes)
     dac_bits = [8] if dac_bits is None else list(dac_bits)
     adc_bits = [8] if adc_bits is None else list(adc_bits)
     devices = check_cores(board, cores)
     for mode in read_modes:
         if mode not in READ_MODES:
             raise ValueError(f"read_modes: {mode!r} is not a read mode; allowed: {READ_MODES}")
+        if mode not in offered:
+            raise ValueError(
+                f"read_modes: {ident['model']} cannot do the {mode!r} read mode; it offers "
+                f"{offered}"
+            )
     for name, bits in (("dac_bits", dac_bits), ("adc_bits", adc_bits)):
         if not bits:
             raise ValueError(f"{name}: give at least one bit width")
