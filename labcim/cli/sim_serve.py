@@ -117,8 +117,8 @@ def serve(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"labcim sim serve: error: {exc}", file=sys.stderr)
         return 2
-    print(server.url, flush=True)
     try:
+        print(server.url, flush=True)  # in the try: a Ctrl-C right after it stops cleanly
         server.serve_forever()
     except KeyboardInterrupt:
         pass

@@ -62,8 +62,9 @@ def run(args: argparse.Namespace) -> int:
     except (ModelFileError, ValueError, OSError) as exc:  # bad file, not loopback, port taken
         print(f"labcim sim smu: {exc}", file=sys.stderr)
         return 2
-    with server:
+    # Ctrl-C is the normal way to stop; one sent right after the resource is read (a
+    # script that only needed one query) stops it as cleanly.
+    with server, contextlib.suppress(KeyboardInterrupt):
         print(server.resource, flush=True)
-        with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C is the normal way to stop
-            threading.Event().wait()
+        threading.Event().wait()
     return 0
