@@ -92,11 +92,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 MAX_CORES, MAX_SIZE = 1024, 4096
 
+CELL_AXIS = 2
+"""Axis of the state arrays (cores, 2, dpp, rows, cols) holding the devices of a cell."""
 
-def make_model(device_type: str, params: dict[str, Any]) -> DeviceModel:
-    """Device model of ``device_type`` with ``params`` overriding its defaults."""
+
+def make_model(
+    device_type: str, params: dict[str, Any], devices_per_polarity: int = 1
+) -> DeviceModel:
+    """Device model of ``device_type`` with ``params`` overriding its defaults.
+
+    PCM statistics are those of a unit cell's polarity of ``devices_per_polarity``
+    devices, the axis 2 of the chip's state arrays (docs/physics.md).
+    """
     if device_type == "pcm":
-        return PCMDevice(PCMParams.from_dict(params))
+        return PCMDevice(
+            PCMParams.from_dict(params), cell_size=devices_per_polarity, cell_axis=CELL_AXIS
+        )
     if device_type == "rram":
         return RRAMDevice(RRAMParams.from_dict(params))
     raise InvalidRequestError(f"device_type = {device_type!r}; allowed: ['pcm', 'rram']")
@@ -114,7 +125,7 @@ class Chip:
     def __init__(self, spec: ChipSpec) -> None:
         _check_spec(spec)
         self.spec = spec
-        self.model = make_model(spec.device_type, spec.model_params)
+        self.model = make_model(spec.device_type, spec.model_params, spec.devices_per_polarity)
         self.periphery = Periphery(**spec.periphery)
         self.rng = np.random.default_rng(spec.seed)
         shape = spec.state_shape
@@ -426,7 +437,9 @@ class Chip:
             raise InvalidRequestError(f"{path}: not a labcim chip file of version {FORMAT_VERSION}")
         chip = cls.__new__(cls)
         chip.spec = ChipSpec(**header["spec"])
-        chip.model = make_model(chip.spec.device_type, chip.spec.model_params)
+        chip.model = make_model(
+            chip.spec.device_type, chip.spec.model_params, chip.spec.devices_per_polarity
+        )
         chip.periphery = Periphery(**chip.spec.periphery)
         chip.rng = np.random.default_rng()
         chip.rng.bit_generator.state = header["rng"]

@@ -579,6 +579,10 @@ class Strategy(ABC):
         )
 
     def _finish(self, state: WriteVerifyState) -> PulseBatch:
+        w = state.work
+        # Out of iterations with a dead device: the cell failed (it is not unfinished).
+        dead = ~w.done & w.dead.any(axis=1)
+        state.failed.ravel()[w.cell[dead]] = True
         state.store()
         state.done_at[~state.done] = state.iteration
         state.done[:] = True
