@@ -331,7 +331,12 @@ class PCMDevice(DeviceModel):
             self._update_cells(state, shape, sub, z[1], t)
 
     def conductance(
-        self, state: DeviceState, t: float, rng: np.random.Generator, *, read_noise: bool = True
+        self,
+        state: DeviceState,
+        t: float,
+        rng: np.random.Generator,
+        *,
+        read_noise: bool | float = True,
     ) -> np.ndarray:
         """Relaxed, drifted conductance with 1/f wander (and one read's noise), in uS."""
         dt = np.subtract(t, state["t_p"], out=np.empty(state["t_p"].shape, np.float32))
@@ -345,6 +350,15 @@ class PCMDevice(DeviceModel):
         g += var
         np.maximum(g, 0.0, out=g)
         return self.finish_read(g, rng, read_noise)
+
+    def stick(self, state: DeviceState, index: Index, high: np.ndarray) -> None:
+        """Stuck at the device's SET level (``high``) or at the RESET floor; no drift."""
+        state["g_prog"][index] = np.where(
+            high, state["g_set"][index], np.float32(self.params.reset_floor)
+        )
+        state["relax"][index] = 0.0
+        state["nu"][index] = 0.0
+        state["stuck"][index] = True
 
     def programmed_conductance(self, state: DeviceState) -> np.ndarray:
         """Ground truth (uS, float64): programmed and fully relaxed, before drift and noise."""

@@ -271,7 +271,8 @@ def programming_summary(job: Programming, maps: dict[int, np.ndarray]) -> dict[s
     """Per-core outcome figures from the final states and the verify maps.
 
     ``<coreN>_`` + ``cells``, ``converged``, ``saturated``, ``failed``, ``unfinished``,
-    ``dead_devices`` (counts), ``converged_fraction`` (of the tile's cells),
+    ``dead_devices``, ``worn_devices`` (dead devices that had responded earlier in the
+    run: worn out during it) (counts), ``converged_fraction`` (of the tile's cells),
     ``iterations`` (pulse batches), ``failed_cells`` (int (n, 3): polarity, row, col of
     cells that never converged because of a dead device), ``weight_error`` (std of the
     verify read's summed conductance minus target over the cells not failed, uS) and
@@ -292,6 +293,7 @@ def programming_summary(job: Programming, maps: dict[int, np.ndarray]) -> dict[s
                 p + "failed": counts["failed"],
                 p + "unfinished": counts["unfinished"],
                 p + "dead_devices": counts["dead_devices"],
+                p + "worn_devices": counts["worn_devices"],
                 p + "converged_fraction": counts["converged"] / counts["cells"],
                 p + "iterations": counts["iterations"],
                 p + "failed_cells": np.argwhere(s.failed).astype(np.int64).reshape(-1, 3),
