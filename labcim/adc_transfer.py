@@ -50,10 +50,11 @@ def fit_transfer(ideal: np.ndarray, codes: np.ndarray, top: int) -> dict[str, np
     Returns
     -------
     dict of ndarray, shape (cols,)
-        ``even``, ``odd`` (fractions of full scale), ``inl_max`` (largest |INL| over the
-        range, LSB), ``residual`` (rms of the codes about the fitted curve, LSB),
-        ``points`` (unsaturated points used); NaN where a column has fewer than
-        :data:`MIN_POINTS` points or no increasing transfer.
+        ``even``, ``odd`` (fractions of full scale), ``even_se``, ``odd_se`` (their
+        standard errors from the fit's residual, the end points taken as exact),
+        ``inl_max`` (largest |INL| over the range, LSB), ``residual`` (rms of the codes
+        about the fitted curve, LSB), ``points`` (unsaturated points used); NaN where a
+        column has fewer than :data:`MIN_POINTS` points or no increasing transfer.
     """
     x = np.asarray(ideal, np.float64)
     y = np.asarray(codes, np.float64)
@@ -79,10 +80,14 @@ def fit_transfer(ideal: np.ndarray, codes: np.ndarray, top: int) -> dict[str, np
     d3 = c[:, 3] * half**3 / top
     u = np.linspace(-1.0, 1.0, 201)[:, None]
     inl = top * np.abs((u * u - 1.0) * (d2 + d3 * u)).max(axis=0)
+    cov = np.linalg.inv(gram) * (residual**2 * points / np.maximum(points - 4, 1))[:, None, None]
+    var2 = cov[:, 2, 2] + 6 * mid * cov[:, 2, 3] + 9 * mid**2 * cov[:, 3, 3]
     nan = np.where(ok, 1.0, np.nan)
     return {
         "even": d2 * nan,
         "odd": d3 * nan,
+        "even_se": np.sqrt(np.maximum(var2, 0.0)) * half**2 / top * nan,
+        "odd_se": np.sqrt(cov[:, 3, 3]) * np.abs(half) ** 3 / top * nan,
         "inl_max": inl * nan,
         "residual": residual * nan,
         "points": points,

@@ -164,6 +164,7 @@ def adc_characterization(
         Per core ``coreN_``: ``inl_even``, ``inl_odd`` (cols, fractions of full scale: the
         fitted INL, :mod:`labcim.adc_transfer`), ``inl_max`` (cols, LSB), ``inl_max_median``
         (LSB), ``fit_residual`` (LSB, median over columns), ``rows_driven``,
+        ``adc_levels`` (the largest code, ``2**(adc_bits - 1) - 1``),
         ``mvm_error`` and ``mvm_error_corrected`` (%, test vectors against the ideal on
         the reference map, raw and corrected codes; both after each column's
         least-squares gain and offset, which the inference engine calibrates anyway),
@@ -253,6 +254,7 @@ def adc_characterization(
                     p + "inl_max_median": float(np.nanmedian(fit["inl_max"])),
                     p + "fit_residual": float(np.nanmedian(fit["residual"])),
                     p + "rows_driven": n,
+                    p + "adc_levels": top,
                     p + "mvm_error": _affine_error(raw * lsb, truth),
                     p + "mvm_error_corrected": _affine_error(fixed * lsb, truth),
                 }
