@@ -164,3 +164,40 @@ def test_runs_that_give_nothing_are_named_and_refused_together(tmp_path):
         board.close()
     with pytest.raises(CalibrationError, match=r"run 1 \(conductance_map.*only PCM"):
         calibrate(labcim.open_runs(out))
+
+
+@pytest.mark.slow
+def test_adc_inl_is_calibrated_from_an_adc_characterization_run(tmp_path):
+    """A twin whose ADC columns bend (known INL): the fitted model file holds its spread
+    and mean, and a linear ADC calibrates to about none."""
+    from labcim.calibrate import fit_adc_inl
+    from plans import adc_characterization
+
+    inl = {"adc_inl_even_std": 0.02, "adc_inl_odd_mean": 0.05, "adc_inl_odd_std": 0.015}
+    truth = tmp_path / "truth.yaml"
+    truth.write_text(
+        yaml.safe_dump(
+            {"format": "labcim-model", "version": 1, "preset": "pcm-small", "periphery": inl}
+        )
+    )
+    fitted = {}
+    for name, url in (
+        ("inl", f"sim://pcm-small?seed=3&model={truth}"),
+        ("linear", "sim://pcm-small?seed=3"),
+    ):
+        out = tmp_path / f"{name}.h5"
+        board = labcim.connect(url)
+        try:
+            run_engine(out, progress=False)(
+                adc_characterization(board, cores=[0, 1, 2, 3], repeats=4)
+            )
+        finally:
+            board.close()
+        fitted[name] = calibrate(labcim.open_runs(out)).periphery
+    print(fitted)
+    assert fitted["inl"]["adc_inl_even_std"] == pytest.approx(0.02, rel=0.15)
+    assert fitted["inl"]["adc_inl_odd_std"] == pytest.approx(0.015, rel=0.15)
+    assert fitted["inl"]["adc_inl_odd_mean"] == pytest.approx(0.05, rel=0.05)
+    assert all(abs(v) < 0.002 for v in fitted["linear"].values())  # fit noise removed
+    with pytest.raises(CalibrationError, match="only 3 ADC columns"):
+        fit_adc_inl(*(np.zeros(3),) * 4)
