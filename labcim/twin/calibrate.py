@@ -382,7 +382,7 @@ DIAGNOSTIC_KNOBS = ("drift_nu_std_scale",)
 """Knobs estimated and reported in the provenance but not written as model parameters:
 the spread of nu is inflated by stuck devices (nu = 0) and by the relaxation, which
 moves a cell away from the conductance its nu was drawn at (with 2 % stuck devices and
-1.5x programming noise it reads 1.15 for a true 1.0; 1.01 at the published
+1.5x programming noise it reads 1.14 for a true 1.0; 1.00 at the published
 statistics)."""
 
 
