@@ -409,7 +409,7 @@ def test_adc_inl_bends_the_transfer_per_column():
 def test_device_pulsed_past_its_endurance_is_stuck_and_write_verify_reports_it():
     """A device that outlives its endurance during programming is found dead and named
     worn (it had responded before); its cell fails if the other device cannot cover."""
-    from labcim.writeverify import run_write_verify, strategy_for_chip
+    from chip_support import write_verify
 
     chip = Chip.from_preset(
         "pcm-small",
@@ -418,14 +418,7 @@ def test_device_pulsed_past_its_endurance_is_stuck_and_write_verify_reports_it()
         model_params={"stuck_fraction": 0.0, "endurance": 8.0, "endurance_log_std": 0.3},
     )
     counts = chip.state["pulse_counts"][0]
-    strategy = strategy_for_chip("tdp", chip.identify())
-    targets = np.random.default_rng(12).uniform(1.0, 9.0, (2, 64, 64))
-    state = run_write_verify(
-        strategy,
-        targets,
-        lambda: chip.read_conductance(0),
-        lambda b: chip.apply_pulses(0, b.row, b.col, b.device, b.kind, b.amplitude, b.width),
-    )
+    state = write_verify(chip, "tdp", np.random.default_rng(12).uniform(1.0, 9.0, (2, 64, 64)))
     stuck = chip.state["stuck"][0]
     endurance = chip.state["endurance"][0]
     np.testing.assert_array_equal(stuck, counts >= endurance)  # worn = pulsed past endurance

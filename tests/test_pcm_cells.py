@@ -16,8 +16,9 @@ import itertools
 
 import numpy as np
 import pytest
+from chip_support import write_verify
 
-from labcim.writeverify import run_write_verify, strategy_for_chip
+from labcim.writeverify import strategy_for_chip
 from mock_hw import pcm_stats
 from mock_hw.chip import Chip
 
@@ -34,12 +35,7 @@ def programmed(name: str, devices_per_polarity: int = 2) -> dict:
     rng = np.random.default_rng(4)
     targets = rng.uniform(0.0, strategy.g_cell_max, (2, 256, 256))
     targets[rng.random(targets.shape) < 0.3] = 0.0
-    state = run_write_verify(
-        strategy,
-        targets,
-        lambda: chip.read_conductance(0),
-        lambda b: chip.apply_pulses(0, b.row, b.col, b.device, b.kind, b.amplitude, b.width),
-    )
+    state = write_verify(chip, name, targets)
     end = chip.time
     devices = chip.cores[0].devices
     dpp = devices_per_polarity
@@ -154,14 +150,7 @@ def test_per_device_drift_cannot_give_the_two_device_fit():
     device's conductance (``cell_statistics: false``, the former model), TDP cells of
     8-14 uS drift 2-2.5x too little against the two-device fit (issue 16)."""
     chip = Chip.from_preset("pcm-hermes", cores=1, seed=3, model_params={"cell_statistics": False})
-    strategy = strategy_for_chip("tdp", chip.identify())
-    targets = np.random.default_rng(4).uniform(8.0, 14.0, (2, 256, 256))
-    state = run_write_verify(
-        strategy,
-        targets,
-        lambda: chip.read_conductance(0),
-        lambda b: chip.apply_pulses(0, b.row, b.col, b.device, b.kind, b.amplitude, b.width),
-    )
+    state = write_verify(chip, "tdp", np.random.default_rng(4).uniform(8.0, 14.0, (2, 256, 256)))
     devices = chip.cores[0].devices
     end = chip.time
     cell = {t: chip.model.drifted_conductance(devices, end + t).sum(axis=1) for t in (1.0, DAY)}
