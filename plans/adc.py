@@ -235,6 +235,7 @@ def adc_characterization(
                 [obj for c, d in zip(cores, devices, strict=True) for obj in (d.mvm, ideal[c])]
             )
         figures, tests = {}, {}
+        yield from bps.checkpoint()
         for c, d in zip(cores, devices, strict=True):
             lsb, top, dac, v_read, n, _ = setup[c]
             fit = fit_transfer(np.concatenate(ideals[c]), np.concatenate(measured[c]), top)
@@ -269,8 +270,9 @@ def adc_characterization(
         summary: dict[str, Any] = {}
         if job is not None:
             yield from program_cores(job, stream="program")
-            maps = yield from verify(board, job, ident["simulated"])
+            maps = yield from verify(board, job)
             summary.update({f"program_{k}": v for k, v in programming_summary(job, maps).items()})
+        yield from bps.checkpoint()
         yield from measure([d.conductance for d in devices])
         weights = {}
         for c, d in zip(cores, devices, strict=True):
