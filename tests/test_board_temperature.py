@@ -29,7 +29,7 @@ def test_temperature_is_a_documented_setting_that_ages_the_devices():
         assert client.get_config(1)["temperature"] == 358.15  # nothing changed
         # fresh devices (fully SET at t = 0) of a hot core drift further in a day
         start = [client.read_conductance(c, 0, 64).astype(float) for c in (0, 1)]
-        client.advance_clock(86400.0)
+        client.wait_until(client.clock() + 86400.0)
         ratio = [
             np.median(client.read_conductance(c, 0, 64) / g)
             for c, g in zip((0, 1), start, strict=True)
