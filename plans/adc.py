@@ -13,13 +13,12 @@ correction (:func:`labcim.adc_transfer.correct_codes`) does to the MVM error, wi
 inputs scaled so that the outputs use the ADC's range as an auto-ranged layer's do.
 """
 
-from __future__ import annotations
-
-from typing import Any
+from typing import Annotated, Any
 
 import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
+from bluesky.protocols import Readable
 
 from labcim.adc_transfer import correct_codes, fit_transfer
 from labcim.characterization import (
@@ -30,8 +29,15 @@ from labcim.characterization import (
 )
 from labcim.metrics import mvm_error
 from labcim.network.execution import fit_affine
+from labcim.plan_args import Integer
 from labcim.progress import EventProgress
-from plans.programming import prepare_programming, program_cores, programming_summary, verify
+from plans.programming import (
+    STRATEGY,
+    prepare_programming,
+    program_cores,
+    programming_summary,
+    verify,
+)
 from plans.stubs import (
     Plan,
     check_cores,
@@ -50,12 +56,6 @@ from plans.stubs import (
 
 OVERDRIVE = 1.08
 """The full code drives the median column to this multiple of the ADC full scale."""
-
-
-def _check_int(name: str, given: Any, low: int) -> int:
-    if isinstance(given, bool) or not isinstance(given, int | np.integer) or given < low:
-        raise ValueError(f"{name} = {given!r} must be an integer >= {low}")
-    return int(given)
 
 
 def rows_to_drive(weights: np.ndarray, full_scale: float, v_read: float) -> int:
@@ -107,14 +107,14 @@ def test_codes(
 
 
 def adc_characterization(
-    board: Any,
+    board: Readable,
     cores: list[int] | None = None,
     program: bool = True,
-    repeats: int = 8,
-    test_vectors: int = 1000,
-    seed: int = 0,
-    strategy: str = "tdp",
-    max_iterations: int = 20,
+    repeats: Annotated[int, Integer(1)] = 8,
+    test_vectors: Annotated[int, Integer(1)] = 1000,
+    seed: Annotated[int, Integer(0)] = 0,
+    strategy: Annotated[str, STRATEGY] = "tdp",
+    max_iterations: Annotated[int, Integer(1)] = 20,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Measure every ADC column's transfer curve and fit its INL (through the board).
@@ -173,9 +173,9 @@ def adc_characterization(
     ident = yield from identity(board)
     cores = [0] if cores is None else list(cores)
     devices = check_cores(board, cores)
-    repeats = _check_int("repeats", repeats, 1)
-    test_vectors = _check_int("test_vectors", test_vectors, 1)
-    rng = np.random.default_rng(_check_int("seed", seed, 0))
+    repeats = Integer(1)("repeats", repeats)
+    test_vectors = Integer(1)("test_vectors", test_vectors)
+    rng = np.random.default_rng(Integer(0)("seed", seed))
     rows, cols, dpp = ident["rows"], ident["cols"], ident["devices_per_polarity"]
     job = None
     if program:
