@@ -293,12 +293,12 @@ def programming_summary(job: Programming, maps: dict[int, np.ndarray]) -> dict[s
                 p + "failed": counts["failed"],
                 p + "unfinished": counts["unfinished"],
                 p + "dead_devices": counts["dead_devices"],
-                p + "worn_devices": counts["worn_devices"],
                 p + "converged_fraction": counts["converged"] / counts["cells"],
                 p + "iterations": counts["iterations"],
                 p + "failed_cells": np.argwhere(s.failed).astype(np.int64).reshape(-1, 3),
                 p + "weight_error": std,
                 p + "weight_error_pct": 100.0 * std / j.strategy.g_cell_max,
+                p + "worn_devices": counts["worn_devices"],
             }
         )
     return out

@@ -111,6 +111,7 @@ EVERY_PLAN = {
     "tdp_program": ("st1", {"weights": {"file": "w.npy"}, "max_iterations": 5}),
     "mvm_characterization": ("st1", {"n_vectors": 40, "batch_size": 20, "max_iterations": 3}),
     "conductance_map": ("st1", {"cores": [0, 1], "reads": 2}),
+    "adc_characterization": ("st1", {"cores": [0], "repeats": 2, "test_vectors": 40}),
     "retention": ("st1", {"times": [10.0, 100.0], "max_iterations": 3}),
     "network_inference": (
         "st1",
