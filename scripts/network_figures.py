@@ -19,8 +19,8 @@ from bluesky import RunEngine
 
 from labcim import HDF5Writer, connect, open_runs
 from labcim.network.execution import run_steps
-from labcim.twin.simchip import deploy
 from labcim.network.tasks import digits_cnn, digits_mlp
+from labcim.twin.simchip import deploy
 from mock_hw.chip import Chip
 from plans.inference import network_inference
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from labcim.writeverify import WriteVerifyState, run_write_verify, strategy_for_chip
+from labcim.twin.simchip import chip_strategy
+from labcim.writeverify import WriteVerifyState, run_write_verify
 from mock_hw.chip import Chip
 
 
@@ -13,7 +14,7 @@ def write_verify(chip: Chip, name: str, targets: np.ndarray, core: int = 0) -> W
     ``chip`` with the strategy ``name`` built from the chip's identity; the final state."""
     r, c = targets.shape[1:]
     return run_write_verify(
-        strategy_for_chip(name, chip.identify()),
+        chip_strategy(chip, name),
         targets,
         lambda: chip.read_conductance(core)[:, :r, :c],
         lambda b: chip.apply_pulses(core, b.row, b.col, b.device, b.kind, b.amplitude, b.width),

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from chip_support import write_verify
 
-from labcim.writeverify import strategy_for_chip
+from labcim.twin.simchip import chip_strategy
 from mock_hw import pcm_stats
 from mock_hw.chip import Chip
 
@@ -31,7 +31,7 @@ def programmed(name: str, devices_per_polarity: int = 2) -> dict:
     chip = Chip.from_preset(
         "pcm-hermes", cores=1, seed=3, devices_per_polarity=devices_per_polarity
     )
-    strategy = strategy_for_chip(name, chip.identify())
+    strategy = chip_strategy(chip, name)
     rng = np.random.default_rng(4)
     targets = rng.uniform(0.0, strategy.g_cell_max, (2, 256, 256))
     targets[rng.random(targets.shape) < 0.3] = 0.0

@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import yaml
-from plans_support import on_board
+from plans_support import on_board, on_chip, pulses_applied
 
 from labcim.adc_transfer import correct_codes, corrections_from_summary, fit_transfer
 from labcim.network.execution import fit_affine
+from labcim.twin.sim_url import chip_from_url
 from plans import adc_characterization
 
 INL = {"adc_inl_even_std": 0.015, "adc_inl_odd_mean": 0.04, "adc_inl_odd_std": 0.01}
@@ -45,8 +46,8 @@ def rms_error(run, core: int, correct: bool) -> float:
 
 @pytest.mark.slow
 def test_recovers_a_known_inl_and_its_correction_lowers_the_mvm_error(tmp_path):
-    url = f"sim://pcm-small?seed=5&model={model_file(tmp_path, INL)}"
-    board, run = on_board(url, tmp_path / "inl", lambda b: adc_characterization(b, cores=[0, 2]))
+    chip = chip_from_url(f"sim://pcm-small?seed=5&model={model_file(tmp_path, INL)}")
+    _, run = on_chip(chip, tmp_path / "inl", lambda b: adc_characterization(b, cores=[0, 2]))
     assert run.exit_status == "success", run.reason
     _, linear = on_board(
         "sim://pcm-small?seed=5",
@@ -54,7 +55,7 @@ def test_recovers_a_known_inl_and_its_correction_lowers_the_mvm_error(tmp_path):
         lambda b: adc_characterization(b, cores=[0, 2]),
     )
     s = run.summary
-    state = board.sim_chip.state
+    state = chip.state  # the simulator's ground truth
     u = np.linspace(-1.0, 1.0, 101)
     for core in (0, 2):
         true = inl_curve(state["inl_even"][core], state["inl_odd"][core], u)
@@ -91,7 +92,7 @@ def test_a_linear_adc_is_found_linear(tmp_path):
     s = run.summary
     assert s["core1_inl_max_median"] < 0.5  # LSB: noise only
     assert s["core1_mvm_error_corrected"] == pytest.approx(s["core1_mvm_error"], rel=0.05)
-    assert board.sim_chip.config(1).read_mode == "4-phase"  # restored (it was the default)
+    assert board.core1.read_mode.get() == "4-phase"  # restored (it was the default)
 
 
 def test_bad_arguments_are_refused_before_anything_is_sent():
@@ -101,7 +102,7 @@ def test_bad_arguments_are_refused_before_anything_is_sent():
 
     board = connect("sim://pcm-small?seed=5")
     RE = RunEngine({})
-    before = board.sim_chip.state["pulse_counts"].sum()
+    before = pulses_applied(board)
     for kwargs, match in (
         ({"repeats": 0}, "repeats = 0 must be an integer >= 1"),
         ({"cores": [9]}, "cores.*does not exist"),
@@ -109,7 +110,7 @@ def test_bad_arguments_are_refused_before_anything_is_sent():
     ):
         with pytest.raises(ValueError, match=match):
             RE(adc_characterization(board, **kwargs))
-    assert board.sim_chip.state["pulse_counts"].sum() == before
+    assert pulses_applied(board) == before
     with pytest.raises(ValueError, match="core0 lacks inl_even or inl_odd"):
         corrections_from_summary({"core0_inl_even": [0.0]})
     with pytest.raises(ValueError, match="no core"):

@@ -12,6 +12,7 @@ from plans_support import on_board, on_chip, pulses_applied
 from labcim import connect
 from labcim.characterization import cell_conductance, error_stats, hermes_weights
 from labcim.plan_args import PlanSignature
+from labcim.twin.sim_url import chip_from_url
 from mock_hw.chip import Chip
 from plans import tdp_program
 
@@ -159,13 +160,12 @@ def test_worn_devices_are_reported_through_the_wire(tmp_path):
         )
     )
     w = hermes_weights(np.random.default_rng(2), 64, 64)
-    board, run = on_board(
-        f"sim://pcm-small?cores=1&seed=4&model={model}", tmp_path, lambda b: tdp_program(b, w)
-    )
+    chip = chip_from_url(f"sim://pcm-small?cores=1&seed=4&model={model}")
+    _, run = on_chip(chip, tmp_path, lambda b: tdp_program(b, w))
     assert run.exit_status == "success", run.reason
     s = run.summary
     print({k: v for k, v in s.items() if not k.endswith("cells")})
-    worn = int(board.sim_chip.state["stuck"][0].sum())  # the simulator's truth
+    worn = int(chip.state["stuck"][0].sum())  # the simulator's truth
     assert worn > 50
     # a device worn at its first pulse never responded: dead, not known to be worn
     assert 0.95 * s["core0_dead_devices"] <= s["core0_worn_devices"] <= s["core0_dead_devices"]
