@@ -22,6 +22,7 @@ from bluesky.protocols import Readable
 
 from labcim.adc_transfer import correct_codes, fit_transfer
 from labcim.characterization import (
+    READ_MODES,
     differential_weights,
     hermes_inputs,
     ideal_outputs,
@@ -122,8 +123,9 @@ def adc_characterization(
     With ``program`` every cell's positive polarity is programmed to the full-scale
     conductance (``g_cell_max`` of ``strategy``), the negative one to zero (stream
     ``program``, verify read in ``verify``).  The maps are read (stream ``reference``),
-    each core is set to 4-phase (the 1-phase polarity error is not the ADC's), and for
-    every core the sweep of :func:`sweep_inputs` runs, one event per repeat.  Then
+    each core is set to 4-phase (the 1-phase polarity error is not the ADC's; a board
+    that offers only 1-phase, e.g. an ArC TWO, is measured in it), and for every core
+    the sweep of :func:`sweep_inputs` runs, one event per repeat.  Then
     ``test_vectors`` random HERMES-style inputs (stream ``test``) measure the MVM error
     with the raw codes and with the corrected ones.  The cores' settings are restored at
     the end, also after an error.
@@ -177,6 +179,10 @@ def adc_characterization(
     test_vectors = Integer(1)("test_vectors", test_vectors)
     rng = np.random.default_rng(Integer(0)("seed", seed))
     rows, cols, dpp = ident["rows"], ident["cols"], ident["devices_per_polarity"]
+    # 4-phase where the board offers it (the 1-phase polarity error is not the ADC's); a
+    # board with one read mode (ArC TWO: 1-phase, its limits["read_modes"]) uses that.
+    offered = list(ident["limits"].get("read_modes", READ_MODES))
+    read_mode = "4-phase" if "4-phase" in offered else offered[0]
     job = None
     if program:
         ones = np.ones((rows, cols * len(cores)))
@@ -214,7 +220,7 @@ def adc_characterization(
         """Every repeat on every core (one event each), the fits, then the test."""
         setup = {}
         for c, d in zip(cores, devices, strict=True):
-            yield from configure(d, read_mode="4-phase")
+            yield from configure(d, read_mode=read_mode)
             cfg = yield from settings(d)
             lsb = yield from value(d.adc_lsb)
             top = 2 ** (int(cfg["adc_bits"]) - 1) - 1
