@@ -24,12 +24,13 @@ from drivers.protocol import MAX_CLOCK, pulse_limit_violation
 from mock_hw.core import (
     ADC_GAIN_RANGE,
     MVM_TIME,
+    TEMPERATURE_RANGE,
     CoreConfig,
     Crossbar,
     Periphery,
     new_periphery_state,
 )
-from mock_hw.devices import DeviceModel, PulseKind, PulseLimits
+from mock_hw.devices import T_REF, DeviceModel, PulseKind, PulseLimits
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
 from mock_hw.pcm import PCMDevice, PCMParams
 from mock_hw.periphery import dac_levels
@@ -92,11 +93,22 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 MAX_CORES, MAX_SIZE = 1024, 4096
 
+CELL_AXIS = 2
+"""Axis of the state arrays (cores, 2, dpp, rows, cols) holding the devices of a cell."""
 
-def make_model(device_type: str, params: dict[str, Any]) -> DeviceModel:
-    """Device model of ``device_type`` with ``params`` overriding its defaults."""
+
+def make_model(
+    device_type: str, params: dict[str, Any], devices_per_polarity: int = 1
+) -> DeviceModel:
+    """Device model of ``device_type`` with ``params`` overriding its defaults.
+
+    PCM statistics are those of a unit cell's polarity of ``devices_per_polarity``
+    devices, the axis 2 of the chip's state arrays (docs/physics.md).
+    """
     if device_type == "pcm":
-        return PCMDevice(PCMParams.from_dict(params))
+        return PCMDevice(
+            PCMParams.from_dict(params), cell_size=devices_per_polarity, cell_axis=CELL_AXIS
+        )
     if device_type == "rram":
         return RRAMDevice(RRAMParams.from_dict(params))
     raise InvalidRequestError(f"device_type = {device_type!r}; allowed: ['pcm', 'rram']")
@@ -114,11 +126,12 @@ class Chip:
     def __init__(self, spec: ChipSpec) -> None:
         _check_spec(spec)
         self.spec = spec
-        self.model = make_model(spec.device_type, spec.model_params)
+        self.model = make_model(spec.device_type, spec.model_params, spec.devices_per_polarity)
         self.periphery = Periphery(**spec.periphery)
         self.rng = np.random.default_rng(spec.seed)
         shape = spec.state_shape
         self.state = self.model.new_state(shape, self.rng)
+        self.state.update(self.model.new_wear_state(shape, self.rng))
         self.state.update(new_periphery_state(self.periphery, spec.n_cores, shape, self.rng))
         self.state["pulse_counts"] = np.zeros(shape, np.uint32)
         self.time = 0.0
@@ -134,6 +147,7 @@ class Chip:
                 self.state["col_gain"][c],
                 self.state["col_offset"][c],
                 self.periphery,
+                (self.state["inl_even"][c], self.state["inl_odd"][c]),
             )
             for c in range(self.spec.n_cores)
         ]
@@ -196,6 +210,13 @@ class Chip:
                 "adc_gain_min": ADC_GAIN_RANGE[0],
                 "adc_gain_max": ADC_GAIN_RANGE[1],
             },
+            "temperature": {
+                "unit": "K",
+                "min": TEMPERATURE_RANGE[0],
+                "max": TEMPERATURE_RANGE[1],
+                "reference": T_REF,
+                "setting": "core configuration field temperature",
+            },
             "seed": s.seed,
         }
 
@@ -236,15 +257,25 @@ class Chip:
         return self._core(core).config
 
     def configure(self, core: int, **changes: Any) -> CoreConfig:
-        """Change configuration fields of ``core``; validated, nothing changes on error."""
+        """Change configuration fields of ``core``; validated, nothing changes on error.
+
+        A new ``temperature`` takes effect now: from here the core's devices age at its
+        Arrhenius rate (docs/physics.md, Temperature).
+        """
         xbar = self._core(core)
-        xbar.config = xbar.config.replace(self.limits.read_voltage_max, **changes)
+        self._set_config(xbar, xbar.config.replace(self.limits.read_voltage_max, **changes))
         return xbar.config
 
     def reset_config(self) -> None:
         """Restore the default configuration of every core (devices are untouched)."""
         for xbar in self.cores:
-            xbar.config = CoreConfig()
+            self._set_config(xbar, CoreConfig())
+
+    def _set_config(self, xbar: Crossbar, config: CoreConfig) -> None:
+        if config.temperature != xbar.config.temperature:
+            accel = self.model.time_acceleration(config.temperature)
+            xbar.set_temperature(self.time, accel)
+        xbar.config = config
 
     def adc_lsb(self, core: int) -> float:
         """MVM output current (uA) of one ADC code of ``core`` at its configuration."""
@@ -313,9 +344,12 @@ class Chip:
         # The programming unit pulses one row's worth of devices in parallel.
         steps = math.ceil(n / self.spec.cols)
         self.time += steps * (float(width.max()) + PULSE_OVERHEAD)
-        self.model.apply_pulses(self.state, index, kind, amplitude, width, self.time, self.rng)
-        self.state["pulse_counts"][index] += 1
-        xbar.programmed(self.time)
+        t = xbar.device_time(self.time)
+        self.model.apply_pulses(self.state, index, kind, amplitude, width, t, self.rng)
+        counts = self.state["pulse_counts"]
+        counts[index] += 1
+        self.model.wear(self.state, index, counts[index], self.rng)
+        xbar.programmed(t)
 
     def read_conductance(
         self, core: int, row_start: int = 0, row_stop: int | None = None
@@ -339,7 +373,8 @@ class Chip:
         n_rows = row_stop - row_start
         self.time += n_rows * 2 * self.spec.devices_per_polarity * self.model.t_read
         view = {k: v[:, :, row_start:row_stop] for k, v in xbar.devices.items()}
-        g = self.model.conductance(view, self.time, self.rng, read_noise=True)
+        t = xbar.device_time(self.time)
+        g = self.model.conductance(view, t, self.rng, read_noise=xbar.noise_factor)
         return g.reshape(-1, n_rows, self.spec.cols).astype(np.float32)
 
     def mvm(self, core: int, inputs: np.ndarray) -> np.ndarray:
@@ -408,6 +443,7 @@ class Chip:
             "rng": self.rng.bit_generator.state,
             "configs": [x.config.to_dict() for x in self.cores],
             "last_pulse": [x.last_pulse_time for x in self.cores],
+            "thermal": [list(x.thermal) for x in self.cores],
         }
         raw = np.frombuffer(json.dumps(header).encode(), np.uint8)
         with open(path, "wb") as fh:
@@ -426,16 +462,24 @@ class Chip:
             raise InvalidRequestError(f"{path}: not a labcim chip file of version {FORMAT_VERSION}")
         chip = cls.__new__(cls)
         chip.spec = ChipSpec(**header["spec"])
-        chip.model = make_model(chip.spec.device_type, chip.spec.model_params)
+        chip.model = make_model(
+            chip.spec.device_type, chip.spec.model_params, chip.spec.devices_per_polarity
+        )
         chip.periphery = Periphery(**chip.spec.periphery)
         chip.rng = np.random.default_rng()
         chip.rng.bit_generator.state = header["rng"]
+        for key in ("inl_even", "inl_odd"):  # files from before the ADC had an INL
+            arrays.setdefault(key, np.zeros((chip.spec.n_cores, chip.spec.cols), np.float32))
         chip.state = arrays
         chip.time = float(header["time"])
         chip._build_cores()
-        for xbar, cfg, t in zip(chip.cores, header["configs"], header["last_pulse"], strict=True):
+        thermal = header.get("thermal", [(0.0, 0.0, 1.0)] * chip.spec.n_cores)
+        for xbar, cfg, t, th in zip(
+            chip.cores, header["configs"], header["last_pulse"], thermal, strict=True
+        ):
             xbar.config = CoreConfig(**cfg)
             xbar.last_pulse_time = t
+            xbar.thermal = tuple(th)
         return chip
 
     def _core(self, core: int) -> Crossbar:
@@ -448,7 +492,7 @@ class Chip:
         return self.cores[core]
 
 
-_CHIP_FIELDS = ("asym", "col_gain", "col_offset", "pulse_counts")
+_CHIP_FIELDS = ("asym", "col_gain", "col_offset", "inl_even", "inl_odd", "pulse_counts")
 """State arrays owned by the chip rather than the device model."""
 
 

@@ -19,21 +19,36 @@ MVM pipeline (all vectorized, one pass per batch):
 4. Read noise drawn output-referred: its variance ``(V_read x / L)^2 @ S`` with
    ``S = sum over the cell's devices of read_noise_std(G)^2`` is one more matrix
    product, not a draw per device per vector; plus ADC noise.
-5. Per-column ADC gain/offset mismatch, then quantization and saturation.  Scale
-   factors (volts per input code, column gain, 1/LSB) are folded into the cached
+5. Per-column ADC gain/offset mismatch, the per-column integral nonlinearity if the
+   chip has one (:func:`mock_hw.periphery.apply_inl`), then quantization and saturation.
+   Scale factors (volts per input code, column gain, 1/LSB) are folded into the cached
    matrices so a batch costs two matrix products and a few elementwise passes.
+
+Temperature.  A core's ``temperature`` (K) speeds up every time dependence of its devices
+(Arrhenius, the model's ``time_acceleration``): the core keeps a *device clock* that runs
+that much faster than the chip's clock, and the devices see it instead.  The short-term
+read noise grows as ``sqrt(T / T_ref)``.  At the reference temperature the device clock
+is the chip's clock exactly.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
 
-from mock_hw.devices import DeviceModel, DeviceState
+from mock_hw.devices import T_REF, DeviceModel, DeviceState
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
-from mock_hw.periphery import adc_full_scale, dac_levels, ir_drop_weights, quantize_adc
+from mock_hw.periphery import (
+    adc_full_scale,
+    adc_levels,
+    apply_inl,
+    dac_levels,
+    ir_drop_weights,
+    quantize_adc,
+)
 from mock_hw.slow_noise import standard_normal
 
 READ_MODES = ("4-phase", "1-phase")
@@ -48,6 +63,9 @@ CACHE_REL_TIME = 1e-3
 CACHE_MIN_AGE = 1.0
 """Floor (s) of the age used with CACHE_REL_TIME: within the first second after a pulse
 the weights are refreshed every millisecond of simulated time."""
+
+TEMPERATURE_RANGE = (233.15, 398.15)
+"""Allowed core temperature (K): -40 to 125 degC, the industrial range."""
 
 
 ADC_GAIN_RANGE = (1 / 64, 64.0)
@@ -73,6 +91,9 @@ class CoreConfig:
         ``"4-phase"`` (accurate) or ``"1-phase"`` (about 4x faster, polarity error).
     ir_drop : bool
         Whether wire resistance is simulated.
+    temperature : float
+        Temperature of the core's array (K), in :data:`TEMPERATURE_RANGE`; the published
+        fits hold at the reference 300 K (the default).
     """
 
     read_voltage: float = 0.2
@@ -81,6 +102,7 @@ class CoreConfig:
     adc_gain: float = 1.0
     read_mode: str = "4-phase"
     ir_drop: bool = True
+    temperature: float = T_REF
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of the configuration."""
@@ -125,6 +147,9 @@ class CoreConfig:
             raise InvalidRequestError(f"read_mode = {self.read_mode!r}; allowed: {READ_MODES}")
         if not isinstance(self.ir_drop, (bool, np.bool_)):
             raise InvalidRequestError(f"ir_drop = {self.ir_drop!r} must be true or false")
+        temp, (lo, hi) = self.temperature, TEMPERATURE_RANGE
+        if isinstance(temp, bool) or not isinstance(temp, (int, float)) or not lo <= temp <= hi:
+            raise InvalidRequestError(f"temperature = {temp!r} is outside [{lo}, {hi}] K")
 
 
 @dataclass(frozen=True)
@@ -146,6 +171,13 @@ class Periphery:
         Mean and std of the per-device relative conductance change under reverse read
         bias, seen by negative inputs in one-phase mode (HERMES: one-phase needs a
         calibration of the polarity dependence of PCM conductance).
+    adc_inl_even_std : float
+        Std across columns of the ADC's bow (even) integral nonlinearity, a fraction of
+        full scale at mid scale (:func:`mock_hw.periphery.apply_inl`; 0: none).
+    adc_inl_odd_mean, adc_inl_odd_std : float
+        Mean and std across columns of its S-shaped (odd) nonlinearity coefficient
+        (> 0: compression toward full scale, as of an oscillator-based ADC; 0: none).
+        The HERMES CCO ADC's linearity is not published: *assumed*, off by default.
     """
 
     r_wire: float = 0.1
@@ -154,6 +186,9 @@ class Periphery:
     col_offset_std: float = 0.002
     asym_mean: float = -0.04
     asym_std: float = 0.02
+    adc_inl_even_std: float = 0.0
+    adc_inl_odd_mean: float = 0.0
+    adc_inl_odd_std: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -165,13 +200,25 @@ def new_periphery_state(
 ) -> DeviceState:
     """Draw fabrication mismatch: per-device polarity asymmetry and per-column ADC errors.
 
-    ``shape`` is the device-state shape ``(cores, 2, dpp, rows, cols)``.
+    ``shape`` is the device-state shape ``(cores, 2, dpp, rows, cols)``.  The INL
+    coefficients are drawn only if the periphery has any (so a chip without INL draws
+    the same numbers as before it existed).
     """
     cols = shape[-1]
     asym = rng.normal(periphery.asym_mean, periphery.asym_std, size=shape).astype(np.float32)
     col_gain = (1 + rng.normal(0, periphery.col_gain_std, (n_cores, cols))).astype(np.float32)
     col_offset = rng.normal(0, periphery.col_offset_std, (n_cores, cols)).astype(np.float32)
-    return {"asym": asym, "col_gain": col_gain, "col_offset": col_offset}
+    state = {"asym": asym, "col_gain": col_gain, "col_offset": col_offset}
+    p, size = periphery, (n_cores, cols)
+    if p.adc_inl_even_std or p.adc_inl_odd_mean or p.adc_inl_odd_std:
+        state["inl_even"] = rng.normal(0.0, p.adc_inl_even_std, size).astype(np.float32)
+        state["inl_odd"] = rng.normal(p.adc_inl_odd_mean, p.adc_inl_odd_std, size).astype(
+            np.float32
+        )
+    else:
+        state["inl_even"] = np.zeros(size, np.float32)
+        state["inl_odd"] = np.zeros(size, np.float32)
+    return state
 
 
 class Crossbar:
@@ -189,6 +236,14 @@ class Crossbar:
         This core's per-column ADC mismatch views, shape ``(cols,)``.
     periphery : Periphery
         Fixed periphery parameters.
+    inl : tuple of ndarray, optional
+        This core's per-column INL coefficients (even, odd), shape ``(cols,)`` each;
+        none or all zeros: a linear ADC.
+
+    Attributes
+    ----------
+    thermal : tuple of float
+        The device clock (:meth:`device_time`): ``(t_ref, offset, acceleration)``.
     """
 
     def __init__(
@@ -199,6 +254,7 @@ class Crossbar:
         col_gain: np.ndarray,
         col_offset: np.ndarray,
         periphery: Periphery,
+        inl: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         self.model = model
         self.devices = devices
@@ -206,11 +262,35 @@ class Crossbar:
         self.col_gain = col_gain
         self.col_offset = col_offset
         self.periphery = periphery
+        self.inl = inl if inl is not None and any(np.any(a) for a in inl) else None
         _, self.dpp, self.rows, self.cols = asym.shape
         self.config = CoreConfig()
         self.last_pulse_time = 0.0
+        self.thermal = (0.0, 0.0, 1.0)
         self._cache: dict[str, Any] | None = None
         self._work: tuple[np.ndarray, ...] | None = None
+
+    def device_time(self, t: float) -> float:
+        """The devices' clock (s) at chip time ``t``: it runs ``acceleration`` times as
+        fast as the chip's since the temperature last changed (Arrhenius), and equals
+        ``t`` while the core has always been at the reference temperature."""
+        t_ref, offset, accel = self.thermal
+        if accel == 1.0 and offset == 0.0:
+            return t
+        return t + offset + (accel - 1.0) * (t - t_ref)
+
+    def set_temperature(self, t: float, acceleration: float) -> None:
+        """The core's temperature changes at chip time ``t`` (s) to one whose time
+        acceleration is ``acceleration``: the device clock continues from where it is."""
+        t_ref, offset, accel = self.thermal
+        self.thermal = (t, offset + (accel - 1.0) * (t - t_ref), acceleration)
+        self._cache = None
+
+    @property
+    def noise_factor(self) -> float:
+        """Factor on the std of the short-term read noise: ``sqrt(T / T_ref)`` (assumed
+        thermal)."""
+        return math.sqrt(self.config.temperature / T_REF)
 
     @property
     def g_cell_max(self) -> float:
@@ -243,6 +323,8 @@ class Crossbar:
             w_pol = [g_pol[p].astype(np.float32) for p in (0, 1)]
         ga = (g * self.asym).sum(axis=1)
         s = np.square(self.model.read_noise_std(g)).sum(axis=(0, 1))
+        if self.config.temperature != T_REF:
+            s *= np.float32(self.config.temperature / T_REF)
         self._cache = {
             "t": t,
             "ir_drop": self.config.ir_drop,
@@ -273,12 +355,12 @@ class Crossbar:
         x : ndarray of int, shape (batch, rows)
             DAC input codes.
         t : float
-            Simulated time of the operation (s).
+            Simulated (chip) time of the operation (s).
         rng : numpy.random.Generator
             Source of read and ADC noise.
         """
         c = self.config
-        w = self._weights(t, rng)
+        w = self._weights(self.device_time(t), rng)
         lsb = self.adc_lsb()
         full = adc_full_scale(c.read_voltage, self.g_cell_max, self.rows, c.adc_gain)
         # Work in ADC codes: volts per input code, column gain and 1/LSB are folded into
@@ -306,4 +388,6 @@ class Crossbar:
         std *= standard_normal(rng, y.shape, out=noise)
         y += std
         y += self.col_offset * np.float32(full / lsb)
+        if self.inl is not None:
+            apply_inl(y, *self.inl, adc_levels(c.adc_bits), (std, noise))
         return quantize_adc(y, 1.0, c.adc_bits, out=y)

@@ -12,7 +12,35 @@ from mock_hw.devices import DeviceState, Index
 
 @dataclasses.dataclass(frozen=True)
 class DeviceParams:
-    """Base of the frozen parameter dataclasses: plain-dict round trip, strict on keys."""
+    """Base of the frozen parameter dataclasses: plain-dict round trip, strict on keys.
+
+    Fields shared by every technology (each off, or at its former value, by default):
+
+    read_noise_exponent : float
+        Conductance dependence of the short-term read noise: relative std
+        ``read_noise_rel * (|g| / g_max)^-k`` (0: flat, the default; Nandakumar et al.
+        2019 fit k = 0.65 for the PCM 1/f amplitude).
+    read_noise_rel_max : float
+        Cap of that relative std (Nandakumar et al. 2019: 0.2).
+    endurance : float
+        Median number of pulses a device survives (log-normal across devices); 0 turns
+        wear off (the default: nothing is drawn).  A worn device is stuck.
+    endurance_log_std : float
+        Log-normal spread of the endurance across devices (*chosen*).
+    worn_high_share : float
+        Share of worn devices stuck at their high conductance (PCM: stuck SET, RRAM: at
+        g_max), the rest at their low one (PCM: stuck RESET, RRAM: at g_min).
+    activation_energy : float
+        Arrhenius activation energy (eV) of the time-dependent processes (drift,
+        relaxation, 1/f accumulation) at the core's ``temperature`` (*assumed*).
+    """
+
+    read_noise_exponent: float = 0.0
+    read_noise_rel_max: float = 0.2
+    endurance: float = 0.0
+    endurance_log_std: float = 0.5
+    worn_high_share: float = 0.5
+    activation_energy: float = 0.3
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict of every field."""

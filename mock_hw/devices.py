@@ -12,6 +12,7 @@ programming current), pulse width in s.
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -104,30 +105,112 @@ class DeviceModel(ABC):
 
     @abstractmethod
     def conductance(
-        self, state: DeviceState, t: float, rng: np.random.Generator, *, read_noise: bool = True
+        self,
+        state: DeviceState,
+        t: float,
+        rng: np.random.Generator,
+        *,
+        read_noise: bool | float = True,
     ) -> np.ndarray:
         """Conductance (uS, float64) of every device of ``state`` read at time ``t`` (s).
 
         Includes drift/relaxation and the slow accumulated (time-correlated) noise; with
-        ``read_noise`` also the independent short-term noise of this one read.  May
-        update slow-noise state in place (the arrays may be views into the chip state).
+        ``read_noise`` also the independent short-term noise of this one read (a number
+        scales its std: the chip's temperature factor).  May update slow-noise state in
+        place (the arrays may be views into the chip state).
         """
 
     params: Any
-    """The model's parameter dataclass; must have ``read_noise_rel``."""
+    """The model's parameter dataclass; must have the read-noise, wear and temperature
+    fields of :class:`mock_hw.device_base.DeviceParams` subclasses (``read_noise_rel``,
+    ``read_noise_exponent``, ``read_noise_rel_max``, ``endurance``,
+    ``endurance_log_std``, ``worn_high_share``, ``activation_energy``)."""
 
     def read_noise_std(self, g: np.ndarray) -> np.ndarray:
         """Std (uS) of the independent short-term noise of a single read at conductance g (uS).
 
-        ``read_noise_rel * |g|`` (about 1 %; aihwkit's suggestion for reads).  Used by the
-        crossbar to draw MVM read noise output-referred.
+        ``read_noise_rel * |g|`` (about 1 %; aihwkit's suggestion for reads), or with a
+        ``read_noise_exponent`` k > 0 the relative std
+        ``min(read_noise_rel * (|g| / g_max)^-k, read_noise_rel_max)``: the form of the
+        PCM 1/f amplitude of Nandakumar et al. 2019 (aihwkit ``PCMLikeNoiseModel``,
+        ``0.0088 / g_r^0.65`` capped at 0.2), relative noise growing toward low
+        conductance.  Used by the crossbar to draw MVM read noise output-referred.
         """
-        return self.params.read_noise_rel * np.abs(g)
+        p = self.params
+        g = np.abs(g)
+        if not p.read_noise_exponent:
+            return p.read_noise_rel * g
+        ratio = np.maximum(g, np.float32(1e-6 * self.g_max)) * np.float32(1.0 / self.g_max)
+        rel = np.minimum(
+            p.read_noise_rel * ratio ** -np.float32(p.read_noise_exponent),
+            np.float32(p.read_noise_rel_max),
+        )
+        return rel * g
 
-    def finish_read(self, g: np.ndarray, rng: np.random.Generator, read_noise: bool) -> np.ndarray:
-        """Add one read's independent noise to conductances ``g`` (uS) if asked; float64."""
+    def finish_read(
+        self, g: np.ndarray, rng: np.random.Generator, read_noise: bool | float
+    ) -> np.ndarray:
+        """Add one read's independent noise to conductances ``g`` (uS) if asked; float64.
+
+        ``read_noise``: True, False, or a factor on the noise std.
+        """
         if read_noise:
             n = standard_normal(rng, g.shape)
             n *= self.read_noise_std(g)
+            if read_noise is not True and read_noise != 1:
+                n *= np.float32(read_noise)
             g += n
         return g.astype(np.float64)
+
+    # -- wear and temperature ----------------------------------------------------------
+
+    def new_wear_state(self, shape: tuple[int, ...], rng: np.random.Generator) -> DeviceState:
+        """Per-device endurance (pulses, float32) if wear is modelled, else nothing.
+
+        Endurance is log-normal around ``endurance`` pulses with spread
+        ``endurance_log_std``; ``endurance`` = 0 turns wear off (nothing is drawn).
+        """
+        p = self.params
+        if not p.endurance:
+            return {}
+        z = standard_normal(rng, shape)
+        z *= np.float32(p.endurance_log_std)
+        return {"endurance": (np.float32(p.endurance) * np.exp(z)).astype(np.float32)}
+
+    def wear(
+        self, state: DeviceState, index: Index, pulses: np.ndarray, rng: np.random.Generator
+    ) -> None:
+        """Devices at ``index`` whose pulse count reached their endurance become stuck.
+
+        ``pulses``: their pulse counts after the batch.  A worn device is stuck high
+        (share ``worn_high_share``) or low, like a device stuck from fabrication.
+        """
+        if "endurance" not in state:
+            return
+        worn = (pulses >= state["endurance"][index]) & ~state["stuck"][index]
+        if not worn.any():
+            return
+        sub = tuple(i[worn] for i in index)
+        high = rng.random(worn.sum()) < self.params.worn_high_share
+        self.stick(state, sub, high)
+
+    @abstractmethod
+    def stick(self, state: DeviceState, index: Index, high: np.ndarray) -> None:
+        """Make the devices at ``index`` stuck at their high (``high``) or low level."""
+
+    def time_acceleration(self, temperature: float) -> float:
+        """Factor by which drift and relaxation run faster at ``temperature`` (K).
+
+        Arrhenius: ``exp(E_a / k_B (1 / T_ref - 1 / T))`` with ``activation_energy``
+        E_a (eV) and T_ref = :data:`T_REF` (*assumed*, docs/physics.md).
+        """
+        if temperature == T_REF:
+            return 1.0
+        return math.exp(self.params.activation_energy / K_B * (1.0 / T_REF - 1.0 / temperature))
+
+
+T_REF = 300.0
+"""Reference temperature (K): the published fits were measured at room temperature."""
+
+K_B = 8.617333262e-5
+"""Boltzmann constant (eV/K)."""

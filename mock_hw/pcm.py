@@ -11,17 +11,23 @@ relaxation offset ``delta ~ N(0, sigma1(G / 10.35 uS) * prog_noise_scale)`` is d
 where ``sigma1`` is the *one-device* HERMES programming-error polynomial.  It becomes
 visible as ``delta * (1 - exp(-(t - t_p) / relax_tau))``: a verify read microseconds
 after the pulse does not see it, a read seconds later does, so write-verify cannot
-remove it.  Fully SET (crystalline) devices do not relax and fully RESET devices only
-slightly.  With two-device programming (TDP: one intermediate device per polarity, the
+remove it.  Fully SET (crystalline) devices do not relax; fully RESET (amorphous) ones
+relax by a log-normal factor, so zero-target cells keep the polynomials' intercept while
+staying positive.  With two-device programming (TDP: one intermediate device per polarity, the
 other fully SET or RESET) the error of the summed conductance then reproduces the
 HERMES *two-device* polynomial: sigma1(2 uS) = 0.53 vs 0.55 uS, sigma1(10 uS) = 1.00
 vs 0.995 uS.
 
-Drift ``G(t) = G_prog ((t - t_p + t0) / t0)^(-nu)`` with t0 = 200 s and ``nu`` drawn at
-every pulse from the one-device HERMES mean/std at the new conductance.  The accumulated
-1/f wander (HERMES ``Q_s`` fit, t_read = 512 ns) is a time-correlated relative deviation
-(:mod:`mock_hw.slow_noise`) restarted at every pulse.  Each read adds independent
-short-term noise (about 1 % relative).
+Drift ``G(t) = G_prog ((t - t_p + t0) / t0)^(-nu)`` and the accumulated 1/f wander
+(HERMES ``Q_s`` fit, t_read = 512 ns; a time-correlated relative deviation,
+:mod:`mock_hw.slow_noise`, restarted at every pulse) are statistics of the *cell*: the
+devices of one polarity of a unit cell share one drift exponent, drawn after every
+pulse into the cell from the HERMES fit for that many devices at the cell's summed
+conductance, and their wander amplitudes are set so that the cell's wander follows the
+``Q_s`` fit at the cell's conductance (``docs/physics.md`` explains why a per-device
+draw cannot reproduce the two-device fits).  A model built without a cell axis treats
+every device as a one-device cell.  Each read adds independent short-term noise (about
+1 % relative).
 """
 
 from __future__ import annotations
@@ -94,8 +100,13 @@ class PCMParams(DeviceParams):
     relax_set_ramp : float
         Width of that ramp, as a fraction of the SET level.
     relax_low_g : float
-        Below this conductance (uS) the relaxation weight falls linearly to 0, so fully
-        RESET devices keep a small spread.
+        Below this conductance (uS) the Gaussian relaxation fades out linearly and the
+        log-normal relaxation of the amorphous RESET state takes over.
+    relax_floor_log_std : float
+        Log-normal spread of the relaxation of a fully RESET device: the melt-quenched
+        state keeps relaxing for tens of ms, so the spread of zero-target cells follows
+        the HERMES polynomials' intercept (0.16 uS) while staying positive, and a verify
+        read right after the RESET does not see it.
 
     Calibration knobs (1.0 = the published HERMES fit)
 
@@ -113,6 +124,11 @@ class PCMParams(DeviceParams):
         Fraction of devices that ignore pulses (stuck).
     stuck_set_share : float
         Share of stuck devices stuck at their SET level; the rest are stuck at the floor.
+    cell_statistics : bool
+        Drift and wander are statistics of the cell (HERMES fits for the chip's devices
+        per polarity at the cell's summed conductance; default), or of each device on its
+        own (one-device fits at its conductance, t0 = 200 s), which gives two-device
+        cells 2-2.5x too little drift (docs/physics.md).
     """
 
     g_set_mean: float = 1.05
@@ -134,6 +150,7 @@ class PCMParams(DeviceParams):
     relax_full_set: float = 0.95
     relax_set_ramp: float = 0.10
     relax_low_g: float = 0.5
+    relax_floor_log_std: float = 0.7
     prog_noise_scale: float = 1.0
     drift_nu_scale: float = 1.0
     drift_nu_std_scale: float = 1.0
@@ -141,6 +158,7 @@ class PCMParams(DeviceParams):
     read_noise_rel: float = 0.01
     stuck_fraction: float = 0.005
     stuck_set_share: float = 0.5
+    cell_statistics: bool = True
 
 
 class PCMDevice(DeviceModel):
@@ -157,9 +175,10 @@ class PCMDevice(DeviceModel):
     ``i_reset`` (float32, uA)
         The device's RESET threshold current, fixed at fabrication.
     ``nu`` (float32)
-        Drift exponent drawn at the last pulse.
+        Drift exponent, shared by the devices of a cell, drawn at the cell's last pulse.
     ``q_s`` (float32)
-        Q_s of the 1/f wander at the last programmed level (times read_noise_scale).
+        Amplitude of the device's 1/f wander, set at the cell's last pulse so that the
+        cell's wander follows the HERMES Q_s fit (times read_noise_scale).
     ``noise``, ``noise_var`` (float32)
         Relative 1/f wander and the variance it has reached (:mod:`mock_hw.slow_noise`).
     ``t_p`` (float64, s)
@@ -171,6 +190,12 @@ class PCMDevice(DeviceModel):
     ----------
     params : PCMParams, optional
         Model parameters; defaults reproduce the HERMES statistics.
+    cell_size : int
+        Devices per polarity of a unit cell (1 or 2): cells of two devices follow the
+        HERMES two-device fits for drift and wander, single devices the one-device fits.
+    cell_axis : int, optional
+        Axis of the state arrays that holds the devices of one cell (required when
+        ``cell_size`` is 2; the chip's arrays are (cores, 2, dpp, rows, cols): axis 2).
     """
 
     name = "pcm-hermes"
@@ -189,8 +214,16 @@ class PCMDevice(DeviceModel):
     full-RESET current of nearly every device), widths 10 ns - 10 us; FORM is accepted
     (and ignored) up to 600 uA; reads up to 0.3 V so they do not disturb the phase."""
 
-    def __init__(self, params: PCMParams | None = None) -> None:
+    def __init__(
+        self, params: PCMParams | None = None, *, cell_size: int = 1, cell_axis: int | None = None
+    ) -> None:
+        if cell_size not in pcm_stats.G_MAX:
+            raise ValueError(f"cell_size = {cell_size!r}; allowed: {sorted(pcm_stats.G_MAX)}")
+        if cell_size > 1 and cell_axis is None:
+            raise ValueError("cell_axis is needed for cells of more than one device")
         self.params = params or PCMParams()
+        self.cell_size = cell_size
+        self.cell_axis = cell_axis if cell_size > 1 else None
 
     def new_state(self, shape: tuple[int, ...], rng: np.random.Generator) -> DeviceState:
         """Fresh devices, all fully SET (crystalline as fabricated), with their variation."""
@@ -209,20 +242,30 @@ class PCMDevice(DeviceModel):
         stuck_reset = stuck & (u >= p.stuck_fraction * p.stuck_set_share)
         g_prog = g_set.copy()
         g_prog[stuck_reset] = self._reset_floor(rng.standard_normal(np.count_nonzero(stuck_reset)))
-        nu = self._draw_nu(g_prog, slow_noise.standard_normal(rng, shape))
-        nu[stuck] = 0.0
-        return {
+        z = slow_noise.standard_normal(rng, shape)
+        state = {
             "g_prog": g_prog,
             "relax": np.zeros(shape, np.float32),
             "g_set": g_set,
             "i_reset": i_reset,
-            "nu": nu,
-            "q_s": self._q_s(g_prog),
+            "nu": np.zeros(shape, np.float32),
+            "q_s": np.zeros(shape, np.float32),
             "noise": np.zeros(shape, np.float32),
             "noise_var": np.zeros(shape, np.float32),
             "t_p": np.zeros(shape, np.float64),
             "stuck": stuck,
         }
+        n, a = self._cells(shape), self.cell_axis
+        if n == 1:
+            state["nu"][...] = self._draw_nu(g_prog, z, 1)
+            state["q_s"][...] = self._q_s(g_prog, 1)
+        else:  # one draw per cell: the normal of its first device
+            cell = g_prog.sum(axis=a, keepdims=True)
+            norm = np.sqrt(np.square(g_prog).sum(axis=a, keepdims=True))
+            state["nu"][...] = self._draw_nu(cell, z.take([0], axis=a), n)
+            state["q_s"][...] = self._cell_q_s(cell, norm, n)
+        state["nu"][stuck] = 0.0
+        return state
 
     def apply_pulses(
         self,
@@ -241,6 +284,7 @@ class PCMDevice(DeviceModel):
         a changed device gets a new relaxation offset, drift exponent and wander.
         """
         p = self.params
+        shape = state["g_prog"].shape
         state, index = flat_state(state, index)
         kind = np.asarray(kind)
         amp = np.asarray(amplitude, dtype=np.float32)
@@ -275,18 +319,24 @@ class PCMDevice(DeviceModel):
         g_new = np.concatenate([g_after_set, g_curve[melted]])
         sub = tuple(i[pos] for i in index)
         z = slow_noise.standard_normal(rng, (2, pos.size))
-        sigma = pcm_stats.prog_sigma(g_new / G_MAX, devices=1)
-        sigma *= p.prog_noise_scale * z[0]
-        sigma *= self._relax_weight(g_new, g_set[pos])
         state["g_prog"][sub] = g_new
-        state["relax"][sub] = sigma
-        state["nu"][sub] = self._draw_nu(g_new, z[1])
-        state["q_s"][sub] = self._q_s(g_new)
+        state["relax"][sub] = self._relaxation(g_new, g_set[pos], z[0])
         state["t_p"][sub] = t
         slow_noise.reset(state["noise"], state["noise_var"], sub)
+        if self._cells(shape) == 1:
+            g_relaxed = np.maximum(g_new + state["relax"][sub], 0.0)
+            state["nu"][sub] = self._draw_nu(g_relaxed, z[1], 1)
+            state["q_s"][sub] = self._q_s(g_relaxed, 1)
+        else:
+            self._update_cells(state, shape, sub, z[1], t)
 
     def conductance(
-        self, state: DeviceState, t: float, rng: np.random.Generator, *, read_noise: bool = True
+        self,
+        state: DeviceState,
+        t: float,
+        rng: np.random.Generator,
+        *,
+        read_noise: bool | float = True,
     ) -> np.ndarray:
         """Relaxed, drifted conductance with 1/f wander (and one read's noise), in uS."""
         dt = np.subtract(t, state["t_p"], out=np.empty(state["t_p"].shape, np.float32))
@@ -301,9 +351,25 @@ class PCMDevice(DeviceModel):
         np.maximum(g, 0.0, out=g)
         return self.finish_read(g, rng, read_noise)
 
+    def stick(self, state: DeviceState, index: Index, high: np.ndarray) -> None:
+        """Stuck at the device's SET level (``high``) or at the RESET floor; no drift."""
+        state["g_prog"][index] = np.where(
+            high, state["g_set"][index], np.float32(self.params.reset_floor)
+        )
+        state["relax"][index] = 0.0
+        state["nu"][index] = 0.0
+        state["stuck"][index] = True
+
     def programmed_conductance(self, state: DeviceState) -> np.ndarray:
         """Ground truth (uS, float64): programmed and fully relaxed, before drift and noise."""
         return np.maximum(state["g_prog"].astype(np.float64) + state["relax"], 0.0)
+
+    def drifted_conductance(self, state: DeviceState, t: float) -> np.ndarray:
+        """Ground truth (uS, float64) at time ``t`` (s): relaxation and drift, no wander or
+        read noise (what the wander and the read noise deviate from)."""
+        dt = np.maximum(t - state["t_p"], 0.0).astype(np.float32)
+        g = self._deterministic(state["g_prog"], state["relax"], state["nu"], dt)
+        return np.maximum(g, 0.0).astype(np.float64)
 
     def _deterministic(
         self, g_prog: np.ndarray, relax: np.ndarray, nu: np.ndarray, dt: np.ndarray
@@ -312,7 +378,7 @@ class PCMDevice(DeviceModel):
         g = np.expm1(dt * (-1.0 / self.params.relax_tau))  # minus the visible fraction
         g *= relax
         np.subtract(g_prog, g, out=g)
-        g *= pcm_stats.drift_factor(dt, nu, pcm_stats.T0[1])
+        g *= pcm_stats.drift_factor(dt, nu, self._t0)
         return g
 
     def _set_result(
@@ -356,26 +422,144 @@ class PCMDevice(DeviceModel):
         u = np.clip((i_eff - i_th) / (i_th * p.reset_span), 0.0, 1.0)
         return g_set * 0.5 * (1.0 + np.cos(np.pi * u)) + self._reset_floor(z[1])
 
-    def _draw_nu(self, g: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """Drift exponent ``|mu + sigma z|`` (float32) from the one-device HERMES fit at g (uS)."""
+    def _draw_nu(self, g: np.ndarray, z: np.ndarray, devices: int) -> np.ndarray:
+        """Drift exponent ``|mu + sigma z|`` (float32) from the HERMES fit for a cell of
+        ``devices`` devices at summed conductance g (uS)."""
         p = self.params
-        g_r = g / G_MAX
+        g_r = g / pcm_stats.G_MAX[devices]
         mu = pcm_stats.drift_nu_mean(g_r) * p.drift_nu_scale
-        sd = pcm_stats.drift_nu_std(g_r, devices=1) * p.drift_nu_std_scale
+        sd = pcm_stats.drift_nu_std(g_r, devices=devices) * p.drift_nu_std_scale
         return np.abs(mu + sd * z).astype(np.float32)
 
-    def _q_s(self, g: np.ndarray) -> np.ndarray:
-        """Q_s of the 1/f wander (float32) at conductance g (uS), times read_noise_scale."""
-        q = pcm_stats.read_noise_qs(g / G_MAX, devices=1) * self.params.read_noise_scale
+    def _q_s(self, g: np.ndarray, devices: int) -> np.ndarray:
+        """Q_s (float32) of a cell of ``devices`` devices at summed conductance g (uS),
+        times read_noise_scale."""
+        g_r = g / pcm_stats.G_MAX[devices]
+        q = pcm_stats.read_noise_qs(g_r, devices=devices) * self.params.read_noise_scale
         return q.astype(np.float32)
+
+    def _cell_q_s(self, cell: np.ndarray, norm: np.ndarray, devices: int) -> np.ndarray:
+        """Wander amplitude of each device of a multi-device cell (float32).
+
+        The devices keep independent wander processes; each gets
+        ``Q_s(cell) * G_cell / sqrt(sum G_k^2)`` so that the spread of the summed
+        conductance is ``Q_s(cell) * G_cell``, the HERMES fit for the cell.
+        """
+        ratio = np.divide(cell, norm, out=np.ones_like(cell), where=norm > 0)
+        return (self._q_s(cell, devices) * ratio).astype(np.float32)
+
+    @property
+    def _t0(self) -> float:
+        """Drift onset t0 (s) of the cells (HERMES: 200 s for one device per polarity,
+        300 s for two)."""
+        return pcm_stats.T0[self.cell_size if self.params.cell_statistics else 1]
+
+    def _cells(self, shape: tuple[int, ...]) -> int:
+        """Devices per cell whose drift and wander are shared (1: every device alone),
+        checked against a population of ``shape``."""
+        if self.cell_axis is not None and shape[self.cell_axis] != self.cell_size:
+            raise ValueError(
+                f"state shape {shape} has {shape[self.cell_axis]} devices on the cell axis "
+                f"{self.cell_axis}, the model cells of {self.cell_size}"
+            )
+        return self.cell_size if self.params.cell_statistics else 1
+
+    def _update_cells(
+        self, state: DeviceState, shape: tuple[int, ...], sub: Index, z: np.ndarray, t: float
+    ) -> None:
+        """Drift exponent and wander amplitude of every cell with a device in ``sub``.
+
+        Each cell gets one drift exponent from the HERMES fit for its number of devices
+        at its summed conductance after the pulses, ``z`` being the normal of the cell's
+        first pulsed device.  Its devices that were not pulsed keep their drift clock:
+        their conductance is rescaled so that it is continuous at ``t`` under the new
+        exponent.  Stuck devices keep nu = 0.
+        """
+        members, leader = cell_members(shape, self.cell_axis, sub)
+        n = len(members)
+        g = [np.maximum(state["g_prog"][m] + state["relax"][m], 0.0) for m in members]
+        g_cell = sum(g)
+        norm = np.sqrt(sum(np.square(x) for x in g))
+        nu = self._draw_nu(g_cell, z[leader], n)
+        q_s = self._cell_q_s(g_cell, norm, n)
+        for m in members:
+            nu_m = np.where(state["stuck"][m], np.float32(0.0), nu)
+            dt = np.maximum(t - state["t_p"][m], 0.0).astype(np.float32)
+            rescale = pcm_stats.drift_factor(dt, state["nu"][m] - nu_m, self._t0)
+            state["g_prog"][m] *= rescale
+            state["relax"][m] *= rescale
+            state["nu"][m] = nu_m
+            state["q_s"][m] = q_s
 
     def _reset_floor(self, z: np.ndarray) -> np.ndarray:
         """Conductance (uS) left by a full RESET: log-normal around ``reset_floor``."""
         p = self.params
         return p.reset_floor * np.exp(p.reset_floor_log_std * z)
 
-    def _relax_weight(self, g: np.ndarray, g_set: np.ndarray) -> np.ndarray:
-        """Share of the relaxation sigma: 0 when fully SET, small when fully RESET, else 1."""
+    def _relaxation(self, g: np.ndarray, g_set: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """Relaxation offset (uS, float32) of devices just programmed to g (uS).
+
+        Intermediate levels: ``sigma1(g / 10.35 uS) * prog_noise_scale * z``, sigma1 the
+        one-device HERMES polynomial, fading to 0 toward full SET (a crystalline device
+        does not relax).  Toward the RESET floor (below ``relax_low_g``) the melt-quenched
+        amorphous state relaxes by a log-normal factor of spread ``relax_floor_log_std``
+        instead, so it stays positive.  ``z``: one standard normal per device.
+        """
         p = self.params
-        from_set = (p.relax_full_set - g / g_set) / p.relax_set_ramp
-        return np.clip(from_set, 0.0, 1.0) * np.clip(g / p.relax_low_g, 0.0, 1.0)
+        sigma = pcm_stats.prog_sigma(g / G_MAX, devices=1)
+        sigma *= p.prog_noise_scale * z
+        from_set = (p.relax_full_set - g / g_set) * (1.0 / p.relax_set_ramp)
+        sigma *= np.clip(from_set, 0.0, 1.0)
+        low = np.clip(g * (1.0 / p.relax_low_g), 0.0, 1.0)
+        floor = np.expm1((p.relax_floor_log_std * p.prog_noise_scale) * z)
+        floor *= g * (1.0 - low)
+        sigma *= low
+        sigma += floor
+        return sigma.astype(np.float32)
+
+
+def cell_members(
+    shape: tuple[int, ...], cell_axis: int, index: Index
+) -> tuple[list[Index], np.ndarray]:
+    """The devices of every cell that has a device at ``index``, one entry per cell.
+
+    Parameters
+    ----------
+    shape : tuple of int
+        Shape of the population; axis ``cell_axis`` holds the devices of one cell.
+    cell_axis : int
+        The cell axis of ``shape``.
+    index : Index
+        Devices, each at most once: a tuple of index arrays into ``shape`` or one flat
+        index (:func:`mock_hw.device_base.flat_state`).
+
+    Returns
+    -------
+    members : list of Index
+        For each device k of a cell, its index (in the form of ``index``), one entry per
+        cell that has a device at ``index``.
+    leader : ndarray of int
+        The position in ``index`` of the device that stands for each of those cells (its
+        device with the smallest k), in the order of ``members``.
+    """
+    n = shape[cell_axis]
+    stride = int(np.prod(shape[cell_axis + 1 :], dtype=np.int64))
+    flat = index[0] if len(index) == 1 else np.ravel_multi_index(index, shape)
+    k = (flat // stride) % n
+    base = flat - k * stride
+    # A device leads its cell unless a device of the cell with a smaller k is in `index`.
+    lead = np.ones(flat.size, bool)
+    if flat.size:
+        lo = int(base.min())
+        mark = np.zeros(int(flat.max()) - lo + 1, bool)
+        mark[flat - lo] = True
+        for j in range(n - 1):
+            lead &= ~((k > j) & mark[base + (j * stride - lo)])
+    leader = np.flatnonzero(lead)
+    if len(index) == 1:
+        return [(base[leader] + j * stride,) for j in range(n)], leader
+    cells = tuple(i[leader] for i in index)
+    return [
+        (*cells[:cell_axis], np.full_like(cells[cell_axis], j), *cells[cell_axis + 1 :])
+        for j in range(n)
+    ], leader

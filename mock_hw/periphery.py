@@ -7,7 +7,8 @@ Conventions shared with :mod:`mock_hw.core`:
   contributes a charge proportional to ``V_read * x / dac_levels``; we express MVM outputs
   as the equivalent current ``I_j = V_read * sum_i (x_i / L) * W_ij`` in uA (W in uS).
 * The ADC maps that current to a signed integer code with ``adc_levels(bits)`` steps
-  either side of zero and saturates beyond them.
+  either side of zero and saturates beyond them; its transfer may bend by a per-column
+  integral nonlinearity (:func:`apply_inl`).
 """
 
 from __future__ import annotations
@@ -65,6 +66,34 @@ def quantize_adc(
     np.rint(codes, out=codes)
     np.clip(codes, -top, top, out=codes)
     return codes.astype(np.int32)
+
+
+def apply_inl(
+    codes: np.ndarray,
+    even: np.ndarray,
+    odd: np.ndarray,
+    top: int,
+    work: tuple[np.ndarray, np.ndarray],
+) -> None:
+    """Bend the ideal ADC codes ``codes`` (float, (batch, cols)) by the INL, in place.
+
+    ``codes += top * (u^2 - 1) (even + odd u)`` with ``u = clip(codes / top, -1, 1)``:
+    per column a bow (``even``) and an S-shaped compression (``odd`` > 0), fractions of
+    full scale, both zero at the two ends of the range (end-point INL; gain and offset
+    errors are separate).  The largest |INL| is ``|even|`` at mid scale and
+    ``0.385 |odd|`` at ``u = 1/sqrt(3)``.  ``work``: two float arrays of the shape of
+    ``codes``.  Five passes: what an MVM pays only when INL is on.
+    """
+    u, w = work
+    np.multiply(codes, np.float32(1.0 / top), out=u)
+    np.clip(u, -1.0, 1.0, out=u)
+    np.multiply(u, u, out=w)
+    w -= 1.0
+    u *= odd
+    u += even
+    w *= u
+    w *= np.float32(top)
+    codes += w
 
 
 def ir_drop_weights(g: np.ndarray, r_wire: float) -> np.ndarray:

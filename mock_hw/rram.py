@@ -72,6 +72,16 @@ class RRAMParams(DeviceParams):
     relax_onset : float
         Time (s) after a pulse at which relaxation starts to show (model assumption);
         the variance grows linearly in log10(t) from here to its 1-s value.
+    relax_late_slope : float
+        Beyond 2 days (where the Wan 2022 data stop) the relaxation variance grows per
+        decade of time by this fraction of its growth per decade between 1 and 2 days
+        (*assumed*; 0, the default, holds it at its 2-day value).
+    drift_nu : float
+        Exponent of a drift of the programmed conductance,
+        ``G(t) = G_p ((t - t_p + drift_t0) / drift_t0)^-drift_nu`` (*assumed* form; 0, the
+        default, as the Wan 2022 fits have no mean drift).
+    drift_t0 : float
+        Onset (s) of that drift.
     read_noise_rel : float
         Relative std of the independent short-term noise of one read (about 1 %).
     stuck_fraction : float
@@ -101,6 +111,9 @@ class RRAMParams(DeviceParams):
     c2c_log_std: float = 0.3
     relax_scale: float = 1.0
     relax_onset: float = 1e-4
+    relax_late_slope: float = 0.0
+    drift_nu: float = 0.0
+    drift_t0: float = 1.0
     read_noise_rel: float = 0.01
     stuck_fraction: float = 0.002
     stuck_high_share: float = 0.5
@@ -231,7 +244,11 @@ class RRAMDevice(DeviceModel):
         drive = state["gain"][index][pos] * rate[pos] * overdrive * overdrive
         drive *= (width[pos] * (1.0 / p.width_ref)) ** p.width_exponent
         drive *= np.exp(p.c2c_log_std * z)
-        g_now = state["g"][index][pos] + state["noise"][index][pos]
+        g_now = state["g"][index][pos]
+        if p.drift_nu:  # a pulse starts from the drifted conductance
+            dt = np.maximum(t - state["t_p"][index][pos], 0.0)
+            g_now = g_now * (((dt + p.drift_t0) / p.drift_t0) ** -p.drift_nu).astype(np.float32)
+        g_now = g_now + state["noise"][index][pos]
         end = np.where(upward[pos], np.float32(G_MAX), np.float32(G_MIN))
         g_switched = g_now - np.expm1(-drive) * (end - g_now)
 
@@ -249,17 +266,49 @@ class RRAMDevice(DeviceModel):
         slow_noise.reset(state["noise"], state["noise_var"], sub)
 
     def conductance(
-        self, state: DeviceState, t: float, rng: np.random.Generator, *, read_noise: bool = True
+        self,
+        state: DeviceState,
+        t: float,
+        rng: np.random.Generator,
+        *,
+        read_noise: bool | float = True,
     ) -> np.ndarray:
-        """Programmed conductance plus relaxation deviation (and one read's noise), in uS."""
+        """Programmed conductance (drifted, with ``drift_nu``) plus relaxation deviation
+        (and one read's noise), in uS."""
+        p = self.params
         dt = np.subtract(t, state["t_p"], out=np.empty(state["t_p"].shape, np.float32))
         var = rram_stats.relaxation_variance(
-            dt, *(state[k] for k in self._RELAX_KEYS), onset=self.params.relax_onset
+            dt,
+            *(state[k] for k in self._RELAX_KEYS),
+            onset=p.relax_onset,
+            late_slope=p.relax_late_slope,
         )
         slow_noise.advance(state["noise"], state["noise_var"], var, rng)
-        g = np.add(state["g"], state["noise"], out=var)
+        if p.drift_nu:
+            g = self.drifted_conductance(state, t).astype(np.float32)
+            g += state["noise"]
+        else:
+            g = np.add(state["g"], state["noise"], out=var)
         np.maximum(g, 0.0, out=g)
         return self.finish_read(g, rng, read_noise)
+
+    def drifted_conductance(self, state: DeviceState, t: float) -> np.ndarray:
+        """Ground truth (uS, float64) at ``t`` (s): programmed conductance and its drift
+        (``drift_nu``), without relaxation deviation or read noise."""
+        p = self.params
+        g = state["g"].astype(np.float64)
+        if p.drift_nu:
+            dt = np.maximum(t - state["t_p"], 0.0)
+            g *= np.where(state["stuck"], 1.0, ((dt + p.drift_t0) / p.drift_t0) ** -p.drift_nu)
+        return g
+
+    def stick(self, state: DeviceState, index: Index, high: np.ndarray) -> None:
+        """Stuck at g_max (``high``) or g_min; stuck devices do not relax."""
+        state["g"][index] = np.where(high, np.float32(G_MAX), np.float32(G_MIN))
+        for key in self._RELAX_KEYS:
+            state[key][index] = 0.0
+        slow_noise.reset(state["noise"], state["noise_var"], index)
+        state["stuck"][index] = True
 
     def programmed_conductance(self, state: DeviceState) -> np.ndarray:
         """Ground truth (uS, float64): conductance right after the last pulse, no relaxation."""

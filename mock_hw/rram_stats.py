@@ -7,8 +7,9 @@ three times after programming: 1 s, 1 day and 2 days (Wan et al., Nature 608, 50
 (2022)).  Between those anchors this module interpolates the *variance* linearly in
 ``log10(t)`` (an accumulating 1/f-like process has a variance that grows with
 ``log t``); before 1 s the variance ramps linearly in ``log10(t)`` from 0 at an onset
-time to its 1-s value; after 2 days it is held (the data stop there and relaxation is
-reported to saturate).
+time to its 1-s value; after 2 days it is held by default (the data stop there and
+relaxation is reported to saturate), or extrapolated at a chosen fraction of its 1-2 day
+growth.
 """
 
 from __future__ import annotations
@@ -55,13 +56,16 @@ def relaxation_variance(
     sigma_1d: np.ndarray | float,
     sigma_2d: np.ndarray | float,
     onset: float,
+    late_slope: float = 0.0,
 ) -> np.ndarray:
     """Variance (uS^2) of the relaxation at time ``t`` (s) after programming.
 
     Piecewise linear in ``x = log10(t)`` through the squared anchors: 0 at ``t = onset``
-    (s), ``sigma_1s^2`` at 1 s, ``sigma_1d^2`` at 1 day, ``sigma_2d^2`` at 2 days and
-    later.  Written as a sum of clipped ramps so it costs a few passes over the arrays:
-    each ramp only starts once the previous one has reached 1.
+    (s), ``sigma_1s^2`` at 1 s, ``sigma_1d^2`` at 1 day, ``sigma_2d^2`` at 2 days; later
+    held, or with ``late_slope`` > 0 growing on by ``late_slope`` times the growth per
+    decade between 1 and 2 days (where that growth is positive; an extrapolation, the
+    data stop at 2 days).  Written as a sum of clipped ramps so it costs a few passes
+    over the arrays: each ramp only starts once the previous one has reached 1.
 
     Parameters
     ----------
@@ -81,4 +85,6 @@ def relaxation_variance(
     var = v0 * np.clip((x - x_on) * (1.0 / -x_on), 0.0, 1.0)
     var += (v1 - v0) * np.clip(x * (1.0 / x1), 0.0, 1.0)
     var += (v2 - v1) * np.clip((x - x1) * (1.0 / (x2 - x1)), 0.0, 1.0)
+    if late_slope:
+        var += late_slope * np.maximum(v2 - v1, 0.0) * np.maximum((x - x2) * (1.0 / (x2 - x1)), 0.0)
     return var

@@ -18,6 +18,7 @@ from bluesky.protocols import Readable
 from labcim.characterization import (
     BITS_RANGE,
     READ_MODES,
+    cell_conductance,
     differential_weights,
     drift_by_level,
     hermes_inputs,
@@ -399,7 +400,9 @@ def retention(
     plan waits until then (``board.fpga.wait_until``).  Each device's drift exponent is
     fitted over the reads (``log G = a - nu log(t + t0)``,
     :func:`labcim.metrics.drift_exponent`) and summarized per conductance level
-    (:func:`labcim.characterization.drift_by_level`).
+    (:func:`labcim.characterization.drift_by_level`); so is each cell's, on the summed
+    conductance of the devices of one polarity of a unit cell (the quantity the HERMES
+    two-device fits describe).
 
     Parameters
     ----------
@@ -437,7 +440,10 @@ def retention(
         Per core ``coreN_``: ``nu`` (n_levels: median fitted exponent per level),
         ``nu_median`` (over all fitted devices), ``level`` (uS, median first read per
         level), ``level_edges`` (uS), ``count``, ``ratio`` (times x levels: median of
-        G(t) / G(first time)).
+        G(t) / G(first time)); the same per cell as ``coreN_cell_nu``,
+        ``coreN_cell_nu_median``, ``coreN_cell_level``, ``coreN_cell_level_edges``,
+        ``coreN_cell_count``, ``coreN_cell_ratio`` (levels of the cells' summed
+        conductance; with one device per polarity they equal the device figures).
     """
     ident = yield from identity(board)
     cores = [0] if cores is None else list(cores)
@@ -496,19 +502,21 @@ def retention(
             for c, d in zip(cores, devices, strict=True):
                 maps[c].append((yield from value(d.conductance.map)))
             yield from event([elapsed, board.fpga, *(d.conductance for d in devices)])
+        dpp = ident["devices_per_polarity"]
         for c in cores:
-            fit = drift_by_level(np.array(when) + t0, maps[c], n_levels, min_conductance)
-            p = f"core{c}_"
-            summary.update(
-                {
-                    p + "nu": fit["nu"],
-                    p + "nu_median": float(np.nanmedian(fit["nu_device"])),
-                    p + "level": fit["level"],
-                    p + "level_edges": fit["edges"],
-                    p + "count": fit["count"],
-                    p + "ratio": fit["ratio"],
-                }
-            )
+            cells = [cell_conductance(m, dpp) for m in maps[c]]
+            for p, g in ((f"core{c}_", maps[c]), (f"core{c}_cell_", cells)):
+                fit = drift_by_level(np.array(when) + t0, g, n_levels, min_conductance)
+                summary.update(
+                    {
+                        p + "nu": fit["nu"],
+                        p + "nu_median": float(np.nanmedian(fit["nu_device"])),
+                        p + "level": fit["level"],
+                        p + "level_edges": fit["edges"],
+                        p + "count": fit["count"],
+                        p + "ratio": fit["ratio"],
+                    }
+                )
         units = summary_units({k: v for k, v in summary.items() if k.startswith("program")})
         units.update({k: "uS" for k in summary if k.endswith(("level", "level_edges"))})
         yield from summary_stream(summary, units)

@@ -26,6 +26,7 @@ import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.protocols import Readable
 
+from labcim.adc_transfer import corrections_from_summary
 from labcim.chip_identity import ChipIdentity
 from labcim.metrics import mvm_error
 from labcim.network.drift import DRIFT_MODES, time_key
@@ -33,7 +34,16 @@ from labcim.network.execution import Deployment, Steps, prepare
 from labcim.network.hybrid import select_digital, sensitivity
 from labcim.network.loaders import load_npz
 from labcim.network.model import Model, ModelError
-from labcim.network.tasks import Task, diabetes_regressor, digits_cnn, digits_mlp
+from labcim.network.scores import SCORE_UNITS, Kind, output_kind, predicted_labels, scores
+from labcim.network.tasks import (
+    Task,
+    breast_cancer_mlp,
+    diabetes_regressor,
+    digits_cnn,
+    digits_mlp,
+    friedman_regressor,
+    ripple_regressor,
+)
 from labcim.network.tuning import tune as tune_steps
 from labcim.plan_args import Integer
 from labcim.progress import EventProgress
@@ -68,7 +78,14 @@ from plans.stubs import (
     wait_until,
 )
 
-TASKS = {"digits-mlp": digits_mlp, "digits-cnn": digits_cnn, "diabetes": diabetes_regressor}
+TASKS = {
+    "digits-mlp": digits_mlp,
+    "digits-cnn": digits_cnn,
+    "diabetes": diabetes_regressor,
+    "breast-cancer": breast_cancer_mlp,
+    "friedman": friedman_regressor,
+    "ripple": ripple_regressor,
+}
 """Reference tasks a plan argument can name (:mod:`labcim.network.tasks`)."""
 
 CALIBRATION_ROWS = 300
@@ -153,39 +170,6 @@ def resolve_model(model: Model | str) -> tuple[Model, Task | None]:
     return load_npz(model), None
 
 
-def scores(outputs: np.ndarray, y: np.ndarray | None, reference: np.ndarray) -> dict[str, float]:
-    """Figures of model ``outputs`` against labels ``y`` and the software ``reference``.
-
-    Classification (more than one output): ``accuracy`` (percent, with labels) and
-    ``agreement`` (percent of predictions equal to the software's).  Regression (one
-    output): ``rmse`` and ``r2`` (with targets) and ``rmse_vs_software`` (target
-    units), the error the hardware adds to the software model.
-    """
-    out: dict[str, float] = {}
-    if is_classifier(reference):
-        predicted = outputs.argmax(axis=1)
-        out["agreement"] = float(100.0 * np.mean(predicted == reference.argmax(axis=1)))
-        if y is not None:
-            out["accuracy"] = float(100.0 * np.mean(predicted == y))
-        return out
-    flat = outputs.reshape(len(outputs))
-    out["rmse_vs_software"] = float(np.sqrt(np.mean((flat - reference.reshape(len(flat))) ** 2)))
-    if y is not None:
-        residual = float(np.mean((flat - y) ** 2))
-        out["rmse"] = float(np.sqrt(residual))
-        out["r2"] = float(1.0 - residual / np.var(y))
-    return out
-
-
-def is_classifier(outputs: np.ndarray) -> bool:
-    """Whether model outputs are class scores (more than one output per sample)."""
-    return int(np.prod(outputs.shape[1:])) > 1
-
-
-SCORE_UNITS = {"accuracy": "%", "agreement": "%"}
-"""Units of the :func:`scores` figures that have one (RMSE is in the target's units)."""
-
-
 @dataclass
 class Inference:
     """A checked inference job (:func:`prepare_inference`); nothing has been sent yet."""
@@ -197,11 +181,12 @@ class Inference:
     dep: Deployment
     backend: DeviceBackend
     programming: Programming | None
-    layer_programming: dict[int, Programming]
+    layer_programming: dict[str, Programming]
     times: list[float]
     modes: list[str]
     batch_size: int
     reference: np.ndarray
+    kind: Kind
     signals: dict[str, Derived] = field(default_factory=dict)
 
     @property
@@ -226,6 +211,8 @@ def prepare_inference(
     program: bool,
     settle: float,
     max_iterations: int,
+    replicate: bool = False,
+    adc_correction: Mapping[str, Any] | None = None,
 ) -> Inference:
     """Check every argument and build the job; nothing is sent to the board.
 
@@ -238,7 +225,8 @@ def prepare_inference(
     ValueError
         Naming the bad argument: unknown core or strategy, times not sorted or negative,
         unknown compensation mode, budget outside [0, 1], batch size < 1, labels that do
-        not match the inputs, a task name needed for default inputs.
+        not match the inputs, a task name needed for default inputs, an ADC correction
+        without the INL of a core (or of another column count).
     """
     net, task = resolve_model(model)
     if X is None:
@@ -272,20 +260,19 @@ def prepare_inference(
     )
     backend = DeviceBackend(board, ident, wv.g_cell_max)
     masks = select_digital(sensitivity(net, X_cal), digital_budget) if digital_budget else None
-    dep = prepare(net, backend, X, cores=cores, digital_masks=masks)
+    inl = None if adc_correction is None else corrections_from_summary(adc_correction)
+    dep = prepare(
+        net, backend, X, cores=cores, replicate=replicate, digital_masks=masks, adc_correction=inl
+    )
+    for core in dep.placement.cores_used:
+        if inl is not None and (core not in inl or len(inl[core][0]) != ident["cols"]):
+            raise ValueError(f"adc_correction has no INL of core {core} ({ident['cols']} columns)")
     layer_programming = {}
     if program:
-        for i, al in dep.layers.items():
-            layer_programming[i] = prepare_programming(
-                board,
-                dict(ident),
-                al.analog,
-                [t.core for t in al.tiles],
-                strategy,
-                None,
-                max_iterations,
-                "percentile",
-                settle,
+        for i, matrix, on in dep.programmed_matrices():
+            key = f"layer{i}" if f"layer{i}" not in layer_programming else f"layer{i}_on{on[0]}"
+            layer_programming[key] = prepare_programming(
+                board, dict(ident), matrix, on, strategy, None, max_iterations, "percentile", settle
             )
     merged = None
     if program:  # every core in one job: programmed interleaved, finished together
@@ -304,13 +291,14 @@ def prepare_inference(
         list(compensation),
         min(batch_size, len(X)),
         net.forward(X),
+        output_kind(net),
     )
 
 
 def make_signals(job: Inference) -> dict[str, Derived]:
     """The per-batch signals: time, mode, batch, valid samples, predictions, layer errors."""
     n = job.batch_size
-    classifier = is_classifier(job.reference)
+    classifier = job.kind != "regression"
     blank = np.full(n, -1) if classifier else np.full((n, *job.model.output_shape), np.nan)
     signals = {
         "time": derived("time", 0.0, "s", kind="hinted"),
@@ -361,7 +349,8 @@ def run_batches(job: Inference, t: float, elapsed: float, mode: str) -> Plan:
         outputs.append(outs[-1])
         padded = s["predictions"].get().copy()
         padded[len(X) :] = -1 if padded.dtype.kind == "i" else np.nan
-        padded[: len(X)] = outs[-1].argmax(axis=1) if padded.dtype.kind == "i" else outs[-1]
+        classified = padded.dtype.kind == "i"
+        padded[: len(X)] = predicted_labels(outs[-1], job.kind) if classified else outs[-1]
         values = {s["predictions"]: padded, s["batch"]: b, s["samples"]: len(X)}
         values.update({s["time"]: t, s["elapsed"]: elapsed, s["compensation"]: mode})
         values.update({s[k]: v for k, v in layer_errors(job, X, outs).items()})
@@ -387,6 +376,8 @@ def network_inference(
     program: bool = True,
     settle: Annotated[float, SETTLE] = 1.0,
     max_iterations: Annotated[int, Integer(1)] = 20,
+    replicate: bool = False,
+    adc_correction: dict[str, Any] | None = None,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Run a network on the chip: place, program, calibrate, then infer at drift times.
@@ -406,9 +397,11 @@ def network_inference(
     board : ChipTestBoard
         The board.
     model : Model or str
-        A :class:`labcim.network.Model`, a reference task (``"digits-mlp"``,
-        ``"digits-cnn"``, ``"diabetes"``) or the path of a model saved with
-        :func:`labcim.network.loaders.save_npz`.
+        A :class:`labcim.network.Model`, a reference task (a name of :data:`TASKS`:
+        ``"digits-mlp"``, ``"digits-cnn"``, ``"diabetes"``, ``"breast-cancer"``,
+        ``"friedman"``, ``"ripple"``) or the path of a model saved with
+        :func:`labcim.network.loaders.save_npz`.  A model with one sigmoid output is
+        scored as a binary classifier (:mod:`labcim.network.scores`).
     X : ndarray, optional
         Inputs, shape (n, *model input shape); default the task's test split.
     y : ndarray, optional
@@ -440,6 +433,15 @@ def network_inference(
         Wait (s) after programming before the verify read and calibration.
     max_iterations : int
         Largest number of write-verify pulse batches.
+    replicate : bool
+        Spend the idle rows and cores of ``cores`` on copies of the layers
+        (:func:`labcim.network.placement.replicate`): a layer of at most half a core's
+        rows is stacked down its core as often as it fits, and the whole model is copied
+        onto idle cores; the ADC gains are auto-ranged for the summed copies.
+    adc_correction : dict, optional
+        The summary of an ``adc_characterization`` run (``core{N}_inl_even`` and
+        ``core{N}_inl_odd`` of every core the model uses): ADC codes are corrected for
+        each column's measured nonlinearity (:mod:`labcim.adc_transfer`).
     md : dict, optional
         Extra start metadata.
 
@@ -457,8 +459,9 @@ def network_inference(
     summary
         Software figures (``software_``), each time and mode's figures
         (``t{time}s_{mode}_``, :func:`labcim.network.drift.time_key`), placement
-        utilization, digital fraction, tuning choices (``tune_``), programming figures
-        (``program_``).
+        utilization, digital fraction, per weight layer its ``layer{i}_row_copies`` and
+        ``layer{i}_core_copies`` (1 without ``replicate``), tuning choices (``tune_``),
+        programming figures (``program_``).
 
     Raises
     ------
@@ -484,6 +487,8 @@ def network_inference(
         program,
         settle,
         max_iterations,
+        replicate,
+        adc_correction,
     )
     job.signals = make_signals(job)
     dep = job.dep
@@ -502,11 +507,18 @@ def network_inference(
             "program": program,
             "settle": settle,
             "max_iterations": max_iterations,
+            "replicate": replicate,
+            "adc_correction": {
+                f"core{c}_inl_{part}": v.tolist()
+                for c, pair in dep.adc_correction.items()
+                for part, v in zip(("even", "odd"), pair, strict=True)
+            }
+            or None,
         },
         "board_identity": ident,
         "network": job.model.describe(),
         "deployment": dep.metadata(),
-        "programming": {f"layer{i}": p.metadata() for i, p in job.layer_programming.items()},
+        "programming": {key: p.metadata() for key, p in job.layer_programming.items()},
         "num_points": len(job.times) * len(job.modes) * job.n_batches,
         "hints": {"dimensions": [(["batch"], "primary")]},
         **(md or {}),
@@ -519,7 +531,7 @@ def network_inference(
         "elapsed": derived("elapsed", 0.0, "s"),
         "compensation": derived("compensation", ""),
     }
-    for k in scores(job.reference, job.y, job.reference):
+    for k in scores(job.reference, job.y, job.reference, job.kind):
         evaluation[k] = derived(k, 0.0, SCORE_UNITS.get(k, ""))
 
     @bpp.subs_decorator(EventProgress())
@@ -542,7 +554,7 @@ def network_inference(
             report = yield from on_chip(job.backend, tune_steps(dep, job.X_cal))
             for i, r in report.items():
                 summary.update({f"tune_layer{i}_{k}": v for k, v in r.items()})
-        software = scores(job.reference, job.y, job.reference)
+        software = scores(job.reference, job.y, job.reference, job.kind)
         summary.update({f"software_{k}": v for k, v in software.items()})
         for t in job.times:
             yield from bps.checkpoint()
@@ -550,13 +562,16 @@ def network_inference(
             for mode in job.modes:
                 yield from on_chip(job.backend, dep.compensate_drift(mode))
                 outputs = yield from run_batches(job, t, now - t0, mode)
-                figures = scores(outputs, job.y, job.reference)
+                figures = scores(outputs, job.y, job.reference, job.kind)
                 summary.update({f"{time_key(t)}_{mode}_{k}": v for k, v in figures.items()})
                 values = {"time": t, "elapsed": now - t0, "compensation": mode, **figures}
                 record({evaluation[k]: v for k, v in values.items()})
                 yield from event(list(evaluation.values()), "evaluation")
         summary.update({f"utilization_{k}": v for k, v in dep.placement.utilization().items()})
         summary["digital_fraction"] = dep.digital_fraction()
+        for i, al in dep.layers.items():
+            summary[f"layer{i}_row_copies"] = al.row_copies
+            summary[f"layer{i}_core_copies"] = max(al.copies.values())
         for k in summary:
             units.setdefault(k, SCORE_UNITS.get(k.rsplit("_", 1)[-1], ""))
         yield from summary_stream(summary, units)

@@ -271,7 +271,8 @@ def programming_summary(job: Programming, maps: dict[int, np.ndarray]) -> dict[s
     """Per-core outcome figures from the final states and the verify maps.
 
     ``<coreN>_`` + ``cells``, ``converged``, ``saturated``, ``failed``, ``unfinished``,
-    ``dead_devices`` (counts), ``converged_fraction`` (of the tile's cells),
+    ``dead_devices``, ``worn_devices`` (dead devices that had responded earlier in the
+    run: worn out during it) (counts), ``converged_fraction`` (of the tile's cells),
     ``iterations`` (pulse batches), ``failed_cells`` (int (n, 3): polarity, row, col of
     cells that never converged because of a dead device), ``weight_error`` (std of the
     verify read's summed conductance minus target over the cells not failed, uS) and
@@ -297,6 +298,7 @@ def programming_summary(job: Programming, maps: dict[int, np.ndarray]) -> dict[s
                 p + "failed_cells": np.argwhere(s.failed).astype(np.int64).reshape(-1, 3),
                 p + "weight_error": std,
                 p + "weight_error_pct": 100.0 * std / j.strategy.g_cell_max,
+                p + "worn_devices": counts["worn_devices"],
             }
         )
     return out

@@ -29,6 +29,9 @@ ARC2_16 = "arc2://0?sim=1&seed=0&rows=16"
 SIM = "sim://rram-small?cores=1&rows=16&cols=16&seed=0"
 
 PLANS = {
+    "adc_characterization": [
+        "-p", "strategy=ispp", "-p", "repeats=2", "-p", "test_vectors=64",
+    ],
     "conductance_map": [],
     "tdp_program": ["-p", "weights={file: w.npy}", "-p", "strategy=ispp"],
     "mvm_characterization": [

@@ -11,6 +11,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
+from results_support import cli
 
 import labcim
 from labcim.characterization import hermes_weights
@@ -18,7 +19,7 @@ from labcim.cli import calibrate as calibrate_cli
 from labcim.engine import run_engine
 from labcim.replay import replay
 from labcim.twin.calibrate import CalibrationError, calibrate, fit_read_noise, fit_stuck
-from labcim.twin.model_file import ModelFileError, load_model
+from labcim.twin.model_file import LIMITS, ModelFileError, load_model
 from plans import conductance_map, mvm_characterization, retention, tdp_program
 
 TRUTH = {"drift_nu_scale": 1.3, "prog_noise_scale": 1.5, "stuck_fraction": 0.02}
@@ -128,6 +129,32 @@ def test_nothing_to_fit_and_bad_model_files(recorded, tmp_path):
     assert runs[0].plan_name == "tdp_program"
 
 
+def test_an_alias_bomb_model_file_is_refused_in_one_line(tmp_path):
+    """A model file is read within a campaign file's limits: 9**9 values hidden in the
+    free-form provenance (which plain safe_load accepted and the metadata then walked)
+    end ``labcim run`` with one line naming the limit, before any chip or file exists."""
+    lines = ["  a0: &a0 [" + ", ".join(["x"] * 9) + "]"]
+    lines += [f"  a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]" for i in range(1, 9)]
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text(
+        "format: labcim-model\nversion: 1\ndevice_type: pcm\npreset: pcm-small\n"
+        "provenance:\n" + "\n".join(lines) + "\n"
+    )
+    out = tmp_path / "map.h5"
+    done = cli(
+        "run", "conductance_map", "--chip", f"sim://pcm-small?model={bomb}", "--out", str(out)
+    )
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.splitlines()
+    assert re.fullmatch(
+        rf"labcim run: --chip \S+: \S*bomb.yaml: beyond the limits of a model file: line \d+, "
+        rf"column \d+: with its aliases expanded the document holds more than the limit of "
+        rf"{LIMITS.max_values} values",
+        line,
+    )
+    assert not out.exists()
+
+
 def test_retention_at_the_readme_times_calibrates_the_unmodified_preset(tmp_path):
     """Issue 14: reads at 1 min, 1 h, 1 day (the README's times) on the unmodified preset
     give the preset back (the plan's own t0 = 0 used to give drift 1.8, read noise 1.6);
@@ -164,3 +191,40 @@ def test_runs_that_give_nothing_are_named_and_refused_together(tmp_path):
         board.close()
     with pytest.raises(CalibrationError, match=r"run 1 \(conductance_map.*only PCM"):
         calibrate(labcim.open_runs(out))
+
+
+@pytest.mark.slow
+def test_adc_inl_is_calibrated_from_an_adc_characterization_run(tmp_path):
+    """A twin whose ADC columns bend (known INL): the fitted model file holds its spread
+    and mean, and a linear ADC calibrates to about none."""
+    from labcim.twin.calibrate import fit_adc_inl
+    from plans import adc_characterization
+
+    inl = {"adc_inl_even_std": 0.02, "adc_inl_odd_mean": 0.05, "adc_inl_odd_std": 0.015}
+    truth = tmp_path / "truth.yaml"
+    truth.write_text(
+        yaml.safe_dump(
+            {"format": "labcim-model", "version": 1, "preset": "pcm-small", "periphery": inl}
+        )
+    )
+    fitted = {}
+    for name, url in (
+        ("inl", f"sim://pcm-small?seed=3&model={truth}"),
+        ("linear", "sim://pcm-small?seed=3"),
+    ):
+        out = tmp_path / f"{name}.h5"
+        board = labcim.connect(url)
+        try:
+            run_engine(out, progress=False)(
+                adc_characterization(board, cores=[0, 1, 2, 3], repeats=4)
+            )
+        finally:
+            board.close()
+        fitted[name] = calibrate(labcim.open_runs(out)).periphery
+    print(fitted)
+    assert fitted["inl"]["adc_inl_even_std"] == pytest.approx(0.02, rel=0.15)
+    assert fitted["inl"]["adc_inl_odd_std"] == pytest.approx(0.015, rel=0.15)
+    assert fitted["inl"]["adc_inl_odd_mean"] == pytest.approx(0.05, rel=0.05)
+    assert all(abs(v) < 0.002 for v in fitted["linear"].values())  # fit noise removed
+    with pytest.raises(CalibrationError, match="only 3 ADC columns"):
+        fit_adc_inl(*(np.zeros(3),) * 4)

@@ -312,3 +312,133 @@ def test_the_clock_stays_finite_and_advancing_to_a_time_reached_changes_nothing(
             chip.advance(1.7e308)
     assert chip.time == 100.0
     assert np.isfinite(chip.read_conductance(0)).all()
+
+
+# -- physics behind knobs: temperature, ADC INL, wear ---------------------------------
+
+
+def drifting_chip(**model_params) -> Chip:
+    """pcm-small with every core's devices at 5 uS, fresh (t_p = now), no wander/noise."""
+    chip = Chip.from_preset(
+        "pcm-small",
+        seed=6,
+        model_params={"read_noise_scale": 0.0, "read_noise_rel": 0.0, **model_params},
+    )
+    for core in range(chip.spec.n_cores):
+        set_conductances(chip, core, np.full((2, 2, 64, 64), 5.0))
+    return chip
+
+
+def test_temperature_speeds_up_drift_by_the_arrhenius_factor():
+    chip = drifting_chip()
+    hot = 358.15  # 85 degC
+    chip.configure(1, temperature=hot)
+    start = chip.time
+    chip.advance(86400.0)
+    cold, warm = (chip.read_conductance(c)[0, 0, 0] for c in (0, 1))
+    nu = float(chip.state["nu"][1, 0, 0, 0, 0])
+    accel = chip.model.time_acceleration(hot)
+    assert accel == pytest.approx(np.exp(0.3 / 8.617333262e-5 * (1 / 300 - 1 / hot)))
+    assert accel > 5
+    t0 = 300.0
+    assert warm / 5.0 == pytest.approx(((accel * 86400.0 + t0) / t0) ** -nu, rel=1e-3)
+    assert cold / 5.0 == pytest.approx(
+        ((86400.0 + t0) / t0) ** -float(chip.state["nu"][0, 0, 0, 0, 0]), rel=1e-3
+    )
+    # cooling back: the device clock continues (no jump), then runs at the chip's rate
+    t_dev = chip.cores[1].device_time(chip.time)
+    chip.configure(1, temperature=300.0)
+    assert chip.cores[1].device_time(chip.time) == pytest.approx(t_dev)
+    chip.advance(100.0)
+    assert chip.cores[1].device_time(chip.time) == pytest.approx(t_dev + 100.0)
+    assert chip.cores[0].device_time(chip.time) == chip.time  # reference: exactly the clock
+    assert start < chip.time
+
+
+def test_temperature_raises_read_noise_and_round_trips(tmp_path):
+    chip = Chip.from_preset("pcm-small", seed=7)
+    chip.advance(10.0)
+    spread = []
+    for temperature in (300.0, 390.0):
+        chip.configure(2, temperature=temperature)
+        a, b = chip.read_conductance(2), chip.read_conductance(2)
+        spread.append(np.std((b - a) / a))
+    assert spread[1] / spread[0] == pytest.approx(np.sqrt(390.0 / 300.0), rel=0.05)
+    chip.save(tmp_path / "hot.npz")
+    loaded = Chip.load(tmp_path / "hot.npz")
+    assert (
+        loaded.cores[2].thermal == chip.cores[2].thermal and loaded.config(2).temperature == 390.0
+    )
+    info = chip.identify()["temperature"]
+    assert info["unit"] == "K" and info["reference"] == 300.0 and info["max"] == 398.15
+    with pytest.raises(
+        InvalidRequestError, match=r"temperature = 500 is outside \[233.15, 398.15\] K"
+    ):
+        chip.configure(2, temperature=500)
+    chip.reset_config()
+    assert chip.config(2).temperature == 300.0
+
+
+def test_adc_inl_bends_the_transfer_per_column():
+    periphery = {
+        **IDEAL_PERIPHERY,
+        "adc_inl_even_std": 0.02,
+        "adc_inl_odd_mean": 0.05,
+        "adc_inl_odd_std": 0.01,
+    }
+    rng = np.random.default_rng(10)
+    chip = Chip.from_preset("pcm-small", seed=10, model_params=IDEAL_DEVICES, periphery=periphery)
+    chip.configure(0, ir_drop=False, adc_bits=10)
+    set_conductances(chip, 0, hermes_test_matrix(chip, rng))
+    x = hermes_inputs(chip, rng, 200)
+    g = chip.state["g_prog"][0]
+    linear = 0.2 * (x / 127) @ (g[0].sum(0) - g[1].sum(0)) / chip.adc_lsb(0)
+    top = 511
+    u = np.clip(linear / top, -1, 1)
+    even, odd = chip.state["inl_even"][0], chip.state["inl_odd"][0]
+    assert np.std(even) == pytest.approx(0.02, rel=0.25) and np.mean(odd) == pytest.approx(
+        0.05, rel=0.1
+    )
+    expected = np.clip(np.rint(linear + top * (u**2 - 1) * (even + odd * u)), -top, top)
+    np.testing.assert_array_equal(chip.mvm(0, x), expected)
+    assert np.abs(chip.mvm(0, x) - np.rint(linear)).max() > 5  # it is not small
+    plain = Chip.from_preset("pcm-small", seed=10)
+    assert all(xbar.inl is None for xbar in plain.cores)  # off by default: nothing drawn
+
+
+def test_device_pulsed_past_its_endurance_is_stuck_and_write_verify_reports_it():
+    """A device that outlives its endurance during programming is found dead and named
+    worn (it had responded before); its cell fails if the other device cannot cover."""
+    from chip_support import write_verify
+
+    chip = Chip.from_preset(
+        "pcm-small",
+        cores=1,
+        seed=11,
+        model_params={"stuck_fraction": 0.0, "endurance": 8.0, "endurance_log_std": 0.3},
+    )
+    counts = chip.state["pulse_counts"][0]
+    state = write_verify(chip, "tdp", np.random.default_rng(12).uniform(1.0, 9.0, (2, 64, 64)))
+    stuck = chip.state["stuck"][0]
+    endurance = chip.state["endurance"][0]
+    np.testing.assert_array_equal(stuck, counts >= endurance)  # worn = pulsed past endurance
+    assert stuck.sum() > 100
+    summary = state.summary()
+    print(summary)
+    assert not (state.dead & ~stuck).any()  # no working device is called dead
+    assert summary["worn_devices"] > 0.5 * stuck.sum()
+    assert summary["worn_devices"] == int((state.dead & state.devices["responded"]).sum())
+    assert (state.failed | state.converged)[stuck.any(axis=1)].mean() > 0.9
+    # a worn device ignores every further pulse
+    g = chip.model.programmed_conductance(chip.state)[0][stuck]
+    pol, d, r, c = np.nonzero(stuck)
+    chip.apply_pulses(
+        0,
+        r,
+        c,
+        pol * 2 + d,
+        np.full(len(r), PulseKind.RESET),
+        np.full(len(r), 600.0),
+        np.full(len(r), 1e-7),
+    )
+    np.testing.assert_array_equal(chip.model.programmed_conductance(chip.state)[0][stuck], g)

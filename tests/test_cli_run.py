@@ -31,7 +31,10 @@ def test_run_converts_arguments_and_saves_the_run(tmp_path, plugin, capsys, monk
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["nope"], "unknown plan 'nope'; available plans: board_fault, conductance_map, failing"),
+        (
+            ["nope"],
+            "unknown plan 'nope'; available plans: adc_characterization, board_fault, conduc",
+        ),
         (["slow_count", "-p", "count=3"], "-p count: unknown argument of slow_count; allowed:"),
         (["slow_count", "-p", "n=[1"], "-p n: the value is not valid YAML"),
         (["slow_count", "-p", "n"], "-p n: expected KEY=VALUE"),

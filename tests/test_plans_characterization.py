@@ -12,6 +12,7 @@ from drivers.smu import SMULimitError
 from labcim.characterization import differential_weights, drift_by_level, ideal_outputs
 from labcim.connection import connect_smu
 from labcim.metrics import linear_fit, mvm_error
+from mock_hw import pcm_stats
 from mock_hw.chip import Chip
 from mock_hw.iv_device import ProbedRRAM
 from mock_hw.smu_server import SMUServer
@@ -78,6 +79,22 @@ def test_retention_drift_exponent_matches_the_simulator(tmp_path):
         true = np.median(truth[sel])
         print(f"level {s['core0_level'][b]:6.2f} uS: nu {nu:.4f}, truth {true:.4f}")
         assert nu == pytest.approx(true, rel=0.10)
+    # Per cell: the summed conductance of each polarity, on the two-device fit.
+    cells = maps.astype(np.float64).reshape(len(times), 2, 2, *maps.shape[2:]).sum(axis=2)
+    cell_fit = drift_by_level(elapsed + 200.0, cells, len(s["core0_cell_nu"]), 1.0)
+    np.testing.assert_allclose(cell_fit["nu"], s["core0_cell_nu"])
+    np.testing.assert_allclose(cell_fit["ratio"], s["core0_cell_ratio"])
+    cell_truth = state["nu"][0].max(axis=1)  # shared by the cell's devices (0 if stuck)
+    g_cell = chip.model.programmed_conductance(chip.cores[0].devices).sum(axis=1)
+    cell_working = working.reshape(2, 2, *maps.shape[2:]).all(axis=1)
+    for b, nu in enumerate(s["core0_cell_nu"]):
+        sel = (cell_fit["bin"].reshape(cell_truth.shape) == b) & cell_working
+        true = np.median(cell_truth[sel])
+        published = np.median(pcm_stats.drift_nu_mean(g_cell[sel] / pcm_stats.G_MAX[2]))
+        level = s["core0_cell_level"][b]
+        print(f"cell level {level:6.2f} uS: nu {nu:.4f}, truth {true:.4f}, HERMES {published:.4f}")
+        assert nu == pytest.approx(true, rel=0.10)
+        assert nu == pytest.approx(published, rel=0.10)
 
 
 def test_conductance_map_summary_from_file(tmp_path):

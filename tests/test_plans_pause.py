@@ -52,6 +52,9 @@ BOARD_PLANS = {
         b, cores=[0, 1], n_vectors=64, batch_size=16, max_iterations=4
     ),
     "conductance_map": lambda p, b: p(b, cores=[0, 1], reads=4),
+    "adc_characterization": lambda p, b: p(
+        b, cores=[0, 1], repeats=4, test_vectors=64, max_iterations=4
+    ),
     "retention": lambda p, b: p(b, times=[10.0, 100.0, 1000.0], max_iterations=4),
     "network_inference": lambda p, b: p(
         b,

@@ -12,6 +12,7 @@ from plans_support import on_board, on_chip, pulses_applied
 from labcim import connect
 from labcim.characterization import cell_conductance, error_stats, hermes_weights
 from labcim.plan_args import PlanSignature
+from labcim.twin.sim_url import chip_from_url
 from mock_hw.chip import Chip
 from plans import tdp_program
 
@@ -140,3 +141,33 @@ def test_signature_converts_campaign_arguments(tmp_path):
     )
     assert args["cores"] == [2] and args["tolerance"] == 1.0
     assert isinstance(args["weights"], np.ndarray)
+
+
+def test_worn_devices_are_reported_through_the_wire(tmp_path):
+    """A twin whose devices wear out after ~8 pulses (model file, `sim://...?model=`):
+    tdp_program's summary names the devices that died during the programming."""
+    import yaml
+
+    model = tmp_path / "wear.yaml"
+    model.write_text(
+        yaml.safe_dump(
+            {
+                "format": "labcim-model",
+                "version": 1,
+                "preset": "pcm-small",
+                "model_params": {"stuck_fraction": 0.0, "endurance": 8.0},
+            }
+        )
+    )
+    w = hermes_weights(np.random.default_rng(2), 64, 64)
+    chip = chip_from_url(f"sim://pcm-small?cores=1&seed=4&model={model}")
+    _, run = on_chip(chip, tmp_path, lambda b: tdp_program(b, w))
+    assert run.exit_status == "success", run.reason
+    s = run.summary
+    print({k: v for k, v in s.items() if not k.endswith("cells")})
+    worn = int(chip.state["stuck"][0].sum())  # the simulator's truth
+    assert worn > 50
+    # a device worn at its first pulse never responded: dead, not known to be worn
+    assert 0.95 * s["core0_dead_devices"] <= s["core0_worn_devices"] <= s["core0_dead_devices"]
+    assert s["core0_worn_devices"] > 0.5 * worn
+    assert s["core0_failed"] > 0

@@ -115,3 +115,49 @@ def test_params_round_trip_and_unknown_key():
     assert RRAMParams.from_dict(json.loads(json.dumps(p.to_dict()))) == p
     with pytest.raises(ValueError, match="v_sett"):
         RRAMParams.from_dict({"v_sett": 1.0})
+
+
+def test_relaxation_beyond_two_days_is_held_or_extrapolated():
+    """Wan 2022 stops at 2 days: held by default, or the 1-2 day trend continued."""
+    g_r = np.array([0.25, 0.5, 0.75])
+    s1, s2, s3 = rram_stats.relaxation_sigma_anchors(g_r)
+    args = (s1, s2, s3)
+    week = 7 * 86400.0
+    held = rram_stats.relaxation_variance(week, *args, onset=1e-4)
+    np.testing.assert_allclose(held, s3**2)
+    grown = rram_stats.relaxation_variance(week, *args, onset=1e-4, late_slope=1.0)
+    decades = np.log10(week / 172800.0) / np.log10(2.0)  # in units of the 1-2 day span
+    expected = s3**2 + np.maximum(s3**2 - s2**2, 0.0) * decades
+    np.testing.assert_allclose(grown, expected, rtol=1e-6)
+    assert np.all(grown >= held)
+
+
+def test_drift_beyond_the_fit_is_an_opt_in_power_law():
+    rng = np.random.default_rng(25)
+    model = RRAMDevice(RRAMParams(stuck_fraction=0.0, drift_nu=0.01, relax_scale=0.0))
+    state = model.new_state((5000,), rng)
+    g0 = model.programmed_conductance(state)
+    month = 30 * 86400.0
+    g = model.conductance(state, month, rng, read_noise=False)
+    np.testing.assert_allclose(g / g0, (month + 1.0) ** -0.01, rtol=1e-5)
+    plain = RRAMDevice(RRAMParams(stuck_fraction=0.0, relax_scale=0.0))
+    state = plain.new_state((5000,), rng)
+    np.testing.assert_allclose(
+        plain.conductance(state, month, rng, read_noise=False),
+        plain.programmed_conductance(state),
+        rtol=1e-6,
+    )
+
+
+def test_worn_rram_device_is_stuck_at_a_rail():
+    rng = np.random.default_rng(26)
+    model = RRAMDevice(RRAMParams(stuck_fraction=0.0, endurance=10.0, endurance_log_std=0.1))
+    state = model.new_state((1000,), rng)
+    state.update(model.new_wear_state((1000,), rng))
+    counts = np.zeros(1000, np.uint32)
+    for k in range(30):
+        pulse_all(model, state, PulseKind.SET if k % 2 else PulseKind.RESET, 2.5, float(k), rng)
+        counts += 1
+        model.wear(state, (np.arange(1000),), counts, rng)
+    assert state["stuck"].all()
+    assert set(np.unique(state["g"])) == {G_MIN, G_MAX}

@@ -113,6 +113,7 @@ EVERY_PLAN = {
     "tdp_program": ("st1", {"weights": {"file": "w.npy"}, "max_iterations": 5}),
     "mvm_characterization": ("st1", {"n_vectors": 40, "batch_size": 20, "max_iterations": 3}),
     "conductance_map": ("st1", {"cores": [0, 1], "reads": 2}),
+    "adc_characterization": ("st1", {"cores": [0], "repeats": 2, "test_vectors": 40}),
     "retention": ("st1", {"times": [10.0, 100.0], "max_iterations": 3}),
     "network_inference": (
         "st1",
@@ -399,6 +400,14 @@ def test_every_stations_runs_read_back_through_tiled_equal_their_files(lab, tmp_
     client.wait_for_idle(timeout=120)
 
 
+def _readable(fd: int, timeout: float) -> bool:
+    """Whether ``fd`` has data within ``timeout`` s (poll: select() refuses a descriptor
+    numbered 1024 or more, which a long suite's process reaches)."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    return bool(poller.poll(timeout * 1000))
+
+
 def test_ctrl_c_on_a_terminal_stops_a_station_and_everything_it_started(tmp_path):
     env = station_env(tmp_path / "stations")
     command = [*LABCIM, "station", CHIP.format(seed=4), "--name", "tty", "--results",
@@ -410,13 +419,13 @@ def test_ctrl_c_on_a_terminal_stops_a_station_and_everything_it_started(tmp_path
     out = b""
     deadline = time.monotonic() + 120
     while b"ready" not in out and time.monotonic() < deadline:
-        if select.select([fd], [], [], 0.5)[0]:
+        if _readable(fd, 0.5):
             out += os.read(fd, 4096)
     entry = station_file(tmp_path, "tty")
     os.write(fd, b"\x03")  # Ctrl-C: SIGINT to the terminal's foreground process group
     while True:
         try:
-            chunk = os.read(fd, 4096) if select.select([fd], [], [], 1.0)[0] else b""
+            chunk = os.read(fd, 4096) if _readable(fd, 1.0) else b""
         except OSError:  # the terminal closed: the station exited
             break
         out += chunk

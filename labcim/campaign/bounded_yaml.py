@@ -11,7 +11,9 @@ from libyaml when PyYAML has it (a C scanner, and it caps flow nesting itself).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from os import PathLike
 from typing import Any
 
 import yaml
@@ -76,6 +78,32 @@ def load_bounded(text: bytes | str, limits: Limits = Limits()) -> Any:
         return loader.get_single_data()
     finally:
         loader.dispose()
+
+
+def read_bounded(path: str | PathLike[str], limits: Limits = Limits()) -> bytes:
+    """The bytes of the file at ``path``, refused before reading if over ``max_bytes``.
+
+    Raises
+    ------
+    YAMLLimitError
+        If the file (or what a pipe gives) is over ``limits.max_bytes``.
+    OSError
+        If the file cannot be read.
+    """
+    with open(path, "rb") as file:
+        check_size(os.fstat(file.fileno()).st_size, limits)
+        text = file.read(limits.max_bytes + 1)  # a pipe or device has no size
+    check_size(len(text), limits)
+    return text
+
+
+def one_line(exc: BaseException) -> str:
+    """A YAML error as one line: where, then what (PyYAML's text spans several)."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
+        mark = exc.problem_mark
+        context = f" ({exc.context})" if exc.context else ""
+        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
+    return " ".join(str(exc).split())
 
 
 def check_size(size: int, limits: Limits = Limits()) -> None:

@@ -11,7 +11,6 @@ import hashlib
 import itertools
 import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -20,7 +19,13 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from labcim.campaign.bounded_yaml import Limits, YAMLLimitError, check_size, load_bounded
+from labcim.campaign.bounded_yaml import (
+    Limits,
+    YAMLLimitError,
+    load_bounded,
+    one_line,
+    read_bounded,
+)
 from labcim.hdf5.output import ForeignFileError, check_output
 from labcim.plan_args import PlanSignature
 from labcim.registry import UnknownPlanError, get_plan
@@ -134,16 +139,14 @@ def load_campaign(path: str | Path) -> Campaign:
     """
     path = Path(path)
     try:
-        with open(path, "rb") as file:
-            check_size(os.fstat(file.fileno()).st_size, LIMITS)
-            text = file.read(LIMITS.max_bytes + 1)  # a pipe or device has no size
+        text = read_bounded(path, LIMITS)
         document = load_bounded(text, LIMITS)
     except OSError as exc:
         raise CampaignError(path, [f"cannot read the file: {exc.strerror}"]) from None
     except YAMLLimitError as exc:
         raise CampaignError(path, [f"beyond the limits of a campaign file: {exc}"]) from None
     except (yaml.YAMLError, ValueError, OverflowError) as exc:
-        raise CampaignError(path, [f"not valid YAML: {_one_line(exc)}"]) from None
+        raise CampaignError(path, [f"not valid YAML: {one_line(exc)}"]) from None
     errors: list[str] = []
     campaign = _validate(document, path, hashlib.sha256(text).hexdigest()[:12], errors)
     if errors or campaign is None:
@@ -368,15 +371,6 @@ def _canonical(value: Any, hashes: dict[int, str]) -> Any:
     if isinstance(value, PurePath):
         return str(value)
     raise TypeError(f"cannot hash a {type(value).__name__}")
-
-
-def _one_line(exc: BaseException) -> str:
-    """A YAML error as one line: where, then what (PyYAML's text spans several)."""
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        mark = exc.problem_mark
-        context = f" ({exc.context})" if exc.context else ""
-        return f"line {mark.line + 1}, column {mark.column + 1}: {exc.problem}{context}"
-    return " ".join(str(exc).split())
 
 
 def _short(value: Any) -> str:

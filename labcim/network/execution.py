@@ -4,15 +4,20 @@ Per weight layer (dense, or conv2d as an im2col matrix), for a batch of input ro
 
 1. Quantize: DAC codes ``rint(clip(a / s_in, -1, 1) * L)``, ``s_in`` the layer's input
    scale (the input value of a full-scale code), ``L`` the largest code.
-2. Analog MVMs: every tile gets its slice of the codes (zero-padded to the core's rows),
-   one batched backend call per tile (chunked to ``max_batch`` vectors).
-3. Codes to weight units: the board returns ADC codes ``c``; the output current is
-   ``I = c * lsb`` (uA) and ``I = V_read (x / L) @ G`` with ``G`` in uS, so the partial
-   product in weight units is ``c * lsb / V_read * s_in * s_w / g_cell_max`` (``s_w``: the
-   weight magnitude mapped to ``g_cell_max``, :func:`labcim.mapping.weight_scale`).
+2. Analog MVMs: every tile gets its slice of the codes (zero-padded to the core's rows;
+   repeated down the rows when the tile holds row copies of its block,
+   :func:`labcim.network.placement.replicate`), one batched backend call per tile
+   (chunked to ``max_batch`` vectors).
+3. Codes to weight units: the board returns ADC codes ``c`` (first corrected for the
+   column's measured ADC nonlinearity, :mod:`labcim.adc_transfer`, if given); the output
+   current is ``I = c * lsb`` (uA) and ``I = V_read (x / L) @ G`` with ``G`` in uS, so the
+   partial product in weight units is ``c * lsb / V_read * s_in * s_w / g_cell_max``
+   (``s_w``: the weight magnitude mapped to ``g_cell_max``,
+   :func:`labcim.mapping.weight_scale`), divided by the number of row copies.
 4. Drift factors per tile (:mod:`labcim.network.drift`), digital accumulation of the
-   partial sums of row tiles, then the per-column affine correction ``gain * y + offset``
-   fitted on a calibration read against the software product.
+   partial sums of row tiles (the mean over core copies of a block), then the per-column
+   affine correction ``gain * y + offset`` fitted on a calibration read against the
+   software product.
 5. Digital part: the weights kept on the host (:mod:`labcim.network.hybrid`) at full
    precision, ``a @ W_digital``, plus the bias; then the layer's non-weight successors
    (activations, pooling, residual adds) run in float64 on the host.
@@ -35,11 +40,13 @@ from typing import Any, Protocol, TypeVar
 
 import numpy as np
 
+from labcim.adc_transfer import correct_codes
 from labcim.mapping import Tile, weight_scale, weights_to_targets
 from labcim.network.drift import drift_factors
 from labcim.network.layers import WeightLayer
 from labcim.network.model import Model
 from labcim.network.placement import Placement, place
+from labcim.network.placement import replicate as replicate_placement
 
 ADC_HEADROOM = 1.0
 """Full scale chosen by auto-ranging, as a multiple of the largest calibration output."""
@@ -194,7 +201,11 @@ class AnalogLayer:
     index : int
         Layer index in the model.
     tiles : list of Tile
-        Its blocks on cores.
+        Its blocks on cores (core copies of a block included).
+    row_copies : int
+        Copies of each block stacked down its core's rows.
+    copies : dict of int to int
+        Per core, how many cores hold its tile's block.
     analog : ndarray, shape (inputs, outputs)
         The part of the matrix programmed into the crossbars.
     digital : ndarray, shape (inputs, outputs)
@@ -220,6 +231,8 @@ class AnalogLayer:
     analog: np.ndarray
     digital: np.ndarray
     w_scale: float
+    row_copies: int = 1
+    copies: dict[int, int] = field(default_factory=dict)
     input_scale: float = 1.0
     adc_gain: dict[int, float] = field(default_factory=dict)
     gain: np.ndarray | None = None
@@ -258,6 +271,11 @@ class Deployment:
         more conductance range.
     max_batch : int
         Largest number of input vectors per backend call.
+    adc_correction : mapping of int to (ndarray, ndarray), optional
+        Per core the INL coefficients ``(even, odd)`` of its ADC columns, measured by
+        the ``adc_characterization`` plan
+        (:func:`labcim.adc_transfer.corrections_from_summary`): codes of those cores are
+        corrected before anything else (:func:`labcim.adc_transfer.correct_codes`).
     """
 
     def __init__(
@@ -270,6 +288,7 @@ class Deployment:
         digital_masks: Mapping[int, np.ndarray] | None = None,
         scaling: str = "percentile",
         max_batch: int = 8192,
+        adc_correction: Mapping[int, tuple[np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         self.model = model
         self.placement = placement
@@ -277,6 +296,7 @@ class Deployment:
         self.adc_gain_range = adc_gain_range
         self.max_batch = int(max_batch)
         self.drift_mode = "none"
+        self.adc_correction = dict(adc_correction or {})
         masks = dict(digital_masks or {})
         self.layers: dict[int, AnalogLayer] = {}
         for i, layer in model.weight_layers():
@@ -284,21 +304,45 @@ class Deployment:
             if mask.shape != layer.matrix.shape:
                 raise ValueError(f"layer {i}: digital mask {mask.shape} != {layer.matrix.shape}")
             analog = np.where(mask, 0.0, layer.matrix)
+            lp = placement.layer(i)
             self.layers[i] = AnalogLayer(
                 i,
-                placement.layer(i).tiles,
+                lp.tiles,
                 analog,
                 layer.matrix - analog,
-                weight_scale(analog, scaling),
+                # the scale of what is programmed, as the programming plan computes it
+                weight_scale(np.tile(analog, (lp.row_copies, 1)), scaling),
+                lp.row_copies,
+                {t.core: lp.copies(t) for t in lp.tiles},
             )
 
     # -- programming ------------------------------------------------------------------
 
+    def programmed_matrices(self) -> list[tuple[int, np.ndarray, list[int]]]:
+        """What is programmed where: ``(layer, matrix, cores)``, one entry per copy.
+
+        ``matrix`` (the layer's analog matrix, stacked ``row_copies`` times) is tiled over
+        ``cores`` by :func:`labcim.mapping.tile_matrix` at the layer's mapping scale: the
+        programming plan's ``prepare_programming(weights=matrix, cores=cores,
+        scaling=...)`` programs exactly :meth:`targets`.
+        """
+        out = []
+        for i, al in self.layers.items():
+            matrix = np.tile(al.analog, (al.row_copies, 1))
+            n = len(self.placement.layer(i).tiles) // max(al.copies.values(), default=1)
+            for k in range(0, len(al.tiles), n):
+                out.append((i, matrix, [t.core for t in al.tiles[k : k + n]]))
+        return out
+
     def targets(self) -> dict[int, np.ndarray]:
-        """Differential conductance targets (uS) per core, shape (2, tile rows, tile cols)."""
+        """Differential conductance targets (uS) per core, shape (2, tile rows, tile cols)
+        (row copies stacked)."""
         return {
-            t.core: weights_to_targets(
-                al.analog[t.row0 : t.row1, t.col0 : t.col1], self.g_cell_max, al.w_scale
+            t.core: np.tile(
+                weights_to_targets(
+                    al.analog[t.row0 : t.row1, t.col0 : t.col1], self.g_cell_max, al.w_scale
+                ),
+                (1, al.row_copies, 1),
             )
             for al in self.layers.values()
             for t in al.tiles
@@ -340,16 +384,20 @@ class Deployment:
             lsb = yield from request("adc_lsb", t.core)
             codes = quantize_inputs(a[:, t.row0 : t.row1], s_in, int(cfg["dac_bits"]))
             padded = np.zeros((len(a), self.placement.rows), np.int32)
-            padded[:, : t.shape[0]] = codes
+            padded[:, : t.shape[0] * al.row_copies] = np.tile(codes, al.row_copies)
             adc = []
             for k in range(0, len(a), self.max_batch):
                 adc.append((yield from request("mvm", t.core, padded[k : k + self.max_batch])))
+            adc = np.concatenate(adc)
+            if t.core in self.adc_correction:
+                top = signed_levels(int(cfg["adc_bits"]))
+                adc = correct_codes(adc, *self.adc_correction[t.core], top)
             out[t.core] = codes_to_weight_units(
-                np.concatenate(adc)[:, : t.shape[1]],
+                adc[:, : t.shape[1]],
                 lsb,
                 float(cfg["read_voltage"]),
                 s_in,
-                al.w_scale,
+                al.w_scale * (1.0 / al.row_copies),
                 self.g_cell_max,
             )
         return out
@@ -360,7 +408,8 @@ class Deployment:
         n = len(next(iter(parts.values())))
         y = np.zeros((n, al.analog.shape[1]))
         for t in al.tiles:
-            y[:, t.col0 : t.col1] += parts[t.core] * al.drift.get(t.core, 1.0)
+            share = al.drift.get(t.core, 1.0) / al.copies.get(t.core, 1)
+            y[:, t.col0 : t.col1] += parts[t.core] * share
         return y
 
     def analog_product(self, index: int, a: np.ndarray) -> Steps[np.ndarray]:
@@ -412,7 +461,8 @@ class Deployment:
             cfg = yield from request("config", t.core)
             lsb = yield from request("adc_lsb", t.core)
             x = np.clip(a[:, t.row0 : t.row1] / al.input_scale, -1, 1)
-            cells = np.abs(x @ al.analog[t.row0 : t.row1, t.col0 : t.col1]).max() / al.w_scale
+            block = al.analog[t.row0 : t.row1, t.col0 : t.col1]
+            cells = np.abs(x @ block).max() * al.row_copies / al.w_scale  # copies add up
             peak = float(cfg["read_voltage"]) * self.g_cell_max * max(cells, 1e-3)  # uA
             full = lsb * signed_levels(int(cfg["adc_bits"]))
             gains[t.core] = float(cfg["adc_gain"]) * full / (ADC_HEADROOM * peak)
@@ -487,6 +537,9 @@ class Deployment:
             "layers": [
                 {
                     "layer": i,
+                    "row_copies": al.row_copies,
+                    "core_copies": max(al.copies.values(), default=1),
+                    "adc_corrected_cores": sorted(c for c in al.copies if c in self.adc_correction),
                     "weight_scale": al.w_scale,
                     "input_scale": al.input_scale,
                     "adc_gain": {str(c): g for c, g in al.adc_gain.items()},
@@ -504,15 +557,20 @@ def prepare(
     X: np.ndarray,
     *,
     cores: list[int] | None = None,
+    replicate: bool = False,
     **kwargs: Any,
 ) -> Deployment:
     """Everything that can be refused, done before any device is programmed.
 
     Checks that ``X`` fits the model's input and that the model fits the chip, then
-    builds the :class:`Deployment` (``kwargs`` go to it).  Raises
+    builds the :class:`Deployment` (``kwargs`` go to it).  With ``replicate`` the chip's
+    idle rows and cores hold copies of the layers
+    (:func:`labcim.network.placement.replicate`).  Raises
     :class:`~labcim.network.model.ModelError` or
     :class:`~labcim.network.placement.PlacementError`.
     """
     model.check_input(X)
     placement = place(model, backend.rows, backend.cols, backend.n_cores, cores)
+    if replicate:
+        placement = replicate_placement(placement, cores)
     return Deployment(model, placement, backend.g_cell_max, backend.adc_gain_range, **kwargs)

@@ -12,14 +12,21 @@ knob                       measured as                                  from
                            HERMES two-device sigma at the target        (any plan)
 ``stuck_fraction``,        devices that a full SET left below, or a     TDP programming
 ``stuck_set_share``        full RESET above, ``0.1 g_max``
-``drift_nu_scale``,        per-device drift exponent per conductance    ``retention``
-``drift_nu_std_scale``     level over the HERMES mean / std of nu
+``drift_nu_scale``,        per-cell drift exponent (summed conductance  ``retention``
+``drift_nu_std_scale``     of a polarity) per level over the HERMES
+                           mean / std of nu for that many devices
 ``read_noise_scale``       1/f wander: the spread of log G around each  ``retention``
-                           device's power law, over the HERMES Q_s
+                           cell's power law, over the HERMES Q_s
 ``read_noise_rel``         relative rms difference of repeated reads    ``conductance_map``
 ``col_gain_std``,          per-column least-squares line of the MVM     ``mvm_characteri-
 ``col_offset_std``         outputs on the read-back ideal               zation``
+``adc_inl_even_std``,      spread / mean of the columns' fitted INL     ``adc_characteri-
+``adc_inl_odd_mean``,      coefficients, fit noise removed              zation``
+``adc_inl_odd_std``
 =========================  ===========================================  ==================
+
+Drift is fitted per cell because the HERMES fits describe cells (docs/physics.md): on a
+chip with two devices per polarity the one-device fit does not describe its devices.
 
 See docs/replay.md for the workflow and the figures.
 """
@@ -32,6 +39,7 @@ from typing import Any
 
 import numpy as np
 
+from labcim.adc_transfer import fit_transfer
 from labcim.characterization import cell_conductance
 from labcim.hdf5 import Run
 from labcim.recorded import label
@@ -139,6 +147,7 @@ def fit_drift(
     read_noise_rel: float,
     n_levels: int = 8,
     g_max: float = pcm_stats.G_MAX[1],
+    devices: int = 1,
 ) -> DriftFit:
     """Drift exponent mean / std and wander amplitude from maps read at several times.
 
@@ -150,15 +159,15 @@ def fit_drift(
     fitted nu that is noise, removed before comparing with the HERMES std.  Per level
     (bins of equal population of the first read, devices below `MIN_CONDUCTANCE` left
     out) the median and robust spread (IQR / 1.349, insensitive to stuck devices whose
-    nu is 0) are compared with the HERMES one-device mean and std at the level's
-    conductances extrapolated back to programming.
+    nu is 0) are compared with the HERMES mean and std for ``devices`` devices per cell
+    at the level's conductances extrapolated back to programming.
 
     Parameters
     ----------
     elapsed : ndarray, shape (n,)
         Read times since programming (s), n >= 3.
     g : ndarray, shape (n, ...)
-        Conductances (uS) of the same devices at those times.
+        Conductances (uS) of the same devices, or cells, at those times.
     t0 : float
         Drift onset (s) of the power law ``((t + t0) / t0)^-nu``.
     read_noise_rel : float
@@ -166,7 +175,11 @@ def fit_drift(
     n_levels : int
         Conductance levels.
     g_max : float
-        Conductance (uS) that normalizes the HERMES fits (one device: 10.35 uS).
+        Largest conductance of one device (uS; HERMES: 10.35 uS).
+    devices : int
+        Devices per cell of ``g`` (1 or 2): the fits are the HERMES fits for that many
+        devices, at ``G / (devices * g_max)``.  The read noise of a cell's sum is taken
+        as ``read_noise_rel`` (a two-device cell's is up to sqrt 2 lower).
     """
     t = np.asarray(elapsed, np.float64)
     n = t.size
@@ -197,7 +210,7 @@ def fit_drift(
         q2 = max((rss[s].mean() - rss_read) / rss_per_q2, 0.0)
         q25, q75 = np.percentile(nu[s], [25, 75])
         spread = ((q75 - q25) / 1.349) ** 2 - (q2 * slope_per_q2 + slope_read)
-        g_r = g0[s] / g_max
+        g_r = g0[s] / (devices * g_max)
         rows.append(
             (
                 s.sum(),
@@ -205,9 +218,9 @@ def fit_drift(
                 np.median(nu[s]),
                 np.sqrt(max(spread, 0.0)),
                 np.median(pcm_stats.drift_nu_mean(g_r)),
-                np.mean(pcm_stats.drift_nu_std(g_r, devices=1) ** 2),
+                np.mean(pcm_stats.drift_nu_std(g_r, devices=devices) ** 2),
                 q2,
-                np.mean(pcm_stats.read_noise_qs(g_r, devices=1) ** 2),
+                np.mean(pcm_stats.read_noise_qs(g_r, devices=devices) ** 2),
             )
         )
     count, levels, nu_b, sd_b, mu_h, var_h, q2_b, q2_h = np.array(rows).T
@@ -274,11 +287,45 @@ def fit_columns(outputs: np.ndarray, ideal: np.ndarray, full_scale: float) -> di
     }
 
 
+def fit_adc_inl(
+    even: np.ndarray, odd: np.ndarray, even_se: np.ndarray, odd_se: np.ndarray
+) -> dict[str, float]:
+    """ADC INL knobs from the columns' fitted coefficients (:mod:`labcim.adc_transfer`).
+
+    The spread across columns with the mean squared standard error of the fits removed
+    (so a linear ADC gives about 0), and the mean of the odd coefficient.
+
+    Parameters
+    ----------
+    even, odd : ndarray
+        Per-column INL coefficients (fractions of full scale); NaN columns are left out.
+    even_se, odd_se : ndarray
+        Their standard errors.
+
+    Returns
+    -------
+    dict
+        ``adc_inl_even_std``, ``adc_inl_odd_mean``, ``adc_inl_odd_std``.
+    """
+    use = np.isfinite(even) & np.isfinite(odd)
+    if use.sum() < 8:
+        raise CalibrationError(f"only {int(use.sum())} ADC columns with a transfer fit")
+
+    def spread(c: np.ndarray, se: np.ndarray) -> float:
+        return float(np.sqrt(max(np.var(c[use]) - np.mean(se[use] ** 2), 0.0)))
+
+    return {
+        "adc_inl_even_std": spread(even, even_se),
+        "adc_inl_odd_mean": float(np.mean(odd[use])),
+        "adc_inl_odd_std": spread(odd, odd_se),
+    }
+
+
 # -- from runs -------------------------------------------------------------------------
 
 PLANS_FITTED = (
     "tdp_program (or any plan programming with TDP), retention (with program), "
-    "conductance_map (reads >= 2), mvm_characterization (4-phase)"
+    "conductance_map (reads >= 2), mvm_characterization (4-phase), adc_characterization"
 )
 """What gives data, for messages."""
 
@@ -322,14 +369,20 @@ class Estimates:
         }
 
 
-PERIPHERY_KNOBS = ("col_gain_std", "col_offset_std")
+PERIPHERY_KNOBS = (
+    "col_gain_std",
+    "col_offset_std",
+    "adc_inl_even_std",
+    "adc_inl_odd_mean",
+    "adc_inl_odd_std",
+)
 """Knobs that go to the model file's ``periphery`` (the others to ``model_params``)."""
 
 DIAGNOSTIC_KNOBS = ("drift_nu_std_scale",)
 """Knobs estimated and reported in the provenance but not written as model parameters:
 the spread of nu is inflated by stuck devices (nu = 0) and by the relaxation, which
-moves a device away from the conductance its nu was drawn at (with 2 % stuck devices
-and 1.5x programming noise it reads 1.26 for a true 1.0; 1.05 at the published
+moves a cell away from the conductance its nu was drawn at (with 2 % stuck devices and
+1.5x programming noise it reads 1.14 for a true 1.0; 1.00 at the published
 statistics)."""
 
 
@@ -339,7 +392,8 @@ def calibrate(runs: Iterable[Run], sources: Sequence[str] = ()) -> ModelFile:
     Runs of any plan that programmed with TDP give ``prog_noise_scale`` and the stuck
     devices, ``retention`` runs the drift and wander, ``conductance_map`` runs with
     ``reads >= 2`` the read noise, ``mvm_characterization`` runs the ADC column
-    mismatch.  Knobs without data keep the preset's values (they are not written).
+    mismatch, ``adc_characterization`` runs the ADC nonlinearity.  Knobs without data
+    keep the preset's values (they are not written).
     Every run is used for what it can give; a run (or one core of it) that gives
     nothing is named with the reason in ``provenance["skipped"]``, and fits that rest on
     an assumption the data could not check in ``provenance["warnings"]``.
@@ -382,6 +436,8 @@ def calibrate(runs: Iterable[Run], sources: Sequence[str] = ()) -> ModelFile:
             _retention(run, est, read_noise)
         elif run.plan_name == "mvm_characterization":
             _mvm(run, est)
+        elif run.plan_name == "adc_characterization":
+            _adc(run, est)
         name = label(run)
         used = any(s == name or s.startswith(name + " ") for s in est.sources())
         if not used and len(est.skipped) == before:
@@ -555,11 +611,14 @@ def time_since_programming(run: Run) -> np.ndarray:
 def _retention(run: Run, est: Estimates, read_noise: float | None) -> None:
     """Drift and 1/f wander from a retention run, at the HERMES drift onset.
 
-    The onset ``t0`` of ``((t + t0) / t0)^-nu`` is the model's (one device: 200 s), not
-    the plan's ``t0`` argument: that one only shapes the plan's own summary, and reads
-    from a minute to a day cannot tell ``t0`` and ``nu`` apart.
+    Fitted per cell (each polarity's summed conductance) against the HERMES fits for
+    the chip's devices per polarity.  The onset ``t0`` of ``((t + t0) / t0)^-nu`` is the
+    model's (one device: 200 s, two: 300 s), not the plan's ``t0`` argument: that one
+    only shapes the plan's own summary, and reads from a minute to a day cannot tell
+    ``t0`` and ``nu`` apart.
     """
-    g_max = run.metadata["board_identity"]["g_max"]
+    ident = run.metadata["board_identity"]
+    g_max, dpp = ident["g_max"], ident["devices_per_polarity"]
     try:
         elapsed = time_since_programming(run)
     except CalibrationError as exc:
@@ -574,7 +633,9 @@ def _retention(run: Run, est: Estimates, read_noise: float | None) -> None:
 
         def fit(core: int = core) -> None:
             maps = _core_map(run.streams["primary"], core)
-            drift = fit_drift(elapsed, maps, pcm_stats.T0[1], read_noise, g_max=g_max)
+            cells = np.stack([cell_conductance(m, dpp) for m in maps])
+            t0 = pcm_stats.T0[dpp]
+            drift = fit_drift(elapsed, cells, t0, read_noise, g_max=g_max, devices=dpp)
             source = _src(run, core)
             est.add("drift_nu_scale", drift.nu_scale, drift.devices, source)
             est.add("drift_nu_std_scale", drift.nu_std_scale, drift.devices, source)
@@ -600,7 +661,26 @@ def _mvm(run: Run, est: Estimates) -> None:
             outputs, ideal = data("mvm_outputs")[use], data("mvm_ideal_readback")[use]
             cols = outputs.shape[-1]
             fit = fit_columns(outputs.reshape(-1, cols), ideal.reshape(-1, cols), full_scale)
-            for knob in PERIPHERY_KNOBS:
+            for knob in ("col_gain_std", "col_offset_std"):
                 est.add(knob, fit[knob], cols, _src(run, core))
+
+        _fit(est, _src(run, core), fit)
+
+
+def _adc(run: Run, est: Estimates) -> None:
+    """ADC INL of every core of an adc_characterization run, refitted from its sweeps."""
+    primary = run.streams["primary"]
+    for core in run.plan_args["cores"]:
+
+        def fit(core: int = core) -> None:
+            codes = np.asarray(primary[_key(primary, f"core{core}_mvm_codes")])
+            ideal = np.asarray(primary[_key(primary, f"core{core}_adc_ideal")])
+            cols = codes.shape[-1]
+            top = int(run.summary[f"core{core}_adc_levels"])
+            inl = fit_transfer(ideal.reshape(-1, cols), codes.reshape(-1, cols), top)
+            for knob, value in fit_adc_inl(
+                inl["even"], inl["odd"], inl["even_se"], inl["odd_se"]
+            ).items():
+                est.add(knob, value, cols, _src(run, core))
 
         _fit(est, _src(run, core), fit)

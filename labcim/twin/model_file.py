@@ -13,7 +13,9 @@ Written by ``labcim calibrate`` (`labcim.twin.calibrate`), read by `load_model` 
 
 ``model_params`` are fields of ``mock_hw.pcm.PCMParams`` / ``mock_hw.rram.RRAMParams``
 and ``periphery`` fields of ``mock_hw.core.Periphery``; unknown keys are errors that name
-them, so a typo never passes silently.  Loaded with ``yaml.safe_load`` only.
+them, so a typo never passes silently.  Loaded with
+`labcim.campaign.bounded_yaml.load_bounded` within the limits of a campaign file
+(size, nesting, alias expansion), so no model file can make loading slow or large.
 """
 
 from __future__ import annotations
@@ -27,6 +29,13 @@ from typing import Any
 
 import yaml
 
+from labcim.campaign.bounded_yaml import (
+    Limits,
+    YAMLLimitError,
+    load_bounded,
+    one_line,
+    read_bounded,
+)
 from mock_hw.chip import PRESETS
 from mock_hw.core import Periphery
 from mock_hw.pcm import PCMParams
@@ -36,6 +45,8 @@ MODEL_FORMAT = "labcim-model"
 MODEL_VERSION = 1
 PARAMS = {"pcm": PCMParams, "rram": RRAMParams}
 """Device-parameter dataclass of each device type."""
+LIMITS = Limits()
+"""Bounds on a model file: those of a campaign file (`labcim.campaign.schema.LIMITS`)."""
 _KEYS = {"format", "version", "device_type", "preset", "model_params", "periphery", "provenance"}
 
 
@@ -157,13 +168,13 @@ def load_model(path: str | PathLike[str]) -> ModelFile:
     """
     path = Path(path)
     try:
-        text = path.read_text()
+        data = load_bounded(read_bounded(path, LIMITS), LIMITS)
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ModelFileError(f"{path}: not valid YAML: {exc}") from None
+    except YAMLLimitError as exc:
+        raise ModelFileError(f"{path}: beyond the limits of a model file: {exc}") from None
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:
+        raise ModelFileError(f"{path}: not valid YAML: {one_line(exc)}") from None
     return check_model(data, str(path))
 
 

@@ -27,7 +27,9 @@ Outcome of a cell (exactly one once it is done):
     It did not converge and one of its devices was found dead (a full SET left it below,
     or a full RESET above, ``dead_fraction * g_max``; or, for ISPP, it did not move
     during ``patience`` pulses).  A dead device in a cell that converges anyway does
-    not fail the cell.
+    not fail the cell.  A dead device that had responded earlier in the same run (it
+    moved by more than ``dead_fraction * g_max`` between two reads) wore out during this
+    programming: it is counted in ``worn_devices``.
 ``unfinished``
     Still out of tolerance after ``max_iterations`` pulse batches (or no pulse could
     help it).
@@ -189,7 +191,8 @@ class WriteVerifyState:
         Per-device arrays, complete once ``finished`` (while running, open cells' values
         live in ``work``): ``role``, ``goal`` (uS), ``tol`` (uS), ``level`` (estimated
         SET conductance, uS), ``last``, ``amp``, ``width``, ``g_prev`` (last read, uS),
-        ``dead``, plus the strategy's own.
+        ``dead``, ``responded`` (moved by more than ``dead_fraction * g_max`` between two
+        reads of this run), plus the strategy's own.
     work : Work
         The open cells, compacted.
     finished : bool
@@ -224,6 +227,12 @@ class WriteVerifyState:
         """Devices found not to respond, bool (2, dpp, rows, cols)."""
         return self.devices["dead"]
 
+    @property
+    def worn(self) -> np.ndarray:
+        """Dead devices that had responded earlier in this run: they wore out during the
+        programming (not stuck from before), bool (2, dpp, rows, cols)."""
+        return self.devices["dead"] & self.devices["responded"]
+
     def store(self) -> None:
         """Copy the open cells' device arrays from ``work`` into ``devices``."""
         for k, v in self.work.devices.items():
@@ -238,6 +247,7 @@ class WriteVerifyState:
             "failed": int(self.failed.sum()),
             "unfinished": int(self.unfinished.sum()),
             "dead_devices": int(self.dead.sum()),
+            "worn_devices": int(self.worn.sum()),
             "iterations": self.iteration,
             "max_done_at": int(self.done_at.max()),
         }
@@ -374,6 +384,7 @@ class Strategy(ABC):
             "width": np.zeros(shape, np.float32),
             "g_prev": np.zeros(shape, np.float32),
             "dead": np.zeros(shape, bool),
+            "responded": np.zeros(shape, bool),
             **self._extra_device_arrays(shape),
         }
         work = Work(cell, read, goal.ravel()[cell], np.zeros(n, bool), devices)
@@ -402,6 +413,8 @@ class Strategy(ABC):
         w.iteration = state.iteration
         g = np.asarray(readback).ravel()[w.read].astype(np.float32)
         if state.iteration > 0:
+            moved = np.abs(g - w.devices["g_prev"]) > self.dead_fraction * self.g_max
+            w.devices["responded"] |= moved
             self._observe(w, g)
         else:
             first = self._first_pulses(w, g)
@@ -579,6 +592,10 @@ class Strategy(ABC):
         )
 
     def _finish(self, state: WriteVerifyState) -> PulseBatch:
+        w = state.work
+        # Out of iterations with a dead device: the cell failed (it is not unfinished).
+        dead = ~w.done & w.dead.any(axis=1)
+        state.failed.ravel()[w.cell[dead]] = True
         state.store()
         state.done_at[~state.done] = state.iteration
         state.done[:] = True
