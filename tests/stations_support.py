@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 import h5py
 import numpy as np
 
-from labcim.stations.process import die_with_parent, free_port
+from labcim.stations.process import die_with_parent, free_port, interrupt
 
 LABCIM = [sys.executable, "-m", "labcim.cli"]
 T = TypeVar("T")
@@ -162,13 +162,7 @@ def results_server(root: Path, log: Path, timeout: float = 180.0) -> Iterator[di
         wait_until(answers, timeout, f"tiled to answer on {url}")
         yield {"tree": from_uri(url, api_key=key), "proc": proc, "url": url, "key": key}
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc, grace=60)
     assert proc.returncode == 0, f"labcim stations data: status {proc.returncode}: {_tail(log)}"
     with contextlib.suppress(OSError), urllib.request.urlopen(f"{url}/api/v1/", timeout=5):
         raise AssertionError(f"tiled still answers on {url} after labcim stations data stopped")

@@ -17,6 +17,7 @@ import ctypes
 import os
 import signal
 import socket
+import subprocess
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -38,6 +39,18 @@ def kill_group(pgid: int) -> None:
     """SIGKILL every process of group ``pgid`` (gone already: nothing to do)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, signal.SIGKILL)
+
+
+def interrupt(proc: subprocess.Popen, grace: float = 30.0) -> int:
+    """SIGINT to ``proc`` (a server's clean shutdown), SIGKILL if it takes more than
+    ``grace`` s; its exit status."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+    try:
+        return proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        return proc.wait()
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -49,7 +49,7 @@ from typing import Any, TextIO
 import h5py
 
 from labcim.hdf5.layout import FILE_SUFFIXES
-from labcim.stations.process import die_with_parent
+from labcim.stations.process import die_with_parent, interrupt
 from labcim.stations.registry import StationError
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -296,7 +296,7 @@ def serve_results(
         except KeyboardInterrupt:
             return 0
         finally:
-            _stop(server)
+            interrupt(server)
 
 
 def _swmr_reads() -> None:
@@ -371,14 +371,3 @@ def _url(host: str, port: int) -> str:
 
 def _tiled_dies_with_us() -> None:
     die_with_parent(signal.SIGTERM)  # a SIGKILLed `labcim stations data` leaves no tiled
-
-
-def _stop(server: subprocess.Popen) -> None:
-    """SIGINT to tiled (its clean shutdown), SIGKILL if it takes more than 30 s."""
-    if server.poll() is None:
-        server.send_signal(signal.SIGINT)
-    try:
-        server.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        server.kill()
-        server.wait()
