@@ -15,6 +15,9 @@ group                     what an entry point names
 ========================  ===================================================
 ``labcim.plans``          a plan function (`get_plan`)
 ``labcim.smu_models``     an SMU driver class (`labcim.connection.smu_models`)
+``labcim.strategies``     a write-verify strategy class (`labcim.writeverify`)
+``labcim.transports``     a board URL scheme (`labcim.transports`)
+``labcim.tasks``          a reference task for ``network_inference``
 ========================  ===================================================
 """
 
@@ -26,6 +29,9 @@ from typing import Any
 
 #: The entry-point group that plan packages fill.
 PLANS_GROUP = "labcim.plans"
+#: The entry-point group of reference tasks: callables returning a
+#: ``labcim.network.tasks.Task`` (a trained model and its data split).
+TASKS_GROUP = "labcim.tasks"
 
 
 class UnknownNameError(LookupError):

@@ -35,18 +35,11 @@ from labcim.network.hybrid import select_digital, sensitivity
 from labcim.network.loaders import load_npz
 from labcim.network.model import Model, ModelError
 from labcim.network.scores import SCORE_UNITS, Kind, output_kind, predicted_labels, scores
-from labcim.network.tasks import (
-    Task,
-    breast_cancer_mlp,
-    diabetes_regressor,
-    digits_cnn,
-    digits_mlp,
-    friedman_regressor,
-    ripple_regressor,
-)
+from labcim.network.tasks import Task
 from labcim.network.tuning import tune as tune_steps
 from labcim.plan_args import Integer
 from labcim.progress import EventProgress
+from labcim.registry import TASKS_GROUP, load_registered, registered
 from labcim.writeverify import make_strategy
 from plans.programming import (
     SETTLE,
@@ -77,16 +70,6 @@ from plans.stubs import (
     value,
     wait_until,
 )
-
-TASKS = {
-    "digits-mlp": digits_mlp,
-    "digits-cnn": digits_cnn,
-    "diabetes": diabetes_regressor,
-    "breast-cancer": breast_cancer_mlp,
-    "friedman": friedman_regressor,
-    "ripple": ripple_regressor,
-}
-"""Reference tasks a plan argument can name (:mod:`labcim.network.tasks`)."""
 
 CALIBRATION_ROWS = 300
 """Training inputs of a reference task used for calibration (all, if it has fewer)."""
@@ -152,8 +135,9 @@ def on_chip(backend: DeviceBackend, steps: Steps[Any]) -> Plan:
 
 
 def resolve_model(model: Model | str) -> tuple[Model, Task | None]:
-    """The model of ``model`` (a :class:`Model`, a task name of :data:`TASKS` or a ``.npz``
-    path) and its reference task, if it names one.
+    """The model of ``model`` (a :class:`Model`, the name of a reference task registered
+    in the ``labcim.tasks`` entry-point group, or a ``.npz`` path) and its reference task,
+    if it names one.
 
     Raises
     ------
@@ -162,11 +146,17 @@ def resolve_model(model: Model | str) -> tuple[Model, Task | None]:
     """
     if isinstance(model, Model):
         return model, None
-    if model in TASKS:
-        task = TASKS[model]()
+    tasks = registered(TASKS_GROUP, "reference task")
+    if model in tasks:
+        task = load_registered(TASKS_GROUP, "reference task", model)()
+        if not isinstance(task, Task):
+            raise ModelError(
+                f"model = {model!r}: the {TASKS_GROUP} entry point {tasks[model].value} "
+                f"made a {type(task).__name__}, not a labcim.network.tasks.Task"
+            )
         return task.model, task
     if not Path(model).is_file():
-        raise ModelError(f"model = {model!r} is neither a task ({list(TASKS)}) nor a file")
+        raise ModelError(f"model = {model!r} is neither a task ({list(tasks)}) nor a file")
     return load_npz(model), None
 
 
@@ -397,11 +387,11 @@ def network_inference(
     board : ChipTestBoard
         The board.
     model : Model or str
-        A :class:`labcim.network.Model`, a reference task (a name of :data:`TASKS`:
-        ``"digits-mlp"``, ``"digits-cnn"``, ``"diabetes"``, ``"breast-cancer"``,
-        ``"friedman"``, ``"ripple"``) or the path of a model saved with
-        :func:`labcim.network.loaders.save_npz`.  A model with one sigmoid output is
-        scored as a binary classifier (:mod:`labcim.network.scores`).
+        A :class:`labcim.network.Model`, a reference task (a name in the
+        ``labcim.tasks`` entry-point group: ``"digits-mlp"``, ``"digits-cnn"``,
+        ``"diabetes"``, ``"breast-cancer"``, ``"friedman"``, ``"ripple"``) or the path of
+        a model saved with :func:`labcim.network.loaders.save_npz`.  A model with one
+        sigmoid output is scored as a binary classifier (:mod:`labcim.network.scores`).
     X : ndarray, optional
         Inputs, shape (n, *model input shape); default the task's test split.
     y : ndarray, optional

@@ -84,3 +84,24 @@ def test_one_name_in_two_packages_is_refused(tmp_path, monkeypatch):
         r"labcim.writeverify.tdp:TDP)"
     )):  # fmt: skip
         registered("labcim.strategies", "write-verify strategy")
+
+
+@pytest.mark.slow
+def test_a_labs_reference_task_runs_by_name_and_a_wrong_one_is_named(plugin, tmp_path):
+    out = tmp_path / "r.h5"
+    chip = "sim://pcm-small?cores=2&seed=3"
+    run(plugin, "run", "network_inference", "--chip", chip, "--out", str(out),
+        "-p", "model=lab-tiny", "-p", "times=[60]")  # fmt: skip
+    (recorded,) = open_runs(out)
+    assert recorded.exit_status == "success"
+    assert recorded.metadata["plan_args"]["model"] == "lab-tiny"
+    summary = recorded.summary
+    assert summary["software_accuracy"] == 100.0  # its labels are its own argmax
+    assert summary["t60s_global_agreement"] >= 50.0  # the chip mostly agrees with it
+    unknown = run(plugin, "run", "network_inference", "--chip", chip, "--out", str(out),
+                  "-p", "model=lab-huge", code=1)  # fmt: skip
+    assert "lab-tiny" in unknown.stderr and "digits-mlp" in unknown.stderr
+    wrong = run(plugin, "run", "network_inference", "--chip", chip, "--out", str(out),
+                "-p", "model=lab-wrong", code=1)  # fmt: skip
+    assert "made a dict, not a labcim.network.tasks.Task" in wrong.stderr
+    assert len(open_runs(out)) == 1  # neither bad call started a run
