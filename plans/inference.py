@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.protocols import Readable
@@ -54,6 +53,7 @@ from plans.stubs import (
     Plan,
     board_clock,
     check_cores,
+    checkpoint,
     configure,
     derived,
     event,
@@ -355,7 +355,7 @@ def run_batches(job: Inference, t: float, elapsed: float, mode: str) -> Plan:
     s = job.signals
     outputs = []
     for b in range(job.n_batches):
-        yield from bps.checkpoint()
+        yield from checkpoint()
         X = job.X[b * job.batch_size : (b + 1) * job.batch_size]
         outs = yield from on_chip(job.backend, job.dep.forward(X))
         outputs.append(outs[-1])
@@ -536,7 +536,7 @@ def network_inference(
             units.update({f"program_{k}": u for k, u in summary_units(figures).items()})
         else:
             t0 = yield from board_clock(board)
-        yield from bps.checkpoint()
+        yield from checkpoint()
         yield from on_chip(job.backend, dep.calibrate(job.X_cal))
         if tune:
             report = yield from on_chip(job.backend, tune_steps(dep, job.X_cal))
@@ -545,7 +545,7 @@ def network_inference(
         software = scores(job.reference, job.y, job.reference)
         summary.update({f"software_{k}": v for k, v in software.items()})
         for t in job.times:
-            yield from bps.checkpoint()
+            yield from checkpoint()
             now = yield from wait_until(board, t0 + t)
             for mode in job.modes:
                 yield from on_chip(job.backend, dep.compensate_drift(mode))
