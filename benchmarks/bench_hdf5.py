@@ -27,13 +27,14 @@ from labcim.hdf5 import HDF5Writer
 FRAME = (256, 256)
 
 
-def _documents(n: int) -> list[tuple[str, dict]]:
+def _documents(n: int, frame: tuple[int, ...] = FRAME) -> list[tuple[str, dict]]:
+    """The documents of a bluesky ``count`` of ``n`` float32 frames of shape ``frame``."""
     from bluesky import RunEngine
     from bluesky.plans import count
     from ophyd.sim import SynSignal
 
     rng = np.random.default_rng(0)
-    frames = rng.random((8, *FRAME), dtype=np.float32)
+    frames = rng.random((8, *frame), dtype=np.float32)
     it = itertools.count()
     img = SynSignal(func=lambda: frames[next(it) % 8], name="img")
     docs: list[tuple[str, dict]] = []

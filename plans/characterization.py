@@ -10,7 +10,6 @@ import itertools
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.protocols import Readable
@@ -42,6 +41,7 @@ from plans.stubs import (
     Plan,
     board_clock,
     check_cores,
+    checkpoint,
     configure,
     derived,
     event,
@@ -262,7 +262,7 @@ def mvm_characterization(
         ideals_rb: dict[int, list] = {c: [] for c in cores}
         for lo in range(0, n_vectors, batch_size):
             batch = codes[lo : lo + batch_size]
-            yield from bps.checkpoint()
+            yield from checkpoint()
             for c, d in zip(cores, devices, strict=True):
                 measured[c].append((yield from run_mvm(d, batch)))
                 v = yield from value(d.read_voltage)
@@ -288,7 +288,7 @@ def mvm_characterization(
     @bpp.run_decorator(md=start)
     def run() -> Plan:
         summary = yield from _program_first(board, job)
-        yield from bps.checkpoint()
+        yield from checkpoint()
         yield from measure([d.conductance for d in devices])
         reference = {}
         for c, d in zip(cores, devices, strict=True):
@@ -349,7 +349,7 @@ def conductance_map(
     def run() -> Plan:
         maps: dict[int, list[np.ndarray]] = {c: [] for c in cores}
         for _ in range(reads):
-            yield from bps.checkpoint()
+            yield from checkpoint()
             yield from measure([board.fpga, *(d.conductance for d in devices)])
             for c, d in zip(cores, devices, strict=True):
                 maps[c].append((yield from value(d.conductance.map)))
@@ -488,12 +488,12 @@ def retention(
     @bpp.run_decorator(md=start)
     def run() -> Plan:
         summary = yield from _program_first(board, job)
-        yield from bps.checkpoint()
+        yield from checkpoint()
         origin = yield from board_clock(board)
         maps: dict[int, list[np.ndarray]] = {c: [] for c in cores}
         when = []
         for ti in t:
-            yield from bps.checkpoint()
+            yield from checkpoint()
             # An absolute time: a replayed wait does not move the clock again.
             clock = yield from wait_until(board, origin + ti)
             when.append(clock - origin)

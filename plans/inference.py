@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.protocols import Readable
@@ -57,6 +56,7 @@ from plans.stubs import (
     Plan,
     board_clock,
     check_cores,
+    checkpoint,
     configure,
     derived,
     event,
@@ -90,6 +90,13 @@ class DeviceBackend:
     g_cell_max : float
         Conductance (uS) full-scale weights are programmed to: the write-verify
         strategy's.
+
+    Notes
+    -----
+    A core's settings and ADC step are read from the board once and kept until
+    `configure` changes them: the board changes a core's settings only when told, and
+    while the plan runs only the deployment tells it.  The engine asks for them at every
+    tile of every batch; reading them each time cost 7 messages per tile.
     """
 
     def __init__(self, board: Any, ident: Mapping[str, Any], g_cell_max: float) -> None:
@@ -97,6 +104,8 @@ class DeviceBackend:
         self.rows, self.cols, self.n_cores = ident["rows"], ident["cols"], ident["n_cores"]
         self.g_cell_max = g_cell_max
         self.adc_gain_range = ChipIdentity.from_record(ident).adc_gain_range
+        self._config: dict[int, dict[str, Any]] = {}  # by core, as the board reported
+        self._adc_lsb: dict[int, float] = {}
 
     def mvm(self, core: int, codes: np.ndarray) -> Plan:
         """ADC codes (int32, (batch, cols)) of a batch of DAC codes (batch, rows)."""
@@ -107,14 +116,21 @@ class DeviceBackend:
 
     def adc_lsb(self, core: int) -> Plan:
         """Output current of one ADC code (uA), as the board reported it."""
-        return (yield from value(self.board.core(core).adc_lsb))
+        if core not in self._adc_lsb:
+            self._adc_lsb[core] = yield from value(self.board.core(core).adc_lsb)
+        return self._adc_lsb[core]
 
     def config(self, core: int) -> Plan:
-        """The core's settings (:data:`plans.stubs.CORE_SETTINGS`)."""
-        return (yield from settings(self.board.core(core)))
+        """The core's settings (``labcim.devices.core.CORE_SETTINGS``)."""
+        if core not in self._config:
+            self._config[core] = yield from settings(self.board.core(core))
+        return dict(self._config[core])
 
     def configure(self, core: int, changes: Mapping[str, Any]) -> Plan:
-        """Set configuration fields of ``core``, waiting for the board."""
+        """Set configuration fields of ``core``, waiting for the board; its settings and
+        ADC step are read again when next asked for (the board may round them)."""
+        self._config.pop(core, None)
+        self._adc_lsb.pop(core, None)
         yield from configure(self.board.core(core), **changes)
 
 
@@ -333,7 +349,7 @@ def run_batches(job: Inference, t: float, elapsed: float, mode: str) -> Plan:
     s = job.signals
     outputs = []
     for b in range(job.n_batches):
-        yield from bps.checkpoint()
+        yield from checkpoint()
         X = job.X[b * job.batch_size : (b + 1) * job.batch_size]
         outs = yield from on_chip(job.backend, job.dep.forward(X))
         outputs.append(outs[-1])
@@ -538,7 +554,7 @@ def network_inference(
             units.update({f"program_{k}": u for k, u in summary_units(figures).items()})
         else:
             t0 = yield from board_clock(board)
-        yield from bps.checkpoint()
+        yield from checkpoint()
         yield from on_chip(job.backend, dep.calibrate(job.X_cal))
         if tune:
             report = yield from on_chip(job.backend, tune_steps(dep, job.X_cal))
@@ -547,7 +563,7 @@ def network_inference(
         software = scores(job.reference, job.y, job.reference, job.kind)
         summary.update({f"software_{k}": v for k, v in software.items()})
         for t in job.times:
-            yield from bps.checkpoint()
+            yield from checkpoint()
             now = yield from wait_until(board, t0 + t)
             for mode in job.modes:
                 yield from on_chip(job.backend, dep.compensate_drift(mode))

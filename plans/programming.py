@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.protocols import Readable
@@ -42,6 +41,7 @@ from plans.stubs import (
     apply_pulses,
     board_clock,
     check_cores,
+    checkpoint,
     derived,
     event,
     identity,
@@ -227,14 +227,14 @@ def program_cores(job: Programming, stream: str = "primary") -> Plan:
     for j in jobs:
         objs += [j.core.conductance, *j.signals.values()]
     maps = {}
-    yield from bps.checkpoint()
+    yield from checkpoint()
     for j in jobs:
         maps[j.tile.core] = yield from read_conductance(j.core)
         record(j.figures(maps[j.tile.core]))
     yield from event(objs, stream)
     active = list(jobs)
     while True:
-        yield from bps.checkpoint()
+        yield from checkpoint()
         batches = [(j, j.strategy.step(j.state, j.readback(maps[j.tile.core]))) for j in active]
         for j, batch in batches:
             record({j.signals["pulses"]: len(batch)})
@@ -255,7 +255,7 @@ def verify(board: Any, job: Programming, stream: str = "verify") -> Plan:
 
     Returns ``{core index: map}`` (uS).
     """
-    yield from bps.checkpoint()
+    yield from checkpoint()
     now = yield from board_clock(board)
     yield from wait_until(board, now + job.settle)
     cores = [j.core for j in job.jobs]

@@ -24,7 +24,6 @@ import json
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from typing import Any
 
-import bluesky.plan_stubs as bps
 import numpy as np
 from bluesky.utils import Msg, short_uid
 from ophyd import Signal
@@ -56,7 +55,7 @@ def identity(board: Any) -> Plan:
     """
     values = {}
     for key in RECORD_KEYS:  # what a run records as board_identity
-        values[key] = yield from bps.rd(getattr(board, key))
+        values[key] = yield from value(getattr(board, key))
     values["limits"] = json.loads(values["limits"])
     if values["simulated"]:
         yield from trigger_wait(board.simulator)
@@ -71,17 +70,21 @@ def settings(core: Any) -> Plan:
     last values the board took), for :func:`restore_settings`."""
     values = {}
     for key in CORE_SETTINGS:
-        values[key] = yield from bps.rd(getattr(core, key))
+        values[key] = yield from value(getattr(core, key))
     return values
 
 
 def configure(core: Any, **changes: Any) -> Plan:
-    """Set configuration fields of ``core`` (e.g. ``read_mode="1-phase"``), waiting."""
-    args = []
-    for key, value in changes.items():
-        args += [getattr(core, key), value]
-    if args:
-        yield from bps.mv(*args)
+    """Set configuration fields of ``core`` (e.g. ``read_mode="1-phase"``), waiting.
+
+    All are set at once, then waited for together (as ``bps.mv`` does).
+    """
+    if not changes:
+        return
+    group = short_uid("configure")
+    for key, new in changes.items():
+        yield Msg("set", getattr(core, key), new, group=group)
+    yield Msg("wait", None, group=group)
 
 
 def restore_settings(saved: Mapping[Any, Mapping[str, Any]]) -> Plan:
@@ -109,6 +112,11 @@ def trigger_wait(obj: Any) -> Plan:
         yield Msg("set", request, new_op_id())
     yield Msg("trigger", obj, group=group)
     yield Msg("wait", None, group=group)
+
+
+def checkpoint() -> Plan:
+    """Mark where a resume replays from (``bps.checkpoint``, without its stack record)."""
+    yield Msg("checkpoint")
 
 
 def value(signal: Any) -> Plan:
@@ -216,8 +224,8 @@ def event(objs: Sequence[Any], stream: str = "primary") -> Plan:
 
 def board_clock(board: Any) -> Plan:
     """Read the board clock (s)."""
-    yield from bps.trigger(board.fpga, wait=True)
-    return (yield from bps.rd(board.fpga.clock))
+    yield from trigger_wait(board.fpga)
+    return (yield from value(board.fpga.clock))
 
 
 def wait_until(board: Any, clock: float) -> Plan:

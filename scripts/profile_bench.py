@@ -19,6 +19,10 @@ Measures only (issue 18, the plan in docs/performance.md); nothing here is a tar
         ``Msg("read")``, event-model's validation of an event with and without arrays.
     python scripts/profile_bench.py messages tdp|mvm|inference
         Messages by command and documents of one full-stack run, per event.
+    python scripts/profile_bench.py sizes [--repeats N]
+        What an event costs as its array grows (256 x 256 to 16 x 256 x 256 float32):
+        event-model's validation, and the HDF5 writer's CPU beyond a raw h5py loop
+        writing the same frames (no fsync on either side).
     python scripts/profile_bench.py faults [--cores 64]
         The 64-core direct TDP with its user/system CPU seconds and page faults.
 """
@@ -485,11 +489,55 @@ def faults(cores: int) -> None:
     )
 
 
+def sizes(repeats: int) -> None:
+    """Per-event costs by array size: validation, and the writer beyond raw h5py (CPU)."""
+    import itertools
+
+    import h5py
+    from event_model import DocumentNames, schema_validators
+
+    from benchmarks.bench_hdf5 import _documents
+    from labcim.hdf5 import HDF5Writer
+
+    validator = schema_validators[DocumentNames.event]
+    print("| frame | MB | validation us | writer - raw h5py, CPU ms per event |")
+    print("| --- | --- | --- | --- |")
+    for shape, n in [((256, 256), 64), ((4, 256, 256), 32), ((16, 256, 256), 8)]:
+        docs = _documents(n, shape)
+        event = next(doc for name, doc in docs if name == "event")
+        t0 = time.process_time()
+        for _ in range(20):
+            validator.validate(event)
+        check = (time.process_time() - t0) / 20
+        rows = [doc["data"]["img"] for name, doc in docs if name == "event"]
+        with tempfile.TemporaryDirectory() as tmp:
+            counter = itertools.count()
+
+            def ours(docs=docs, tmp=tmp, counter=counter) -> None:
+                writer = HDF5Writer(Path(tmp) / f"w{next(counter)}", fsync=False)
+                for name, doc in docs:
+                    writer(name, doc)
+
+            def raw(rows=rows, shape=shape, tmp=tmp, counter=counter) -> None:
+                with h5py.File(Path(tmp) / f"raw{next(counter)}.h5", "w", libver="latest") as f:
+                    d = f.create_dataset(
+                        "img", (0, *shape), "f4", maxshape=(None, *shape), chunks=(1, *shape)
+                    )
+                    for i, row in enumerate(rows):
+                        d.resize(i + 1, axis=0)
+                        d[i] = row
+
+            t = interleave({"writer": _cpu(ours), "raw": _cpu(raw)}, repeats)
+            excess = (t.median("writer") - t.median("raw")) / n
+        mb = rows[0].nbytes / 2**20
+        print(f"| {shape} | {mb:g} | {check * 1e6:.0f} | {excess * 1e3:.2f} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "command",
-        choices=["stages", "profile", "passes", "stubs", "messages", "faults", "_run"],
+        choices=["stages", "profile", "passes", "stubs", "messages", "sizes", "faults", "_run"],
     )
     parser.add_argument("case", nargs="?", default="tdp")
     parser.add_argument("--repeats", type=int, default=5)
@@ -512,6 +560,8 @@ def main() -> None:
             stubs()
         elif args.command == "messages":
             messages(args.case)
+        elif args.command == "sizes":
+            sizes(args.repeats)
         elif args.command == "faults":
             faults(args.cores)
 

@@ -1,11 +1,13 @@
 """Bad input makes the run fail loudly, naming the offending path or key."""
 
+import itertools
+
 import numpy as np
 import pytest
 from bluesky import RunEngine
 from bluesky.plans import count
 from hdf5_plans import fill_disk, start_child
-from ophyd.sim import det
+from ophyd.sim import SynSignal, det
 
 from labcim.hdf5 import HDF5Writer, open_runs
 from labcim.hdf5.reader import DamagedRunWarning
@@ -58,3 +60,16 @@ def test_a_write_failing_inside_hdf5_exits_cleanly_and_names_the_file(tmp_path):
     # The file system refused the file's tail: what HDF5 recorded is not all there.
     with pytest.warns(DamagedRunWarning, match=r"run_000001_\w+\.h5: truncated"):
         assert not open_runs(tmp_path)
+
+
+@pytest.mark.parametrize("side", [8, 256])  # stacked into one column / written row by row
+def test_a_frame_changing_shape_fails_the_run_naming_the_key(tmp_path, side):
+    reads = itertools.count()  # bluesky reads once more than it records: describe
+    img = SynSignal(func=lambda: np.ones((side, side if next(reads) < 4 else 4)), name="img")
+    RE = RunEngine({})
+    RE.subscribe(HDF5Writer(tmp_path))
+    with pytest.raises(ValueError, match=r"data key 'img'.*differing shapes"):
+        RE(count([img], num=4))
+    (run,) = open_runs(tmp_path)
+    assert run.exit_status == "fail" and "differing shapes" in run.reason
+    assert len(run.streams["primary"]) == 0  # none of the batch that did not fit

@@ -46,6 +46,8 @@ from labcim.hdf5.output import place_file
 #: Target size of one chunk; a 256 x 256 float32 frame is exactly one chunk.
 CHUNK_BYTES = 256 * 1024
 MAX_CHUNK_ROWS = 4096
+#: Readings at least this large are written row by row, not stacked into a column first.
+ROW_WRITE_BYTES = 64 * 1024
 #: What a new run file takes besides its start document: superblock, groups, fields.
 START_BYTES = 64 * 1024
 
@@ -159,7 +161,10 @@ class StreamFile:
         if not self.pending:
             return
         for key, values in self._data.items():
-            self._put(STREAM_DATA, key, self._column(key, values, path))
+            if getattr(values[0], "nbytes", 0) >= ROW_WRITE_BYTES:
+                self._put_rows(key, values, path)
+            else:
+                self._put(STREAM_DATA, key, self._column(key, values, path))
             self._put(STREAM_TIMESTAMPS, key, np.asarray(self._stamps[key], "f8"))
 
     def write_events(self) -> None:
@@ -195,31 +200,59 @@ class StreamFile:
         (no room, a shape that changed) leaves no misaligned rows behind: they are
         overwritten by the next batch.
         """
+        self._dataset(subgroup, name, column.shape[1:], column.dtype, len(column))[
+            self._length :
+        ] = column
+
+    def _put_rows(self, key: str, rows: Sequence[Any], path: Path) -> None:
+        """`_put` for large readings: each row written from the event's own array.
+
+        Stacking the rows into one column first would copy every frame once more in
+        memory; h5py writes a row that is one chunk as fast as a slice of a column.
+        """
+        first = np.asarray(rows[0])
+        for row in rows:
+            if np.shape(row) != first.shape:
+                raise ValueError(
+                    f"{path}: stream {self.name!r}, data key {key!r}: values of differing "
+                    f"shapes cannot be appended to one dataset ({np.shape(row)} after "
+                    f"{first.shape})"
+                )
+        dtype = dataset_dtype(self.data_keys[key], first)
+        dataset = self._dataset(STREAM_DATA, key, first.shape, dtype, len(rows))
+        for i, row in enumerate(rows, start=self._length):
+            dataset[i] = row
+
+    def _dataset(
+        self, subgroup: str | None, name: str, row_shape: tuple, dtype: np.dtype, rows: int
+    ) -> h5py.Dataset:
+        """The dataset ``name``, created if new, grown to hold ``rows`` more after the count."""
         # Datasets stay open until the file closes: closing one flushes it, and a flush
         # that fails (full disk) in a close would leave HDF5 unable to close the file.
         dataset = self._datasets.get((subgroup, name))
         if dataset is None:
             parent = self.group if subgroup is None else self.group.require_group(subgroup)
-            dataset = self._datasets[subgroup, name] = self._create(parent, name, column)
-        if dataset.shape[1:] != column.shape[1:]:
+            dataset = self._datasets[subgroup, name] = self._create(parent, name, row_shape, dtype)
+        if dataset.shape[1:] != row_shape:
             raise ValueError(
                 f"{dataset.file.filename}: stream {self.name!r}, {name!r}: shape "
-                f"{column.shape[1:]} differs from the earlier {dataset.shape[1:]}"
+                f"{row_shape} differs from the earlier {dataset.shape[1:]}"
             )
-        end = self._length + len(column)
+        end = self._length + rows
         if dataset.shape[0] != end:
             dataset.resize(end, axis=0)
-        dataset[self._length :] = column
+        return dataset
 
-    def _create(self, parent: h5py.Group, name: str, column: np.ndarray) -> h5py.Dataset:
-        row_shape = column.shape[1:]
-        rows = chunk_rows(column.dtype.itemsize * int(np.prod(row_shape)))
+    def _create(
+        self, parent: h5py.Group, name: str, row_shape: tuple, dtype: np.dtype
+    ) -> h5py.Dataset:
+        rows = chunk_rows(dtype.itemsize * int(np.prod(row_shape)))
         dataset = parent.create_dataset(
             name,
             shape=(0, *row_shape),
             maxshape=(None, *row_shape),
             chunks=(rows, *row_shape) if all(row_shape) else None,
-            dtype=column.dtype,
+            dtype=dtype,
             **self.storage.options(),
         )
         if self.nxdata is not None and parent.name.endswith(f"/{STREAM_DATA}"):
