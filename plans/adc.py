@@ -15,7 +15,6 @@ inputs scaled so that the outputs use the ADC's range as an auto-ranged layer's 
 
 from typing import Annotated, Any
 
-import bluesky.plan_stubs as bps
 import bluesky.preprocessors as bpp
 import numpy as np
 from bluesky.protocols import Readable
@@ -42,6 +41,7 @@ from plans.programming import (
 from plans.stubs import (
     Plan,
     check_cores,
+    checkpoint,
     configure,
     derived,
     event,
@@ -230,7 +230,7 @@ def adc_characterization(
         measured: dict[int, list] = {c: [] for c in cores}
         ideals: dict[int, list] = {c: [] for c in cores}
         for _ in range(repeats):
-            yield from bps.checkpoint()
+            yield from checkpoint()
             for c, d in zip(cores, devices, strict=True):
                 _, _, dac, v_read, _, x = setup[c]
                 yield from run_mvm(d, x)
@@ -241,7 +241,7 @@ def adc_characterization(
                 [obj for c, d in zip(cores, devices, strict=True) for obj in (d.mvm, ideal[c])]
             )
         figures, tests = {}, {}
-        yield from bps.checkpoint()
+        yield from checkpoint()
         for c, d in zip(cores, devices, strict=True):
             lsb, top, dac, v_read, n, _ = setup[c]
             fit = fit_transfer(np.concatenate(ideals[c]), np.concatenate(measured[c]), top)
@@ -278,7 +278,7 @@ def adc_characterization(
             yield from program_cores(job, stream="program")
             maps = yield from verify(board, job)
             summary.update({f"program_{k}": v for k, v in programming_summary(job, maps).items()})
-        yield from bps.checkpoint()
+        yield from checkpoint()
         yield from measure([d.conductance for d in devices])
         weights = {}
         for c, d in zip(cores, devices, strict=True):

@@ -19,7 +19,15 @@ from labcim.characterization import bipolar_branches, first_crossing, forming_st
 from labcim.plan_args import Integer, Number
 from labcim.plan_data import BRANCH, CYCLE, DEVICE
 from labcim.progress import EventProgress
-from plans.stubs import Plan, derived, event, record, summary_stream, trigger_wait
+from plans.stubs import (
+    Plan,
+    checkpoint,
+    derived,
+    event,
+    record,
+    summary_stream,
+    trigger_wait,
+)
 
 COMPLIANCE_SHARE = 0.9
 """A reading counts as at the current limit above this share of it."""
@@ -183,7 +191,7 @@ def iv_sweep(
     }
 
     def sweep(k: int, which: int, voltages: np.ndarray, limit: float) -> Plan:
-        yield from bps.checkpoint()
+        yield from checkpoint()
         record({branch: which, cycle: k})
         yield from bps.mv(smu.current_limit, limit)
         yield from bps.abs_set(smu.sweep.points, voltages, wait=True)
@@ -306,7 +314,7 @@ def forming(
         for v in steps:
             # A replayed step sources the same voltage again (never a higher one) and
             # re-reads the current: a device formed by the interrupted step stops here.
-            yield from bps.checkpoint()
+            yield from checkpoint()
             yield from bps.mv(smu.voltage, float(v))
             reading = yield from bps.trigger_and_read([smu])
             current, n = reading[smu.current.name]["value"], n + 1
