@@ -27,6 +27,7 @@ import numpy as np
 from benchmarks.bench_plans import stack_trial
 from benchmarks.harness import Record, interleave, main, timed
 from labcim.network.execution import prepare, run_steps
+from labcim.network.scores import output_kind
 from labcim.network.tasks import digits_mlp
 from labcim.twin.simchip import SimChipBackend, chip_strategy
 from mock_hw.chip import Chip
@@ -52,7 +53,7 @@ def _direct_trial(model, X: np.ndarray, X_cal: np.ndarray):
             outputs.append(outs[-1])
             outs[-1].argmax(axis=1)
             layer_errors(job, X[lo : lo + BATCH], outs)
-        scores(np.concatenate(outputs), None, reference)
+        scores(np.concatenate(outputs), None, reference, output_kind(model))
         return time.perf_counter() - t0
 
     return trial

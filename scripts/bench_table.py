@@ -13,6 +13,9 @@ import argparse
 import sys
 from pathlib import Path
 
+# benchmarks/ is in the source tree, not installed: import it from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 from benchmarks.harness import markdown_table, read_json
 
 START, END = "<!-- bench-table -->", "<!-- /bench-table -->"

@@ -40,6 +40,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# benchmarks/ is in the source tree, not installed: import it from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
 import numpy as np
 
 from benchmarks import bench_inference, bench_plans, bench_program

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,14 +18,14 @@ SCRIPT = ROOT / "scripts" / "bench_table.py"
 RESULTS = ROOT / "benchmarks" / "results.json"
 
 
-def test_bench_runs_the_named_benchmarks_into_one_table_and_json(tmp_path, capsys):
+def test_bench_runs_the_named_benchmarks_into_one_table_and_json(tmp_path, capfd):
     assert main(["--quiet", "bench", "nope"]) == 2
-    assert "unknown nope; available: chip, hdf5" in capsys.readouterr().out
+    assert "unknown nope; available: chip, hdf5" in capfd.readouterr().out
     assert main(["--quiet", "bench", "--threads", "0", "hdf5"]) == 2
-    assert "--threads = 0; allowed: 1 or more" in capsys.readouterr().out
+    assert "--threads = 0; allowed: 1 or more" in capfd.readouterr().out
     target = tmp_path / "bench.json"
     assert main(["--quiet", "bench", "--quick", "--json", str(target), "hdf5"]) == 0
-    caveat, _, table = capsys.readouterr().out.partition("labcim bench without --quick).\n")
+    caveat, _, table = capfd.readouterr().out.partition("labcim bench without --quick).\n")
     assert "not comparable with" in caveat  # issue 14: a quick run says so
     table = table.splitlines()
     assert table[0].split()[:4] == ["benchmark", "value", "min-max", "unit"]
@@ -138,3 +139,19 @@ def test_the_profile_commands_of_the_performance_plan_still_run(tmp_path):
         )
         assert out.returncode == 0, out.stderr[-3000:]
         assert expect in out.stdout
+
+
+def test_outside_a_checkout_bench_says_where_it_looked(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--quiet", "bench", "--dir", str(tmp_path / "nowhere"), "hdf5"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"labcim bench: no benchmarks in {tmp_path / 'nowhere'}: they are")
+    assert len(err.splitlines()) == 1
+
+
+def test_the_install_holds_the_four_packages_of_the_layout_and_not_benchmarks():
+    from setuptools import find_packages
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    found = find_packages(where=ROOT, include=config["packages"]["find"]["include"])
+    assert {name.split(".")[0] for name in found} == {"labcim", "drivers", "plans", "mock_hw"}

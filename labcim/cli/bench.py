@@ -1,20 +1,25 @@
-"""``labcim bench [--quick] [--threads N] [--json FILE] [NAME ...]``: every benchmark, one table."""
+"""``labcim bench [--quick] [--threads N] [--json FILE] [NAME ...]``: every benchmark, one table.
+
+The benchmarks are not part of the installed framework: they live in the source tree's
+``benchmarks/`` (they drive the simulated chip directly and the full stack side by side,
+importing every layer), and labcim imports nothing of them.  ``labcim bench`` runs them
+as their own program, ``python -m benchmarks``, in the checkout that holds them, with the
+options given here; the options are defined once, here, and the benchmarks' program
+reads the same ones.
+"""
 
 from __future__ import annotations
 
 import argparse
+import subprocess
 import sys
+from pathlib import Path
+
+import labcim
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the ``bench`` subcommand."""
-    parser = subparsers.add_parser(
-        "bench",
-        help="run the benchmarks and print one table of figures and ratios",
-        description="Run every benchmarks/bench_*.py module (or those named) and print one "
-        "table: median figure and its min-max over interleaved repeats, unit, the baseline "
-        "measured in the same run, the target, the BLAS threads and the repeats.",
-    )
+def add_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``labcim bench`` and of ``python -m benchmarks``."""
     parser.add_argument(
         "names", nargs="*", metavar="NAME", help="only these benchmarks, e.g. hdf5 chip"
     )
@@ -32,38 +37,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also write the records and a header (date, machine, versions, BLAS, load) "
         "as JSON; scripts/bench_table.py turns it into the README's table",
     )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``bench`` subcommand."""
+    parser = subparsers.add_parser(
+        "bench",
+        help="run the benchmarks and print one table of figures and ratios",
+        description="Run every benchmarks/bench_*.py module (or those named) and print one "
+        "table: median figure and its min-max over interleaved repeats, unit, the baseline "
+        "measured in the same run, the target, the BLAS threads and the repeats.  The "
+        "benchmarks are in labcim's source tree (a checkout), not in the installed package.",
+    )
+    add_options(parser)
+    parser.add_argument(
+        "--dir",
+        metavar="DIR",
+        help="the benchmarks/ directory (default: ./benchmarks, or the one beside the "
+        "labcim package of an editable install)",
+    )
     parser.set_defaults(func=bench)
 
 
-def bench(args: argparse.Namespace) -> int:
-    """Run the benchmarks; exit 1 if one of them failed (the others are still reported)."""
-    from tqdm import tqdm
-
-    from benchmarks import harness
-
-    found = harness.available()
-    unknown = sorted(set(args.names) - set(found))
-    if unknown:
-        print(f"labcim bench: unknown {', '.join(unknown)}; available: {', '.join(found)}")
-        return 2
-    threads = harness.DEFAULT_THREADS if args.threads is None else args.threads
-    if threads < 1:
-        print(f"labcim bench: --threads = {threads}; allowed: 1 or more")
-        return 2
-
-    def report(name: str, exc: Exception) -> None:
-        tqdm.write(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-
-    head, records, failed = harness.run_benchmarks(
-        [n for n in found if not args.names or n in args.names],
-        args.quick,
-        threads,
-        on_error=report,
-        progress=lambda names: tqdm(names, unit="benchmark", disable=args.quiet),
+def benchmarks_dir(given: str | None) -> Path:
+    """The ``benchmarks/`` directory to run; `FileNotFoundError` naming where it looked."""
+    if given is not None:
+        candidates = [Path(given)]
+    else:
+        candidates = [Path.cwd() / "benchmarks", Path(labcim.__file__).parents[1] / "benchmarks"]
+    for candidate in candidates:
+        if (candidate / "harness.py").is_file():
+            return candidate.resolve()
+    looked = " or ".join(str(c) for c in candidates)
+    raise FileNotFoundError(
+        f"no benchmarks in {looked}: they are in labcim's source tree; run from a checkout "
+        "or give --dir"
     )
-    if args.quick:
-        print(harness.QUICK_NOTE)
-    print(harness.format_table(records))
-    if args.json:
-        harness.write_json(args.json, head, records)
-    return 1 if failed else 0
+
+
+def bench(args: argparse.Namespace) -> int:
+    """Run ``python -m benchmarks`` with the same options; its exit status."""
+    try:
+        directory = benchmarks_dir(args.dir)
+    except FileNotFoundError as exc:
+        print(f"labcim bench: {exc}", file=sys.stderr)
+        return 2
+    if directory.name != "benchmarks":
+        print(f"labcim bench: --dir {directory}: expected a directory named benchmarks")
+        return 2
+    argv = [*args.names, *(["--quick"] if args.quick else [])]
+    argv += [] if args.threads is None else ["--threads", str(args.threads)]
+    argv += [] if args.json is None else ["--json", str(Path(args.json).resolve())]
+    argv += ["--quiet"] if args.quiet else []
+    command = [sys.executable, "-m", "benchmarks", *argv]
+    return subprocess.run(command, cwd=directory.parent, check=False).returncode
