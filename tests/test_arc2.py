@@ -104,6 +104,7 @@ def test_plan_runs_on_arc2_with_the_layout_of_sim(inputs, plan):
         assert float(np.asarray(summary[key]).ravel()[0]) > 0.9  # write-verify by pulses
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_four_phase_is_refused_by_the_plan_before_running(tmp_path):
     out = tmp_path / "r.h5"
     done = labcim_run(tmp_path, "mvm_characterization", "--chip", ARC2, "--out", str(out),
@@ -114,6 +115,7 @@ def test_four_phase_is_refused_by_the_plan_before_running(tmp_path):
     assert not out.exists() or not open_runs(out)
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_without_hardware_no_arc2_is_found(tmp_path):
     with pytest.raises(LinkError, match="no ArC TWO found"):
         labcim.connect("arc2://0?firmware=fw.bin")
@@ -136,6 +138,7 @@ def test_settings_beyond_the_board_are_refused_before_opening(url, named):
         labcim.connect(url)
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_the_cli_names_the_board_limit_in_one_line(tmp_path):
     url = "arc2://0?sim=1&set_max=12"
     done = labcim_run(tmp_path, "conductance_map", "--chip", url, "--out", "r.h5")

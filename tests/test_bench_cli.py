@@ -18,6 +18,7 @@ SCRIPT = ROOT / "scripts" / "bench_table.py"
 RESULTS = ROOT / "benchmarks" / "results.json"
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_bench_runs_the_named_benchmarks_into_one_table_and_json(tmp_path, capfd):
     assert main(["--quiet", "bench", "nope"]) == 2
     assert "unknown nope; available: chip, hdf5" in capfd.readouterr().out

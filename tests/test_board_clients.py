@@ -246,6 +246,7 @@ def test_idle_timeout_and_max_clients_are_checked():
     )
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_a_pty_reader_that_stops_reading_does_not_block_the_board():
     chip = Chip.from_preset("pcm-small", seed=1, cores=1)
     board = PtyBoardServer(BoardHandler(chip), write_stall=0.3).start()

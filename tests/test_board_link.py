@@ -118,6 +118,7 @@ def test_end_to_end_over_an_os_link_matches_in_process(link, clean):
 
 
 @pytest.mark.parametrize("link", ["inproc", "tcp"])
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_faulty_link_gives_clean_results_and_applies_every_pulse_once(link, clean):
     chip = new_chip()
     # Seed picked so that every kind of fault occurs in this session.
@@ -238,6 +239,7 @@ def test_a_link_that_cannot_be_reopened_fails_naming_both_causes():
     client.close()
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_a_board_that_stops_answering_times_out_after_bounded_retries():
     faulty = FaultyHandler(BoardHandler(new_chip()), Faults())
     client, server = open_client(faulty, "tcp", retries=2)
@@ -418,6 +420,7 @@ def test_random_frames_never_change_the_board(data):
 
 @settings(max_examples=1500, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
 @given(st.sampled_from(valid_requests()), st.data())
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_mutated_requests_never_change_the_board(frame, data):
     wire = bytearray(frame)
     for _ in range(data.draw(st.integers(1, 3))):
@@ -455,6 +458,7 @@ SERVE = (
 
 
 @pytest.mark.parametrize("extra", [[], ["--pty"]])
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_sim_serve_prints_its_url_first_and_exits_0_on_ctrl_c(extra):
     cmd = [sys.executable, "-c", SERVE, "serve", "--preset", PRESET, "--seed", "4", *extra]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)

@@ -274,6 +274,7 @@ def test_on_real_hardware_wait_until_sleeps_until_the_board_clock_and_can_be_sto
 
 @settings(max_examples=25, deadline=None)
 @given(st.data())
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_any_framing_and_repetition_of_a_batch_applies_it_once_as_a_whole(data):
     """Parts of random sizes, each sent any number of times, re-cut and replayed after
     completion: the chip ends exactly as if the batch had been applied once, directly."""

@@ -129,6 +129,7 @@ def test_nothing_to_fit_and_bad_model_files(recorded, tmp_path):
     assert runs[0].plan_name == "tdp_program"
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_an_alias_bomb_model_file_is_refused_in_one_line(tmp_path):
     """A model file is read within a campaign file's limits: 9**9 values hidden in the
     free-form provenance (which plain safe_load accepted and the metadata then walked)
@@ -155,6 +156,7 @@ def test_an_alias_bomb_model_file_is_refused_in_one_line(tmp_path):
     assert not out.exists()
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_retention_at_the_readme_times_calibrates_the_unmodified_preset(tmp_path):
     """Issue 14: reads at 1 min, 1 h, 1 day (the README's times) on the unmodified preset
     give the preset back (the plan's own t0 = 0 used to give drift 1.8, read noise 1.6);

@@ -130,6 +130,7 @@ def interrupt_soon(delay=0.3):
     threading.Timer(delay, os.kill, (os.getpid(), signal.SIGINT)).start()
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_ctrl_c_pauses_and_the_operator_resumes(tmp_path, plugin):
     asked = []
     interrupt_soon()
@@ -143,6 +144,7 @@ def test_ctrl_c_pauses_and_the_operator_resumes(tmp_path, plugin):
     assert run.exit_status == "success" and len(run.streams["primary"]) == 20
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_ctrl_c_without_a_terminal_aborts_then_resume_redoes_the_step(tmp_path, plugin, capsys):
     path = campaign_file(tmp_path, SLOW + "  - plan: slow_count\n")
     interrupt_soon()

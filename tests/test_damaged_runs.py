@@ -52,6 +52,7 @@ def damage_all_ways(directory, good):
     }
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_show_with_one_truncated_file_answers_at_once_and_lists_the_good_runs(tmp_path):
     good = quick_runs(tmp_path, 3)
     baseline = cli("show", str(tmp_path))  # the same process start, no damaged file

@@ -65,6 +65,7 @@ def test_a_labs_url_scheme_reaches_the_board(plugin, tmp_path):
     assert not (tmp_path / "s.h5").exists()
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_without_the_package_its_scheme_is_unknown(tmp_path):
     bad = run(None, "run", "conductance_map", "--chip", "lab://5000", "--out",
               str(tmp_path / "r.h5"), code=2)  # fmt: skip

@@ -3,11 +3,13 @@
 import time
 
 import numpy as np
+import pytest
 from hdf5_plans import run_until_killed, start_child
 
 from labcim.hdf5 import open_runs
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_reader_follows_a_growing_run(tmp_path):
     child = start_child(run_until_killed, tmp_path / "runs", tmp_path / "log.txt", 0.1, 0)
     seen = {}  # run uid -> event counts read while its exit status was "incomplete"

@@ -159,10 +159,12 @@ def _loaded(code: str) -> list[str]:
 
 
 @pytest.mark.parametrize("code", ["import labcim", "import plans", "import labcim.cli"])
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_the_framework_and_the_plans_load_no_simulator(code):
     assert _loaded(code) == []
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_the_simulator_is_loaded_when_a_sim_url_is_opened_and_not_for_another():
     real = (
         "import labcim\ntry:\n"

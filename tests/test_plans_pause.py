@@ -129,6 +129,7 @@ LINK_PARAMS = [
 
 @pytest.mark.parametrize("link", LINK_PARAMS)
 @pytest.mark.parametrize("name", list(BOARD_PLANS))
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_a_deferred_pause_then_resume_changes_nothing(name, link, uninterrupted, tmp_path):
     run, paused, status = on_board(name, link, tmp_path, Interrupt(2, defer_pause))
     want, _, want_status = uninterrupted[name]
@@ -175,6 +176,7 @@ MID_ITERATION_3 = {
 
 
 @pytest.mark.parametrize("name", ["tdp_program", "mvm_characterization"])
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_a_suspender_raised_after_iteration_2_suspends_and_resumes(name, uninterrupted, tmp_path):
     flag = Signal(name="cable_swap", value=0)
     suspender = SuspendBoolHigh(flag, sleep=0.05)
@@ -304,6 +306,7 @@ def long_batch(n=2000):
 
 
 @pytest.mark.parametrize("how", ["abort", "pause"])
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_a_long_pulse_batch_is_interrupted_between_frames(how):
     """RE.abort() ends a 47-frame batch between two frames, promptly, with nothing
     applied; an immediate pause replays it on resume and it is applied exactly once."""

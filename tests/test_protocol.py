@@ -58,6 +58,7 @@ def test_random_bytes_raise_only_protocol_errors(data):
 
 @FUZZ
 @given(frames, st.data())
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_mutated_frames_are_rejected_or_unchanged(frame, data):
     wire = bytearray(proto.encode_frame(frame)[:-1])
     mutation = data.draw(st.sampled_from(["flip", "truncate", "insert", "delete"]))

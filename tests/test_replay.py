@@ -43,6 +43,7 @@ def campaign(tmp_path):
     return out
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_replay_of_simulated_runs_is_exact(campaign, capsys):
     done = replay(campaign)
     assert [d.call.run.plan_name for d in done] == [

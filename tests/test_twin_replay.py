@@ -143,6 +143,7 @@ def test_sim_socket_and_pty_record_the_same(tmp_path, model):
         same_data(runs["sim"][i], runs["pty"][i])
 
 
+@pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_serve_takes_what_connect_takes_and_refuses_what_it_refuses(tmp_path):
     bad = subprocess.run(
         [*LABCIM, "sim", "serve", "--chip", "sim://pcm-small?core=2"],
