@@ -396,7 +396,8 @@ class Chip:
         if not np.issubdtype(x.dtype, np.integer):
             raise InvalidRequestError(f"inputs must be integer DAC codes, got dtype {x.dtype}")
         top = dac_levels(xbar.config.dac_bits)
-        if x.size and int(np.abs(x).max()) > top:
+        # two reductions, no temporary; np.abs would also wrap -128 of an int8 batch
+        if x.size and (int(x.min()) < -top or int(x.max()) > top):
             raise InvalidRequestError(
                 f"input codes must be within +-{top} for dac_bits = {xbar.config.dac_bits}"
             )
