@@ -45,7 +45,7 @@ def advance(
         Source of the Gaussian increments (one :func:`standard_normal` per device).
     """
     np.maximum(var, var_now, out=var_now)
-    increment = var_now - var  # >= 0 by the line above
+    increment = np.subtract(var_now, var, out=var)  # >= 0 by the line above; var is reset below
     np.sqrt(increment, out=increment)
     increment *= standard_normal(rng, value.shape)
     value += increment
