@@ -452,9 +452,7 @@ def test_mvm_codes_do_not_depend_on_the_blas_threads(read_mode):
     x = np.random.default_rng(4).integers(-127, 128, (600, 256))
     codes = []
     for threads in (1, 2):
-        chip = Chip.from_preset(
-            "pcm-hermes", cores=1, seed=5, periphery={"adc_inl_even_std": 0.01}
-        )
+        chip = Chip.from_preset("pcm-hermes", cores=1, seed=5, periphery={"adc_inl_even_std": 0.01})
         chip.configure(0, read_mode=read_mode)
         with threadpool_limits(threads, user_api="blas"):
             codes.append([chip.mvm(0, x) for _ in range(2)])
