@@ -33,16 +33,11 @@ is the chip's clock exactly.
 
 from __future__ import annotations
 
-import itertools
 import math
-import os
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from mock_hw.devices import T_REF, DeviceModel, DeviceState
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
@@ -54,7 +49,7 @@ from mock_hw.periphery import (
     ir_drop_weights,
     quantize_adc,
 )
-from mock_hw.slow_noise import normal_index, normal_of_index
+from mock_hw.slow_noise import standard_normal
 
 READ_MODES = ("4-phase", "1-phase")
 
@@ -391,58 +386,11 @@ class Crossbar:
             y += np.matmul(x_neg, w["dw_code"], out=std)
         np.square(xv, out=xv)
         np.matmul(xv, w["s_code"], out=std)
-        index = normal_index(rng, y.shape)  # all draws here: the rng is used by one thread
-        codes = np.empty(y.shape, np.int32)
-
-        def finish(part: slice) -> None:
-            """Noise, offset, INL and quantization of the rows ``part``, in place."""
-            s, n, out = std[part], noise[part], y[part]
-            s += w["adc_var_code"]
-            np.sqrt(s, out=s)
-            s *= normal_of_index(index[part], out=n)
-            out += s
-            out += w["offset_code"]
-            if self.inl is not None:
-                apply_inl(out, *self.inl, adc_levels(c.adc_bits), (s, n))
-            quantize_adc(out, 1.0, c.adc_bits, out=out, codes=codes[part])
-
-        in_row_parts(finish, len(x))
-        return codes
-
-
-PART_MIN_ROWS = 128
-"""Fewest batch rows worth a thread of their own in :func:`in_row_parts`."""
-
-_blas: list[Any] | None = None
-_pool: ThreadPoolExecutor | None = None
-
-
-def blas_threads() -> int:
-    """Threads BLAS may use now: threadpoolctl's limits can change them at any time."""
-    global _blas
-    if _blas is None:
-        _blas = ThreadpoolController().select(user_api="blas").lib_controllers
-    return max((lib.num_threads for lib in _blas), default=1)
-
-
-def in_row_parts(fn: Callable[[slice], None], rows: int) -> None:
-    """Call ``fn`` on row slices covering ``[0, rows)``, in as many threads as BLAS may use.
-
-    The elementwise passes of an MVM batch release the GIL, so with BLAS allowed two
-    threads (the matrix products use both) they run on two cores as well; with one, in
-    the calling thread alone.  Every row is computed the same way whatever the split.
-    """
-    parts = min(blas_threads(), os.cpu_count() or 1, rows // PART_MIN_ROWS)
-    if parts < 2:
-        fn(slice(0, rows))
-        return
-    global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=(os.cpu_count() or 2) - 1, thread_name_prefix="mvm")
-    bounds = [rows * k // parts for k in range(parts + 1)]
-    futures = [_pool.submit(fn, slice(a, b)) for a, b in itertools.pairwise(bounds[1:])]
-    try:
-        fn(slice(0, bounds[1]))
-    finally:
-        for f in futures:
-            f.result()
+        std += w["adc_var_code"]
+        np.sqrt(std, out=std)
+        std *= standard_normal(rng, y.shape, out=noise)
+        y += std
+        y += w["offset_code"]
+        if self.inl is not None:
+            apply_inl(y, *self.inl, adc_levels(c.adc_bits), (std, noise))
+        return quantize_adc(y, 1.0, c.adc_bits, out=y)

@@ -54,27 +54,20 @@ def adc_full_scale(read_voltage: float, g_cell_max: float, rows: int, adc_gain: 
 
 
 def quantize_adc(
-    current: np.ndarray,
-    lsb: float,
-    bits: int,
-    out: np.ndarray | None = None,
-    codes: np.ndarray | None = None,
+    current: np.ndarray, lsb: float, bits: int, out: np.ndarray | None = None
 ) -> np.ndarray:
     """ADC codes (int32) of output currents ``current`` (uA) for a step ``lsb`` (uA).
 
     Rounds to the nearest code and saturates at +-adc_levels(bits).  ``out`` (float, the
-    shape of ``current``, may be ``current`` itself) is used as work space; ``codes``
-    (int32, that shape) receives the codes, a new array if none.  Saturation comes first
-    (rounding commutes with clipping at the integer limits) so the float to int32
-    conversion never sees an out-of-range value, and the rounding writes the codes
-    directly: two passes, one more when ``lsb`` is not 1 (currents not yet in codes).
+    shape of ``current``, may be ``current`` itself) is used as work space.  Saturation
+    comes first (rounding commutes with clipping at the integer limits) so the float to
+    int32 conversion never sees an out-of-range value, and the rounding writes the int32
+    codes directly: two passes, one when ``lsb`` is 1 (currents already in codes).
     """
     top = adc_levels(bits)
     scaled = current if lsb == 1.0 else np.divide(current, np.float32(lsb), out=out)
     scaled = np.clip(scaled, -top, top, out=out)
-    if codes is None:
-        codes = np.empty(scaled.shape, np.int32)
-    return np.rint(scaled, out=codes, casting="unsafe")
+    return np.rint(scaled, out=np.empty(scaled.shape, np.int32), casting="unsafe")
 
 
 def apply_inl(

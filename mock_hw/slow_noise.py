@@ -80,27 +80,15 @@ def standard_normal(
     (rescaled to unit variance; tails cut at 4.3 sigma).  Several times faster than
     ``rng.standard_normal`` (also in float32), which matters because every read of a
     chip needs two normals per device; the quantization is far below any noise level
-    modelled here.  The same as :func:`normal_of_index` of :func:`normal_index`.
+    modelled here.  The uint16 indices are the bit generator's raw 64-bit words split in
+    four (half the cost of ``rng.integers(..., dtype=np.uint16)``, the same uniform
+    distribution).
     """
-    return normal_of_index(normal_index(rng, shape), out)
-
-
-def normal_index(rng: np.random.Generator, shape: int | tuple[int, ...]) -> np.ndarray:
-    """The uint16 draws of :func:`standard_normal`: the bit generator's raw 64-bit words
-    split in four (half the cost of ``rng.integers(..., dtype=np.uint16)``, the same
-    uniform distribution)."""
     n = math.prod(shape) if isinstance(shape, tuple) else shape
     bits = rng.bit_generator
     if isinstance(bits, _RAW_64_BIT):
-        return bits.random_raw(-(-n // 4)).view(np.uint16)[:n].reshape(shape)
-    return rng.integers(0, 1 << 16, shape, dtype=np.uint16)
-
-
-def normal_of_index(index: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """The standard normals (float32) that the uint16 draws ``index`` stand for.
-
-    Apart from :func:`normal_index` so that the lookup of one draw can run in several
-    threads (it releases the GIL) while the generator is used by one.
-    """
+        index = bits.random_raw(-(-n // 4)).view(np.uint16)[:n].reshape(shape)
+    else:
+        index = rng.integers(0, 1 << 16, shape, dtype=np.uint16)
     # mode="clip": a uint16 is always a valid index, so skip the bounds check
     return np.take(_normal_table(), index, out=out, mode="clip")

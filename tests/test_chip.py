@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
 
 from labcim.metrics import mvm_error
 from mock_hw.chip import Chip
@@ -443,18 +442,3 @@ def test_device_pulsed_past_its_endurance_is_stuck_and_write_verify_reports_it()
         np.full(len(r), 1e-7),
     )
     np.testing.assert_array_equal(chip.model.programmed_conductance(chip.state)[0][stuck], g)
-
-
-@pytest.mark.parametrize("read_mode", ["4-phase", "1-phase"])
-def test_mvm_codes_do_not_depend_on_the_blas_threads(read_mode):
-    """With two BLAS threads the batch's elementwise passes run in two threads: the same
-    codes as in one (replays of a recording made either way are exact), INL included."""
-    x = np.random.default_rng(4).integers(-127, 128, (600, 256))
-    codes = []
-    for threads in (1, 2):
-        chip = Chip.from_preset("pcm-hermes", cores=1, seed=5, periphery={"adc_inl_even_std": 0.01})
-        chip.configure(0, read_mode=read_mode)
-        with threadpool_limits(threads, user_api="blas"):
-            codes.append([chip.mvm(0, x) for _ in range(2)])
-    assert np.array_equal(codes[0], codes[1])
-    assert codes[0][0].shape == (600, 256) and np.abs(codes[0][0]).max() > 50
