@@ -21,7 +21,6 @@ def run(quick: bool = False) -> list[Record]:
     """The MVM batch ratio, the ratio right after programming, and vectors/s per thread count."""
     rng = np.random.default_rng(0)
     chip = Chip.from_preset("pcm-hermes", cores=1, seed=0)
-    chip.advance(60.0)  # a core is used some time after programming, as in the lab
     x = rng.integers(-127, 128, (1024, 256)).astype(np.int8)
     x[rng.random(x.shape) < 0.5] = 0
     xf = x.astype(np.float32)
@@ -36,6 +35,9 @@ def run(quick: bool = False) -> list[Record]:
     for threads in THREADS:
         blas = f"{threads} BLAS thread{'s' if threads > 1 else ''}"
         with using_blas_threads(threads):
+            # A minute after the last pulse (the previous thread count's refresh trials
+            # count as pulses): the cached weights then last ~110 batches, not two
+            chip.advance(60.0)
             chip.mvm(0, x)  # the weights are cached from here on
             t = interleave(
                 {

@@ -347,8 +347,15 @@ class Chip:
         t = xbar.device_time(self.time)
         self.model.apply_pulses(self.state, index, kind, amplitude, width, t, self.rng)
         counts = self.state["pulse_counts"]
-        counts[index] += 1
-        self.model.wear(self.state, index, counts[index], self.rng)
+        if counts.flags.c_contiguous:
+            # (cores, 2, dpp, rows, cols): a device's flat offset is its core's block plus
+            # its offset in the core; one flat gather is much cheaper than two through the
+            # five index arrays
+            counts, at = counts.reshape(-1), flat + core * seen.size
+        else:
+            at = index
+        counts[at] += 1
+        self.model.wear(self.state, index, counts[at], self.rng)
         xbar.programmed(t)
 
     def read_conductance(
@@ -396,7 +403,8 @@ class Chip:
         if not np.issubdtype(x.dtype, np.integer):
             raise InvalidRequestError(f"inputs must be integer DAC codes, got dtype {x.dtype}")
         top = dac_levels(xbar.config.dac_bits)
-        if x.size and int(np.abs(x).max()) > top:
+        # two reductions, no temporary; np.abs would also wrap -128 of an int8 batch
+        if x.size and (int(x.min()) < -top or int(x.max()) > top):
             raise InvalidRequestError(
                 f"input codes must be within +-{top} for dac_bits = {xbar.config.dac_bits}"
             )
@@ -517,7 +525,7 @@ def _int_array(name: str, a: Any) -> np.ndarray:
         raise InvalidRequestError(f"{name} must be a 1-D array, got shape {arr.shape}")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         raise InvalidRequestError(f"{name} must be integers, got dtype {arr.dtype}")
-    return arr.astype(np.int64)
+    return arr.astype(np.int64, copy=False)
 
 
 def _float_array(name: str, a: Any) -> np.ndarray:
@@ -528,8 +536,10 @@ def _float_array(name: str, a: Any) -> np.ndarray:
         np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
     ):
         raise InvalidRequestError(f"{name} must be numbers, got dtype {arr.dtype}")
-    arr = arr.astype(np.float64)
-    if not np.all(np.isfinite(arr)):
+    arr = arr.astype(np.float64, copy=False)
+    # A NaN or inf makes the sum non-finite (so does an overflow, which the exact check
+    # below then clears): one reduction and no temporary for a valid batch.
+    if not np.isfinite(arr.sum()) and not np.all(np.isfinite(arr)):
         raise InvalidRequestError(
             f"{name} contains NaN or inf at index {int(np.argmin(np.isfinite(arr)))}"
         )
@@ -537,14 +547,18 @@ def _float_array(name: str, a: Any) -> np.ndarray:
 
 
 def _check_range(name: str, a: np.ndarray, n: int) -> None:
-    bad = (a < 0) | (a >= n)
-    if bad.any():
-        i = int(np.argmax(bad))
+    # Two reductions, no temporary; the index of the first bad entry only on failure.
+    if a.size and (int(a.min()) < 0 or int(a.max()) >= n):
+        i = int(np.argmax((a < 0) | (a >= n)))
         raise InvalidRequestError(f"{name}[{i}] = {a[i]} is outside [0, {n})")
 
 
 def _check_kind(kind: np.ndarray) -> None:
     allowed = [int(k) for k in PulseKind]
+    lo, hi = min(allowed), max(allowed)
+    contiguous = len(allowed) == hi - lo + 1  # then two reductions are the membership test
+    if not kind.size or (contiguous and lo <= int(kind.min()) and int(kind.max()) <= hi):
+        return
     bad = ~np.isin(kind, allowed)
     if bad.any():
         i = int(np.argmax(bad))

@@ -335,14 +335,15 @@ class Crossbar:
         return self._cache
 
     def _buffers(self, batch: int) -> tuple[np.ndarray, ...]:
-        """Work arrays of one batch size, kept between batches.
+        """Work arrays of one batch size, kept between batches: two (batch, rows), three
+        (batch, cols), float32.
 
         Fresh megabyte-sized temporaries are page-faulted in on every batch, which cost
         as much as the matrix products themselves.
         """
         if self._work is None or len(self._work[0]) != batch:
             self._work = (
-                np.empty((batch, self.rows), np.float32),
+                *(np.empty((batch, self.rows), np.float32) for _ in range(2)),
                 *(np.empty((batch, self.cols), np.float32) for _ in range(3)),
             )
         return self._work
@@ -374,20 +375,22 @@ class Crossbar:
                 w_code=w["w"] * to_code,
                 dw_code=w["dw"] * to_code,
                 s_code=w["s"] * np.square(to_code),
+                offset_code=self.col_offset * np.float32(full / lsb),
+                adc_var_code=np.float32((self.periphery.adc_noise * full / lsb) ** 2),
             )
-        xv, y, std, noise = self._buffers(len(x))
+        xv, x_neg, y, std, noise = self._buffers(len(x))
         np.copyto(xv, x, casting="unsafe")
         np.matmul(xv, w["w_code"], out=y)
         if c.read_mode == "1-phase":
-            np.minimum(xv, 0, out=std)
-            y += std @ w["dw_code"]
+            np.minimum(xv, 0, out=x_neg)
+            y += np.matmul(x_neg, w["dw_code"], out=std)
         np.square(xv, out=xv)
         np.matmul(xv, w["s_code"], out=std)
-        std += np.float32((self.periphery.adc_noise * full / lsb) ** 2)
+        std += w["adc_var_code"]
         np.sqrt(std, out=std)
         std *= standard_normal(rng, y.shape, out=noise)
         y += std
-        y += self.col_offset * np.float32(full / lsb)
+        y += w["offset_code"]
         if self.inl is not None:
             apply_inl(y, *self.inl, adc_levels(c.adc_bits), (std, noise))
         return quantize_adc(y, 1.0, c.adc_bits, out=y)

@@ -59,13 +59,15 @@ def quantize_adc(
     """ADC codes (int32) of output currents ``current`` (uA) for a step ``lsb`` (uA).
 
     Rounds to the nearest code and saturates at +-adc_levels(bits).  ``out`` (float, the
-    shape of ``current``, may be ``current`` itself) is used as work space.
+    shape of ``current``, may be ``current`` itself) is used as work space.  Saturation
+    comes first (rounding commutes with clipping at the integer limits) so the float to
+    int32 conversion never sees an out-of-range value, and the rounding writes the int32
+    codes directly: two passes, one when ``lsb`` is 1 (currents already in codes).
     """
     top = adc_levels(bits)
-    codes = np.divide(current, np.float32(lsb), out=out)
-    np.rint(codes, out=codes)
-    np.clip(codes, -top, top, out=codes)
-    return codes.astype(np.int32)
+    scaled = current if lsb == 1.0 else np.divide(current, np.float32(lsb), out=out)
+    scaled = np.clip(scaled, -top, top, out=out)
+    return np.rint(scaled, out=np.empty(scaled.shape, np.int32), casting="unsafe")
 
 
 def apply_inl(
