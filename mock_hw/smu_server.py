@@ -156,6 +156,16 @@ class SMUServer:
         with self._lock:
             return list(self._received)
 
+    def probe(self, device: ProbedDevice) -> None:
+        """Land the probes on another device, as a probe station steps to the next die.
+
+        Waits for the command being executed; the instrument's settings (output,
+        level, limits) are kept, so a plan that sets them per device, as ``forming``
+        and ``iv_sweep`` do, sees each device from a fresh start.
+        """
+        with self._busy:
+            self.instrument.device = device
+
     def drop_connections(self) -> None:
         """Close every open client connection (the server keeps listening)."""
         with self._lock:

@@ -3,9 +3,10 @@
 The same model file (RRAM, unformed at the start) parameterizes the board's chip
 (``sim://...?model=``) and the SMU simulator's device.  Forming voltages are measured
 as a user would: on the board by FORM pulses of rising amplitude and conductance reads
-through the board protocol, on the SMU by the ``forming`` plan through pyvisa-py.  A
-two-sample test with fixed seeds accepts the two populations as one, and rejects an SMU
-population whose mean forming voltage is shifted by 0.15 V.
+through the board protocol, on the SMU by the ``forming`` plan through pyvisa-py (one
+SMU whose probes step from device to device).  A two-sample test with fixed seeds
+accepts the two populations as one, and rejects an SMU population whose mean forming
+voltage is shifted by 0.15 V.
 """
 
 import dataclasses
@@ -70,7 +71,8 @@ def board_forming_voltages(model_file) -> np.ndarray:
 
 
 def smu_forming_voltages(params: RRAMParams, n: int) -> np.ndarray:
-    """The ``forming`` plan on ``n`` probed devices, one simulated SMU each."""
+    """The ``forming`` plan on ``n`` probed devices through one simulated SMU, the
+    probes stepped from device to device as on a probe station."""
     found = []
     RE = RunEngine({})
     RE.subscribe(
@@ -80,14 +82,16 @@ def smu_forming_voltages(params: RRAMParams, n: int) -> np.ndarray:
             else None
         )
     )
-    for k in range(n):
-        device = ProbedRRAM(np.random.default_rng([SEED, k]), params)
-        with SMUServer(device) as server:
-            smu = connect_smu(server.resource, current_limit=100e-6, max_voltage=4.5)
-            try:
+    devices = (ProbedRRAM(np.random.default_rng([SEED, k]), params) for k in range(n))
+    with SMUServer(next(devices)) as server:
+        smu = connect_smu(server.resource, current_limit=100e-6, max_voltage=4.5)
+        try:
+            for k in range(n):
+                if k:
+                    server.probe(next(devices))
                 RE(forming(smu, 10e-6, float(STEPS[-1]), v_start=float(STEPS[0]), v_step=0.05))
-            finally:
-                smu.close()
+        finally:
+            smu.close()
     v = np.array(found)
     # Formed at the first step: conducting from the start (a stuck device), as on the board.
     return v[np.isfinite(v) & (v > STEPS[0])]
