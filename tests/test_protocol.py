@@ -1,6 +1,7 @@
 """The board wire codec: framing, integrity checks, payload layouts, and fuzzing."""
 
 import contextlib
+import itertools
 import struct
 import zlib
 
@@ -237,7 +238,7 @@ def test_a_view_decode_holds_the_same_payload_as_a_copy_and_is_read_only(frame):
 def test_a_frame_encoded_from_parts_is_the_frame_of_their_concatenation(frame, cuts):
     payload = frame.payload
     bounds = [0, *sorted(c for c in cuts if c <= len(payload)), len(payload)]
-    parts = [memoryview(payload)[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [memoryview(payload)[a:b] for a, b in itertools.pairwise(bounds)]
     wire = proto.encode_message(frame.opcode, frame.seq, parts, frame.status, frame.reply)
     assert wire == proto.encode_frame(frame)
 
