@@ -342,9 +342,7 @@ class BoardHandler:
         if op.done:
             self.pulses_acknowledged += n
         else:
-            if not op.data:
-                op.data = [np.zeros(total, x.dtype) for x in pulses]
-            self._receive(op_id, op, offset, pulses, self._check_pulse_limits)
+            self._receive(op_id, op, offset, total, pulses, self._check_pulse_limits)
             self.record.keep(op_id, op)  # what it holds counts, even if the chip refuses
             if op.received == total:
                 # The whole batch at once: what the chip does never depends on framing.
@@ -404,9 +402,7 @@ class BoardHandler:
             )
         self._check_batch(op_id, offset, n, total, self.record.max_bytes // (2 * spec.rows))
         op = self.record.find(op_id, Opcode.MVM, core, (total,))
-        if not op.data:
-            op.data = [np.zeros((total, spec.rows), inputs.dtype)]
-        self._receive(op_id, op, offset, [inputs])
+        self._receive(op_id, op, offset, total, [inputs])
         if out_stop > out_start:
             self._count_part(op, out_start, out_stop)
         if not op.done and op.received == total:
@@ -458,11 +454,22 @@ class BoardHandler:
         op_id: int,
         op: _Operation,
         offset: int,
+        total: int,
         parts: list[np.ndarray],
         check: Callable[[list[np.ndarray]], None] | None = None,
     ) -> None:
-        """Add the items [offset, offset + n) of a batch; refuse a gap or changed content."""
+        """Add the items [offset, offset + n) of a batch of ``total``; refuse a gap or
+        changed content."""
         n = len(parts[0])
+        if not op.data and offset == 0 and n == total:
+            # The whole batch in one frame: held as it arrived (read-only views into the
+            # request), not copied into a buffer of its own.
+            if check is not None:
+                check(parts)
+            op.data, op.received = list(parts), n
+            return
+        if not op.data:
+            op.data = [np.zeros((total, *part.shape[1:]), part.dtype) for part in parts]
         if offset > op.received:
             raise _RefusedError(
                 Status.BAD_ARGUMENT,
