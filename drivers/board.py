@@ -139,7 +139,11 @@ class HandlesFrames(Protocol):
 
 
 class Transport(Protocol):
-    """A byte stream to the board."""
+    """A byte stream to the board.
+
+    A transport may also have a ``max_frame`` attribute (payload bytes): the frame
+    limit a client on it starts from unless told otherwise (`InProcessTransport`).
+    """
 
     def write(self, data: bytes) -> None:
         """Send all of ``data``."""

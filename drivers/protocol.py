@@ -39,7 +39,9 @@ MAX_PAYLOAD = 2 * 1024 * 1024
 
 BOARD_PAYLOAD = 64 * 1024
 """Payload a board buffers whole before checking its CRC (bytes): what the simulated
-board advertises and the host's default frame limit (docs/protocol.md, section 1)."""
+board advertises when served over TCP or a pty, and the host's default frame limit on
+such links (docs/protocol.md, section 1; the in-process ``sim://`` board takes
+:data:`MAX_PAYLOAD`)."""
 
 MAX_CLOCK = 1e10
 """Largest board clock a host may ask for (s, about 317 years): ADVANCE_CLOCK_TO targets
