@@ -8,13 +8,14 @@ import zlib
 import numpy as np
 import pytest
 from cobs import cobs
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from drivers import protocol as proto
 from mock_hw.devices import PulseKind, PulseLimits
 
 FUZZ = settings(max_examples=1500, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(FUZZ, max_examples=400)  # properties of valid inputs: fewer cases do
 
 frames = st.builds(
     proto.Frame,
@@ -224,7 +225,7 @@ def test_a_board_sized_frame_of_int8_vectors_costs_under_one_percent_of_overhead
     assert inputs.nbytes / len(wire) >= 0.99
 
 
-@FUZZ
+@PROPERTY
 @given(frames)
 def test_a_view_decode_holds_the_same_payload_as_a_copy_and_is_read_only(frame):
     body = proto.encode_frame(frame)[:-1]
@@ -233,7 +234,7 @@ def test_a_view_decode_holds_the_same_payload_as_a_copy_and_is_read_only(frame):
     assert bytes(view.payload) == proto.decode_frame(body).payload == frame.payload
 
 
-@FUZZ
+@PROPERTY
 @given(frames, st.lists(st.integers(0, 600), max_size=4))
 def test_a_frame_encoded_from_parts_is_the_frame_of_their_concatenation(frame, cuts):
     payload = frame.payload
@@ -290,8 +291,13 @@ widths = st.one_of(
 )
 
 
-@FUZZ
+@PROPERTY
 @given(st.lists(st.tuples(st.integers(0, 2), amplitudes, widths), max_size=12))
+@example([(1, 500.0, 1e-6), (0, 500.0, 1e-6)])  # inside RESET's limit, outside SET's
+@example([(2, 500.0, 1e-6), (1, 600.0, 1e-5), (0, 300.0, 1e-8)])  # every limit, exactly
+@example([(0, 1.0, 1e-6), (1, np.nan, 1e-6)])
+@example([(0, 1.0, 1e-6), (1, 2.0, np.nan)])
+@example([(0, -0.0, 1e-6), (0, -1e-9, 1e-6)])
 def test_pulse_limit_check_finds_exactly_the_first_pulse_outside_its_kinds_limits(pulses):
     kind = np.array([p[0] for p in pulses], np.uint8)
     amplitude = np.array([p[1] for p in pulses], np.float64)
