@@ -26,7 +26,7 @@ import numpy as np
 from bluesky import RunEngine
 
 from benchmarks.harness import Record, interleave, main
-from drivers.board import BoardClient, InProcessTransport
+from drivers.board import BoardClient
 from labcim.characterization import (
     cell_conductance,
     differential_weights,
@@ -40,9 +40,9 @@ from labcim.connection import connect
 from labcim.hdf5 import HDF5Writer
 from labcim.mapping import weight_scale, weights_to_targets
 from labcim.metrics import linear_fit, mvm_error
+from labcim.twin.sim_url import open_chip
 from labcim.twin.simchip import chip_strategy
 from labcim.writeverify import run_write_verify
-from mock_hw.board_server import BoardHandler
 from mock_hw.chip import Chip
 from plans import mvm_characterization, tdp_program
 
@@ -75,8 +75,9 @@ def stack_trial(
 
 def _through(chip: Chip, wire: bool) -> Chip | BoardClient:
     """What the direct side calls: ``chip`` itself, or with ``wire`` a board client of it
-    over the in-process link (codec, framing, CRC; no RunEngine, devices or writer)."""
-    return BoardClient(InProcessTransport(BoardHandler(chip))) if wire else chip
+    over the in-process link ``sim://`` opens (codec, framing, CRC; no RunEngine, devices
+    or writer)."""
+    return BoardClient(open_chip(chip)) if wire else chip
 
 
 def direct_program_trial(weights: np.ndarray, wire: bool = False):

@@ -37,7 +37,7 @@ from typing import Any, Protocol, Self
 import numpy as np
 
 from drivers import protocol
-from drivers.protocol import Frame, Opcode, Status
+from drivers.protocol import Opcode, Status
 from mock_hw.chip import Chip
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
 
@@ -45,6 +45,9 @@ BOARD_NAME = "labcim simulated test board"
 FIRMWARE = "mock_hw board 2"
 
 _OPCODES = frozenset(Opcode)
+
+Parts = list[protocol.Buffer]
+"""A reply payload as its parts (`protocol.payload_parts`), encoded with one copy."""
 
 POLL_S = 0.05
 """How often the server threads check whether they were asked to stop (s)."""
@@ -212,7 +215,7 @@ class BoardHandler:
         self.pulses_acknowledged = 0
         self.replies_replayed = 0
         self._last: tuple[bytes, bytes] | None = None  # (request frame, reply wire bytes)
-        self._commands: dict[Opcode, Callable[[protocol.Payload], bytes]] = {
+        self._commands: dict[Opcode, Callable[[protocol.Payload], Parts]] = {
             Opcode.HELLO: self._hello,
             Opcode.IDENTIFY: self._identify,
             Opcode.GET_CONFIG: self._get_config,
@@ -237,37 +240,37 @@ class BoardHandler:
             self.replayed += 1
             return self._last[1]
         try:
-            request = protocol.decode_frame(frame)
+            request = protocol.decode_frame(frame, view=True)
         except (protocol.VersionError, protocol.UnknownOpcodeError) as exc:
-            return _reply(exc.opcode, exc.seq, Status.UNSUPPORTED, str(exc).encode())
+            return _reply(exc.opcode, exc.seq, Status.UNSUPPORTED, [str(exc).encode()])
         except protocol.ProtocolError as exc:
             if exc.seq is None or exc.opcode not in _OPCODES:
                 return b""
-            return _reply(exc.opcode, exc.seq, Status.BAD_FRAME, str(exc).encode())
+            return _reply(exc.opcode, exc.seq, Status.BAD_FRAME, [str(exc).encode()])
         if request.reply:
             return b""
         self.executed += 1
-        status, payload = Status.OK, b""
+        status, payload = Status.OK, []
         try:
             args = protocol.decode_payload(protocol.REQUESTS[request.opcode], request.payload)
             payload = self._commands[request.opcode](args)
         except _RefusedError as exc:
-            status, payload = exc.status, str(exc).encode()
+            status, payload = exc.status, [str(exc).encode()]
         except protocol.PayloadError as exc:
-            status, payload = Status.BAD_ARGUMENT, str(exc).encode()
+            status, payload = Status.BAD_ARGUMENT, [str(exc).encode()]
         except SafetyLimitError as exc:
-            status, payload = Status.OUT_OF_LIMITS, str(exc).encode()
+            status, payload = Status.OUT_OF_LIMITS, [str(exc).encode()]
         except InvalidRequestError as exc:
-            status, payload = Status.BAD_ARGUMENT, str(exc).encode()
+            status, payload = Status.BAD_ARGUMENT, [str(exc).encode()]
         except Exception as exc:  # firmware must answer, whatever went wrong
-            status, payload = Status.INTERNAL_ERROR, f"{type(exc).__name__}: {exc}".encode()
+            status, payload = Status.INTERNAL_ERROR, [f"{type(exc).__name__}: {exc}".encode()]
         reply = _reply(request.opcode, request.seq, status, payload)
         self._last = (frame, reply)
         return reply
 
     # -- commands: decoded request payload -> reply payload -----------------------------
 
-    def _hello(self, p: protocol.Payload) -> bytes:
+    def _hello(self, p: protocol.Payload) -> Parts:
         lowest, highest = p.values
         if not lowest <= protocol.PROTOCOL_VERSION <= highest:
             raise _RefusedError(
@@ -276,7 +279,7 @@ class BoardHandler:
             )
         return _encode(Opcode.HELLO, (protocol.PROTOCOL_VERSION, self.max_payload))
 
-    def _identify(self, p: protocol.Payload) -> bytes:
+    def _identify(self, p: protocol.Payload) -> Parts:
         return _encode(Opcode.IDENTIFY, obj=self.identity())
 
     def identity(self) -> dict[str, Any]:
@@ -292,7 +295,7 @@ class BoardHandler:
             "simulator": self.chip.record(),
         }
 
-    def _status(self, p: protocol.Payload) -> bytes:
+    def _status(self, p: protocol.Payload) -> Parts:
         status = {
             "clock": self.chip.time,
             "pulses_applied": self.pulses_applied,
@@ -303,10 +306,10 @@ class BoardHandler:
         }
         return _encode(Opcode.STATUS, obj=status)
 
-    def _get_config(self, p: protocol.Payload) -> bytes:
+    def _get_config(self, p: protocol.Payload) -> Parts:
         return _encode(Opcode.GET_CONFIG, obj=self._config_reply(p.values[0]))
 
-    def _set_config(self, p: protocol.Payload) -> bytes:
+    def _set_config(self, p: protocol.Payload) -> Parts:
         self.chip.configure(p.values[0], **p.obj)
         return _encode(Opcode.SET_CONFIG, obj=self._config_reply(p.values[0]))
 
@@ -314,7 +317,7 @@ class BoardHandler:
         """The core's configuration plus the read-only ADC step it implies (uA per code)."""
         return {**self.chip.config(core).to_dict(), "adc_lsb_uA": self.chip.adc_lsb(core)}
 
-    def _apply_pulses(self, p: protocol.Payload) -> bytes:
+    def _apply_pulses(self, p: protocol.Payload) -> Parts:
         op_id, core, offset, total = p.values
         pulses = [p.arrays[spec.name] for spec in protocol.PULSE_ARRAYS]
         n = len(pulses[0])
@@ -339,9 +342,7 @@ class BoardHandler:
         if op.done:
             self.pulses_acknowledged += n
         else:
-            if not op.data:
-                op.data = [np.zeros(total, x.dtype) for x in pulses]
-            self._receive(op_id, op, offset, pulses, self._check_pulse_limits)
+            self._receive(op_id, op, offset, total, pulses, self._check_pulse_limits)
             self.record.keep(op_id, op)  # what it holds counts, even if the chip refuses
             if op.received == total:
                 # The whole batch at once: what the chip does never depends on framing.
@@ -351,7 +352,7 @@ class BoardHandler:
         self.record.keep(op_id, op)
         return _encode(Opcode.APPLY_PULSES, (op.received, total if op.done else 0))
 
-    def _read_conductance(self, p: protocol.Payload) -> bytes:
+    def _read_conductance(self, p: protocol.Payload) -> Parts:
         op_id, core, start, stop, part_start, part_stop = p.values
         spec = self.chip.spec
         nbytes = 2 * spec.devices_per_polarity * max(part_stop - part_start, 0) * spec.cols * 4
@@ -378,7 +379,7 @@ class BoardHandler:
         part = op.result[:, part_start - start : part_stop - start]
         return _encode(Opcode.READ_CONDUCTANCE, arrays=[part])
 
-    def _mvm(self, p: protocol.Payload) -> bytes:
+    def _mvm(self, p: protocol.Payload) -> Parts:
         op_id, core, offset, total, out_start, out_stop = p.values
         inputs = p.arrays["inputs"]
         n = len(inputs)
@@ -401,9 +402,7 @@ class BoardHandler:
             )
         self._check_batch(op_id, offset, n, total, self.record.max_bytes // (2 * spec.rows))
         op = self.record.find(op_id, Opcode.MVM, core, (total,))
-        if not op.data:
-            op.data = [np.zeros((total, spec.rows), inputs.dtype)]
-        self._receive(op_id, op, offset, [inputs])
+        self._receive(op_id, op, offset, total, [inputs])
         if out_stop > out_start:
             self._count_part(op, out_start, out_stop)
         if not op.done and op.received == total:
@@ -455,11 +454,22 @@ class BoardHandler:
         op_id: int,
         op: _Operation,
         offset: int,
+        total: int,
         parts: list[np.ndarray],
         check: Callable[[list[np.ndarray]], None] | None = None,
     ) -> None:
-        """Add the items [offset, offset + n) of a batch; refuse a gap or changed content."""
+        """Add the items [offset, offset + n) of a batch of ``total``; refuse a gap or
+        changed content."""
         n = len(parts[0])
+        if not op.data and offset == 0 and n == total:
+            # The whole batch in one frame: held as it arrived (read-only views into the
+            # request), not copied into a buffer of its own.
+            if check is not None:
+                check(parts)
+            op.data, op.received = list(parts), n
+            return
+        if not op.data:
+            op.data = [np.zeros((total, *part.shape[1:]), part.dtype) for part in parts]
         if offset > op.received:
             raise _RefusedError(
                 Status.BAD_ARGUMENT,
@@ -478,19 +488,19 @@ class BoardHandler:
                 held[offset + known : offset + n] = part[known:]
             op.received = offset + n
 
-    def _clock(self, p: protocol.Payload) -> bytes:
+    def _clock(self, p: protocol.Payload) -> Parts:
         return _encode(Opcode.CLOCK, (self.chip.time,))
 
-    def _advance_clock_to(self, p: protocol.Payload) -> bytes:
+    def _advance_clock_to(self, p: protocol.Payload) -> Parts:
         return _encode(Opcode.ADVANCE_CLOCK_TO, (self.chip.advance_to(p.values[0]),))
 
-    def _abort(self, p: protocol.Payload) -> bytes:
+    def _abort(self, p: protocol.Payload) -> Parts:
         # Commands run to completion before the next frame is read: nothing to stop.
-        return b""
+        return []
 
-    def _reset(self, p: protocol.Payload) -> bytes:
+    def _reset(self, p: protocol.Payload) -> Parts:
         self.chip.reset_config()
-        return b""
+        return []
 
     def _check_reply_size(self, nbytes: int) -> None:
         """Refuse, before executing, a request whose reply would not fit one frame."""
@@ -522,12 +532,12 @@ def _encode(
     values: tuple[Any, ...] = (),
     arrays: list[np.ndarray] | None = None,
     obj: dict[str, Any] | None = None,
-) -> bytes:
-    return protocol.encode_payload(protocol.REPLIES[opcode], values, arrays or (), obj)
+) -> Parts:
+    return protocol.payload_parts(protocol.REPLIES[opcode], values, arrays or (), obj)
 
 
-def _reply(opcode: int, seq: int, status: Status, payload: bytes) -> bytes:
-    return protocol.encode_frame(Frame(opcode, seq, payload, status, reply=True))
+def _reply(opcode: int, seq: int, status: Status, payload: Parts) -> bytes:
+    return protocol.encode_message(opcode, seq, payload, status, reply=True)
 
 
 # -- fault injection --------------------------------------------------------------------
@@ -880,7 +890,7 @@ class TcpBoardServer(_StreamServer):
             return b""
         message = self._held_message()
         self._log(f"refused {client.peer}: {message}")
-        return _reply(request.opcode, request.seq, Status.HELD, message.encode())
+        return _reply(request.opcode, request.seq, Status.HELD, [message.encode()])
 
     def _held_message(self) -> str:
         owner = self._owner

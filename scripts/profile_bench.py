@@ -25,6 +25,10 @@ Measures only (issue 18, the plan in docs/performance.md); nothing here is a tar
         writing the same frames (no fsync on either side).
     python scripts/profile_bench.py faults [--cores 64]
         The 64-core direct TDP with its user/system CPU seconds and page faults.
+    python scripts/profile_bench.py codec [--repeats N]
+        CPU ms of a 1 MB conductance read and a 1000 x 256 MVM batch on the chip and
+        through the board client, over the link ``sim://`` opens and over a board with
+        a real FPGA's 64 KiB frames (what ``labcim sim serve`` advertises).
 """
 
 from __future__ import annotations
@@ -536,11 +540,58 @@ def sizes(repeats: int) -> None:
         print(f"| {shape} | {mb:g} | {check * 1e6:.0f} | {excess * 1e3:.2f} |")
 
 
+def codec(repeats: int) -> None:
+    """Print CPU ms per call, chip and clients side by side (medians, interleaved)."""
+    from drivers.board import BoardClient, InProcessTransport
+    from labcim.twin.sim_url import open_chip
+    from mock_hw.board_server import BoardHandler
+    from mock_hw.chip import Chip
+
+    chip = Chip.from_preset("pcm-hermes", cores=1, seed=0)
+    links = {
+        "sim://": BoardClient(open_chip(chip)),
+        "64 KiB frames": BoardClient(InProcessTransport(BoardHandler(chip))),
+    }
+    x = np.random.default_rng(0).integers(-127, 128, (BATCH_MVM, ROWS))
+    calls = {
+        "read 1 MB": (lambda: chip.read_conductance(0, 0, ROWS), lambda c: c.read_conductance(0)),
+        f"MVM {BATCH_MVM} x {ROWS}": (lambda: chip.mvm(0, x), lambda c: c.mvm(0, x)),
+    }
+    print(f"CPU ms per call, medians of {repeats} interleaved repeats of 10 calls\n")
+    print("| call | chip | " + " | ".join(f"client, {k}" for k in links) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in links) + " |")
+    for name, (direct, through) in calls.items():
+        sides = {"chip": direct} | {k: functools.partial(through, c) for k, c in links.items()}
+        cpu = interleave(
+            {k: _cpu(lambda f=f: [f() for _ in range(10)]) for k, f in sides.items()}, repeats
+        )
+        ms = {k: cpu.median(k) * 100 for k in sides}  # 10 calls: s -> ms per call
+        extra = " | ".join(f"{ms[k]:.2f} (+{ms[k] - ms['chip']:.2f})" for k in links)
+        print(f"| {name} | {ms['chip']:.2f} | {extra} |")
+    for name, (_, through) in calls.items():
+        frames = {}
+        for k, c in links.items():
+            before = c.stats.frames_sent
+            through(c)
+            frames[k] = c.stats.frames_sent - before
+        print(f"request frames of one {name}: {frames}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "command",
-        choices=["stages", "profile", "passes", "stubs", "messages", "sizes", "faults", "_run"],
+        choices=[
+            "stages",
+            "profile",
+            "passes",
+            "stubs",
+            "messages",
+            "sizes",
+            "faults",
+            "codec",
+            "_run",
+        ],
     )
     parser.add_argument("case", nargs="?", default="tdp")
     parser.add_argument("--repeats", type=int, default=5)
@@ -567,6 +618,8 @@ def main() -> None:
             sizes(args.repeats)
         elif args.command == "faults":
             faults(args.cores)
+        elif args.command == "codec":
+            codec(args.repeats)
 
 
 if __name__ == "__main__":

@@ -75,6 +75,17 @@ def local_port(client: BoardClient) -> int:
     return client.transport.port._socket.getsockname()[1]
 
 
+def test_sim_serve_advertises_a_real_fpga_boards_frame_size(server):
+    # In-process sim:// boards take 2 MiB frames; a served one stays a real board's size,
+    # so clients over TCP (and pty) still cut large transfers into frames.
+    _, url = server
+    with BoardClient.open(url) as client:
+        assert client.max_payload == protocol.BOARD_PAYLOAD == client.frame_limit
+        before = client.stats.frames_sent
+        assert client.read_conductance(0).shape == (4, 64, 64)  # pcm-small: 64 kB
+        assert client.stats.frames_sent - before == 2  # 63 rows of 1 kB a frame
+
+
 def test_a_second_client_is_told_who_holds_the_board_at_once(server):
     _, url = server
     with BoardClient.open(url) as first:

@@ -1,19 +1,21 @@
 """The board wire codec: framing, integrity checks, payload layouts, and fuzzing."""
 
 import contextlib
+import itertools
 import struct
 import zlib
 
 import numpy as np
 import pytest
 from cobs import cobs
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from drivers import protocol as proto
 from mock_hw.devices import PulseKind, PulseLimits
 
 FUZZ = settings(max_examples=1500, deadline=1000, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY = settings(FUZZ, max_examples=400)  # properties of valid inputs: fewer cases do
 
 frames = st.builds(
     proto.Frame,
@@ -221,3 +223,88 @@ def test_a_board_sized_frame_of_int8_vectors_costs_under_one_percent_of_overhead
     assert len(payload) <= proto.BOARD_PAYLOAD
     wire = proto.encode_frame(proto.Frame(proto.Opcode.MVM, 1, payload))
     assert inputs.nbytes / len(wire) >= 0.99
+
+
+@PROPERTY
+@given(frames)
+def test_a_view_decode_holds_the_same_payload_as_a_copy_and_is_read_only(frame):
+    body = proto.encode_frame(frame)[:-1]
+    view = proto.decode_frame(body, view=True)
+    assert isinstance(view.payload, memoryview) and view.payload.readonly
+    assert bytes(view.payload) == proto.decode_frame(body).payload == frame.payload
+
+
+@PROPERTY
+@given(frames, st.lists(st.integers(0, 600), max_size=4))
+def test_a_frame_encoded_from_parts_is_the_frame_of_their_concatenation(frame, cuts):
+    payload = frame.payload
+    bounds = [0, *sorted(c for c in cuts if c <= len(payload)), len(payload)]
+    parts = [memoryview(payload)[a:b] for a, b in itertools.pairwise(bounds)]
+    wire = proto.encode_message(frame.opcode, frame.seq, parts, frame.status, frame.reply)
+    assert wire == proto.encode_frame(frame)
+
+
+def test_payload_parts_view_little_endian_contiguous_arrays_and_convert_the_rest():
+    layout = proto.REPLIES[proto.Opcode.READ_CONDUCTANCE]
+    g = np.arange(2 * 3 * 8, dtype="<f4").reshape(2, 3, 8)
+    for a in (g, g.astype(">f4"), g[:, :, ::2], g[:, :0]):
+        parts = proto.payload_parts(layout, (), [a])
+        wire = proto.encode_message(proto.Opcode.READ_CONDUCTANCE, 3, parts, reply=True)
+        frame = proto.decode_frame(wire[:-1], view=True)
+        out = proto.decode_payload(layout, frame.payload).arrays["g"]
+        np.testing.assert_array_equal(out, a)
+        assert out.dtype == np.dtype("<f4") and out.shape == a.shape
+    # A little-endian C-contiguous array is sent from its own memory, not copied first.
+    assert np.shares_memory(np.frombuffer(proto.payload_parts(layout, (), [g])[-1], "<f4"), g)
+
+
+LIMITS = {
+    "amplitude_unit": "uA",
+    "set_max": 300.0,
+    "reset_max": 600.0,
+    "form_max": 500.0,
+    "width_min": 1e-8,
+    "width_max": 1e-5,
+}
+
+
+def first_violation(limits, kind, amplitude, width):
+    """Element by element: the index and field of the first pulse outside the limits."""
+    for i, k in enumerate(kind):
+        if not 0 <= amplitude[i] <= limits[proto.PULSE_KIND_LIMIT[k]]:
+            return f"amplitude[{i}] "
+    for i in range(len(width)):
+        if not limits["width_min"] <= width[i] <= limits["width_max"]:
+            return f"width[{i}] "
+    return None
+
+
+amplitudes = st.one_of(
+    st.sampled_from([0.0, -0.0, 300.0, 300.0001, 500.0, 600.0, 600.5, -1e-9]),
+    st.floats(-10, 700),
+    st.sampled_from([np.nan, np.inf, -np.inf]),
+)
+widths = st.one_of(
+    st.sampled_from([1e-8, 1e-5, 9.99e-9, 1.0001e-5]),
+    st.floats(0, 2e-5),
+    st.sampled_from([np.nan, np.inf]),
+)
+
+
+@PROPERTY
+@given(st.lists(st.tuples(st.integers(0, 2), amplitudes, widths), max_size=12))
+@example([(1, 500.0, 1e-6), (0, 500.0, 1e-6)])  # inside RESET's limit, outside SET's
+@example([(2, 500.0, 1e-6), (1, 600.0, 1e-5), (0, 300.0, 1e-8)])  # every limit, exactly
+@example([(0, 1.0, 1e-6), (1, np.nan, 1e-6)])
+@example([(0, 1.0, 1e-6), (1, 2.0, np.nan)])
+@example([(0, -0.0, 1e-6), (0, -1e-9, 1e-6)])
+def test_pulse_limit_check_finds_exactly_the_first_pulse_outside_its_kinds_limits(pulses):
+    kind = np.array([p[0] for p in pulses], np.uint8)
+    amplitude = np.array([p[1] for p in pulses], np.float64)
+    width = np.array([p[2] for p in pulses], np.float64)
+    message = proto.pulse_limit_violation(LIMITS, kind, amplitude, width)
+    expected = first_violation(LIMITS, kind, amplitude, width)
+    if expected is None:
+        assert message is None
+    else:
+        assert message is not None and message.startswith(expected)
