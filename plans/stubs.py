@@ -30,7 +30,7 @@ from ophyd import Signal
 
 from labcim.chip_identity import RECORD_KEYS
 from labcim.devices.core import CORE_SETTINGS
-from labcim.devices.signals import UnitSignal, new_op_id
+from labcim.devices.signals import UnitSignal, new_op_id, plain
 
 Plan = Generator[Msg, Any, Any]
 """A bluesky plan or plan stub."""
@@ -120,9 +120,10 @@ def checkpoint() -> Plan:
 
 
 def value(signal: Any) -> Plan:
-    """The value of ``signal`` as it reads now (``bps.rd`` of a signal)."""
+    """The value of ``signal`` as it reads now (``bps.rd`` of a signal); an array as a
+    plain ndarray (``labcim.devices.signals.ReadingArray`` is for documents)."""
     reading = yield Msg("read", signal)
-    return None if reading is None else reading[signal.name]["value"]
+    return None if reading is None else plain(reading[signal.name]["value"])
 
 
 class PulseArgument:

@@ -92,6 +92,25 @@ def test_count_core_records_arrays_and_configuration_once(board, engine):
     assert docs.of("stop")[0]["exit_status"] == "success"
 
 
+def test_event_arrays_have_a_short_repr_and_are_the_recorded_data(board, engine, tmp_path):
+    # event-model formats repr(event["data"]) while it validates each event: numpy's
+    # repr of the arrays cost more than the rest of the event.
+    core = board.core0
+    core.mvm.inputs.set(np.ones((5, ROWS), np.int64)).wait()
+    engine.subscribe(HDF5Writer(tmp_path))
+    engine(bp.count([core], num=2))
+    events = engine.collector.events()
+    recorded = open_runs(tmp_path)[-1].streams["primary"]
+    for i, event in enumerate(events):
+        text = repr(event["data"])
+        assert len(text) < 600, text
+        assert "shape=(4, 64, 64), dtype=float32" in text
+        for key in ("board_core0_conductance_map", "board_core0_mvm_codes"):
+            value = np.asarray(event["data"][key])
+            assert type(value) is np.ndarray
+            np.testing.assert_array_equal(value, recorded[key][i])
+
+
 def test_mv_program_and_trigger_and_read_loop(board, engine):
     """A write-verify-shaped plan: one pulse batch and one conductance map per iteration."""
     core = board.core1
