@@ -134,9 +134,10 @@ class PulseArgument:
     reached as attributes (``row``, ``col``, ...).
     """
 
-    def __init__(self, batch: Any) -> None:
+    def __init__(self, batch: Any, verify: bool = False) -> None:
         self.batch = batch
         self.op_id = new_op_id()
+        self.verify_op_id = new_op_id() if verify else 0
 
     def __getattr__(self, name: str) -> Any:
         batch = self.__dict__["batch"]
@@ -161,6 +162,15 @@ def apply_pulses(core: Any, batch: Any) -> Plan:
     applied exactly once however often bluesky replays the message.
     """
     yield from set_wait(core.program, PulseArgument(batch))
+
+
+def pulse_and_read(core: Any, batch: Any) -> Plan:
+    """Apply one pulse batch to ``core`` and read its conductance map right after, in
+    one status (:func:`apply_pulses` then :func:`read_conductance`, one round trip
+    fewer); returns the map (uS).  Both operations carry ids: a replay repeats neither.
+    """
+    yield from set_wait(core.program, PulseArgument(batch, verify=True))
+    return (yield from value(core.conductance.map))
 
 
 def measure(objs: Iterable[Any]) -> Plan:
