@@ -61,7 +61,7 @@ WEIGHTS = np.random.default_rng(5).uniform(-1, 1, (8, 6))
 #: A step that runs for seconds on these chips (2 ms per read): long enough to kill.
 LONG = {"cores": [0], "reads": 2500}
 #: Long enough for several page loads in headless Chromium.
-PAGE_STEP = {"cores": [0], "reads": 10000}
+PAGE_STEP = {"cores": [0], "reads": 40000}
 
 
 @pytest.fixture(scope="module")
