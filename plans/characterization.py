@@ -254,8 +254,10 @@ def mvm_characterization(
         saved[d] = yield from settings(d)
 
     def measure_combo(mode: str, dac: int, adc: int, reference: dict) -> Plan:
-        for d in devices:
+        volts = {}
+        for c, d in zip(cores, devices, strict=True):
             yield from configure(d, read_mode=mode, dac_bits=dac, adc_bits=adc)
+            volts[c] = yield from value(d.read_voltage)  # changes only when configured
         codes = quantize_inputs(x, dac)
         measured: dict[int, list] = {c: [] for c in cores}
         ideals: dict[int, list] = {c: [] for c in cores}
@@ -265,7 +267,7 @@ def mvm_characterization(
             yield from checkpoint()
             for c, d in zip(cores, devices, strict=True):
                 measured[c].append((yield from run_mvm(d, batch)))
-                v = yield from value(d.read_voltage)
+                v = volts[c]
                 ideals_rb[c].append(ideal_outputs(batch, reference[c], v, dac))
                 values = {ideal_rb[c]: ideals_rb[c][-1]}
                 if program:

@@ -38,7 +38,6 @@ from labcim.writeverify import STRATEGIES, Strategy, WriteVerifyState, make_stra
 from plans.stubs import (
     Derived,
     Plan,
-    apply_pulses,
     board_clock,
     check_cores,
     checkpoint,
@@ -46,6 +45,7 @@ from plans.stubs import (
     event,
     identity,
     measure,
+    pulse_and_read,
     read_conductance,
     record,
     summary_stream,
@@ -243,8 +243,7 @@ def program_cores(job: Programming, stream: str = "primary") -> Plan:
             return maps
         for j, batch in batches:
             if len(batch):
-                yield from apply_pulses(j.core, batch)
-                maps[j.tile.core] = yield from read_conductance(j.core)
+                maps[j.tile.core] = yield from pulse_and_read(j.core, batch)
                 record(j.figures(maps[j.tile.core]))
         record({job.iteration: max(j.state.iteration for j in jobs)})
         yield from event(objs, stream)

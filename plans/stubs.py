@@ -30,7 +30,7 @@ from ophyd import Signal
 
 from labcim.chip_identity import RECORD_KEYS
 from labcim.devices.core import CORE_SETTINGS
-from labcim.devices.signals import UnitSignal, new_op_id
+from labcim.devices.signals import UnitSignal, new_op_id, plain
 
 Plan = Generator[Msg, Any, Any]
 """A bluesky plan or plan stub."""
@@ -120,9 +120,10 @@ def checkpoint() -> Plan:
 
 
 def value(signal: Any) -> Plan:
-    """The value of ``signal`` as it reads now (``bps.rd`` of a signal)."""
+    """The value of ``signal`` as it reads now (``bps.rd`` of a signal); an array as a
+    plain ndarray (``labcim.devices.signals.ReadingArray`` is for documents)."""
     reading = yield Msg("read", signal)
-    return None if reading is None else reading[signal.name]["value"]
+    return None if reading is None else plain(reading[signal.name]["value"])
 
 
 class PulseArgument:
@@ -133,9 +134,10 @@ class PulseArgument:
     reached as attributes (``row``, ``col``, ...).
     """
 
-    def __init__(self, batch: Any) -> None:
+    def __init__(self, batch: Any, verify: bool = False) -> None:
         self.batch = batch
         self.op_id = new_op_id()
+        self.verify_op_id = new_op_id() if verify else 0
 
     def __getattr__(self, name: str) -> Any:
         batch = self.__dict__["batch"]
@@ -160,6 +162,15 @@ def apply_pulses(core: Any, batch: Any) -> Plan:
     applied exactly once however often bluesky replays the message.
     """
     yield from set_wait(core.program, PulseArgument(batch))
+
+
+def pulse_and_read(core: Any, batch: Any) -> Plan:
+    """Apply one pulse batch to ``core`` and read its conductance map right after, in
+    one status (:func:`apply_pulses` then :func:`read_conductance`, one round trip
+    fewer); returns the map (uS).  Both operations carry ids: a replay repeats neither.
+    """
+    yield from set_wait(core.program, PulseArgument(batch, verify=True))
+    return (yield from value(core.conductance.map))
 
 
 def measure(objs: Iterable[Any]) -> Plan:

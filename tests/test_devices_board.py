@@ -92,6 +92,47 @@ def test_count_core_records_arrays_and_configuration_once(board, engine):
     assert docs.of("stop")[0]["exit_status"] == "success"
 
 
+def test_event_arrays_have_a_short_repr_and_are_the_recorded_data(board, engine, tmp_path):
+    # event-model formats repr(event["data"]) while it validates each event: numpy's
+    # repr of the arrays cost more than the rest of the event.
+    core = board.core0
+    core.mvm.inputs.set(np.ones((5, ROWS), np.int64)).wait()
+    engine.subscribe(HDF5Writer(tmp_path))
+    engine(bp.count([core], num=2))
+    events = engine.collector.events()
+    recorded = open_runs(tmp_path)[-1].streams["primary"]
+    for i, event in enumerate(events):
+        text = repr(event["data"])
+        assert len(text) < 600, text
+        assert "shape=(4, 64, 64), dtype=float32" in text
+        for key in ("board_core0_conductance_map", "board_core0_mvm_codes"):
+            value = np.asarray(event["data"][key])
+            assert type(value) is np.ndarray
+            np.testing.assert_array_equal(value, recorded[key][i])
+
+
+def test_pulses_with_a_verify_id_are_read_back_in_the_same_status_once(board, engine):
+    # plans.stubs.pulse_and_read: what bluesky replays after a pause is the same set.
+    from plans.stubs import PulseArgument
+
+    core = board.core1
+    before = board.client.status()["pulses_applied"]
+    core.conductance.trigger().wait(10)
+    unpulsed = np.array(core.conductance.map.get())
+    reset = {**pulses(8, amplitude=400.0), "kind": np.ones(8, int), "width": np.full(8, 1e-7)}
+    argument = PulseArgument(reset, verify=True)
+    maps = []
+    for _ in range(2):  # the first execution and a replay of the same message
+        core.program.set(argument).wait(10)
+        maps.append(np.array(core.conductance.map.get()))
+    assert board.client.status()["pulses_applied"] - before == 8
+    np.testing.assert_array_equal(maps[0], maps[1])  # the replay's read is the first one
+    assert maps[0].shape == (2 * DPP, ROWS, COLS)
+    # Read after the pulses: the RESET cells are amorphous, the others as they were.
+    assert np.all(maps[0][0, 0, :8] < 0.2 * unpulsed[0, 0, :8]), (maps[0][0, 0, :8], unpulsed)
+    np.testing.assert_allclose(maps[0][0, 1:], unpulsed[0, 1:], atol=3.0)
+
+
 def test_mv_program_and_trigger_and_read_loop(board, engine):
     """A write-verify-shaped plan: one pulse batch and one conductance map per iteration."""
     core = board.core1

@@ -57,11 +57,11 @@ class CoreSetting(Setting):
         self.parent.configure(**{self.attr_name: value})
 
 
-def op_id_of(value: Any) -> int:
-    """The operation id a device argument carries (attribute or key ``op_id``), else 0."""
+def op_id_of(value: Any, field: str = "op_id") -> int:
+    """The operation id a device argument carries (attribute or key ``field``), else 0."""
     if isinstance(value, Mapping):
-        return int(value.get("op_id", 0))
-    return int(getattr(value, "op_id", 0))
+        return int(value.get(field, 0))
+    return int(getattr(value, field, 0))
 
 
 class ProgrammingInterface(Device):
@@ -70,7 +70,10 @@ class ProgrammingInterface(Device):
     The batch is a mapping or an object with the arrays :data:`PULSE_FIELDS`, and
     optionally ``op_id`` (u64): the board applies a batch with an id once, however often
     it is set.  It is checked against the chip's geometry and safe limits before
-    anything is sent.
+    anything is sent.  A batch that also carries ``verify_op_id`` (u64, an attribute or
+    key, not 0) is followed by a verify read of the core's conductance under that id, in the
+    same status: ``conductance.map`` then holds the map read right after the pulses,
+    as after ``conductance.trigger()``, at one status round trip instead of two.
     """
 
     applied = Cpt(Readback, value=0, kind="normal")
@@ -79,11 +82,14 @@ class ProgrammingInterface(Device):
         """Apply ``pulses`` (see :data:`PULSE_FIELDS`); raises on a bad batch."""
         arrays = self.parent.check_pulses(pulses)
         op_id = op_id_of(pulses)
+        verify_id = op_id_of(pulses, "verify_op_id")
 
         def work(stop: StopRequest) -> None:
             client = self.root.client
             applied = client.apply_pulses(self.parent.index, *arrays, op_id=op_id, cancel=stop)
             self.applied.update(applied)
+            if verify_id:
+                self.parent.conductance.measure(verify_id, stop)
 
         return self.root.run_stoppable(self, work, timeout=timeout)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +81,35 @@ def iso_time(timestamp: float) -> str:
     return datetime.datetime.fromtimestamp(timestamp).astimezone().isoformat()
 
 
+class Rows:
+    """Buffered events of one stream, column by column, until a flush writes them.
+
+    Parameters
+    ----------
+    keys : iterable of str
+        The stream's data keys.
+    """
+
+    def __init__(self, keys: Iterable[str]) -> None:
+        self.data: dict[str, list[Any]] = {k: [] for k in keys}
+        self.stamps: dict[str, list[float]] = {k: [] for k in self.data}
+        self.events: dict[str, list[Any]] = {f: [] for f in EVENT_FIELDS}
+        self.nbytes = 0  # of the readings
+
+    def __len__(self) -> int:
+        return len(self.events["time"])
+
+    def append(self, page: Mapping[str, Any]) -> None:
+        """Add the events of an event page (columns of equal length)."""
+        data, stamps = page["data"], page["timestamps"]
+        for key, column in self.data.items():
+            column.extend(data[key])
+            self.stamps[key].extend(stamps[key])
+            self.nbytes += sum(getattr(v, "nbytes", 8) for v in data[key])
+        for name, column in self.events.items():
+            column.extend(page[name])
+
+
 class StreamFile:
     """Buffered rows of one stream and the datasets they are appended to.
 
@@ -115,72 +144,70 @@ class StreamFile:
                 )
         self.storage = storage
         self.nxdata = nxdata
-        self._data: dict[str, list[Any]] = {k: [] for k in self.data_keys}
-        self._stamps: dict[str, list[float]] = {k: [] for k in self.data_keys}
-        self._events: dict[str, list[Any]] = {f: [] for f in EVENT_FIELDS}
+        self.rows = Rows(self.data_keys)
         self._datasets: dict[tuple[str | None, str], h5py.Dataset] = {}
         self._length = 0  # rows with their event fields written
-        self.pending_bytes = 0
 
     @property
     def pending(self) -> int:
-        """Number of buffered events not yet in the file."""
-        return len(self._events["time"])
+        """Number of buffered events not yet taken for writing."""
+        return len(self.rows)
 
-    def needed_bytes(self) -> int:
-        """At most how much writing the buffered events adds to the file (bytes).
+    @property
+    def pending_bytes(self) -> int:
+        """Bytes of the buffered readings."""
+        return self.rows.nbytes
+
+    def take(self) -> Rows:
+        """The buffered events, for writing; the buffer starts empty again."""
+        rows, self.rows = self.rows, Rows(self.data_keys)
+        return rows
+
+    def needed_bytes(self, rows: Rows) -> int:
+        """At most how much writing ``rows`` adds to the file (bytes).
 
         The chunks their rows start in every dataset (whole chunks are allocated), and
         the uids' text in the heap.
         """
-        rows = self.pending
-        if not rows:
+        n = len(rows)
+        if not n:
             return 0
         row_bytes = [8, 8, STR_DTYPE.itemsize]  # time, seq_num, uid
-        for values in self._data.values():
+        for values in rows.data.values():
             row_bytes += [getattr(values[0], "nbytes", 8), 8]  # the reading, its timestamp
-        total = rows * 64
+        total = n * 64
         for size in row_bytes:
             per_chunk = chunk_rows(size)
-            chunks = -(-(self._length + rows) // per_chunk) - -(-self._length // per_chunk)
+            chunks = -(-(self._length + n) // per_chunk) - -(-self._length // per_chunk)
             total += chunks * per_chunk * max(1, size)
         return total
 
     def append(self, page: Mapping[str, Any]) -> None:
         """Buffer the events of an event page (columns of equal length)."""
-        data, stamps = page["data"], page["timestamps"]
-        for key, column in self._data.items():
-            column.extend(data[key])
-            self._stamps[key].extend(stamps[key])
-            self.pending_bytes += sum(getattr(v, "nbytes", 8) for v in data[key])
-        for name, column in self._events.items():
-            column.extend(page[name])
+        self.rows.append(page)
 
-    def write_data(self, path: Path) -> None:
-        """Write the buffered events' readings: the first of `RunFile.flush`'s two steps."""
-        if not self.pending:
+    def write_data(self, rows: Rows, path: Path) -> None:
+        """Write the readings of ``rows``: the first of `RunFile.flush`'s two steps."""
+        if not rows:
             return
-        for key, values in self._data.items():
+        for key, values in rows.data.items():
             if getattr(values[0], "nbytes", 0) >= ROW_WRITE_BYTES:
                 self._put_rows(key, values, path)
             else:
                 self._put(STREAM_DATA, key, self._column(key, values, path))
-            self._put(STREAM_TIMESTAMPS, key, np.asarray(self._stamps[key], "f8"))
+            self._put(STREAM_TIMESTAMPS, key, np.asarray(rows.stamps[key], "f8"))
 
-    def write_events(self) -> None:
-        """Write the buffered events' time, seq_num and uid, which make their rows count."""
-        if not self.pending:
+    def write_events(self, rows: Rows) -> None:
+        """Write the time, seq_num and uid of ``rows``, which make their rows count."""
+        if not rows:
             return
         for name, dtype in (("time", "f8"), ("seq_num", "i8"), ("uid", STR_DTYPE)):
-            self._put(None, name, np.asarray(self._events[name], dtype))
-        self._length += self.pending
-        self.clear()
+            self._put(None, name, np.asarray(rows.events[name], dtype))
+        self._length += len(rows)
 
     def clear(self) -> None:
-        """Forget the buffered events (written, or that could not be)."""
-        for column in (*self._data.values(), *self._stamps.values(), *self._events.values()):
-            column.clear()
-        self.pending_bytes = 0
+        """Forget the buffered events (they could not be written)."""
+        self.take()
 
     def _column(self, key: str, rows: Sequence[Any], path: Path) -> np.ndarray:
         dtype = dataset_dtype(self.data_keys[key], rows[0])
@@ -404,23 +431,35 @@ class RunFile:
         self.lost = self.lost or reason
 
     def flush(self) -> None:
-        """Write every buffered event and push the file to the OS (and disk with fsync).
+        """Write every buffered event and push the file to the OS (and disk with fsync)."""
+        self.write(self.take())
+
+    def take(self) -> list[tuple[StreamFile, Rows]]:
+        """Every stream's buffered events, for `write`; the buffers start empty again.
+
+        A writer takes them while it holds its buffers and writes them after it let go,
+        so that events arriving meanwhile are buffered without waiting for the disk.
+        """
+        return [(stream, stream.take()) for stream in self.streams.values() if stream.pending]
+
+    def write(self, batches: Sequence[tuple[StreamFile, Rows]]) -> None:
+        """Write events `take` returned and push the file to the OS (and disk with fsync).
 
         The readings are pushed out before the events' time, seq_num and uid are
         written, and a reader counts only rows with a seq_num: HDF5 may store a
         dataset's new length even when writing its data failed (full disk), and rows
-        of fill values must never pass for events.
+        of fill values must never pass for events.  Batches are written in the order
+        they were taken (the caller keeps one flush at a time).
         """
-        pending = [stream for stream in self.streams.values() if stream.pending]
-        if pending:
+        if batches:
             size = os.fstat(self.file.id.get_vfd_handle()).st_size
-            check_room(self.path, sum(stream.needed_bytes() for stream in pending), size)
-        for stream in pending:
-            stream.write_data(self.path)
-        if pending:
+            check_room(self.path, sum(s.needed_bytes(rows) for s, rows in batches), size)
+        for stream, rows in batches:
+            stream.write_data(rows, self.path)
+        if batches:
             self._sync()
-            for stream in pending:
-                stream.write_events()
+            for stream, rows in batches:
+                stream.write_events(rows)
         self._sync()
 
     def _sync(self) -> None:

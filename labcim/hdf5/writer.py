@@ -29,16 +29,18 @@ class HDF5Writer(DocumentRouter):
 
     Events are buffered and written at most ``flush_interval`` seconds after they
     arrive (a timer thread flushes when the plan goes quiet), and always at every
-    descriptor and at the stop document.  A SIGKILL therefore loses at most the events
-    of the last ``flush_interval`` seconds.  Any error (unwritable path, full disk,
-    metadata that JSON cannot hold) is raised into the RunEngine, so the run fails
-    loudly instead of going unsaved; an error met by the timer thread is raised at the
-    next document.  A write that would leave less than `failures.RESERVE_BYTES` on the
-    disk is refused before it starts, and so is data that does not fit its datasets
-    (e.g. a changed shape): the run file is then still closed with the stop document,
-    exit status ``"fail"``.  After an I/O error the file is let go (`failures.discard`)
-    and stays ``"incomplete"`` with what was flushed before.  Nothing is ever written
-    over a file labcim did not write.
+    descriptor and at the stop document.  A SIGKILL therefore loses at
+    most the events of the last ``flush_interval`` seconds.  While the timer writes and
+    fsyncs, the RunEngine's events go on into fresh buffers: only a start, descriptor
+    or stop document (and a buffer over ``max_buffer_bytes``) waits for the file.  Any
+    error (unwritable path, full disk, metadata that JSON cannot hold) is raised into
+    the RunEngine, so the run fails loudly instead of going unsaved; an error met by
+    the timer thread is raised at the next document.  A write that would leave less
+    than `failures.RESERVE_BYTES` on the disk is refused before it starts, and so is
+    data that does not fit its datasets (e.g. a changed shape): the run file is then
+    still closed with the stop document, exit status ``"fail"``.  After an I/O error
+    the file is let go (`failures.discard`) and stays ``"incomplete"`` with what was
+    flushed before.  Nothing is ever written over a file labcim did not write.
 
     An event whose ``seq_num`` its stream already holds is one that bluesky replayed
     after a pause or suspension (it restores the sequence counters of the last
@@ -99,7 +101,11 @@ class HDF5Writer(DocumentRouter):
         self._runs: dict[str, RunFile] = {}  # by start uid
         self._streams: dict[str, tuple[RunFile, StreamFile]] = {}  # by descriptor uid
         self._last_seq: dict[str, int] = {}  # by descriptor uid
-        self._lock = threading.Lock()
+        # Two locks, always taken in this order: _file_lock for writing the files (one
+        # flush at a time), _lock for the buffers and the tables above.  An event needs
+        # only _lock, so a flush's disk time does not hold up the RunEngine.
+        self._file_lock = threading.Lock()
+        self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
         self._deferred: Exception | None = None  # met by the timer thread
 
@@ -107,12 +113,29 @@ class HDF5Writer(DocumentRouter):
         return f"HDF5Writer({str(self.location.run_dir)!r}, open runs: {len(self._runs)})"
 
     def __call__(self, name: str, doc: dict, validate: bool = False) -> tuple[str, dict]:
-        with self._lock:
-            deferred, self._deferred = self._deferred, None
-            result = super().__call__(name, doc, validate)  # a stop still closes its run
-            if deferred is not None:
-                raise deferred
+        if name in ("event", "event_page"):
+            with self._lock:
+                result = self._handle(name, doc, validate)
+                full = [r for r in self._runs.values() if r.pending_bytes >= self.max_buffer_bytes]
+            for run in full:  # flushed early, outside _lock (the locks' order)
+                with self._file_lock, self._lock:
+                    self._flush(run, run.take())
+                    self._raise_deferred()
             return result
+        with self._file_lock, self._lock:
+            return self._handle(name, doc, validate)
+
+    def _handle(self, name: str, doc: dict, validate: bool) -> tuple[str, dict]:
+        deferred, self._deferred = self._deferred, None
+        result = super().__call__(name, doc, validate)  # a stop still closes its run
+        if deferred is not None:
+            raise deferred
+        return result
+
+    def _raise_deferred(self) -> None:
+        deferred, self._deferred = self._deferred, None
+        if deferred is not None:
+            raise deferred
 
     def start(self, doc: dict) -> None:
         """Create the run file with the start metadata (checked JSON-able first)."""
@@ -166,23 +189,33 @@ class HDF5Writer(DocumentRouter):
         with self._failing(run):
             stream.append(page)
             self._last_seq[descriptor] = page["seq_num"][-1]
-            if run.pending_bytes >= self.max_buffer_bytes:
-                run.flush()
-            elif self._timer is None:
+            if self._timer is None:
                 self._timer = threading.Timer(self.flush_interval, self._flush_all)
                 self._timer.daemon = True
                 self._timer.start()
 
     def _flush_all(self) -> None:
-        """Timer thread: write what has waited ``flush_interval``; keep errors for later."""
-        with self._lock:
-            self._timer = None
-            for run in list(self._runs.values()):
-                try:
-                    with self._failing(run):
-                        run.flush()
-                except Exception as exc:
-                    self._deferred = exc
+        """Timer thread: write what has waited ``flush_interval``; keep errors for later.
+
+        The buffers are taken under ``_lock`` and written with only ``_file_lock`` held,
+        so the RunEngine buffers its next events meanwhile.
+        """
+        with self._file_lock:
+            with self._lock:
+                self._timer = None
+                batches = [(run, taken) for run in self._runs.values() if (taken := run.take())]
+            for run, taken in batches:
+                self._flush(run, taken)
+
+    def _flush(self, run: RunFile, batches: list) -> None:
+        """Write ``batches`` taken from ``run`` (``_file_lock`` held); keep an error for
+        the next document."""
+        try:
+            with self._failing(run):
+                run.write(batches)
+        except Exception as exc:
+            with self._lock:
+                self._deferred = exc
 
     @contextlib.contextmanager
     def _failing(self, run: RunFile) -> Iterator[None]:
@@ -196,13 +229,16 @@ class HDF5Writer(DocumentRouter):
             with _naming(run.path):
                 yield
         except DiskFullError as exc:  # refused before writing: the file is whole
-            run.drop_pending(str(exc))
+            with self._lock:
+                run.drop_pending(str(exc))
             raise
         except OSError:
-            self._abandon(run)
+            with self._lock:
+                self._abandon(run)
             raise
         except Exception as exc:
-            run.drop_pending(str(exc))
+            with self._lock:
+                run.drop_pending(str(exc))
             raise
 
     def _forget_streams(self, run: RunFile) -> None:
