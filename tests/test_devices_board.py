@@ -109,6 +109,14 @@ def test_event_arrays_have_a_short_repr_and_are_the_recorded_data(board, engine,
             value = np.asarray(event["data"][key])
             assert type(value) is np.ndarray
             np.testing.assert_array_equal(value, recorded[key][i])
+    # What a callback computes from a reading is plain numpy, shown with its values.
+    g = events[0]["data"]["board_core0_conductance_map"]
+    for result in (g.mean(axis=0), g * 2, g[0, :2, :2]):
+        assert "ReadingArray" not in repr(result)
+    assert type(g.max()) is np.float32
+    np.testing.assert_array_equal(
+        g.mean(axis=0), recorded["board_core0_conductance_map"][0].mean(axis=0)
+    )
 
 
 def test_pulses_with_a_verify_id_are_read_back_in_the_same_status_once(board, engine):

@@ -262,18 +262,33 @@ class StopRequests:
         return worker.run(obj, job, **options)
 
 
+SHOWN = 64
+"""Largest `ReadingArray` whose repr shows its values (numpy formats that many fast)."""
+
+
 class ReadingArray(np.ndarray):
     """An array reading as documents carry it: a view of the same data, a short repr.
 
     event-model validates every event with jsonschema, whose check of the event's
     ``additionalProperties`` formats ``repr(doc["data"])`` even when the event is valid;
     numpy's repr of a 1 MB conductance map costs 0.3-0.5 ms, of an MVM event's four
-    arrays ~1 ms, more than the rest of the event.  This repr names shape and dtype only.
-    Everything else is numpy's: ``np.asarray`` gives the plain array back.
+    arrays ~1 ms, more than the rest of the event.  This repr names shape and dtype only,
+    for arrays of more than :data:`SHOWN` elements (smaller ones show their values).
+    Everything else is numpy's: ``np.asarray`` gives the plain array back, and what is
+    computed from a reading (``g.mean(axis=0)``, ``g * 2``, ``g.max()``) is a plain
+    array or scalar, so a user's callback sees its results as numpy shows them.
     """
 
     def __repr__(self) -> str:
+        if self.size <= SHOWN:
+            return repr(self.view(np.ndarray))
         return f"ReadingArray(shape={self.shape}, dtype={self.dtype})"
+
+    def __array_wrap__(
+        self, array: np.ndarray, context: Any = None, return_scalar: bool = False
+    ) -> Any:
+        plain = array.view(np.ndarray)
+        return plain[()] if return_scalar else plain
 
 
 def plain(value: Any) -> Any:
