@@ -5,7 +5,8 @@ the chip as *steps*: generators that yield backend calls (``("mvm", (core, codes
 ``("config", (core,))``, ...) and are sent the results.  :func:`on_chip` answers those
 calls with device messages, so calibration, drift compensation, tuning and prediction
 run inside a plan with the engine's own arithmetic, none of it repeated here.  An MVM
-call is one ``mvm.inputs`` set + trigger + read of a whole batch of input vectors.
+call is one ``set`` of a whole batch of input vectors that runs the MVM
+(:class:`MVMRun`), its wait, and the read of the codes.
 
 Programming uses the programming plan's stubs inside this plan's one run
 (:func:`plans.programming.prepare_programming` per weight layer, then
@@ -66,13 +67,44 @@ from plans.stubs import (
     set_wait,
     settings,
     summary_stream,
-    trigger_wait,
     value,
     wait_until,
 )
 
 CALIBRATION_ROWS = 300
 """Training inputs of a reference task used for calibration (all, if it has fewer)."""
+
+
+class MVMRun:
+    """The MVM of a core as one bluesky ``set``: ``set(inputs)`` checks and stores the
+    input codes (an :class:`~plans.stubs.ArrayArgument`, with the operation id of this
+    MVM) in ``core.mvm.inputs`` and triggers ``core.mvm``; the status finishes when the
+    ADC codes are in ``core.mvm.codes``.
+
+    Setting the inputs and triggering are otherwise two messages with a status each,
+    and every status completion wakes the RunEngine's event loop; the engine runs one
+    MVM per tile and batch.  A replay after a pause sets the same argument again, so the
+    board returns the codes of the MVM's first execution; a pause stops the MVM as it
+    would stop ``core.mvm``.
+
+    Parameters
+    ----------
+    mvm : MVMReadout
+        The core's ``mvm`` device.
+    """
+
+    def __init__(self, mvm: Any) -> None:
+        self.mvm = mvm
+        self.name = mvm.name
+
+    def set(self, inputs: ArrayArgument) -> Any:
+        """Store ``inputs`` (raises on bad codes before anything is sent), start the MVM."""
+        self.mvm.inputs.put(inputs)
+        return self.mvm.trigger()
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the MVM in progress (bluesky stops what it set on a pause)."""
+        self.mvm.stop(success=success)
 
 
 class DeviceBackend:
@@ -106,13 +138,15 @@ class DeviceBackend:
         self.adc_gain_range = ChipIdentity.from_record(ident).adc_gain_range
         self._config: dict[int, dict[str, Any]] = {}  # by core, as the board reported
         self._adc_lsb: dict[int, float] = {}
+        self._mvm: dict[int, MVMRun] = {}
 
     def mvm(self, core: int, codes: np.ndarray) -> Plan:
         """ADC codes (int32, (batch, cols)) of a batch of DAC codes (batch, rows)."""
-        mvm = self.board.core(core).mvm
-        yield from set_wait(mvm.inputs, ArrayArgument(codes))  # not listed by bluesky
-        yield from trigger_wait(mvm)
-        return (yield from value(mvm.codes))
+        if core not in self._mvm:
+            self._mvm[core] = MVMRun(self.board.core(core).mvm)
+        run = self._mvm[core]
+        yield from set_wait(run, ArrayArgument(codes))  # not listed by bluesky
+        return (yield from value(run.mvm.codes))
 
     def adc_lsb(self, core: int) -> Plan:
         """Output current of one ADC code (uA), as the board reported it."""
