@@ -17,7 +17,7 @@ depends on them are one run (bluesky runs cannot nest; sequential ``tdp_program`
 runs, one per layer, would start each layer's drift clock at a different time).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -28,9 +28,10 @@ from bluesky.protocols import Readable
 
 from labcim.adc_transfer import corrections_from_summary
 from labcim.chip_identity import ChipIdentity
+from labcim.devices.signals import new_op_id
 from labcim.metrics import mvm_error
 from labcim.network.drift import DRIFT_MODES, time_key
-from labcim.network.execution import Deployment, Steps, prepare
+from labcim.network.execution import Deployment, Steps, prepare, run_steps
 from labcim.network.hybrid import select_digital, sensitivity
 from labcim.network.loaders import load_npz
 from labcim.network.model import Model, ModelError
@@ -107,6 +108,89 @@ class MVMRun:
         self.mvm.stop(success=success)
 
 
+class StepsArgument:
+    """Engine steps for :class:`WorkerSteps`, with the operation ids of their MVMs.
+
+    ``make()`` builds the steps afresh for every run of them (a replay after a pause
+    runs them again); the k-th MVM takes the k-th id, drawn at the first run, so a
+    replay sends the ids of the first run and the board returns the codes it computed
+    then.  ``result`` is the steps' result once a run has finished them.
+    """
+
+    def __init__(self, make: Callable[[], Steps[Any]]) -> None:
+        self.make = make
+        self.op_ids: list[int] = []
+        self.result: Any = None
+        self.finished = False
+
+    def op_id(self, k: int) -> int:
+        """The id of the ``k``-th MVM (k = 0, 1, ... in the order the steps ask)."""
+        while len(self.op_ids) <= k:
+            self.op_ids.append(new_op_id())
+        return self.op_ids[k]
+
+    def __repr__(self) -> str:
+        return f"StepsArgument({len(self.op_ids)} MVMs)"
+
+
+class WorkerSteps:
+    """Engine steps that need only MVMs as one bluesky ``set``, run in the board's worker.
+
+    ``set(StepsArgument)`` runs the steps in the board's worker thread (the thread every
+    device operation of the board runs in), answering each MVM with ``core.mvm`` (its
+    inputs put, checked, then :meth:`MVMReadout.measure` with the argument's operation
+    id) and each settings request from the :class:`DeviceBackend`'s record, which the
+    plan fills before the set (:meth:`DeviceBackend.forward`).  One status per batch
+    instead of one per tile: every status completion wakes the RunEngine's loop from the
+    worker thread, and a batch of a model runs an MVM per tile.  A pause stops the MVM in
+    progress between two frames; the replay runs the steps again with the same ids.
+
+    Parameters
+    ----------
+    backend : DeviceBackend
+        The plan's backend (its board and settings record).
+    """
+
+    def __init__(self, backend: "DeviceBackend") -> None:
+        self.backend = backend
+        self.name = f"{backend.board.name}_engine"
+
+    def set(self, steps: StepsArgument) -> Any:
+        """Start the steps; the status finishes with ``steps.result`` set."""
+        return self.backend.board.run_stoppable(self, lambda stop: self._run(steps, stop))
+
+    def _run(self, steps: StepsArgument, stop: Any) -> None:
+        steps.finished = False
+        steps.result = run_steps(_WorkerCalls(self.backend, steps, stop), steps.make())
+        steps.finished = True
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the MVM in progress (bluesky stops what it set on a pause)."""
+        self.backend.board.stop(success=success)
+
+
+class _WorkerCalls:
+    """The backend calls of one run of a :class:`StepsArgument`, in the worker thread."""
+
+    def __init__(self, backend: "DeviceBackend", steps: StepsArgument, stop: Any) -> None:
+        self.backend, self.steps, self.stop = backend, steps, stop
+        self.count = 0
+
+    def mvm(self, core: int, codes: np.ndarray) -> np.ndarray:
+        mvm = self.backend.board.core(core).mvm
+        op_id = self.steps.op_id(self.count)
+        self.count += 1
+        mvm.inputs.put(codes)
+        mvm.measure(op_id, self.stop)
+        return mvm.codes.get()
+
+    def adc_lsb(self, core: int) -> float:
+        return self.backend._adc_lsb[core]
+
+    def config(self, core: int) -> dict[str, Any]:
+        return dict(self.backend._config[core])
+
+
 class DeviceBackend:
     """The engine's :class:`~labcim.network.execution.Backend`, as plan stubs over devices.
 
@@ -139,6 +223,7 @@ class DeviceBackend:
         self._config: dict[int, dict[str, Any]] = {}  # by core, as the board reported
         self._adc_lsb: dict[int, float] = {}
         self._mvm: dict[int, MVMRun] = {}
+        self._engine = WorkerSteps(self)
 
     def mvm(self, core: int, codes: np.ndarray) -> Plan:
         """ADC codes (int32, (batch, cols)) of a batch of DAC codes (batch, rows)."""
@@ -159,6 +244,19 @@ class DeviceBackend:
         if core not in self._config:
             self._config[core] = yield from settings(self.board.core(core))
         return dict(self._config[core])
+
+    def forward(self, dep: Deployment, X: np.ndarray) -> Plan:
+        """Every layer's output of ``dep.forward(X)`` (the engine's prediction of a batch)
+        as one device operation (:class:`WorkerSteps`): set, wait, and no message per
+        tile.  The settings of the cores are read (if not yet known) before the set."""
+        for core in dep.placement.cores_used:
+            yield from self.config(core)
+            yield from self.adc_lsb(core)
+        steps = StepsArgument(lambda: dep.forward(X))
+        yield from set_wait(self._engine, steps)
+        if not steps.finished:  # a stop that bluesky did not follow with a replay
+            raise RuntimeError(f"{self._engine.name}: the batch was stopped before its end")
+        return steps.result
 
     def configure(self, core: int, changes: Mapping[str, Any]) -> Plan:
         """Set configuration fields of ``core``, waiting for the board; its settings and
@@ -385,7 +483,7 @@ def run_batches(job: Inference, t: float, elapsed: float, mode: str) -> Plan:
     for b in range(job.n_batches):
         yield from checkpoint()
         X = job.X[b * job.batch_size : (b + 1) * job.batch_size]
-        outs = yield from on_chip(job.backend, job.dep.forward(X))
+        outs = yield from job.backend.forward(job.dep, X)
         outputs.append(outs[-1])
         padded = s["predictions"].get().copy()
         padded[len(X) :] = -1 if padded.dtype.kind == "i" else np.nan
