@@ -6,7 +6,9 @@ the chip as *steps*: generators that yield backend calls (``("mvm", (core, codes
 calls with device messages, so calibration, drift compensation, tuning and prediction
 run inside a plan with the engine's own arithmetic, none of it repeated here.  An MVM
 call is one ``set`` of a whole batch of input vectors that runs the MVM
-(:class:`MVMRun`), its wait, and the read of the codes.
+(:class:`MVMRun`), its wait, and the read of the codes; a prediction batch, which needs
+only MVMs, is one device operation that runs the engine's steps in the board's worker
+thread (:class:`WorkerSteps`).
 
 Programming uses the programming plan's stubs inside this plan's one run
 (:func:`plans.programming.prepare_programming` per weight layer, then
@@ -115,10 +117,20 @@ class StepsArgument:
     runs them again); the k-th MVM takes the k-th id, drawn at the first run, so a
     replay sends the ids of the first run and the board returns the codes it computed
     then.  ``result`` is the steps' result once a run has finished them.
+
+    Parameters
+    ----------
+    make : callable
+        Builds the steps.
+    mvms : int
+        The number of MVM calls they make (one per tile of each layer): the status of a
+        run fails after ``mvms`` times the board's status timeout (a backstop; the
+        client bounds every frame).
     """
 
-    def __init__(self, make: Callable[[], Steps[Any]]) -> None:
+    def __init__(self, make: Callable[[], Steps[Any]], mvms: int) -> None:
         self.make = make
+        self.mvms = mvms
         self.op_ids: list[int] = []
         self.result: Any = None
         self.finished = False
@@ -157,7 +169,9 @@ class WorkerSteps:
 
     def set(self, steps: StepsArgument) -> Any:
         """Start the steps; the status finishes with ``steps.result`` set."""
-        return self.backend.board.run_stoppable(self, lambda stop: self._run(steps, stop))
+        board = self.backend.board
+        timeout = board.status_timeout * max(1, steps.mvms)
+        return board.run_stoppable(self, lambda stop: self._run(steps, stop), timeout=timeout)
 
     def _run(self, steps: StepsArgument, stop: Any) -> None:
         steps.finished = False
@@ -252,7 +266,8 @@ class DeviceBackend:
         for core in dep.placement.cores_used:
             yield from self.config(core)
             yield from self.adc_lsb(core)
-        steps = StepsArgument(lambda: dep.forward(X))
+        tiles = sum(len(al.tiles) for al in dep.layers.values())
+        steps = StepsArgument(lambda: dep.forward(X), tiles)
         yield from set_wait(self._engine, steps)
         if not steps.finished:  # a stop that bluesky did not follow with a replay
             raise RuntimeError(f"{self._engine.name}: the batch was stopped before its end")
