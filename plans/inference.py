@@ -5,7 +5,10 @@ the chip as *steps*: generators that yield backend calls (``("mvm", (core, codes
 ``("config", (core,))``, ...) and are sent the results.  :func:`on_chip` answers those
 calls with device messages, so calibration, drift compensation, tuning and prediction
 run inside a plan with the engine's own arithmetic, none of it repeated here.  An MVM
-call is one ``mvm.inputs`` set + trigger + read of a whole batch of input vectors.
+call is one ``set`` of a whole batch of input vectors that runs the MVM
+(:class:`MVMRun`), its wait, and the read of the codes; a prediction batch, which needs
+only MVMs, is one device operation that runs the engine's steps in the board's worker
+thread (:class:`WorkerSteps`).
 
 Programming uses the programming plan's stubs inside this plan's one run
 (:func:`plans.programming.prepare_programming` per weight layer, then
@@ -16,7 +19,7 @@ depends on them are one run (bluesky runs cannot nest; sequential ``tdp_program`
 runs, one per layer, would start each layer's drift clock at a different time).
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,9 +30,10 @@ from bluesky.protocols import Readable
 
 from labcim.adc_transfer import corrections_from_summary
 from labcim.chip_identity import ChipIdentity
+from labcim.devices.signals import new_op_id
 from labcim.metrics import mvm_error
 from labcim.network.drift import DRIFT_MODES, time_key
-from labcim.network.execution import Deployment, Steps, prepare
+from labcim.network.execution import Deployment, Steps, prepare, run_steps
 from labcim.network.hybrid import select_digital, sensitivity
 from labcim.network.loaders import load_npz
 from labcim.network.model import Model, ModelError
@@ -66,13 +70,139 @@ from plans.stubs import (
     set_wait,
     settings,
     summary_stream,
-    trigger_wait,
     value,
     wait_until,
 )
 
 CALIBRATION_ROWS = 300
 """Training inputs of a reference task used for calibration (all, if it has fewer)."""
+
+
+class MVMRun:
+    """The MVM of a core as one bluesky ``set``: ``set(inputs)`` checks and stores the
+    input codes (an :class:`~plans.stubs.ArrayArgument`, with the operation id of this
+    MVM) in ``core.mvm.inputs`` and triggers ``core.mvm``; the status finishes when the
+    ADC codes are in ``core.mvm.codes``.
+
+    Setting the inputs and triggering are otherwise two messages with a status each,
+    and every status completion wakes the RunEngine's event loop; the engine runs one
+    MVM per tile and batch.  A replay after a pause sets the same argument again, so the
+    board returns the codes of the MVM's first execution; a pause stops the MVM as it
+    would stop ``core.mvm``.
+
+    Parameters
+    ----------
+    mvm : MVMReadout
+        The core's ``mvm`` device.
+    """
+
+    def __init__(self, mvm: Any) -> None:
+        self.mvm = mvm
+        self.name = mvm.name
+
+    def set(self, inputs: ArrayArgument) -> Any:
+        """Store ``inputs`` (raises on bad codes before anything is sent), start the MVM."""
+        self.mvm.inputs.put(inputs)
+        return self.mvm.trigger()
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the MVM in progress (bluesky stops what it set on a pause)."""
+        self.mvm.stop(success=success)
+
+
+class StepsArgument:
+    """Engine steps for :class:`WorkerSteps`, with the operation ids of their MVMs.
+
+    ``make()`` builds the steps afresh for every run of them (a replay after a pause
+    runs them again); the k-th MVM takes the k-th id, drawn at the first run, so a
+    replay sends the ids of the first run and the board returns the codes it computed
+    then.  ``result`` is the steps' result once a run has finished them.
+
+    Parameters
+    ----------
+    make : callable
+        Builds the steps.
+    mvms : int
+        The number of MVM calls they make (one per tile of each layer): the status of a
+        run fails after ``mvms`` times the board's status timeout (a backstop; the
+        client bounds every frame).
+    """
+
+    def __init__(self, make: Callable[[], Steps[Any]], mvms: int) -> None:
+        self.make = make
+        self.mvms = mvms
+        self.op_ids: list[int] = []
+        self.result: Any = None
+        self.finished = False
+
+    def op_id(self, k: int) -> int:
+        """The id of the ``k``-th MVM (k = 0, 1, ... in the order the steps ask)."""
+        while len(self.op_ids) <= k:
+            self.op_ids.append(new_op_id())
+        return self.op_ids[k]
+
+    def __repr__(self) -> str:
+        return f"StepsArgument({len(self.op_ids)} MVMs)"
+
+
+class WorkerSteps:
+    """Engine steps that need only MVMs as one bluesky ``set``, run in the board's worker.
+
+    ``set(StepsArgument)`` runs the steps in the board's worker thread (the thread every
+    device operation of the board runs in), answering each MVM with ``core.mvm`` (its
+    inputs put, checked, then :meth:`MVMReadout.measure` with the argument's operation
+    id) and each settings request from the :class:`DeviceBackend`'s record, which the
+    plan fills before the set (:meth:`DeviceBackend.forward`).  One status per batch
+    instead of one per tile: every status completion wakes the RunEngine's loop from the
+    worker thread, and a batch of a model runs an MVM per tile.  A pause stops the MVM in
+    progress between two frames; the replay runs the steps again with the same ids.
+
+    Parameters
+    ----------
+    backend : DeviceBackend
+        The plan's backend (its board and settings record).
+    """
+
+    def __init__(self, backend: "DeviceBackend") -> None:
+        self.backend = backend
+        self.name = f"{backend.board.name}_engine"
+
+    def set(self, steps: StepsArgument) -> Any:
+        """Start the steps; the status finishes with ``steps.result`` set."""
+        board = self.backend.board
+        timeout = board.status_timeout * max(1, steps.mvms)
+        return board.run_stoppable(self, lambda stop: self._run(steps, stop), timeout=timeout)
+
+    def _run(self, steps: StepsArgument, stop: Any) -> None:
+        steps.finished = False
+        steps.result = run_steps(_WorkerCalls(self.backend, steps, stop), steps.make())
+        steps.finished = True
+
+    def stop(self, *, success: bool = False) -> None:
+        """Stop the MVM in progress (bluesky stops what it set on a pause)."""
+        self.backend.board.stop(success=success)
+
+
+class _WorkerCalls:
+    """The backend calls of one run of a :class:`StepsArgument`, in the worker thread."""
+
+    def __init__(self, backend: "DeviceBackend", steps: StepsArgument, stop: Any) -> None:
+        self.backend, self.steps, self.stop = backend, steps, stop
+        self.count = 0
+
+    def mvm(self, core: int, codes: np.ndarray) -> np.ndarray:
+        mvm = self.backend.board.core(core).mvm
+        op_id = self.steps.op_id(self.count)
+        self.count += 1
+        mvm.inputs.put(codes)
+        mvm.measure(op_id, self.stop)
+        return mvm.codes.get()
+
+    def adc_lsb(self, core: int) -> float:
+        return self.backend._adc_lsb[core]
+
+    def config(self, core: int) -> dict[str, Any]:
+        return dict(self.backend._config[core])
 
 
 class DeviceBackend:
@@ -106,13 +236,16 @@ class DeviceBackend:
         self.adc_gain_range = ChipIdentity.from_record(ident).adc_gain_range
         self._config: dict[int, dict[str, Any]] = {}  # by core, as the board reported
         self._adc_lsb: dict[int, float] = {}
+        self._mvm: dict[int, MVMRun] = {}
+        self._engine = WorkerSteps(self)
 
     def mvm(self, core: int, codes: np.ndarray) -> Plan:
         """ADC codes (int32, (batch, cols)) of a batch of DAC codes (batch, rows)."""
-        mvm = self.board.core(core).mvm
-        yield from set_wait(mvm.inputs, ArrayArgument(codes))  # not listed by bluesky
-        yield from trigger_wait(mvm)
-        return (yield from value(mvm.codes))
+        if core not in self._mvm:
+            self._mvm[core] = MVMRun(self.board.core(core).mvm)
+        run = self._mvm[core]
+        yield from set_wait(run, ArrayArgument(codes))  # not listed by bluesky
+        return (yield from value(run.mvm.codes))
 
     def adc_lsb(self, core: int) -> Plan:
         """Output current of one ADC code (uA), as the board reported it."""
@@ -125,6 +258,20 @@ class DeviceBackend:
         if core not in self._config:
             self._config[core] = yield from settings(self.board.core(core))
         return dict(self._config[core])
+
+    def forward(self, dep: Deployment, X: np.ndarray) -> Plan:
+        """Every layer's output of ``dep.forward(X)`` (the engine's prediction of a batch)
+        as one device operation (:class:`WorkerSteps`): set, wait, and no message per
+        tile.  The settings of the cores are read (if not yet known) before the set."""
+        for core in dep.placement.cores_used:
+            yield from self.config(core)
+            yield from self.adc_lsb(core)
+        tiles = sum(len(al.tiles) for al in dep.layers.values())
+        steps = StepsArgument(lambda: dep.forward(X), tiles)
+        yield from set_wait(self._engine, steps)
+        if not steps.finished:  # a stop that bluesky did not follow with a replay
+            raise RuntimeError(f"{self._engine.name}: the batch was stopped before its end")
+        return steps.result
 
     def configure(self, core: int, changes: Mapping[str, Any]) -> Plan:
         """Set configuration fields of ``core``, waiting for the board; its settings and
@@ -351,7 +498,7 @@ def run_batches(job: Inference, t: float, elapsed: float, mode: str) -> Plan:
     for b in range(job.n_batches):
         yield from checkpoint()
         X = job.X[b * job.batch_size : (b + 1) * job.batch_size]
-        outs = yield from on_chip(job.backend, job.dep.forward(X))
+        outs = yield from job.backend.forward(job.dep, X)
         outputs.append(outs[-1])
         padded = s["predictions"].get().copy()
         padded[len(X) :] = -1 if padded.dtype.kind == "i" else np.nan

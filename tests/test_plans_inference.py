@@ -9,12 +9,17 @@ import json
 
 import numpy as np
 import pytest
+from bluesky import RunEngine
+from bluesky.utils import FailedStatus
 from plans_support import on_board, pulses_applied
 
+from labcim import HDF5Writer, connect, open_runs
 from labcim.network.loaders import save_npz
 from labcim.network.model import ModelError
 from labcim.network.placement import PlacementError
-from labcim.network.tasks import digits_cnn
+from labcim.network.tasks import diabetes_regressor, digits_cnn
+from mock_hw.board_server import BoardHandler, TcpBoardServer
+from mock_hw.chip import Chip
 from plans.inference import network_inference
 
 pytestmark = pytest.mark.slow
@@ -145,3 +150,57 @@ def test_errors_come_before_any_pulse(tmp_path, cores, args, error, match):
     with pytest.raises(error, match=match):
         on_board(f"sim://pcm-hermes?cores={cores}&seed=1", tmp_path, plan)
     assert pulses_applied(board) == 0
+
+
+def small_inference_mid_batch(out, act):
+    """A diabetes inference on a TCP board (3 batches of 16) with ``act(server, board)``
+    called in the board's worker thread after the first MVM of the 2nd batch (a batch is
+    one device operation); returns the RunEngine's exception and the run read back."""
+    task = diabetes_regressor()
+    server = TcpBoardServer(BoardHandler(Chip.from_preset("pcm-small", cores=2, seed=5))).start()
+    board = connect(server.url)
+    board.client.timeout, board.client.retries = 0.2, 1
+    updates = []
+
+    def on_mvm(**kwargs):
+        updates.append(1)
+        if len(updates) == 4:  # calibration, drift reference, batch 0, batch 1's first
+            act(server, board)
+
+    board.core0.mvm.mean_abs.subscribe(on_mvm, run=False)
+    RE = RunEngine({})
+    RE.subscribe(HDF5Writer(out))
+    plan = network_inference(
+        board,
+        task.model,
+        task.X_test[:48],
+        task.y_test[:48],
+        X_cal=task.X_train[:64],
+        times=[1.0],
+        batch_size=16,
+        max_iterations=4,
+    )
+    try:
+        with pytest.raises(Exception) as failed:
+            RE(plan)
+    finally:
+        board.close()
+        server.close()
+    return failed.value, open_runs(out)[-1]
+
+
+def test_a_link_lost_in_the_middle_of_a_batch_fails_the_run_keeping_earlier_batches(tmp_path):
+    error, run = small_inference_mid_batch(tmp_path, lambda server, board: server.close())
+    assert isinstance(error, FailedStatus)
+    assert run.exit_status == "fail"
+    assert "board_engine" in run.stop["reason"] and "LinkError" in run.stop["reason"]
+    assert run.num_events["primary"] == 1  # batch 0 recorded, batch 1 not
+
+
+def test_a_batch_stopped_without_a_replay_fails_instead_of_using_stale_codes(tmp_path):
+    """The board's operations stopped as by a pause, but the RunEngine not paused (so
+    nothing replays the batch): the run fails naming the batch, nothing is recorded."""
+    error, run = small_inference_mid_batch(tmp_path, lambda server, board: board.stop(success=True))
+    assert isinstance(error, RuntimeError) and "stopped before its end" in str(error)
+    assert run.exit_status == "fail" and "board_engine" in run.stop["reason"]
+    assert run.num_events["primary"] == 1
