@@ -120,12 +120,15 @@ import os, subprocess, sys
 child = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                          stderr=subprocess.DEVNULL)
 _, status, usage = os.wait4(child.pid, 0)
-print(os.waitstatus_to_exitcode(status), usage.ru_maxrss)
+print(os.waitstatus_to_exitcode(status), usage.ru_maxrss, usage.ru_utime + usage.ru_stime)
 """
 
 
-def peak_memory_kib(*args: str, env: dict[str, str] | None = None) -> tuple[int, int]:
-    """Exit status and peak resident memory (KiB) of ``labcim *args`` in a fresh process.
+def resource_usage(*args: str, env: dict[str, str] | None = None) -> tuple[int, int, float]:
+    """Exit status, peak resident memory (KiB) and CPU time (user + system, s) of
+    ``labcim *args`` in a fresh process.
+
+    CPU time, unlike wall time, hardly grows when other work loads the machine.
 
     Linux carries a process's peak over ``exec``, so a child forked from this (large)
     test process would report this process's size: the command is started by a small
@@ -139,8 +142,8 @@ def peak_memory_kib(*args: str, env: dict[str, str] | None = None) -> tuple[int,
         timeout=60,
         check=True,
     )
-    status, peak = measured.stdout.split()
-    return int(status), int(peak)
+    status, peak, cpu = measured.stdout.split()
+    return int(status), int(peak), float(cpu)
 
 
 _KILLED_WRITER = """
