@@ -13,12 +13,37 @@ from pathlib import Path
 from typing import Any
 
 from bluesky import RunEngine
-from bluesky.utils import ProgressBarManager, RunEngineInterrupted
+from bluesky.utils import DefaultDuringTask, ProgressBarManager, RunEngineInterrupted
 
 from labcim.hdf5 import HDF5Writer
 
 #: The chip "URL" of plans that need no board: they are given ``None``.
 NO_CHIP = "none"
+
+
+SIGNAL_POLL_S = 0.1
+"""How often the main thread wakes while a plan runs, to run a pending Ctrl-C (s)."""
+
+
+class PromptSignals(DefaultDuringTask):
+    """bluesky's wait for the running plan, waking the main thread every
+    :data:`SIGNAL_POLL_S` so that a Ctrl-C pauses the plan however busy its threads are.
+
+    Python runs a signal handler only in the main thread, when it executes bytecode.
+    bluesky's default blocks the main thread in one untimed wait, and a SIGINT the
+    kernel hands to another thread (the board's worker, the RunEngine's loop, the
+    progress bars' threads) leaves it asleep: the pause request then waited for the end
+    of the plan.  A timed wait returns to the interpreter, which runs the handler.
+    (A Qt matplotlib backend keeps bluesky's own loop, which services its events.)
+    """
+
+    def block(self, blocking_event: Any) -> None:
+        matplotlib = sys.modules.get("matplotlib")
+        if matplotlib is not None and "qt" in matplotlib.get_backend().lower():
+            super().block(blocking_event)
+            return
+        while not blocking_event.wait(SIGNAL_POLL_S):
+            pass
 
 
 class PlanAbortedError(Exception):
@@ -40,7 +65,7 @@ def run_engine(out: str | Path, *, progress: bool = True, live: bool = False) ->
     live : bool
         Subscribe bluesky's `BestEffortCallback`: live tables and plots.
     """
-    RE = RunEngine({})
+    RE = RunEngine({}, during_task=PromptSignals())
     RE.subscribe(HDF5Writer(out))
     if progress:
         RE.waiting_hook = ProgressBarManager()

@@ -8,10 +8,13 @@ anywhere.  A campaign step aborted that way is the only one ``--resume`` runs ag
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -169,3 +172,51 @@ def test_a_campaign_step_pauses_and_resume_redoes_only_an_aborted_step(work, ans
         "02-tdp_program": ["abort", "success"],
         "03-conductance_map": ["success"],
     }
+
+
+INFERENCE = ["run", "network_inference", "--chip", CHIP, "-p", "model=digits-mlp",
+             "-p", "batch_size=8", "-p", "times=[0, 86400]"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def inference_plain(tmp_path_factory):
+    """An uninterrupted inference run of the same seed."""
+    path = tmp_path_factory.mktemp("inference")
+    assert main(["--quiet", *INFERENCE, "--out", str(path / "plain")]) == 0
+    return path, open_runs(path / "plain")[-1]
+
+
+def interrupt_a_busy_thread(pid: int) -> None:
+    """SIGINT to one thread of ``pid`` other than its main thread, as the kernel may
+    deliver a terminal's Ctrl-C to any thread of the process (glibc's ``tgkill``)."""
+    tids = sorted(int(t) for t in os.listdir(f"/proc/{pid}/task") if int(t) != pid)
+    busy = max(tids, key=lambda t: int(Path(f"/proc/{pid}/task/{t}/stat").read_text().split()[13]))
+    assert ctypes.CDLL(None, use_errno=True).tgkill(pid, busy, signal.SIGINT) == 0
+
+
+@pytest.mark.parametrize("where", ["terminal", "busy thread"])
+def test_ctrl_c_in_inference_pauses_at_the_next_batch_and_r_resumes_it(inference_plain, where):
+    # The batches run in the board's worker thread.  Python runs signal handlers in the
+    # main thread only; a SIGINT that lands on another thread must still pause the plan
+    # at the next batch (engine.PromptSignals), not at the end of the run: without it
+    # about 2 Ctrl-C in 5 on the terminal went unanswered, and every one sent to a
+    # busy thread.
+    path, plain = inference_plain
+    out = where.replace(" ", "_")
+    term = Terminal(*INFERENCE, "--out", out, cwd=path)
+    try:
+        term.expect(rb"time=0, batch=[1-9]")
+        if where == "terminal":
+            term.send(CTRL_C)
+        else:
+            interrupt_a_busy_thread(term.process.pid)
+        term.expect(PROMPT, timeout=20)
+        term.send(b"r\n")
+        status, text = term.wait(), term.text
+    finally:
+        term.close()
+    assert status == 0, text
+    assert "Deferred pause acknowledged" in text and "Traceback" not in text
+    run = open_runs(path / out)[-1]
+    assert run.exit_status == "success"
+    assert_same_data(run, plain)
