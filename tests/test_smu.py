@@ -195,6 +195,9 @@ def test_error_queue_reports_what_another_client_did_wrong(server):
     raw = rm.open_resource(server.resource, read_termination="\n", write_termination="\n")
     raw.write(":BOGUS:COMMAND 1")
     raw.write(":SOUR:VOLT 500")
+    # Each connection has its own server thread: without this query the next client's
+    # error query could be served before these writes were.
+    assert raw.query("*OPC?") == "1"
     raw.close()
     with Keithley2450(server.resource, timeout=TIMEOUT_MS) as smu:
         assert smu.errors() == [(-113, "Undefined header"), (-222, "Data out of range")]
