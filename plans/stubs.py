@@ -37,7 +37,19 @@ Plan = Generator[Msg, Any, Any]
 
 
 class Derived(UnitSignal):
-    """A value the plan computed, recorded like a reading (not hardware)."""
+    """A value the plan computed, recorded like a reading (not hardware).
+
+    It has no configuration: ophyd's `Signal` reports its value as its configuration,
+    and bluesky stores that in each descriptor, so every stream's first computed value
+    (e.g. a 1000 x 256 batch of ideal MVM outputs) would be written again as if it were
+    a setting of the run.
+    """
+
+    def read_configuration(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def describe_configuration(self) -> dict[str, dict[str, Any]]:
+        return {}
 
 
 def derived(name: str, value: Any = 0.0, units: str = "", kind: str = "normal") -> Derived:

@@ -120,6 +120,11 @@ def test_mvm_without_programming_and_bad_arguments(tmp_path):
     assert "program" not in run.streams and len(run.streams["primary"]) == 4
     assert {"core1_4phase_d4_a8_mvm_error", "core0_4phase_d8_a8_gain"} <= set(run.summary)
     assert np.abs(run.streams["primary"]["board_core0_mvm_inputs"][0]).max() <= 7
+    # A computed value is data, not a setting: the run's configuration holds the cores'
+    # settings only, not the first batch's ideal outputs again.
+    fields = [key for obj in run.streams["primary"].config.values() for key in obj]
+    assert {"board_core0_adc_bits", "board_core1_read_mode"} <= set(fields)
+    assert not [key for key in fields if "ideal" in key]
     RE = RunEngine({})
     cases = [
         (dict(read_modes=["2-phase"]), "read_modes.*allowed"),
