@@ -45,9 +45,10 @@ from plans.stubs import (
     event,
     identity,
     measure,
-    pulse_and_read,
+    read_after,
     read_conductance,
     record,
+    send_pulse_and_read,
     summary_stream,
     value,
     wait_until,
@@ -235,16 +236,21 @@ def program_cores(job: Programming, stream: str = "primary") -> Plan:
     active = list(jobs)
     while True:
         yield from checkpoint()
-        batches = [(j, j.strategy.step(j.state, j.readback(maps[j.tile.core]))) for j in active]
-        for j, batch in batches:
+        sent = []
+        for j in active:
+            # Each batch is queued as soon as it is computed: the board applies it (and
+            # reads the core) while the next core's batch is computed here.  The board
+            # still runs the cores' commands one after the other, in this order.
+            batch = j.strategy.step(j.state, j.readback(maps[j.tile.core]))
             record({j.signals["pulses"]: len(batch)})
-        active = [j for j, batch in batches if len(batch)]
+            if len(batch):
+                sent.append((j, (yield from send_pulse_and_read(j.core, batch))))
+        active = [j for j, _ in sent]
         if not active:
             return maps
-        for j, batch in batches:
-            if len(batch):
-                maps[j.tile.core] = yield from pulse_and_read(j.core, batch)
-                record(j.figures(maps[j.tile.core]))
+        for j, group in sent:
+            maps[j.tile.core] = yield from read_after(j.core, group)
+            record(j.figures(maps[j.tile.core]))
         record({job.iteration: max(j.state.iteration for j in jobs)})
         yield from event(objs, stream)
 

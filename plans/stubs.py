@@ -181,7 +181,25 @@ def pulse_and_read(core: Any, batch: Any) -> Plan:
     one status (:func:`apply_pulses` then :func:`read_conductance`, one round trip
     fewer); returns the map (uS).  Both operations carry ids: a replay repeats neither.
     """
-    yield from set_wait(core.program, PulseArgument(batch, verify=True))
+    group = yield from send_pulse_and_read(core, batch)
+    return (yield from read_after(core, group))
+
+
+def send_pulse_and_read(core: Any, batch: Any) -> Plan:
+    """:func:`pulse_and_read` without waiting: queue the batch and its verify read on the
+    board and return the group to wait for (:func:`read_after`).
+
+    The board's worker runs queued commands in order, so a plan can compute the next
+    core's batch while the board applies this one.
+    """
+    group = short_uid("set")
+    yield Msg("set", core.program, PulseArgument(batch, verify=True), group=group)
+    return group
+
+
+def read_after(core: Any, group: str) -> Plan:
+    """Wait for ``group`` (from :func:`send_pulse_and_read`); returns ``core``'s map (uS)."""
+    yield Msg("wait", None, group=group)
     return (yield from value(core.conductance.map))
 
 

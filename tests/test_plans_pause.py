@@ -168,7 +168,8 @@ def test_an_immediate_pause_after_the_2nd_event_resumes_to_the_same_data(
 
 
 MID_ITERATION_3 = {
-    # tdp_program: core 0's pulse batch of iteration 3 acknowledged, core 1's not yet sent.
+    # tdp_program: core 0's pulse batch of iteration 3 acknowledged, core 1's queued or
+    # not yet applied.
     "tdp_program": lambda board: board.core0.program.applied,
     # mvm_characterization: core 0's MVM of the 3rd batch done, core 1's not yet.
     "mvm_characterization": lambda board: board.core0.mvm.mean_abs,

@@ -171,3 +171,28 @@ def test_worn_devices_are_reported_through_the_wire(tmp_path):
     assert 0.95 * s["core0_dead_devices"] <= s["core0_worn_devices"] <= s["core0_dead_devices"]
     assert s["core0_worn_devices"] > 0.5 * worn
     assert s["core0_failed"] > 0
+
+
+def test_each_cores_batch_is_queued_while_the_next_is_computed(tmp_path):
+    """On several cores every batch of an iteration goes to the board before the plan
+    waits for the first map, and the board takes them in the cores' order."""
+    w = hermes_weights(np.random.default_rng(2), 128, 64)
+    board = connect("sim://pcm-small?seed=1")
+    RE = RunEngine({})
+    messages = []
+    RE.msg_hook = lambda msg: messages.append((msg.command, getattr(msg.obj, "name", None)))
+    RE(tdp_program(board, w, cores=[0, 1], max_iterations=4))
+    iterations, current = [], []
+    for command, name in messages:
+        if command == "checkpoint":
+            iterations.append(current)
+            current = []
+        current.append((command, name))
+    pulsing = [it for it in iterations if ("set", "board_core0_program") in it]
+    assert len(pulsing) >= 3
+    for it in pulsing:
+        sets = [i for i, m in enumerate(it) if m[0] == "set" and m[1].endswith("_program")]
+        waits = [i for i, m in enumerate(it) if m[0] == "wait"]
+        assert [it[i][1] for i in sets] == ["board_core0_program", "board_core1_program"]
+        assert max(sets) < min(waits)
+    board.close()
