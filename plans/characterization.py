@@ -47,10 +47,11 @@ from plans.stubs import (
     event,
     identity,
     measure,
+    mvm_outputs,
     record,
     restore_settings,
-    run_mvm,
     settings,
+    start_mvm,
     summary_stream,
     value,
     wait_until,
@@ -266,13 +267,15 @@ def mvm_characterization(
             batch = codes[lo : lo + batch_size]
             yield from checkpoint()
             for c, d in zip(cores, devices, strict=True):
-                measured[c].append((yield from run_mvm(d, batch)))
+                # The ideal outputs are computed while the board runs the MVM.
+                group = yield from start_mvm(d, batch)
                 v = volts[c]
                 ideals_rb[c].append(ideal_outputs(batch, reference[c], v, dac))
                 values = {ideal_rb[c]: ideals_rb[c][-1]}
                 if program:
                     ideals[c].append(ideal_outputs(batch, targets[c], v, dac))
                     values[ideal[c]] = ideals[c][-1]
+                measured[c].append((yield from mvm_outputs(d, group)))
                 record(values)
             yield from event(objs)
         figures = {}

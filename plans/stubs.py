@@ -118,12 +118,18 @@ def trigger_wait(obj: Any) -> Plan:
     A device with a ``request`` signal (``OperationRequest``) first gets a fresh
     operation id, so that a replay of this trigger repeats nothing.
     """
+    group = yield from trigger(obj)
+    yield Msg("wait", None, group=group)
+
+
+def trigger(obj: Any) -> Plan:
+    """:func:`trigger_wait` without the wait; returns the group to wait for."""
     group = short_uid("trigger")
     request = getattr(obj, "request", None)
     if request is not None:
         yield Msg("set", request, new_op_id())
     yield Msg("trigger", obj, group=group)
-    yield Msg("wait", None, group=group)
+    return group
 
 
 def checkpoint() -> Plan:
@@ -239,8 +245,20 @@ class ArrayArgument:
 
 def run_mvm(core: Any, codes: np.ndarray) -> Plan:
     """Run the MVM of ``codes`` (batch, rows) on ``core``; returns the outputs (uA)."""
+    group = yield from start_mvm(core, codes)
+    return (yield from mvm_outputs(core, group))
+
+
+def start_mvm(core: Any, codes: np.ndarray) -> Plan:
+    """:func:`run_mvm` without waiting for the MVM: returns the group to wait for
+    (:func:`mvm_outputs`), so that the plan can compute meanwhile."""
     yield from set_wait(core.mvm.inputs, ArrayArgument(codes))
-    yield from trigger_wait(core.mvm)
+    return (yield from trigger(core.mvm))
+
+
+def mvm_outputs(core: Any, group: str) -> Plan:
+    """Wait for ``group`` (from :func:`start_mvm`); returns ``core``'s outputs (uA)."""
+    yield Msg("wait", None, group=group)
     return (yield from value(core.mvm.outputs))
 
 
