@@ -175,7 +175,8 @@ class InputBatch(ArraySetting):
     Shape (batch, rows), integers with ``|x| <= 2**(dac_bits - 1) - 1`` at the core's
     current ``dac_bits``.  A value with an ``op_id`` attribute (u64) names the next MVM
     (:class:`MVMReadout`); a :class:`WindowedInputs` (shape (batch, k)) runs it on a
-    window of the core, kept in :attr:`window` until the next value.
+    window of the core, kept in :attr:`window` until the next value (a plain array:
+    the whole core).
     """
 
     def __init__(self, **kwargs: Any) -> None:
@@ -185,19 +186,18 @@ class InputBatch(ArraySetting):
         """(row_start, col_start, col_stop) of the inputs held; col_stop None: the last."""
 
     def put(self, value: Any, **kwargs: Any) -> None:
-        window = self.window_of(value)
-        self._check(value, window)
-        self.window, self.op_id = window, op_id_of(value)
+        self.check_value(value)
+        self.window, self.op_id = self.window_of(value), op_id_of(value)
         # ArraySetting.put without its check_value: the inputs were checked just now.
         super(ArraySetting, self).put(np.array(value, self.dtype), force=True, **kwargs)
 
     @staticmethod
     def window_of(value: Any) -> tuple[int, int, int | None]:
-        """The window a value asks for (its attributes; the whole core if it has none)."""
-        fields = ("row_start", "col_start")
-        row_start, col_start = (int(getattr(value, k, 0)) for k in fields)
-        col_stop = getattr(value, "col_stop", None)
-        return row_start, col_start, None if col_stop is None else int(col_stop)
+        """The window a value asks for: a :class:`WindowedInputs`' own, else the core."""
+        if not isinstance(value, WindowedInputs):
+            return 0, 0, None
+        stop = None if value.col_stop is None else int(value.col_stop)
+        return int(value.row_start), int(value.col_start), stop
 
     @property
     def columns(self) -> tuple[int, int]:
@@ -215,16 +215,14 @@ class InputBatch(ArraySetting):
         self.root.stop(success=success)
 
     def check_value(self, value: Any) -> None:
-        self._check(value, self.window_of(value))
-
-    def _check(self, value: Any, window: tuple[int, int, int | None]) -> None:
         chip = self.root.identity
         x = np.asarray(value)
-        if x.ndim != 2 or x.shape[0] < 1:
+        full = not isinstance(value, WindowedInputs)
+        if x.ndim != 2 or x.shape[0] < 1 or (full and x.shape[1] != chip.rows):
             raise ValueError(
                 f"{self.name}: inputs must have shape (batch >= 1, {chip.rows}), got {x.shape}"
             )
-        row_start, col_start, col_stop = window
+        row_start, col_start, col_stop = self.window_of(value)
         col_stop = chip.cols if col_stop is None else col_stop
         where = (row_start, x.shape[1], col_start, col_stop)
         if message := protocol.mvm_window_violation(chip.rows, chip.cols, *where):
