@@ -905,6 +905,10 @@ class TcpBoardServer(_StreamServer):
             return self.handler.handle(frame)
         try:
             request = protocol.decode_frame(frame)
+        except protocol.VersionError:
+            # A host of another protocol is told so, whoever holds the board: the handler
+            # only refuses the frame, and the sender takes nothing.
+            return self.handler.handle(frame)
         except protocol.ProtocolError:
             return b""  # unreadable: the client resends or gives up, as on any link
         if request.reply:

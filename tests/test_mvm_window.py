@@ -10,18 +10,23 @@ through the wire: one asked for the window, the other for the full core; in-proc
 from __future__ import annotations
 
 import signal
+import socket
 import subprocess
 import sys
 
 import numpy as np
 import pytest
+from cobs import cobs
+from plans_support import on_board
 
 from drivers import protocol
 from drivers.board import BoardClient, BoardRefusedError, InProcessTransport
 from drivers.protocol import Opcode, Status
 from labcim import connect
-from mock_hw.board_server import BoardHandler
+from labcim.devices.core import WindowedInputs
+from mock_hw.board_server import BoardHandler, TcpBoardServer
 from mock_hw.chip import Chip
+from plans.inference import network_inference
 
 SEED = 5
 LABCIM = [sys.executable, "-m", "labcim.cli"]
@@ -232,8 +237,6 @@ def test_a_bad_window_is_refused_by_the_board_before_running(
 
 
 def test_a_bad_window_on_the_device_fails_before_anything_is_sent(board):
-    from labcim.devices.core import WindowedInputs
-
     inputs = board.core0.mvm.inputs
     frames = board.client.stats.frames_sent
     with pytest.raises(ValueError, match=r"board_core0_mvm_inputs: col_stop = 80 is outside"):
@@ -250,10 +253,6 @@ def test_network_inference_predicts_the_same_with_windows_as_with_full_mvms(tmp_
     """The plan on twin boards: once as it runs (each tile's window), once with every MVM
     widened to the full core on the host (inputs zero-padded, all columns asked for, the
     tile's sliced out: what labcim sent before windows).  Same run, fewer bytes."""
-    from plans_support import on_board
-
-    from plans.inference import network_inference
-
     window_mvm = BoardClient.mvm
     mvm_bytes = []
 
@@ -288,3 +287,40 @@ def test_network_inference_predicts_the_same_with_windows_as_with_full_mvms(tmp_
     keys = [k for k in windowed.summary if "accuracy" in k or "error" in k]
     assert keys and all(windowed.summary[k] == full.summary[k] for k in keys)
     assert mvm_bytes[0] < 0.1 * mvm_bytes[1]  # small tiles on 256 x 256 cores
+
+
+def test_a_version_2_host_reads_why_a_version_3_board_refuses_it():
+    """A host of protocol 2 (before windows) gets an UNSUPPORTED reply in its own
+    version over a real socket, so it can show the board's reason."""
+    handler = BoardHandler(Chip.from_preset("pcm-small", cores=1, seed=SEED))
+    with TcpBoardServer(handler).start() as server:
+        host, port = server.url.removeprefix("socket://").split(":")
+        with socket.create_connection((host, int(port)), timeout=5) as sock:
+            sock.sendall(protocol.encode_message(Opcode.HELLO, 7, [bytes([2, 2])], version=2))
+            splitter, frames = protocol.FrameSplitter(), []
+            while not frames:
+                frames = splitter.feed(sock.recv(1 << 16))
+    raw = cobs.decode(frames[0])
+    version, opcode, _, status, seq, length = protocol.HEADER.unpack_from(raw)
+    assert (version, opcode, seq, status) == (2, Opcode.HELLO, 7, Status.UNSUPPORTED)
+    message = raw[protocol.HEADER.size : protocol.HEADER.size + length].decode()
+    assert message == "protocol version 2 (this end speaks 3)"
+
+
+class Version2Board:
+    """What a board of protocol 2 answers a version-3 frame: UNSUPPORTED, in version 2."""
+
+    def handle(self, frame: bytes) -> bytes:
+        _, opcode, _, _, seq, _ = protocol.HEADER.unpack_from(cobs.decode(frame))
+        message = [b"protocol version 3 (this end speaks 2)"]
+        return protocol.encode_message(
+            opcode, seq, message, Status.UNSUPPORTED, reply=True, version=2
+        )
+
+
+def test_a_version_3_host_says_which_version_an_older_board_speaks():
+    with pytest.raises(
+        BoardRefusedError, match="HELLO: it answered in protocol version 2, this host speaks 3"
+    ) as exc:
+        BoardClient(InProcessTransport(Version2Board()), timeout=1)
+    assert exc.value.status == Status.UNSUPPORTED
