@@ -412,8 +412,9 @@ class BoardHandler:
                     f"out_stop all {n})",
                 )
             return _encode(Opcode.MVM, arrays=[run(inputs)])
-        # Held per vector: its inputs (up to int16) and its codes (up to int32).
-        largest = self.record.max_bytes // (2 * k + 4 * width)
+        # A batch's int16 inputs fill at most the record, its codes (at most int32) at
+        # most twice that: the bound of a full core's batch, whatever the window.
+        largest = self.record.max_bytes // (2 * max(k, width))
         self._check_batch(op_id, offset, n, total, largest)
         key = (total, row_start, k, col_start, col_stop)
         op = self.record.find(op_id, Opcode.MVM, core, key)
