@@ -153,6 +153,7 @@ def test_codes_go_in_the_smallest_type_and_frames_are_sized_for_it(monkeypatch, 
     assert np.abs(codes).max() <= top and np.abs(codes).max() > top // 4
 
 
+@pytest.mark.slow
 def test_a_chunked_windowed_mvm_over_64_kib_frames_is_replayed_by_its_op_id():
     """``labcim sim serve`` takes 64 KiB frames: 5000 vectors of a 200-row window go up in
     16 frames and their 100 columns of codes come down in 9; asking again by op id gets
