@@ -144,7 +144,7 @@ class WindowedInputs:
     col_stop : int, optional
         End of the columns read; None: the last column.
     op_id : int
-        Operation id of the MVM (0: none), as :data:`op_id_of` reads it.
+        Operation id of the MVM (0: none), as :func:`op_id_of` reads it.
     """
 
     def __init__(
