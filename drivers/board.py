@@ -564,17 +564,29 @@ class BoardClient:
         core: int,
         inputs: np.ndarray,
         *,
+        row_start: int = 0,
+        col_start: int = 0,
+        col_stop: int | None = None,
         op_id: int = protocol.NO_OP_ID,
         cancel: Cancel | None = None,
     ) -> np.ndarray:
-        """Run a batch of MVMs on ``core``.
+        """Run a batch of MVMs on ``core``, on a window of its rows and columns.
+
+        The board computes the full MVM of the core with the rows outside the window at
+        0 V and sends only the window's columns: the result is the full MVM's columns
+        [col_start, col_stop) bit for bit, at the bytes of the window.
 
         Parameters
         ----------
         core : int
             Core index.
-        inputs : array of int, shape (batch, rows)
-            DAC codes; sent as int8 when they fit, else int16.
+        inputs : array of int, shape (batch, k)
+            DAC codes of rows [row_start, row_start + k) (k = rows: the whole core); sent
+            as int8 when they fit, else int16.
+        row_start : int
+            First row the inputs drive.
+        col_start, col_stop : int
+            Columns to read, [col_start, col_stop); ``col_stop`` None: to the last one.
         op_id : int
             Operation id of the batch (u64; 0: the client picks a fresh one): the board
             runs the batch once, as a whole, and answers every request of that id with
@@ -584,12 +596,23 @@ class BoardClient:
 
         Returns
         -------
-        ndarray, int32, shape (batch, cols)
+        ndarray, int32, shape (batch, col_stop - col_start)
             ADC codes.
+
+        Raises
+        ------
+        ValueError
+            Inputs not 2-D integers or beyond int16, or a window outside the core;
+            nothing is sent.
         """
         x = np.asarray(inputs)
         if not np.issubdtype(x.dtype, np.integer) or x.ndim != 2:
             raise ValueError(f"inputs must be a 2-D integer array, got {x.dtype}[{x.ndim}d]")
+        chip = self.info["chip"]
+        col_stop = chip["cols"] if col_stop is None else col_stop
+        window = (row_start, x.shape[1], col_start, col_stop)
+        if message := protocol.mvm_window_violation(chip["rows"], chip["cols"], *window):
+            raise ValueError(message)
         lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
         for dt in (np.int8, np.int16):
             if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
@@ -598,23 +621,25 @@ class BoardClient:
         else:
             raise ValueError(f"input codes in [{lo}, {hi}] do not fit int16")
         op_id = self._op_id(op_id)
-        n, cols = len(x), self.info["chip"]["cols"]
+        n, width = len(x), col_stop - col_start
         nothing = x[:0]
 
         def upload(start: int, stop: int, retries: int) -> None:
-            values = (op_id, core, start, n, 0, 0)
+            values = (op_id, core, start, n, 0, 0, row_start, col_start, col_stop)
             self._call(Opcode.MVM, values, [x[start:stop]], retries=retries)
 
-        code_bytes = [4]  # int32 until the board shows it sends int16 codes
+        # The codes' size per element: 4 (int32) until the board's first reply shows it
+        # sends 1 (int8) or 2 (int16), so the first part fits a frame whatever it is.
+        code_bytes = [4]
 
         def download(start: int, stop: int, retries: int) -> np.ndarray:
-            values = (op_id, core, n, n, start, stop)
+            values = (op_id, core, n, n, start, stop, row_start, col_start, col_stop)
             codes = self._call(Opcode.MVM, values, [nothing], retries=retries).arrays["codes"]
             code_bytes[0] = codes.itemsize
             return codes
 
         self._chunked("MVM", n, lambda: x.shape[1] * x.itemsize, upload, cancel)
-        parts = self._chunked("MVM", n, lambda: cols * code_bytes[0], download, cancel)
+        parts = self._chunked("MVM", n, lambda: width * code_bytes[0], download, cancel)
         return np.concatenate(parts, dtype=np.int32)  # one copy, out of the frames
 
     def clock(self) -> float:
@@ -686,7 +711,7 @@ class BoardClient:
         """``send(start, stop, retries)`` for consecutive item ranges covering [0, total).
 
         Each range fits the current :attr:`frame_limit` at ``item_bytes()`` bytes an item
-        (asked before every frame: an MVM's codes turn out int16 or int32).  A range that
+        (asked before every frame: an MVM's codes turn out int8, int16 or int32).  A range that
         the halved limit
         would cut gets two attempts: if both fail, the (now halved) limit cuts it again;
         other ranges get every retry.  Safe because every chunked command carries an
@@ -873,6 +898,15 @@ class BoardClient:
                 try:
                     frame = protocol.decode_frame(body, view=True)
                 except protocol.ProtocolError as exc:
+                    answer = (exc.seq, exc.opcode) == (seq, opcode)
+                    if answer and isinstance(exc, protocol.VersionError):
+                        # An intact reply in another version: a board of another
+                        # protocol refusing the HELLO (retrying would not change that).
+                        raise BoardRefusedError(
+                            f"board refused {opcode.name}: it answered in protocol version "
+                            f"{exc.version}, this host speaks {protocol.PROTOCOL_VERSION}",
+                            Status.UNSUPPORTED,
+                        ) from None
                     self.stats.bad_frames += 1
                     damaged = f"damaged reply: {exc}"
                     continue

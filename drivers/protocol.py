@@ -30,9 +30,10 @@ from typing import Any
 import numpy as np
 from cobs import cobs
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 """Version written in every frame's header; negotiated by HELLO.  Version 2 added
-operation ids, ADVANCE_CLOCK_TO and STATUS (docs/protocol.md)."""
+operation ids, ADVANCE_CLOCK_TO and STATUS; version 3 the MVM window (row_start,
+col_start, col_stop) and int8 MVM codes (docs/protocol.md)."""
 
 MAX_PAYLOAD = 2 * 1024 * 1024
 """Largest payload any receiver accepts (bytes).  A board may advertise less in HELLO."""
@@ -218,7 +219,16 @@ class LengthError(ProtocolError):
 
 
 class VersionError(ProtocolError):
-    """A protocol version this end does not speak."""
+    """A protocol version this end does not speak.
+
+    ``version`` is the frame's: the CRC passed before the version was checked, so it,
+    ``seq`` and ``opcode`` are what the other end sent (a board answers in that version,
+    so that a host of another version can read the refusal).
+    """
+
+    def __init__(self, message: str, seq: int, opcode: int, version: int) -> None:
+        super().__init__(message, seq, opcode)
+        self.version = version
 
 
 class UnknownOpcodeError(ProtocolError):
@@ -324,7 +334,10 @@ def decode_frame(data: bytes, *, view: bool = False) -> Frame:
         )
     if version != PROTOCOL_VERSION:
         raise VersionError(
-            f"protocol version {version} (this end speaks {PROTOCOL_VERSION})", seq, opcode
+            f"protocol version {version} (this end speaks {PROTOCOL_VERSION})",
+            seq,
+            opcode,
+            version,
         )
     if flags & ~FLAG_REPLY:
         raise FramingError(f"reserved flag bits set: {flags:#04x}", seq, opcode)
@@ -528,6 +541,55 @@ def _decode_json(data: bytes) -> dict[str, Any]:
     return obj
 
 
+def mvm_code_dtype(adc_bits: int) -> np.dtype:
+    """Element type of the MVM codes a board sends for an ADC of ``adc_bits`` bits.
+
+    The smallest of int8, int16 and int32 that holds the signed codes
+    ``|c| <= 2**(adc_bits - 1) - 1``: a quarter of the bytes of int32 for an 8-bit ADC.
+    """
+    return np.dtype("|i1" if adc_bits <= 8 else "<i2" if adc_bits <= 16 else "<i4")
+
+
+def mvm_window_violation(
+    rows: int, cols: int, row_start: int, n_rows: int, col_start: int, col_stop: int
+) -> str | None:
+    """Describe what is wrong with an MVM window on a core, or return None if it fits.
+
+    The window drives rows [row_start, row_start + n_rows) (every other row at 0 V) and
+    reads columns [col_start, col_stop) of a core of ``rows`` x ``cols``.
+
+    Returns
+    -------
+    str or None
+        A message naming the field as the protocol names it and its allowed range.
+    """
+    if not 0 <= row_start < rows:
+        return f"row_start = {row_start} is outside [0, {rows})"
+    if not 1 <= n_rows <= rows - row_start:
+        return (
+            f"inputs of {n_rows} rows from row_start = {row_start}: the rows they drive "
+            f"must be 1 to {rows - row_start} (the core has {rows})"
+        )
+    if not 0 <= col_start < cols:
+        return f"col_start = {col_start} is outside [0, {cols})"
+    if not col_start < col_stop <= cols:
+        return (
+            f"col_stop = {col_stop} is outside [col_start + 1, {cols}] = [{col_start + 1}, {cols}]"
+        )
+    return None
+
+
+def pad_window(inputs: np.ndarray, rows: int, row_start: int) -> np.ndarray:
+    """Full-core inputs (batch, ``rows``) of windowed ones: ``inputs`` [n, k] on rows
+    [row_start, row_start + k), zero (0 V) on every other row, in ``inputs``' dtype.
+    The inputs themselves when they already cover the core."""
+    if row_start == 0 and inputs.shape[1] == rows:
+        return inputs
+    full = np.zeros((len(inputs), rows), inputs.dtype)
+    full[:, row_start : row_start + inputs.shape[1]] = inputs
+    return full
+
+
 _CORE = "H"
 _OP = "Q"  # operation id, u64; 0 = none
 _NO_PAYLOAD = Layout()
@@ -553,8 +615,9 @@ REQUESTS: dict[Opcode, Layout] = {
     # op id, core, row_start, row_stop of the whole read; part_start, part_stop to send
     Opcode.READ_CONDUCTANCE: Layout(_OP + _CORE + "HHHH"),
     # op id, core, offset of these inputs in the batch, vectors in the whole batch,
-    # out_start, out_stop: the result vectors to send
-    Opcode.MVM: Layout(_OP + _CORE + "IIII", (ArraySpec("inputs", ("|i1", "<i2"), 2),)),
+    # out_start, out_stop: the result vectors to send; the window: row_start (inputs
+    # [n, k] drive rows [row_start, row_start + k)), col_start, col_stop (columns read)
+    Opcode.MVM: Layout(_OP + _CORE + "IIIIHHH", (ArraySpec("inputs", ("|i1", "<i2"), 2),)),
     Opcode.CLOCK: _NO_PAYLOAD,
     Opcode.ADVANCE_CLOCK_TO: Layout("d"),  # target clock, s
     Opcode.ABORT: _NO_PAYLOAD,
@@ -571,7 +634,8 @@ REPLIES: dict[Opcode, Layout] = {
     # pulses of the batch the board holds, pulses of the batch applied
     Opcode.APPLY_PULSES: Layout("II"),
     Opcode.READ_CONDUCTANCE: Layout(arrays=(ArraySpec("g", ("<f4",), 3),)),  # uS
-    Opcode.MVM: Layout(arrays=(ArraySpec("codes", ("<i2", "<i4"), 2),)),  # ADC codes
+    # ADC codes of the window's columns, in mvm_code_dtype(adc_bits)
+    Opcode.MVM: Layout(arrays=(ArraySpec("codes", ("|i1", "<i2", "<i4"), 2),)),
     Opcode.CLOCK: Layout("d"),  # s
     Opcode.ADVANCE_CLOCK_TO: Layout("d"),  # s, the clock afterwards
     Opcode.ABORT: _NO_PAYLOAD,

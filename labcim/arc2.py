@@ -512,20 +512,29 @@ class Arc2Board:
         core: int,
         inputs: np.ndarray,
         *,
+        row_start: int = 0,
+        col_start: int = 0,
+        col_stop: int | None = None,
         op_id: int = protocol.NO_OP_ID,
         cancel: Cancel | None = None,
     ) -> np.ndarray:
-        """ADC codes (int32, shape (batch, cols)) of a batch of input code vectors: each
-        vector as voltages on the rows, the columns' currents read at once."""
+        """ADC codes (int32, shape (batch, col_stop - col_start)) of a batch of input code
+        vectors on rows [row_start, row_start + k): each vector as voltages on the rows
+        (0 V on the others), the columns' currents read at once (`BoardClient.mvm`)."""
         self._check_core(core)
         s, c = self.settings, self._config
         x = np.asarray(inputs)
-        if x.ndim != 2 or x.shape[1] != s.rows:
-            raise _refused(f"inputs have shape {x.shape}; the core takes (batch, {s.rows})")
+        col_stop = s.cols if col_stop is None else col_stop
+        if x.ndim != 2:
+            raise _refused(f"inputs have shape {x.shape}; the core takes (batch, rows)")
+        window = (row_start, x.shape[1], col_start, col_stop)
+        if message := protocol.mvm_window_violation(s.rows, s.cols, *window):
+            raise _refused(message)
+        x = protocol.pad_window(x, s.rows, row_start)
         top = (1 << (c["dac_bits"] - 1)) - 1
         if x.size and np.abs(x.astype(np.int64)).max() > top:
             raise _refused(f"input codes must be within +-{top} for dac_bits = {c['dac_bits']}")
-        key = ("mvm", len(x), _digest([x]))
+        key = ("mvm", len(x), col_start, col_stop, _digest([x]))
         if (done := self._replayed(op_id, key)) is not None:
             return done
         volts = x * (float(c["read_voltage"]) / top)
@@ -542,6 +551,7 @@ class Arc2Board:
         diff = currents[:, : s.cols] - currents[:, s.cols :]
         levels = (1 << (c["adc_bits"] - 1)) - 1
         codes = np.clip(np.rint(diff / self._adc_lsb(c)), -levels, levels).astype(np.int32)
+        codes = codes[:, col_start:col_stop]
         self._remember(op_id, key, codes)
         return codes
 

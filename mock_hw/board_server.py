@@ -42,7 +42,7 @@ from mock_hw.chip import Chip
 from mock_hw.errors import InvalidRequestError, SafetyLimitError
 
 BOARD_NAME = "labcim simulated test board"
-FIRMWARE = "mock_hw board 2"
+FIRMWARE = "mock_hw board 3"
 
 _OPCODES = frozenset(Opcode)
 
@@ -241,7 +241,12 @@ class BoardHandler:
             return self._last[1]
         try:
             request = protocol.decode_frame(frame, view=True)
-        except (protocol.VersionError, protocol.UnknownOpcodeError) as exc:
+        except protocol.VersionError as exc:
+            # Refused in the host's own version, so that a host of another version reads
+            # why (a version-2 host's HELLO gets "protocol version 2 (this end speaks 3)").
+            message = [str(exc).encode()]
+            return _reply(exc.opcode, exc.seq, Status.UNSUPPORTED, message, exc.version)
+        except protocol.UnknownOpcodeError as exc:
             return _reply(exc.opcode, exc.seq, Status.UNSUPPORTED, [str(exc).encode()])
         except protocol.ProtocolError as exc:
             if exc.seq is None or exc.opcode not in _OPCODES:
@@ -380,13 +385,25 @@ class BoardHandler:
         return _encode(Opcode.READ_CONDUCTANCE, arrays=[part])
 
     def _mvm(self, p: protocol.Payload) -> Parts:
-        op_id, core, offset, total, out_start, out_stop = p.values
+        op_id, core, offset, total, out_start, out_stop, row_start, col_start, col_stop = p.values
         inputs = p.arrays["inputs"]
-        n = len(inputs)
-        # Codes of an ADC of up to 16 bits fit int16: half the bytes of int32 on the wire.
-        dtype = np.int16 if self.chip.config(core).adc_bits <= 16 else np.int32
+        n, k = inputs.shape
         spec = self.chip.spec
-        self._check_reply_size(max(out_stop - out_start, 0) * spec.cols * dtype().itemsize)
+        if message := protocol.mvm_window_violation(
+            spec.rows, spec.cols, row_start, k, col_start, col_stop
+        ):
+            raise _RefusedError(Status.BAD_ARGUMENT, message)
+        # The smallest type holding the ADC's codes: an 8-bit ADC's codes go as int8.
+        dtype = protocol.mvm_code_dtype(self.chip.config(core).adc_bits)
+        width = col_stop - col_start
+        self._check_reply_size(max(out_stop - out_start, 0) * width * dtype.itemsize)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            # Exactly the full MVM: the rows outside the window at 0 V, all columns
+            # computed (IR drop, noise), the window's columns sent.
+            codes = self.chip.mvm(core, protocol.pad_window(x, spec.rows, row_start))
+            return codes[:, col_start:col_stop].astype(dtype)
+
         if op_id == protocol.NO_OP_ID:
             if (offset, total, out_start, out_stop) != (0, n, 0, n):
                 raise _RefusedError(
@@ -394,24 +411,23 @@ class BoardHandler:
                     "a batch without op_id is one frame (offset 0, total, out_start 0 and "
                     f"out_stop all {n})",
                 )
-            codes = self.chip.mvm(core, inputs).astype(dtype)
-            return _encode(Opcode.MVM, arrays=[codes])
-        if inputs.shape[1] != spec.rows:
-            raise _RefusedError(
-                Status.BAD_ARGUMENT, f"inputs have {inputs.shape[1]} columns, the core {spec.rows}"
-            )
-        self._check_batch(op_id, offset, n, total, self.record.max_bytes // (2 * spec.rows))
-        op = self.record.find(op_id, Opcode.MVM, core, (total,))
+            return _encode(Opcode.MVM, arrays=[run(inputs)])
+        # A batch's int16 inputs fill at most the record, its codes (at most int32) at
+        # most twice that: the bound of a full core's batch, whatever the window.
+        largest = self.record.max_bytes // (2 * max(k, width))
+        self._check_batch(op_id, offset, n, total, largest)
+        key = (total, row_start, k, col_start, col_stop)
+        op = self.record.find(op_id, Opcode.MVM, core, key)
         self._receive(op_id, op, offset, total, [inputs])
         if out_stop > out_start:
             self._count_part(op, out_start, out_stop)
         if not op.done and op.received == total:
             # The whole batch at once: what the chip does never depends on the framing.
-            op.result = self.chip.mvm(core, op.data[0]).astype(dtype)
+            op.result = run(op.data[0])
             op.done = True
         self.record.keep(op_id, op)
         if out_stop <= out_start:
-            codes = np.zeros((0, spec.cols), dtype)
+            codes = np.zeros((0, width), dtype)
         elif not (op.done and out_stop <= total):
             raise _RefusedError(
                 Status.BAD_ARGUMENT,
@@ -536,8 +552,14 @@ def _encode(
     return protocol.payload_parts(protocol.REPLIES[opcode], values, arrays or (), obj)
 
 
-def _reply(opcode: int, seq: int, status: Status, payload: Parts) -> bytes:
-    return protocol.encode_message(opcode, seq, payload, status, reply=True)
+def _reply(
+    opcode: int,
+    seq: int,
+    status: Status,
+    payload: Parts,
+    version: int = protocol.PROTOCOL_VERSION,
+) -> bytes:
+    return protocol.encode_message(opcode, seq, payload, status, reply=True, version=version)
 
 
 # -- fault injection --------------------------------------------------------------------
@@ -884,6 +906,10 @@ class TcpBoardServer(_StreamServer):
             return self.handler.handle(frame)
         try:
             request = protocol.decode_frame(frame)
+        except protocol.VersionError:
+            # A host of another protocol is told so, whoever holds the board: the handler
+            # only refuses the frame, and the sender takes nothing.
+            return self.handler.handle(frame)
         except protocol.ProtocolError:
             return b""  # unreadable: the client resends or gives up, as on any link
         if request.reply:

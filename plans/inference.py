@@ -30,6 +30,7 @@ from bluesky.protocols import Readable
 
 from labcim.adc_transfer import corrections_from_summary
 from labcim.chip_identity import ChipIdentity
+from labcim.devices.core import WindowedInputs
 from labcim.devices.signals import new_op_id
 from labcim.metrics import mvm_error
 from labcim.network.drift import DRIFT_MODES, time_key
@@ -55,7 +56,6 @@ from plans.programming import (
     verify,
 )
 from plans.stubs import (
-    ArrayArgument,
     Derived,
     Plan,
     board_clock,
@@ -80,9 +80,9 @@ CALIBRATION_ROWS = 300
 
 class MVMRun:
     """The MVM of a core as one bluesky ``set``: ``set(inputs)`` checks and stores the
-    input codes (an :class:`~plans.stubs.ArrayArgument`, with the operation id of this
-    MVM) in ``core.mvm.inputs`` and triggers ``core.mvm``; the status finishes when the
-    ADC codes are in ``core.mvm.codes``.
+    input codes (a :class:`~labcim.devices.core.WindowedInputs`, with the operation id
+    of this MVM and the tile's window of the core) in ``core.mvm.inputs`` and triggers
+    ``core.mvm``; the status finishes when the ADC codes are in ``core.mvm.codes``.
 
     Setting the inputs and triggering are otherwise two messages with a status each,
     and every status completion wakes the RunEngine's event loop; the engine runs one
@@ -100,7 +100,7 @@ class MVMRun:
         self.mvm = mvm
         self.name = mvm.name
 
-    def set(self, inputs: ArrayArgument) -> Any:
+    def set(self, inputs: WindowedInputs) -> Any:
         """Store ``inputs`` (raises on bad codes before anything is sent), start the MVM."""
         self.mvm.inputs.put(inputs)
         return self.mvm.trigger()
@@ -190,11 +190,11 @@ class _WorkerCalls:
         self.backend, self.steps, self.stop = backend, steps, stop
         self.count = 0
 
-    def mvm(self, core: int, codes: np.ndarray) -> np.ndarray:
+    def mvm(self, core: int, codes: np.ndarray, *window: int | None) -> np.ndarray:
         mvm = self.backend.board.core(core).mvm
         op_id = self.steps.op_id(self.count)
         self.count += 1
-        mvm.inputs.put(codes)
+        mvm.inputs.put(WindowedInputs(codes, *window))
         mvm.measure(op_id, self.stop)
         return mvm.codes.get()
 
@@ -239,12 +239,15 @@ class DeviceBackend:
         self._mvm: dict[int, MVMRun] = {}
         self._engine = WorkerSteps(self)
 
-    def mvm(self, core: int, codes: np.ndarray) -> Plan:
-        """ADC codes (int32, (batch, cols)) of a batch of DAC codes (batch, rows)."""
+    def mvm(self, core: int, codes: np.ndarray, *window: int | None) -> Plan:
+        """ADC codes (int32, (batch, width)) of a batch of DAC codes (batch, k) on a window
+        of the core: ``window`` = (row_start, col_start, col_stop) as for
+        :meth:`~labcim.network.execution.Backend.mvm`."""
         if core not in self._mvm:
             self._mvm[core] = MVMRun(self.board.core(core).mvm)
         run = self._mvm[core]
-        yield from set_wait(run, ArrayArgument(codes))  # not listed by bluesky
+        # Not an array, so bluesky does not list it; its op_id names the MVM.
+        yield from set_wait(run, WindowedInputs(codes, *window, op_id=new_op_id()))
         return (yield from value(run.mvm.codes))
 
     def adc_lsb(self, core: int) -> Plan:

@@ -191,9 +191,9 @@ def test_large_transfers_go_in_frames_and_the_chip_sees_whole_commands():
     assert chip.time == direct.time
     # Frames as docs/protocol.md sizes them: (frame limit - 64) // bytes per item.
     pulses, rows = -(-1000 // (8128 // 22)), -(-64 // (8128 // (4 * 64 * 4)))
-    # Codes: the first part sized for int32, the rest for the int16 the board sends.
+    # Codes: the first part sized for int32, the rest for the int8 an 8-bit ADC's are.
     first = 8128 // (64 * 4)
-    upload, download = -(-300 // (8128 // 64)), 1 + -(-(300 - first) // (8128 // (64 * 2)))
+    upload, download = -(-300 // (8128 // 64)), 1 + -(-(300 - first) // (8128 // 64))
     assert client.stats.requests == 2 + pulses + rows + upload + download
     assert client.stats.retries == 0
 
@@ -318,7 +318,7 @@ def test_read_voltage_above_its_limit_is_refused_before_sending(board):
         (lambda c: c.get_config(9), "core"),
         (lambda c: c.set_config(0, adc_bits=40), "adc_bits"),
         (lambda c: c.read_conductance(0, 10, 5), "row range"),
-        (lambda c: c.mvm(0, np.zeros((2, 3), np.int8)), "inputs"),
+        (lambda c: c.mvm(0, np.full((2, 3), 1000)), "input codes"),
         (
             lambda c: c.apply_pulses(0, [0, 0], [1, 1], [0, 0], [0, 0], [1.0] * 2, [1e-7] * 2),
             "once",
@@ -347,8 +347,8 @@ def test_reply_larger_than_a_frame_is_refused_before_executing():
 
 def test_version_handshake_refuses_a_host_of_another_version(board):
     client, _ = board
-    payload = protocol.encode_payload(protocol.REQUESTS[Opcode.HELLO], (1, 1))
-    with pytest.raises(BoardRefusedError, match=r"board speaks protocol 2, host 1\.\.1") as exc:
+    payload = protocol.encode_payload(protocol.REQUESTS[Opcode.HELLO], (1, 2))
+    with pytest.raises(BoardRefusedError, match=r"board speaks protocol 3, host 1\.\.2") as exc:
         client.request(Opcode.HELLO, payload)
     assert exc.value.status == Status.UNSUPPORTED
 
@@ -384,8 +384,8 @@ def valid_requests():
         (Opcode.APPLY_PULSES, (77, 0, 0, 8), arrays, None),
         (Opcode.SET_CONFIG, (0,), (), {"adc_bits": 6}),
         (Opcode.ADVANCE_CLOCK_TO, (100.0,), (), None),
-        (Opcode.MVM, (0, 0, 0, 2, 0, 2), [inputs], None),
-        (Opcode.MVM, (78, 0, 0, 2, 0, 2), [inputs], None),
+        (Opcode.MVM, (0, 0, 0, 2, 0, 2, 0, 0, 64), [inputs], None),
+        (Opcode.MVM, (78, 0, 0, 2, 0, 2, 0, 0, 64), [inputs], None),
         (Opcode.READ_CONDUCTANCE, (0, 0, 0, 4, 0, 4), (), None),
         (Opcode.READ_CONDUCTANCE, (79, 0, 0, 64, 0, 4), (), None),
         (Opcode.RESET, (), (), None),

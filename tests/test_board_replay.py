@@ -140,17 +140,17 @@ def test_a_replayed_read_and_mvm_return_their_first_data_without_touching_the_ch
     op_read, op_mvm = protocol.new_op_id(), protocol.new_op_id()
     first = host.call(Opcode.READ_CONDUCTANCE, (op_read, 0, 0, 64, 0, 32))  # a frame of rows
     inputs = np.random.default_rng(3).integers(-100, 100, (8, 64)).astype(np.int8)
-    mvm = host.call(Opcode.MVM, (op_mvm, 0, 0, 8, 0, 8), [inputs])
+    mvm = host.call(Opcode.MVM, (op_mvm, 0, 0, 8, 0, 8, 0, 0, 64), [inputs])
     clock, rng_state = chip.time, chip.rng.bit_generator.state
     again = host.call(Opcode.READ_CONDUCTANCE, (op_read, 0, 0, 64, 16, 32))
     g = protocol.decode_payload(protocol.REPLIES[Opcode.READ_CONDUCTANCE], first.payload)
     g_part = protocol.decode_payload(protocol.REPLIES[Opcode.READ_CONDUCTANCE], again.payload)
     np.testing.assert_array_equal(g_part.arrays["g"], g.arrays["g"][:, 16:32])
-    assert host.call(Opcode.MVM, (op_mvm, 0, 0, 8, 0, 8), [inputs]).payload == mvm.payload
+    assert host.call(Opcode.MVM, (op_mvm, 0, 0, 8, 0, 8, 0, 0, 64), [inputs]).payload == mvm.payload
     assert chip.time == clock and chip.rng.bit_generator.state == rng_state
     changed = inputs.copy()
     changed[0, 0] += 1
-    refused = host.call(Opcode.MVM, (op_mvm, 0, 0, 8, 0, 8), [changed])
+    refused = host.call(Opcode.MVM, (op_mvm, 0, 0, 8, 0, 8, 0, 0, 64), [changed])
     assert refused.status == Status.BAD_ARGUMENT
     assert host.status()["replies_replayed"] == 1  # the MVM part; rows 16-32 were new
 

@@ -179,10 +179,10 @@ def test_payload_layouts_round_trip_arrays_and_json():
 )
 def test_encoder_refuses_arrays_outside_the_layout(array, match):
     with pytest.raises(ValueError, match=match):
-        proto.encode_payload(proto.REQUESTS[proto.Opcode.MVM], (1, 0, 0, 2, 0, 0), [array])
+        proto.encode_payload(proto.REQUESTS[proto.Opcode.MVM], (1, 0, 0, 2, 0, 0, 0, 0, 1), [array])
 
 
-MVM_FIELDS = struct.pack("<QHIIII", 5, 0, 0, 1, 0, 1)  # op id, core, offset, total, out range
+MVM_FIELDS = struct.pack("<QHIIIIHHH", 5, 0, 0, 1, 0, 1, 0, 0, 1)  # ids, batch, window
 
 
 @pytest.mark.parametrize(
@@ -219,7 +219,7 @@ def test_a_board_sized_frame_of_int8_vectors_costs_under_one_percent_of_overhead
     n = (proto.BOARD_PAYLOAD - proto.PAYLOAD_MARGIN) // 256
     inputs = np.random.default_rng(0).integers(-127, 128, (n, 256), dtype=np.int8)
     layout = proto.REQUESTS[proto.Opcode.MVM]
-    payload = proto.encode_payload(layout, (9, 0, 0, n, 0, 0), [inputs])
+    payload = proto.encode_payload(layout, (9, 0, 0, n, 0, 0, 0, 0, 256), [inputs])
     assert len(payload) <= proto.BOARD_PAYLOAD
     wire = proto.encode_frame(proto.Frame(proto.Opcode.MVM, 1, payload))
     assert inputs.nbytes / len(wire) >= 0.99

@@ -7,7 +7,8 @@ Device tree of a core named ``board_core0`` (signal names in brackets)::
     core0.program.set(pulses)     apply a pulse batch; .applied  pulses of the last batch
     core0.conductance.trigger()   .map (2*dpp, rows, cols) float32 uS; .mean (hinted);
                                   .request  operation id of the next read (0 = none)
-    core0.mvm.inputs.set(x)       .codes (batch, cols) int32; .outputs uA; .mean_abs (hinted)
+    core0.mvm.inputs.set(x)       .codes (batch, cols) int32; .outputs uA; .mean_abs (hinted);
+                                  x a WindowedInputs: the rows and columns of a window
 
 Operation ids make what bluesky replays after a pause harmless: a pulse batch carrying
 ``op_id`` (an attribute or key of the batch) is applied once however often it is set, a
@@ -129,21 +130,80 @@ class ConductanceMap(Device):
         self.root.stop(success=success)
 
 
+class WindowedInputs:
+    """Input codes of an MVM on a window of a core: what :class:`InputBatch` takes to
+    drive rows [row_start, row_start + k) only (the others at 0 V) and read columns
+    [col_start, col_stop) only; the board sends nothing else (`BoardClient.mvm`).
+
+    Parameters
+    ----------
+    codes : array of int, shape (batch, k)
+        DAC codes of the window's rows.
+    row_start, col_start : int
+        First row driven, first column read.
+    col_stop : int, optional
+        End of the columns read; None: the last column.
+    op_id : int
+        Operation id of the MVM (0: none), as :func:`op_id_of` reads it.
+    """
+
+    def __init__(
+        self,
+        codes: np.ndarray,
+        row_start: int = 0,
+        col_start: int = 0,
+        col_stop: int | None = None,
+        op_id: int = 0,
+    ) -> None:
+        self.codes = codes
+        self.row_start, self.col_start, self.col_stop = row_start, col_start, col_stop
+        self.op_id = op_id
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        return np.array(self.codes, dtype, copy=copy)
+
+    def __repr__(self) -> str:
+        return (
+            f"WindowedInputs(shape={np.shape(self.codes)}, row_start={self.row_start}, "
+            f"col_start={self.col_start}, col_stop={self.col_stop})"
+        )
+
+
 class InputBatch(ArraySetting):
     """A batch of MVM input vectors (DAC codes), checked when set; kept as int16.
 
     Shape (batch, rows), integers with ``|x| <= 2**(dac_bits - 1) - 1`` at the core's
     current ``dac_bits``.  A value with an ``op_id`` attribute (u64) names the next MVM
-    (:class:`MVMReadout`).
+    (:class:`MVMReadout`); a :class:`WindowedInputs` (shape (batch, k)) runs it on a
+    window of the core, kept in :attr:`window` until the next value (a plain array:
+    the whole core).
     """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(dtype="int16", ndim=2, **kwargs)
         self.op_id = 0
+        self.window: tuple[int, int, int | None] = (0, 0, None)
+        """(row_start, col_start, col_stop) of the inputs held; col_stop None: the last."""
 
     def put(self, value: Any, **kwargs: Any) -> None:
-        super().put(value, **kwargs)
-        self.op_id = op_id_of(value)
+        self.check_value(value)
+        self.window, self.op_id = self.window_of(value), op_id_of(value)
+        # ArraySetting.put without its check_value: the inputs were checked just now.
+        super(ArraySetting, self).put(np.array(value, self.dtype), force=True, **kwargs)
+
+    @staticmethod
+    def window_of(value: Any) -> tuple[int, int, int | None]:
+        """The window a value asks for: a :class:`WindowedInputs`' own, else the core."""
+        if not isinstance(value, WindowedInputs):
+            return 0, 0, None
+        stop = None if value.col_stop is None else int(value.col_stop)
+        return int(value.row_start), int(value.col_start), stop
+
+    @property
+    def columns(self) -> tuple[int, int]:
+        """[col_start, col_stop) the MVM of the inputs held reads."""
+        _, start, stop = self.window
+        return start, self.root.identity.cols if stop is None else stop
 
     def take_op_id(self) -> int:
         """The id for the MVM starting now; later MVMs of the same inputs have none."""
@@ -155,12 +215,18 @@ class InputBatch(ArraySetting):
         self.root.stop(success=success)
 
     def check_value(self, value: Any) -> None:
-        rows = self.root.identity.rows
+        chip = self.root.identity
         x = np.asarray(value)
-        if x.ndim != 2 or x.shape[0] < 1 or x.shape[1] != rows:
+        full = not isinstance(value, WindowedInputs)
+        if x.ndim != 2 or x.shape[0] < 1 or (full and x.shape[1] != chip.rows):
             raise ValueError(
-                f"{self.name}: inputs must have shape (batch >= 1, {rows}), got {x.shape}"
+                f"{self.name}: inputs must have shape (batch >= 1, {chip.rows}), got {x.shape}"
             )
+        row_start, col_start, col_stop = self.window_of(value)
+        col_stop = chip.cols if col_stop is None else col_stop
+        where = (row_start, x.shape[1], col_start, col_stop)
+        if message := protocol.mvm_window_violation(chip.rows, chip.cols, *where):
+            raise ValueError(f"{self.name}: {message}")
         if not np.issubdtype(x.dtype, np.integer):
             raise ValueError(f"{self.name}: inputs must be integer DAC codes, got {x.dtype}")
         bits = self.parent.parent.dac_bits.get()
@@ -190,7 +256,8 @@ class MVMReadout(Device):
         self._declare_shapes(self.inputs.get())
 
     def _declare_shapes(self, value: np.ndarray, **kwargs: Any) -> None:
-        shape = (len(value), self.root.identity.cols)
+        start, stop = self.inputs.columns
+        shape = (len(value), stop - start)
         self.codes.declare(shape)
         self.outputs.declare(shape)
 
@@ -202,7 +269,16 @@ class MVMReadout(Device):
     def measure(self, op_id: int = 0, stop: StopRequest | None = None) -> None:
         """Run the MVM of the inputs over the link (blocking) and update the signals."""
         x = self.inputs.get()
-        codes = self.root.client.mvm(self.parent.index, x, op_id=op_id, cancel=stop)
+        row_start, col_start, col_stop = self.inputs.window
+        codes = self.root.client.mvm(
+            self.parent.index,
+            x,
+            row_start=row_start,
+            col_start=col_start,
+            col_stop=col_stop,
+            op_id=op_id,
+            cancel=stop,
+        )
         outputs = codes * self.parent.adc_lsb.get()
         self.codes.update(codes)
         self.outputs.update(outputs)

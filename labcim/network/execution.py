@@ -4,10 +4,10 @@ Per weight layer (dense, or conv2d as an im2col matrix), for a batch of input ro
 
 1. Quantize: DAC codes ``rint(clip(a / s_in, -1, 1) * L)``, ``s_in`` the layer's input
    scale (the input value of a full-scale code), ``L`` the largest code.
-2. Analog MVMs: every tile gets its slice of the codes (zero-padded to the core's rows;
-   repeated down the rows when the tile holds row copies of its block,
-   :func:`labcim.network.placement.replicate`), one batched backend call per tile
-   (chunked to ``max_batch`` vectors).
+2. Analog MVMs: every tile gets its slice of the codes (repeated down the rows when the
+   tile holds row copies of its block, :func:`labcim.network.placement.replicate`), one
+   batched backend call per tile (chunked to ``max_batch`` vectors) on the tile's window
+   of the core: its rows driven (the others at 0 V), its columns read.
 3. Codes to weight units: the board returns ADC codes ``c`` (first corrected for the
    column's measured ADC nonlinearity, :mod:`labcim.adc_transfer`, if given); the output
    current is ``I = c * lsb`` (uA) and ``I = V_read (x / L) @ G`` with ``G`` in uS, so the
@@ -76,8 +76,17 @@ class Backend(Protocol):
     g_cell_max: float
     adc_gain_range: tuple[float, float] | None
 
-    def mvm(self, core: int, codes: np.ndarray) -> np.ndarray:
-        """ADC codes (int, (batch, cols)) of a batch of DAC codes (int, (batch, rows))."""
+    def mvm(
+        self,
+        core: int,
+        codes: np.ndarray,
+        row_start: int = 0,
+        col_start: int = 0,
+        col_stop: int | None = None,
+    ) -> np.ndarray:
+        """ADC codes (int, (batch, col_stop - col_start)) of a batch of DAC codes (int,
+        (batch, k)) on the rows [row_start, row_start + k), the other rows at 0 V: the
+        columns [col_start, col_stop) (None: to the last) of the full MVM."""
         ...
 
     def adc_lsb(self, core: int) -> float:
@@ -383,17 +392,21 @@ class Deployment:
             cfg = yield from request("config", t.core)
             lsb = yield from request("adc_lsb", t.core)
             codes = quantize_inputs(a[:, t.row0 : t.row1], s_in, int(cfg["dac_bits"]))
-            padded = np.zeros((len(a), self.placement.rows), np.int32)
-            padded[:, : t.shape[0] * al.row_copies] = np.tile(codes, al.row_copies)
+            # The tile's window of the core: its rows (and row copies) from row 0 driven,
+            # the others at 0 V; its columns from column 0 read.
+            block = np.tile(codes, al.row_copies) if al.row_copies > 1 else codes
+            width = t.shape[1]
             adc = []
             for k in range(0, len(a), self.max_batch):
-                adc.append((yield from request("mvm", t.core, padded[k : k + self.max_batch])))
+                window = (block[k : k + self.max_batch], 0, 0, width)
+                adc.append((yield from request("mvm", t.core, *window)))
             adc = np.concatenate(adc)
             if t.core in self.adc_correction:
                 top = signed_levels(int(cfg["adc_bits"]))
-                adc = correct_codes(adc, *self.adc_correction[t.core], top)
+                even, odd = self.adc_correction[t.core]
+                adc = correct_codes(adc, even[:width], odd[:width], top)
             out[t.core] = codes_to_weight_units(
-                adc[:, : t.shape[1]],
+                adc,
                 lsb,
                 float(cfg["read_voltage"]),
                 s_in,

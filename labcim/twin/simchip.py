@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from drivers.protocol import pad_window
 from labcim.chip_identity import ChipIdentity
 from labcim.network.execution import Deployment, prepare, run_steps
 from labcim.writeverify import Strategy, run_write_verify, strategy_for_chip
@@ -39,9 +40,18 @@ class SimChipBackend:
         self.adc_gain_range = identity_of(chip).adc_gain_range
         self.calls = 0
 
-    def mvm(self, core: int, codes: np.ndarray) -> np.ndarray:
+    def mvm(
+        self,
+        core: int,
+        codes: np.ndarray,
+        row_start: int = 0,
+        col_start: int = 0,
+        col_stop: int | None = None,
+    ) -> np.ndarray:
         self.calls += 1
-        return self.chip.mvm(core, codes)
+        # What the board does with a window: the full MVM, rows outside it at 0 V.
+        full = self.chip.mvm(core, pad_window(np.asarray(codes), self.rows, row_start))
+        return full[:, col_start:col_stop]
 
     def adc_lsb(self, core: int) -> float:
         return self.chip.adc_lsb(core)
