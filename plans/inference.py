@@ -57,6 +57,7 @@ from plans.programming import (
 )
 from plans.stubs import (
     Derived,
+    Figures,
     Plan,
     board_clock,
     check_cores,
@@ -344,6 +345,7 @@ class Inference:
     reference: np.ndarray
     kind: Kind
     signals: dict[str, Derived] = field(default_factory=dict)
+    figures: Figures | None = None  # the signals as one object for the events
 
     @property
     def n_batches(self) -> int:
@@ -511,7 +513,7 @@ def run_batches(job: Inference, t: float, elapsed: float, mode: str) -> Plan:
         values.update({s["time"]: t, s["elapsed"]: elapsed, s["compensation"]: mode})
         values.update({s[k]: v for k, v in layer_errors(job, X, outs).items()})
         record(values)
-        yield from event(list(s.values()))
+        yield from event([job.figures])
     return np.concatenate(outputs)
 
 
@@ -647,6 +649,7 @@ def network_inference(
         adc_correction,
     )
     job.signals = make_signals(job)
+    job.figures = Figures("inference", job.signals.values())
     dep = job.dep
     devices = [board.core(c) for c in dep.placement.cores_used]
     start = {
@@ -689,6 +692,7 @@ def network_inference(
     }
     for k in scores(job.reference, job.y, job.reference, job.kind):
         evaluation[k] = derived(k, 0.0, SCORE_UNITS.get(k, ""))
+    evaluated = Figures("evaluation", evaluation.values())
 
     @bpp.subs_decorator(EventProgress())
     @bpp.run_decorator(md=start)
@@ -722,7 +726,7 @@ def network_inference(
                 summary.update({f"{time_key(t)}_{mode}_{k}": v for k, v in figures.items()})
                 values = {"time": t, "elapsed": now - t0, "compensation": mode, **figures}
                 record({evaluation[k]: v for k, v in values.items()})
-                yield from event(list(evaluation.values()), "evaluation")
+                yield from event([evaluated], "evaluation")
         summary.update({f"utilization_{k}": v for k, v in dep.placement.utilization().items()})
         summary["digital_fraction"] = dep.digital_fraction()
         for i, al in dep.layers.items():

@@ -37,6 +37,7 @@ from labcim.progress import EventProgress
 from labcim.writeverify import STRATEGIES, Strategy, WriteVerifyState, make_strategy
 from plans.stubs import (
     Derived,
+    Figures,
     Plan,
     board_clock,
     check_cores,
@@ -224,9 +225,10 @@ def program_cores(job: Programming, stream: str = "primary") -> Plan:
         ``{core index: final map}`` of the last verify reads.
     """
     jobs = job.jobs
-    objs = [job.iteration]
+    figures = [job.iteration]
     for j in jobs:
-        objs += [j.core.conductance, *j.signals.values()]
+        figures += j.signals.values()
+    objs = [j.core.conductance for j in jobs] + [Figures("programming", figures)]
     maps = {}
     yield from checkpoint()
     for j in jobs:

@@ -57,6 +57,59 @@ def derived(name: str, value: Any = 0.0, units: str = "", kind: str = "normal") 
     return Derived(name=name, value=value, units=units, kind=kind)
 
 
+class Figures:
+    """Derived signals read as one object: one ``read`` message per event for all of
+    them instead of one each.
+
+    bluesky spends ~0.1 ms on every message on Python 3.11 (runtime protocol checks,
+    the bundler's check of each reading's keys against every object read before in the
+    event), more than a plan takes to compute these values: an inference batch read 14
+    objects per event.  The data keys are the signals' own names, so the streams hold
+    the same keys; only the descriptor's ``object_keys`` names this group.  Make one
+    per stream and read the same one in every event (bluesky makes a descriptor per
+    set of objects read).
+
+    Parameters
+    ----------
+    name : str
+        Object name in the descriptors.
+    signals : iterable of Derived
+        The values, in their order in the events.
+    """
+
+    parent = None
+
+    def __init__(self, name: str, signals: Iterable[Derived]) -> None:
+        self.name = name
+        self.signals = list(signals)
+
+    def __repr__(self) -> str:
+        return f"Figures({self.name!r}, {[s.name for s in self.signals]})"
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for signal in self.signals:
+            out.update(signal.read())
+        return out
+
+    def describe(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for signal in self.signals:
+            out.update(signal.describe())
+        return out
+
+    def read_configuration(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    def describe_configuration(self) -> dict[str, dict[str, Any]]:
+        return {}
+
+    @property
+    def hints(self) -> dict[str, list[str]]:
+        """The hinted signals' names (bluesky's ``fields`` hint)."""
+        return {"fields": [f for signal in self.signals for f in signal.hints["fields"]]}
+
+
 def identity(board: Any) -> Plan:
     """The board's identity as a dict (``limits`` parsed from its JSON).
 
@@ -315,4 +368,4 @@ def summary_stream(values: Mapping[str, Any], units: Mapping[str, str] | None = 
     """Emit ``values`` as the one event of the ``summary`` stream (``Run.summary``)."""
     units = units or {}
     signals = [derived(k, v, units.get(k, "")) for k, v in values.items()]
-    yield from event(signals, stream="summary")
+    yield from event([Figures("summary", signals)], stream="summary")
