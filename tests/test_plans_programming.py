@@ -175,7 +175,8 @@ def test_worn_devices_are_reported_through_the_wire(tmp_path):
 
 def test_each_cores_batch_is_queued_while_the_next_is_computed(tmp_path):
     """On several cores every batch of an iteration goes to the board before the plan
-    waits for the first map, and the board takes them in the cores' order."""
+    waits for the first map, and the board takes them in the cores' order; the event
+    reads the computed figures in one message."""
     w = hermes_weights(np.random.default_rng(2), 128, 64)
     board = connect("sim://pcm-small?seed=1")
     RE = RunEngine({})
@@ -195,4 +196,8 @@ def test_each_cores_batch_is_queued_while_the_next_is_computed(tmp_path):
         waits = [i for i, m in enumerate(it) if m[0] == "wait"]
         assert [it[i][1] for i in sets] == ["board_core0_program", "board_core1_program"]
         assert max(sets) < min(waits)
+        # The event reads the maps and, in one message, every computed figure.
+        create = it.index(("create", None))
+        read = [name for command, name in it[create:] if command == "read"]
+        assert read == ["board_core0_conductance", "board_core1_conductance", "programming"]
     board.close()
