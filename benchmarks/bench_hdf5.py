@@ -5,7 +5,7 @@ the RunEngine's own cost is not counted).  The baseline appends the same frames 
 one to a resizable dataset with the same chunks and filters, in the same file mode
 (``libver="latest"``, SWMR) and with the writer's durability: ``flush`` (and ``fsync``,
 when the writer fsyncs) after creating the file, after creating the stream, whenever
-``write_ahead_bytes`` of frames or ``flush_interval`` seconds have gone unflushed (twice:
+``max_buffer_bytes`` of frames or ``flush_interval`` seconds have gone unflushed (twice:
 the frames, then the count of valid rows), and at the end (the last frames and their
 count, then the stop record).  Writer and loop alternate repeat by repeat.
 """
@@ -80,7 +80,7 @@ def _raw_loop(path: Path, frames: list[np.ndarray], writer: HDF5Writer, **filter
             if not pending:
                 since = time.monotonic()
             pending += frame.nbytes
-            if pending >= writer.write_ahead_bytes or time.monotonic() - since >= (
+            if pending >= writer.max_buffer_bytes or time.monotonic() - since >= (
                 writer.flush_interval
             ):
                 flush()

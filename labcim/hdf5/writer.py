@@ -6,7 +6,6 @@ import contextlib
 import os
 import re
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -29,9 +28,8 @@ class HDF5Writer(DocumentRouter):
     touch the run being written; see ``docs/data-layout.md``.
 
     Events are buffered and written at most ``flush_interval`` seconds after they
-    arrive (a timer thread flushes when the plan goes quiet), at once in that thread
-    when they hold ``write_ahead_bytes`` of readings, and always at every descriptor and
-    at the stop document.  A SIGKILL therefore loses at
+    arrive (a timer thread flushes when the plan goes quiet), and always at every
+    descriptor and at the stop document.  A SIGKILL therefore loses at
     most the events of the last ``flush_interval`` seconds.  While the timer writes and
     fsyncs, the RunEngine's events go on into fresh buffers: only a start, descriptor
     or stop document (and a buffer over ``max_buffer_bytes``) waits for the file.  Any
@@ -64,14 +62,8 @@ class HDF5Writer(DocumentRouter):
     fsync : bool
         Also ``fsync`` at every flush, so that a power cut (not only a killed process)
         loses at most ``flush_interval`` of events.
-    write_ahead_bytes : int
-        Start writing in the background at once when buffered readings exceed this
-        size, rather than at the end of ``flush_interval``: large readings (conductance
-        maps, MVM batches) reach the disk while the plan goes on, and the stop document
-        finds little left to write.
     max_buffer_bytes : int
-        Flush early, in the RunEngine's thread, when buffered event data exceed this
-        size (the background writing has fallen behind).
+        Flush early when buffered event data exceed this size.
 
     Raises
     ------
@@ -91,7 +83,6 @@ class HDF5Writer(DocumentRouter):
         compression_opts: int | None = 1,
         shuffle: bool = True,
         fsync: bool = True,
-        write_ahead_bytes: int = 4 * 2**20,
         max_buffer_bytes: int = 64 * 2**20,
     ) -> None:
         super().__init__()
@@ -99,7 +90,6 @@ class HDF5Writer(DocumentRouter):
         self.flush_interval = flush_interval
         self.storage = Storage(compression, compression_opts if compression else None, shuffle)
         self.fsync = fsync
-        self.write_ahead_bytes = write_ahead_bytes
         self.max_buffer_bytes = max_buffer_bytes
         run_dir = self.location.run_dir
         try:
@@ -117,7 +107,6 @@ class HDF5Writer(DocumentRouter):
         self._file_lock = threading.Lock()
         self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
-        self._due = 0.0  # time.monotonic() at which _timer fires
         self._deferred: Exception | None = None  # met by the timer thread
 
     def __repr__(self) -> str:
@@ -200,13 +189,8 @@ class HDF5Writer(DocumentRouter):
         with self._failing(run):
             stream.append(page)
             self._last_seq[descriptor] = page["seq_num"][-1]
-            now = time.monotonic()
-            delay = 0.0 if run.pending_bytes >= self.write_ahead_bytes else self.flush_interval
-            if self._timer is None or now + delay < self._due:
-                if self._timer is not None:  # a later flush is moved to now
-                    self._timer.cancel()
-                self._due = now + delay
-                self._timer = threading.Timer(delay, self._flush_all)
+            if self._timer is None:
+                self._timer = threading.Timer(self.flush_interval, self._flush_all)
                 self._timer.daemon = True
                 self._timer.start()
 
@@ -218,8 +202,7 @@ class HDF5Writer(DocumentRouter):
         """
         with self._file_lock:
             with self._lock:
-                if self._timer is threading.current_thread():  # not one moved to now
-                    self._timer = None
+                self._timer = None
                 batches = [(run, taken) for run in self._runs.values() if (taken := run.take())]
             for run, taken in batches:
                 self._flush(run, taken)
