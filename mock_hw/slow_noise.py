@@ -90,5 +90,6 @@ def standard_normal(
         index = bits.random_raw(-(-n // 4)).view(np.uint16)[:n].reshape(shape)
     else:
         index = rng.integers(0, 1 << 16, shape, dtype=np.uint16)
-    # mode="clip": a uint16 is always a valid index, so skip the bounds check
-    return np.take(_normal_table(), index, out=out, mode="clip")
+    # A uint16 is always a valid index, so no mode changes one; numpy's "wrap" loop is
+    # the fastest of the three (standard_normal of 2^18: 0.25 ms, 0.30 ms with "clip")
+    return np.take(_normal_table(), index, out=out, mode="wrap")
