@@ -228,7 +228,7 @@ def program_cores(job: Programming, stream: str = "primary") -> Plan:
     figures = [job.iteration]
     for j in jobs:
         figures += j.signals.values()
-    objs = [j.core.conductance for j in jobs] + [Figures("programming", figures)]
+    objs = [Figures("programming", figures)] + [j.core.conductance for j in jobs]
     maps = {}
     yield from checkpoint()
     for j in jobs:

@@ -199,5 +199,5 @@ def test_each_cores_batch_is_queued_while_the_next_is_computed(tmp_path):
         # The event reads the maps and, in one message, every computed figure.
         create = it.index(("create", None))
         read = [name for command, name in it[create:] if command == "read"]
-        assert read == ["board_core0_conductance", "board_core1_conductance", "programming"]
+        assert read == ["programming", "board_core0_conductance", "board_core1_conductance"]
     board.close()
