@@ -470,3 +470,23 @@ def test_sim_serve_prints_its_url_first_and_exits_0_on_ctrl_c(extra):
         proc.send_signal(signal.SIGINT)
         assert proc.wait(timeout=10) == 0
     assert url.startswith("socket://127.0.0.1:" if not extra else "/dev/")
+
+
+@pytest.mark.parametrize("command", [["sim", "serve", "--preset", PRESET], ["sim", "smu"]])
+def test_a_server_started_as_a_scripts_background_job_stops_on_sigint(command):
+    """A shell script's ``labcim sim serve &`` starts with SIGINT ignored (POSIX); the
+    server still stops on ``kill -INT``, exit 0."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labcim.cli", *command],
+        stdout=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        assert proc.stdout.readline().strip()  # its URL or VISA resource: serving
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()

@@ -99,7 +99,9 @@ def chip_url(args: argparse.Namespace) -> str:
 
 def serve(args: argparse.Namespace) -> int:
     """Build the chip and serve it until Ctrl-C (exit 0)."""
-    from labcim.twin.serve import board_server
+    from labcim.twin.serve import board_server, stop_on_sigint
+
+    stop_on_sigint()
 
     try:
         if args.idle_timeout < 0 or not math.isfinite(args.idle_timeout):

@@ -48,7 +48,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Serve until interrupted; return the exit status."""
     from labcim.twin.model_file import ModelFileError
-    from labcim.twin.serve import smu_server
+    from labcim.twin.serve import smu_server, stop_on_sigint
+
+    stop_on_sigint()
 
     try:
         server = smu_server(

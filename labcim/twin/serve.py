@@ -8,6 +8,8 @@ RRAM or PCM population, with the device parameters of a model file if given.
 
 from __future__ import annotations
 
+import signal
+import threading
 from collections.abc import Callable
 from os import PathLike
 from typing import Any
@@ -121,3 +123,16 @@ def smu_server(
         params = PARAMS[loaded.device_type].from_dict(loaded.model_params)
     probed = DEVICES[device](np.random.default_rng(seed), params)
     return SMUServer(probed, host=host, port=port, model=model)
+
+
+def stop_on_sigint() -> None:
+    """Make SIGINT (Ctrl-C, ``kill -INT``) raise KeyboardInterrupt in this process, as
+    a simulated instrument's server expects to be stopped.
+
+    A shell script's background job (``labcim sim serve &``) starts with SIGINT
+    ignored, and Python then installs no handler of its own: the server would outlive
+    every ``kill -INT``.  Only the main thread can set a handler; elsewhere this does
+    nothing.
+    """
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.default_int_handler)
