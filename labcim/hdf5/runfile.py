@@ -5,6 +5,10 @@ SWMR mode and only then renamed into place (never over an existing file), so a r
 never meets a run file that is not yet readable.  From then on everything is written in
 SWMR mode: appends as HDF5 intends, and the few structural changes (a new stream, the
 stop fields) followed at once by a flush.  See ``docs/data-layout.md``.
+
+A new stream's group is created by the next flush, not when its descriptor arrives: the
+descriptor is checked at once, on the caller's thread, and only its writing waits, so a
+writer's flush thread does all of a run's file work between its start and its stop.
 """
 
 from __future__ import annotations
@@ -115,24 +119,27 @@ class StreamFile:
 
     Parameters
     ----------
-    group : h5py.Group
-        ``/entry/<stream name>``, created by `RunFile.add_stream`.
     descriptor : mapping
         The stream's (first) descriptor document.
     storage : Storage
         Filter options for new datasets.
+
+    Attributes
+    ----------
+    group : h5py.Group or None
+        ``/entry/<stream name>``, once `RunFile.write` has created it.
+    descriptors : list of dict
+        The stream's descriptors as JSON (without configuration readings), in order.
     nxdata : (h5py.Group, set of str) or None
-        For ``primary``: the NXdata group and the fields it links once they exist.
+        For ``primary``, once written: the NXdata group and the fields it links once
+        they exist.
     """
 
-    def __init__(
-        self,
-        group: h5py.Group,
-        descriptor: Mapping[str, Any],
-        storage: Storage,
-        nxdata: tuple[h5py.Group, set[str]] | None,
-    ) -> None:
-        self.group = group
+    def __init__(self, descriptor: Mapping[str, Any], storage: Storage) -> None:
+        self.group: h5py.Group | None = None
+        self.descriptor = descriptor
+        self.descriptors: list[Any] = []
+        self.nxdata: tuple[h5py.Group, set[str]] | None = None
         self.name: str = descriptor["name"]
         self.data_keys = {
             k: dk for k, dk in descriptor["data_keys"].items() if "external" not in dk
@@ -143,7 +150,6 @@ class StreamFile:
                     f"stream {self.name!r}: data key {key!r} cannot name an HDF5 dataset"
                 )
         self.storage = storage
-        self.nxdata = nxdata
         self.rows = Rows(self.data_keys)
         self._datasets: dict[tuple[str | None, str], h5py.Dataset] = {}
         self._length = 0  # rows with their event fields written
@@ -289,6 +295,29 @@ class StreamFile:
         return dataset
 
 
+@dataclass
+class Pending:
+    """What one flush writes, taken from a run while the writer holds its buffers.
+
+    Attributes
+    ----------
+    streams : list of (StreamFile, list of dict)
+        Streams whose group or descriptors the file does not hold yet, each with its
+        descriptors as they were when taken.
+    rows : list of (StreamFile, Rows)
+        The buffered events, stream by stream.
+    sync : bool
+        The file holds changes that have reached the OS but maybe not the disk.
+    """
+
+    streams: list[tuple[StreamFile, list[Any]]]
+    rows: list[tuple[StreamFile, Rows]]
+    sync: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.streams or self.rows or self.sync)
+
+
 class RunFile:
     """The open file of one run, from its start document to its stop document."""
 
@@ -299,6 +328,8 @@ class RunFile:
         self.fsync = fsync
         self.streams: dict[str, StreamFile] = {}
         self.lost = ""  # why buffered events were dropped, if they were
+        self._unwritten: list[StreamFile] = []  # descriptors not in the file yet
+        self._unsynced = False  # handed to the OS, not yet to the disk
 
     @classmethod
     def create(
@@ -343,7 +374,7 @@ class RunFile:
             partial.unlink(missing_ok=True)
             raise
         run = cls(path, file, start, fsync)
-        run.flush()
+        run._unsynced = True  # the next flush (the writer's timer) puts it on the disk
         return run
 
     @property
@@ -359,36 +390,57 @@ class RunFile:
         return any(s.pending for s in self.streams.values())
 
     def add_stream(self, descriptor: Mapping[str, Any], storage: Storage) -> StreamFile:
-        """Create the group of a new stream (or return it for a repeated descriptor)."""
+        """Check a stream's descriptor and keep it for the next `write`.
+
+        A new stream's group (with its configuration readings and, for ``primary``, the
+        NXdata group) is created by the next `write`; a repeated descriptor is added to
+        its stream's list there.  What would fail to be written is refused here.
+
+        Returns
+        -------
+        StreamFile
+            The stream, new or the one of an earlier descriptor of the same name.
+        """
         name = descriptor["name"]
         text, arrays = split_arrays(_without_config_values(descriptor), f"descriptor {name!r}")
         if arrays:
             raise TypeError(
                 f"{self.path}: descriptor {name!r} holds arrays outside its configuration"
             )
-        if name in self.streams:
-            stream = self.streams[name]
+        stream = self.streams.get(name)
+        if stream is not None:
             if descriptor["data_keys"].keys() != stream.data_keys.keys() | _external(descriptor):
                 raise ValueError(f"{self.path}: stream {name!r} changed its data keys mid-run")
-            texts = json.loads(stream.group.attrs[DESCRIPTORS_ATTR])
-            stream.group.attrs[DESCRIPTORS_ATTR] = json.dumps([*texts, json.loads(text)])
-            return stream
-        if "/" in name or name in (METADATA, STOP, NXDATA, ""):
-            raise ValueError(f"{self.path}: stream name {name!r} cannot name an HDF5 group")
-        group = self.entry.create_group(name)
-        group.attrs[NX_CLASS] = "NXcollection"
-        group.attrs[DESCRIPTORS_ATTR] = json.dumps([json.loads(text)])
-        self._write_config(group.create_group(STREAM_CONFIG), descriptor)
-        nxdata = self._nxdata(descriptor) if name == "primary" else None
-        stream = self.streams[name] = StreamFile(group, descriptor, storage, nxdata)
-        self.flush()
+        else:
+            if "/" in name or name in (METADATA, STOP, NXDATA, ""):
+                raise ValueError(f"{self.path}: stream name {name!r} cannot name an HDF5 group")
+            for obj, config in descriptor.get("configuration", {}).items():
+                for key, value in config.get("data", {}).items():
+                    split_arrays({key: value}, f"{self.path}: configuration of {obj!r}")
+            stream = self.streams[name] = StreamFile(descriptor, storage)
+        stream.descriptors.append(json.loads(text))
+        if stream not in self._unwritten:
+            self._unwritten.append(stream)
         return stream
+
+    def _write_streams(self, streams: Sequence[tuple[StreamFile, list[Any]]]) -> None:
+        """Create the groups of new streams and store every stream's descriptors."""
+        for stream, descriptors in streams:
+            if stream.group is not None:
+                stream.group.attrs[DESCRIPTORS_ATTR] = json.dumps(descriptors)
+                continue
+            group = self.entry.create_group(stream.name)
+            group.attrs[NX_CLASS] = "NXcollection"
+            group.attrs[DESCRIPTORS_ATTR] = json.dumps(descriptors)
+            self._write_config(group.create_group(STREAM_CONFIG), stream.descriptor)
+            if stream.name == "primary":
+                stream.nxdata = self._nxdata(stream.descriptor)
+            stream.group = group
 
     def _write_config(self, group: h5py.Group, descriptor: Mapping[str, Any]) -> None:
         for obj, config in descriptor.get("configuration", {}).items():
             obj_group = group.create_group(obj)
             for key, value in config.get("data", {}).items():
-                split_arrays({key: value}, f"{self.path}: configuration of {obj!r}")  # checks
                 write_field(obj_group, key, value)
                 obj_group[key].attrs["timestamp"] = config.get("timestamps", {}).get(key, np.nan)
 
@@ -434,26 +486,39 @@ class RunFile:
         """Write every buffered event and push the file to the OS (and disk with fsync)."""
         self.write(self.take())
 
-    def take(self) -> list[tuple[StreamFile, Rows]]:
-        """Every stream's buffered events, for `write`; the buffers start empty again.
+    def take(self) -> Pending:
+        """What the file lacks: new descriptors, every stream's buffered events, a sync.
 
-        A writer takes them while it holds its buffers and writes them after it let go,
-        so that events arriving meanwhile are buffered without waiting for the disk.
+        For `write`; the buffers start empty again.  A writer takes them while it holds
+        its buffers and writes them after it let go, so that documents arriving
+        meanwhile are buffered without waiting for the disk.
         """
-        return [(stream, stream.take()) for stream in self.streams.values() if stream.pending]
+        streams = [(stream, list(stream.descriptors)) for stream in self._unwritten]
+        self._unwritten = []
+        sync, self._unsynced = self._unsynced, False
+        rows = [(stream, stream.take()) for stream in self.streams.values() if stream.pending]
+        return Pending(streams, rows, sync)
 
-    def write(self, batches: Sequence[tuple[StreamFile, Rows]]) -> None:
-        """Write events `take` returned and push the file to the OS (and disk with fsync).
+    def write(self, pending: Pending) -> None:
+        """Write what `take` returned and push the file to the OS (and disk with fsync).
 
-        The readings are pushed out before the events' time, seq_num and uid are
-        written, and a reader counts only rows with a seq_num: HDF5 may store a
+        New streams' groups come first, flushed at once (a structural change in SWMR
+        mode).  The readings are pushed out before the events' time, seq_num and uid
+        are written, and a reader counts only rows with a seq_num: HDF5 may store a
         dataset's new length even when writing its data failed (full disk), and rows
         of fill values must never pass for events.  Batches are written in the order
         they were taken (the caller keeps one flush at a time).
+
+        Raises
+        ------
+        DiskFullError
+            When the disk has no room for a stream's batch, after the batches before it
+            are written (the streams in the order they began).
         """
-        if batches:
-            size = os.fstat(self.file.id.get_vfd_handle()).st_size
-            check_room(self.path, sum(s.needed_bytes(rows) for s, rows in batches), size)
+        if pending.streams:
+            self._write_streams(pending.streams)
+            self.file.flush()
+        batches, refused = self._fitting(pending.rows)
         for stream, rows in batches:
             stream.write_data(rows, self.path)
         if batches:
@@ -461,6 +526,24 @@ class RunFile:
             for stream, rows in batches:
                 stream.write_events(rows)
         self._sync()
+        if refused is not None:
+            raise refused
+
+    def _fitting(
+        self, batches: list[tuple[StreamFile, Rows]]
+    ) -> tuple[list[tuple[StreamFile, Rows]], DiskFullError | None]:
+        """The leading ``batches`` the disk has room for, and the error refusing the rest."""
+        if not batches:
+            return batches, None
+        size = os.fstat(self.file.id.get_vfd_handle()).st_size
+        needed = 0
+        for i, (stream, rows) in enumerate(batches):
+            needed += stream.needed_bytes(rows)
+            try:
+                check_room(self.path, needed, size)
+            except DiskFullError as exc:
+                return batches[:i], exc
+        return batches, None
 
     def _sync(self) -> None:
         self.file.flush()

@@ -17,7 +17,7 @@ from labcim.hdf5.index import write_index
 from labcim.hdf5.layout import run_file_name, run_number
 from labcim.hdf5.metadata import split_arrays
 from labcim.hdf5.output import ForeignFileError, check_output
-from labcim.hdf5.runfile import RunFile, Storage, StreamFile
+from labcim.hdf5.runfile import Pending, RunFile, Storage, StreamFile
 
 
 class HDF5Writer(DocumentRouter):
@@ -27,12 +27,12 @@ class HDF5Writer(DocumentRouter):
     becomes one file ``run_NNNNNN_<uid>.h5`` in a run directory, so a crash can only
     touch the run being written; see ``docs/data-layout.md``.
 
-    Events are buffered and written at most ``flush_interval`` seconds after they
-    arrive (a timer thread flushes when the plan goes quiet), and always at every
-    descriptor and at the stop document.  A SIGKILL therefore loses at
-    most the events of the last ``flush_interval`` seconds.  While the timer writes and
-    fsyncs, the RunEngine's events go on into fresh buffers: only a start, descriptor
-    or stop document (and a buffer over ``max_buffer_bytes``) waits for the file.  Any
+    Events and descriptors are buffered and written at most ``flush_interval`` seconds
+    after they arrive (a timer thread flushes when the plan goes quiet), and always at
+    the stop document.  A SIGKILL therefore loses at most the documents of the last
+    ``flush_interval`` seconds.  While the timer writes and fsyncs, the RunEngine's
+    documents go on into fresh buffers: only a start or stop document (and a buffer
+    over ``max_buffer_bytes``) waits for the file.  Any
     error (unwritable path, full disk, metadata that JSON cannot hold) is raised into
     the RunEngine, so the run fails loudly instead of going unsaved; an error met by
     the timer thread is raised at the next document.  A write that would leave less
@@ -113,7 +113,7 @@ class HDF5Writer(DocumentRouter):
         return f"HDF5Writer({str(self.location.run_dir)!r}, open runs: {len(self._runs)})"
 
     def __call__(self, name: str, doc: dict, validate: bool = False) -> tuple[str, dict]:
-        if name in ("event", "event_page"):
+        if name in ("event", "event_page", "descriptor"):
             with self._lock:
                 result = self._handle(name, doc, validate)
                 full = [r for r in self._runs.values() if r.pending_bytes >= self.max_buffer_bytes]
@@ -145,16 +145,19 @@ class HDF5Writer(DocumentRouter):
         path = self.location.run_dir / run_file_name(number, doc["uid"])
         with _naming(path):
             self._runs[doc["uid"]] = RunFile.create(path, doc, text, arrays, self.fsync)
+        self._flush_soon()  # its fsync
         with _naming(self.location.index):
             write_index(self.location)
 
     def descriptor(self, doc: dict) -> None:
-        """Create the stream's group, config readings and (for primary) NXdata."""
+        """Check the descriptor; the next flush writes the stream's group, config
+        readings and (for primary) NXdata."""
         run = self._runs.get(doc["run_start"])
         if run is None:  # a run whose start failed, or that began before subscribing
             return
         with self._failing(run):
             self._streams[doc["uid"]] = (run, run.add_stream(doc, self.storage))
+        self._flush_soon()
 
     def event(self, doc: dict) -> None:
         """Buffer one event (unless it replays one already recorded)."""
@@ -189,10 +192,14 @@ class HDF5Writer(DocumentRouter):
         with self._failing(run):
             stream.append(page)
             self._last_seq[descriptor] = page["seq_num"][-1]
-            if self._timer is None:
-                self._timer = threading.Timer(self.flush_interval, self._flush_all)
-                self._timer.daemon = True
-                self._timer.start()
+        self._flush_soon()
+
+    def _flush_soon(self) -> None:
+        """Have the timer flush ``flush_interval`` after the first unwritten document."""
+        if self._timer is None:
+            self._timer = threading.Timer(self.flush_interval, self._flush_all)
+            self._timer.daemon = True
+            self._timer.start()
 
     def _flush_all(self) -> None:
         """Timer thread: write what has waited ``flush_interval``; keep errors for later.
@@ -207,12 +214,12 @@ class HDF5Writer(DocumentRouter):
             for run, taken in batches:
                 self._flush(run, taken)
 
-    def _flush(self, run: RunFile, batches: list) -> None:
-        """Write ``batches`` taken from ``run`` (``_file_lock`` held); keep an error for
+    def _flush(self, run: RunFile, pending: Pending) -> None:
+        """Write what was taken from ``run`` (``_file_lock`` held); keep an error for
         the next document."""
         try:
             with self._failing(run):
-                run.write(batches)
+                run.write(pending)
         except Exception as exc:
             with self._lock:
                 self._deferred = exc
