@@ -174,8 +174,12 @@ def test_a_campaign_step_pauses_and_resume_redoes_only_an_aborted_step(work, ans
     }
 
 
+#: Batches of 8: many device operations, each a point where a Ctrl-C can pause.  Three
+#: programming iterations (default 20): what is checked happens in the inference batches
+#: that follow, and a run and its uninterrupted twin program alike however many there are.
 INFERENCE = ["run", "network_inference", "--chip", CHIP, "-p", "model=digits-mlp",
-             "-p", "batch_size=8", "-p", "times=[0, 86400]"]  # fmt: skip
+             "-p", "batch_size=8", "-p", "times=[0, 86400]",
+             "-p", "max_iterations=3"]  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -188,3 +188,23 @@ def test_no_code_or_test_reads_a_board_s_simulator_object():
         if isinstance(node, ast.Attribute) and node.attr == "sim_chip"
     ]
     assert found == []
+
+
+@pytest.mark.slow  # a second or more: kept out of the fast tier
+def test_a_command_that_uses_no_reference_task_does_not_import_scikit_learn(tmp_path):
+    """Importing scikit-learn took 2-3 s of every ``labcim`` command (``plans.inference``
+    imports ``labcim.network.tasks``); only a reference task's function loads it now."""
+    probe = (
+        "import json, runpy, sys\n"
+        "sys.argv = ['labcim', '-q', 'run', 'conductance_map', '--chip', 'sim://pcm-small',"
+        " '--out', 'r.h5', '-p', 'reads=-2']\n"
+        "try:\n    runpy.run_module('labcim.cli', run_name='__main__')\n"
+        "except SystemExit as exit:\n    code = exit.code\n"
+        "print(json.dumps([code, 'plans.inference' in sys.modules,"
+        " sorted(m for m in sys.modules if m.split('.')[0] == 'sklearn')]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    assert "reads = -2 must be an integer >= 1" in out.stderr
+    assert json.loads(out.stdout.splitlines()[-1]) == [2, True, []]

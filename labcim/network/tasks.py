@@ -11,6 +11,10 @@
   ripple), small MLPs: tasks where the analog error, not the targets' scatter, decides.
 
 Splits and training are deterministic (fixed ``random_state``).
+
+scikit-learn is imported by the functions that use it: importing it takes 2-3 s, and
+every ``labcim`` command imports this module (``plans.inference`` names `Task`), most of
+them to run plans that need no task.
 """
 
 from __future__ import annotations
@@ -20,10 +24,6 @@ from dataclasses import dataclass
 from importlib import resources
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, make_friedman1
-from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
-from sklearn.neural_network import MLPClassifier, MLPRegressor
 
 from labcim.network.layers import Dense
 from labcim.network.loaders import from_sklearn, load_npz
@@ -82,6 +82,9 @@ def digits_split(images: bool = False) -> tuple[np.ndarray, ...]:
     images : bool
         Shape the inputs as (n, 8, 8, 1) images instead of (n, 64) vectors.
     """
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
     d = load_digits()
     X = d.data / 16.0
     if images:
@@ -101,6 +104,9 @@ def digits_mlp() -> Task:
     alpha 0.1) ignores a common scale of its products, so no compensation can show
     there (docs/inference.md).
     """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+
     X_tr, X_te, y_tr, y_te = digits_split()
     mu, sd = X_tr.mean(axis=0), X_tr.std(axis=0) + PIXEL_STD_FLOOR
     X_tr, X_te = (X_tr - mu) / sd, (X_te - mu) / sd
@@ -128,6 +134,10 @@ def regression_task(
     de-standardization ``y = mu + sigma * y_std`` is folded into the last dense layer, so
     the model's output is the target itself.
     """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPRegressor
+
     X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.3, random_state=0)
     X_tr, X_te = (x / X.std(axis=0) for x in (X_tr, X_te))  # unit-variance features
     mu, sigma = y_tr.mean(), y_tr.std()
@@ -142,6 +152,8 @@ def regression_task(
 
 def diabetes_regressor() -> Task:
     """Diabetes progression with an MLP 10-32-1 (ReLU); outputs in the target's units."""
+    from sklearn.datasets import load_diabetes
+
     d = load_diabetes()
     return regression_task("diabetes-mlp", d.data, d.target, (32,), 10.0)
 
@@ -150,6 +162,8 @@ def friedman_regressor() -> Task:
     """Friedman's function #1 (``make_friedman1``: 10 inputs in [0, 1], 5 of them unused,
     ``10 sin(pi x1 x2) + 20 (x3 - 0.5)^2 + 10 x4 + 5 x5``, noise 0.25) with an MLP
     10-32-32-1, 2000 samples."""
+    from sklearn.datasets import make_friedman1
+
     X, y = make_friedman1(n_samples=2000, noise=0.25, random_state=0)
     return regression_task("friedman-mlp", X, y, (32, 32), 1.0)
 
@@ -172,6 +186,11 @@ def breast_cancer_mlp() -> Task:
     Features standardized with the training split's means and deviations; 70/30
     stratified split.
     """
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
+
     d = load_breast_cancer()
     X_tr, X_te, y_tr, y_te = train_test_split(
         d.data, d.target, test_size=0.3, random_state=0, stratify=d.target
