@@ -24,7 +24,7 @@ class MaxFill(PartialSetStrategy):
     name = "max-fill"
 
     def _first_pulses(self, w: Work, g: np.ndarray) -> Pulses:
-        pulses = new_pulses(g.shape)
+        pulses = new_pulses(w)
         self._add_full(pulses, np.ones(g.shape, bool), PulseKind.RESET)
         return pulses
 

@@ -33,7 +33,7 @@ class TDP(PartialSetStrategy):
     def _first_pulses(self, w: Work, g: np.ndarray) -> Pulses:
         """Full SET of the cells that need conductance; cells to be off go straight to
         a full RESET (their SET conductances are never used: fewer pulses, less wear)."""
-        pulses = new_pulses(g.shape)
+        pulses = new_pulses(w)
         on = np.broadcast_to((w.goal > self.tolerance)[:, None], g.shape)
         self._add_full(pulses, on, PulseKind.SET)
         self._add_full(pulses, ~on, PulseKind.RESET)
