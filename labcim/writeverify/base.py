@@ -367,13 +367,13 @@ class Strategy(ABC):
             raise ValueError(f"targets[{i}] = {t[i]:g} uS exceeds this strategy's {top:g} uS")
         goal = self._goal(t)
         _, rows, cols = t.shape
-        # Cells row by row (row, polarity, col); devices of a cell side by side.
-        r, p, c = (
-            a.reshape(-1, 1)
-            for a in np.meshgrid(np.arange(rows), np.arange(2), np.arange(cols), indexing="ij")
-        )
-        cell = ((p * rows + r) * cols + c)[:, 0]
-        read = ((p * self.dpp + np.arange(self.dpp)) * rows + r) * cols + c
+        # Cells row by row (row, polarity, col); devices of a cell side by side.  Built by
+        # broadcasting the axes' ranges: a meshgrid would make three full-size copies.
+        r = np.arange(rows).reshape(-1, 1, 1, 1)
+        p = np.arange(2).reshape(1, -1, 1, 1)
+        c = np.arange(cols).reshape(1, 1, -1, 1)
+        cell = ((p * rows + r) * cols + c).ravel()
+        read = (((p * self.dpp + np.arange(self.dpp)) * rows + r) * cols + c).reshape(-1, self.dpp)
         n = cell.size
         shape = (n, self.dpp)
         devices = {
