@@ -486,7 +486,7 @@ class Strategy(ABC):
 
     def _hopeless(self, w: Work, g: np.ndarray) -> np.ndarray:
         """Cells with a dead device that cannot converge any more."""
-        return w.dead.any(axis=1)
+        return device_any(w.dead)
 
     @abstractmethod
     def _tune(self, w: Work, g: np.ndarray, pulses: Pulses) -> None:
@@ -602,7 +602,7 @@ class Strategy(ABC):
     def _finish(self, state: WriteVerifyState) -> PulseBatch:
         w = state.work
         # Out of iterations with a dead device: the cell failed (it is not unfinished).
-        dead = ~w.done & w.dead.any(axis=1)
+        dead = ~w.done & device_any(w.dead)
         state.failed.ravel()[w.cell[dead]] = True
         state.store()
         state.done_at[~state.done] = state.iteration
@@ -648,3 +648,30 @@ def set_pulses(
     kinds[mask] = last
     np.copyto(amps, amp, where=mask, casting="unsafe")
     np.copyto(widths, width, where=mask, casting="unsafe")
+
+
+def device_sum(a: np.ndarray) -> np.ndarray:
+    """Sum of an (n, dpp) array over each cell's devices, (n,).
+
+    Column by column: the same additions in the same order as ``a.sum(axis=1)`` (numpy
+    adds so few terms one after the other), without numpy's loop over a length-2 axis,
+    which is 20-40x slower on a whole chip's cells.
+    """
+    return _across(np.add, a)
+
+
+def device_any(a: np.ndarray) -> np.ndarray:
+    """``a.any(axis=1)`` of a bool (n, dpp) array, column by column (see :func:`device_sum`)."""
+    return _across(np.logical_or, a)
+
+
+def device_all(a: np.ndarray) -> np.ndarray:
+    """``a.all(axis=1)`` of a bool (n, dpp) array, column by column (see :func:`device_sum`)."""
+    return _across(np.logical_and, a)
+
+
+def _across(ufunc: np.ufunc, a: np.ndarray) -> np.ndarray:
+    out = a[:, 0].copy()
+    for d in range(1, a.shape[1]):
+        ufunc(out, a[:, d], out=out)
+    return out
