@@ -159,15 +159,16 @@ class Work:
         """Devices found not to respond, bool (n, dpp)."""
         return self.devices["dead"]
 
-    def subset(self, keep: np.ndarray) -> Work:
-        """The cells where ``keep`` is true."""
+    def subset(self, at: np.ndarray) -> Work:
+        """The cells at the (sorted) indices ``at``.
+
+        Gathered with ``np.take(..., axis=0)``: a boolean mask over the rows of an
+        (n, dpp) array is 20x slower on a whole chip.
+        """
         return Work(
-            self.cell[keep],
-            self.read[keep],
-            self.goal[keep],
-            self.done[keep],
-            {k: v[keep] for k, v in self.devices.items()},
-            {k: v[keep] for k, v in self.cells.items()},
+            *(np.take(a, at, axis=0) for a in (self.cell, self.read, self.goal, self.done)),
+            {k: np.take(v, at, axis=0) for k, v in self.devices.items()},
+            {k: np.take(v, at, axis=0) for k, v in self.cells.items()},
             self.iteration,
         )
 
@@ -428,10 +429,10 @@ class Strategy(ABC):
         if state.iteration >= self.max_iterations or state.done.all():
             return self._finish(state)
         if w.done.mean() > 0.5:
-            keep = ~w.done
+            keep = np.flatnonzero(~w.done)
             state.store()
             state.work = w = w.subset(keep)
-            g = g[keep]
+            g = np.take(g, keep, axis=0)
         pulses = self._enforce_roles(w, g)
         self._tune(w, g, pulses)
         if not pulses[0].any():
@@ -645,7 +646,7 @@ def set_pulses(
     """Mark the devices of ``mask`` for a pulse of type ``last``, ``amp``, ``width`` (s)."""
     m, kinds, amps, widths = pulses
     m |= mask
-    kinds[mask] = last
+    np.copyto(kinds, last, where=mask)  # a boolean-mask assignment is several times slower
     np.copyto(amps, amp, where=mask, casting="unsafe")
     np.copyto(widths, width, where=mask, casting="unsafe")
 

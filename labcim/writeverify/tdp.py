@@ -70,8 +70,8 @@ class TDP(PartialSetStrategy):
             live = device_any(this & ~dead)
             full = live & (rest >= s)
             tune = live & ~full & (rest > tol)
-            role[this & full[:, None]] = Role.FULL
-            role[this & tune[:, None]] = Role.TUNE
+            np.copyto(role, Role.FULL, where=this & full[:, None])
+            np.copyto(role, Role.TUNE, where=this & tune[:, None])
             rest = np.where(full, rest - s, np.where(tune, 0.0, rest))
         w.cells["unreachable"] = rest > tol
         open_ = ~w.done[:, None]
