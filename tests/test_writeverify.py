@@ -225,6 +225,7 @@ def test_wrong_device_type_or_limits():
     [
         (np.zeros((2, 8, 8)), r"readback must have shape \(4, 8, 8\)"),
         (np.full((4, 8, 8), np.nan), "readback contains NaN"),
+        (np.where(np.arange(256).reshape(4, 8, 8) == 77, -np.inf, 1.0), "NaN or inf"),
     ],
 )
 def test_bad_readback(readback, match):
@@ -233,3 +234,13 @@ def test_bad_readback(readback, match):
     with pytest.raises(ValueError, match=match):
         strategy.step(state, readback)
     assert state.iteration == 0
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")  # 1e308 as float32
+def test_finite_readback_whose_sum_overflows_is_accepted():
+    # The finiteness check sums the map first; an overflowing sum of finite values must
+    # fall through to the exact check, not be taken for a NaN.
+    strategy = pcm_strategy()
+    state = strategy.start(np.zeros((2, 8, 8)))
+    batch = strategy.step(state, np.full((4, 8, 8), 1e308))
+    assert state.iteration == 1 and len(batch) == 4 * 8 * 8

@@ -417,8 +417,9 @@ class Strategy(ABC):
         # a fresh array: it becomes the work's g_prev (_emit)
         g = np.take(np.asarray(readback).ravel(), w.read).astype(np.float32, copy=False)
         if state.iteration > 0:
-            moved = np.abs(g - w.devices["g_prev"]) > self.dead_fraction * self.g_max
-            w.devices["responded"] |= moved
+            moved = np.subtract(g, w.devices["g_prev"])
+            np.abs(moved, out=moved)  # in place: one device-sized temporary, not two
+            w.devices["responded"] |= moved > self.dead_fraction * self.g_max
             self._observe(w, g)
         else:
             first = self._first_pulses(w, g)
@@ -503,7 +504,11 @@ class Strategy(ABC):
             raise ValueError(f"readback must have shape {want} (2*dpp, rows, cols), got {g.shape}")
         if not np.issubdtype(g.dtype, np.floating) and not np.issubdtype(g.dtype, np.integer):
             raise ValueError(f"readback must be numbers, got dtype {g.dtype}")
-        if not np.isfinite(g).all():
+        # A NaN or inf makes the sum non-finite (an overflow too, which the exact check
+        # then clears): one pass and no chip-sized temporary for a valid map.
+        with np.errstate(over="ignore"):
+            total = g.sum(dtype=np.float64)
+        if not np.isfinite(total) and not np.isfinite(g).all():
             raise ValueError("readback contains NaN or inf")
 
     def _add_full(self, pulses: Pulses, mask: np.ndarray, kind: PulseKind) -> None:
