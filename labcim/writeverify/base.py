@@ -512,7 +512,8 @@ class Strategy(ABC):
             raise ValueError("readback contains NaN or inf")
 
     def _add_full(self, pulses: Pulses, mask: np.ndarray, kind: PulseKind) -> None:
-        """Mark ``mask`` devices for a full SET (set_max, width_max) or full RESET."""
+        """Mark ``mask`` devices (bool, or flat indices: :func:`set_pulses`) for a full SET
+        (set_max, width_max) or full RESET."""
         full_set = kind == PulseKind.SET
         amp, width = (
             (self.limits["set_max"], self.limits["width_max"])
@@ -648,8 +649,16 @@ def new_pulses(w: Work) -> Pulses:
 def set_pulses(
     pulses: Pulses, mask: np.ndarray, last: Last, amp: float | np.ndarray, width: float | np.ndarray
 ) -> None:
-    """Mark the devices of ``mask`` for a pulse of type ``last``, ``amp``, ``width`` (s)."""
+    """Mark the devices of ``mask`` for a pulse of type ``last``, ``amp``, ``width`` (s).
+
+    ``mask`` is a bool array of the pulses' shape, or the sorted flat indices of the
+    devices (then array ``amp`` and ``width`` hold one value per index).
+    """
     m, kinds, amps, widths = pulses
+    if mask.dtype != bool:
+        for a, v in ((m, True), (kinds, last), (amps, amp), (widths, width)):
+            np.put(a, mask, v)
+        return
     m |= mask
     np.copyto(kinds, last, where=mask)  # a boolean-mask assignment is several times slower
     np.copyto(amps, amp, where=mask, casting="unsafe")
