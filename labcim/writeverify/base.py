@@ -40,7 +40,7 @@ from __future__ import annotations
 import enum
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -158,6 +158,40 @@ class Work:
     def dead(self) -> np.ndarray:
         """Devices found not to respond, bool (n, dpp)."""
         return self.devices["dead"]
+
+    def chunks(self, size: int) -> Iterator[Work]:
+        """Consecutive blocks of at most ``size`` cells, as views of this work.
+
+        The hooks compute on one block at a time so that their temporaries stay small:
+        over a whole 64-core chip each would be a fresh 17-67 MB array, and the kernel's
+        zeroing of its pages (transparent huge pages, compacted on demand) cost more
+        than the arithmetic.  A hook that assigns a new array to a ``cells`` or
+        ``devices`` entry instead of writing into it has it copied back here.
+        """
+        n = len(self.cell)
+        for lo in range(0, n, size):
+            s = slice(lo, lo + size)
+            block = Work(
+                self.cell[s],
+                self.read[s],
+                self.goal[s],
+                self.done[s],
+                {k: v[s] for k, v in self.devices.items()},
+                {k: v[s] for k, v in self.cells.items()},
+                self.iteration,
+            )
+            given = (dict(block.devices), dict(block.cells))
+            yield block
+            for mine, theirs, before in (
+                (self.devices, block.devices, given[0]),
+                (self.cells, block.cells, given[1]),
+            ):
+                for k, v in theirs.items():
+                    if before.get(k) is v:
+                        continue
+                    if k not in mine:
+                        mine[k] = np.empty((n, *v.shape[1:]), v.dtype)
+                    mine[k][s] = v
 
     def subset(self, at: np.ndarray) -> Work:
         """The cells at the (sorted) indices ``at``.
@@ -326,6 +360,9 @@ class Strategy(ABC):
     """Device types (``"pcm"``, ``"rram"``) it programs."""
     dead_fraction: float = DEAD_FRACTION
     """A full SET leaves a working device above, a full RESET below, this share of g_max."""
+    block_cells: int = 1 << 17
+    """Cells the hooks compute on at a time (:meth:`Work.chunks`): one 256 x 256 core,
+    whose float32 device arrays (1 MB) stay below the sizes that get fresh pages."""
 
     def __init__(
         self,
@@ -416,17 +453,18 @@ class Strategy(ABC):
         w.iteration = state.iteration
         # a fresh array: it becomes the work's g_prev (_emit)
         g = np.take(np.asarray(readback).ravel(), w.read).astype(np.float32, copy=False)
-        if state.iteration > 0:
-            moved = np.subtract(g, w.devices["g_prev"])
-            np.abs(moved, out=moved)  # in place: one device-sized temporary, not two
-            w.devices["responded"] |= moved > self.dead_fraction * self.g_max
-            self._observe(w, g)
-        else:
+        if state.iteration == 0:
             first = self._first_pulses(w, g)
             if first is not None:
                 return self._emit(state, g, first)
-        self._plan(w, g)
-        self._judge(state, g)
+        size = self.block_cells
+        for b, gb in zip(w.chunks(size), _blocks(g, size), strict=True):
+            if state.iteration > 0:
+                moved = np.abs(gb - b.devices["g_prev"])
+                b.devices["responded"] |= moved > self.dead_fraction * self.g_max
+                self._observe(b, gb)
+            self._plan(b, gb)
+            self._judge(state, b, gb)
         if state.iteration >= self.max_iterations or state.done.all():
             return self._finish(state)
         if w.done.mean() > 0.5:
@@ -434,8 +472,11 @@ class Strategy(ABC):
             state.store()
             state.work = w = w.subset(keep)
             g = np.take(g, keep, axis=0)
-        pulses = self._enforce_roles(w, g)
-        self._tune(w, g, pulses)
+        pulses = new_pulses(w)
+        for b, gb, lo in zip(w.chunks(size), _blocks(g, size), range(0, len(g), size), strict=True):
+            pb = tuple(a[lo : lo + size] for a in pulses)
+            self._enforce_roles(b, gb, pb)
+            self._tune(b, gb, pb)
         if not pulses[0].any():
             return self._finish(state)
         return self._emit(state, g, pulses)
@@ -538,9 +579,9 @@ class Strategy(ABC):
         dev["dead"] |= (full_set & (g < dead_g)) | ((dev["last"] == Last.FULL_RESET) & (g > dead_g))
         np.copyto(dev["level"], g, where=full_set & ~dev["dead"])
 
-    def _judge(self, state: WriteVerifyState, g: np.ndarray) -> None:
-        """Settle the outcome of cells that are converged, saturated or hopeless."""
-        w = state.work
+    def _judge(self, state: WriteVerifyState, w: Work, g: np.ndarray) -> None:
+        """Settle the outcome of the cells of ``w`` (the work or a block of it) that are
+        converged, saturated or hopeless."""
         dev = w.devices
         role = dev["role"]
         dead_g = self.dead_fraction * self.g_max
@@ -566,11 +607,10 @@ class Strategy(ABC):
         state.done.ravel()[w.cell[newly]] = True
         state.done_at.ravel()[w.cell[newly]] = state.iteration
 
-    def _enforce_roles(self, w: Work, g: np.ndarray) -> Pulses:
+    def _enforce_roles(self, w: Work, g: np.ndarray, pulses: Pulses) -> None:
         """Full RESET of OFF devices still high, full SET of FULL devices still low."""
         dev = w.devices
         live = ~dev["dead"] & ~w.done[:, None]
-        pulses = new_pulses(w)
         role = dev["role"]
         self._add_full(
             pulses,
@@ -578,7 +618,6 @@ class Strategy(ABC):
             PulseKind.RESET,
         )
         self._add_full(pulses, live & (role == Role.FULL) & (g < 0.5 * dev["level"]), PulseKind.SET)
-        return pulses
 
     def _emit(self, state: WriteVerifyState, g: np.ndarray, pulses: Pulses) -> PulseBatch:
         """Record what each device receives and turn the marks into a row-sorted batch."""
@@ -690,3 +729,8 @@ def _across(ufunc: np.ufunc, a: np.ndarray) -> np.ndarray:
     for d in range(1, a.shape[1]):
         ufunc(out, a[:, d], out=out)
     return out
+
+
+def _blocks(a: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """Views of consecutive blocks of ``size`` rows of ``a`` (as :meth:`Work.chunks`)."""
+    return (a[lo : lo + size] for lo in range(0, len(a), size))
