@@ -270,10 +270,13 @@ class WriteVerifyState:
         programming (not stuck from before), bool (2, dpp, rows, cols)."""
         return self.devices["dead"] & self.devices["responded"]
 
-    def store(self) -> None:
-        """Copy the open cells' device arrays from ``work`` into ``devices``."""
-        for k, v in self.work.devices.items():
-            self.devices[k].ravel()[self.work.read] = v
+    def store(self, rows: np.ndarray | None = None) -> None:
+        """Copy the device arrays of the cells in ``work`` into ``devices``: of every
+        cell, or of the rows ``rows`` of the work only (the cells about to leave it)."""
+        w = self.work
+        read = w.read if rows is None else np.take(w.read, rows, axis=0)
+        for k, v in w.devices.items():
+            self.devices[k].ravel()[read] = v if rows is None else np.take(v, rows, axis=0)
 
     def summary(self) -> dict[str, Any]:
         """Counts of every outcome, the iterations used and the largest ``done_at``."""
@@ -469,7 +472,8 @@ class Strategy(ABC):
             return self._finish(state)
         if w.done.mean() > 0.5:
             keep = np.flatnonzero(~w.done)
-            state.store()
+            # The cells kept are stored when they leave in turn (or at the finish).
+            state.store(np.flatnonzero(w.done))
             state.work = w = w.subset(keep)
             g = np.take(g, keep, axis=0)
         pulses = new_pulses(w)
@@ -634,8 +638,14 @@ class Strategy(ABC):
         # row (a 2-D np.nonzero and gathers through its two arrays cost 3-7x more).
         at = np.flatnonzero(mask)
         _, rows, cols = state.goal.shape
-        plane, rc = np.divmod(np.take(w.read, at), rows * cols)
-        row, col = np.divmod(rc, cols)
+        # Quotients by floor_divide and the remainders by subtraction, in place:
+        # np.divmod of int64 is ~5x slower than floor_divide, which divides by a
+        # precomputed multiplier.
+        col = np.take(w.read, at)
+        plane = col // (rows * cols)
+        np.subtract(col, plane * (rows * cols), out=col)
+        row = col // cols
+        np.subtract(col, row * cols, out=col)
         return PulseBatch(
             row=row,
             col=col,
