@@ -332,7 +332,9 @@ class Strategy(ABC):
 
     Subclasses decide the roles (:meth:`_plan`), the first batch (:meth:`_first_pulses`),
     what a verify read teaches about each device (:meth:`_observe`), when a cell counts
-    as converged (:meth:`_converged`) and the tuning pulses (:meth:`_tune`).
+    as converged (:meth:`_converged`) and the tuning pulses (:meth:`_tune`).  Apart from
+    :meth:`_first_pulses`, the hooks are given the work in blocks of
+    :attr:`block_cells` cells (:meth:`Work.chunks`): they compute per cell.
 
     A subclass that a package registers in the ``labcim.strategies`` entry-point group
     (``name = "module:Class"``, the entry's name equal to the class's ``name``) becomes
