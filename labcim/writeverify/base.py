@@ -642,17 +642,21 @@ class Strategy(ABC):
         _, rows, cols = state.goal.shape
         # Quotients by floor_divide and the remainders by subtraction, in place:
         # np.divmod of int64 is ~5x slower than floor_divide, which divides by a
-        # precomputed multiplier.
+        # precomputed multiplier.  The products go into the output arrays not yet
+        # filled (row, then kind): no batch-sized int64 temporary.
         col = np.take(w.read, at)
         plane = col // (rows * cols)
-        np.subtract(col, plane * (rows * cols), out=col)
-        row = col // cols
-        np.subtract(col, row * cols, out=col)
+        row = np.multiply(plane, rows * cols)
+        np.subtract(col, row, out=col)
+        np.floor_divide(col, cols, out=row)
+        kind = np.multiply(row, cols)
+        np.subtract(col, kind, out=col)
+        np.take(_KIND_OF_LAST, np.take(last, at), out=kind)
         return PulseBatch(
             row=row,
             col=col,
             device=plane,
-            kind=np.take(_KIND_OF_LAST, np.take(last, at)),
+            kind=kind,
             amplitude=np.take(amp, at).astype(np.float64),
             width=np.take(width, at).astype(np.float64),
         )
