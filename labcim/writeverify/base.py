@@ -40,7 +40,7 @@ from __future__ import annotations
 import enum
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -151,21 +151,58 @@ class Work:
     devices: dict[str, np.ndarray]
     cells: dict[str, np.ndarray] = field(default_factory=dict)
     iteration: int = 0
+    pulsed: np.ndarray | None = None
+    """The pulse mask being assembled (see :func:`new_pulses`), kept between steps."""
 
     @property
     def dead(self) -> np.ndarray:
         """Devices found not to respond, bool (n, dpp)."""
         return self.devices["dead"]
 
-    def subset(self, keep: np.ndarray) -> Work:
-        """The cells where ``keep`` is true."""
+    def chunks(self, size: int) -> Iterator[Work]:
+        """Consecutive blocks of at most ``size`` cells, as views of this work.
+
+        The hooks compute on one block at a time so that their temporaries stay small:
+        over a whole 64-core chip each would be a fresh 17-67 MB array, and the kernel's
+        zeroing of its pages (transparent huge pages, compacted on demand) cost more
+        than the arithmetic.  A hook that assigns a new array to a ``cells`` or
+        ``devices`` entry instead of writing into it has it copied back here.
+        """
+        n = len(self.cell)
+        for lo in range(0, n, size):
+            s = slice(lo, lo + size)
+            block = Work(
+                self.cell[s],
+                self.read[s],
+                self.goal[s],
+                self.done[s],
+                {k: v[s] for k, v in self.devices.items()},
+                {k: v[s] for k, v in self.cells.items()},
+                self.iteration,
+            )
+            given = (dict(block.devices), dict(block.cells))
+            yield block
+            for mine, theirs, before in (
+                (self.devices, block.devices, given[0]),
+                (self.cells, block.cells, given[1]),
+            ):
+                for k, v in theirs.items():
+                    if before.get(k) is v:
+                        continue
+                    if k not in mine:
+                        mine[k] = np.empty((n, *v.shape[1:]), v.dtype)
+                    mine[k][s] = v
+
+    def subset(self, at: np.ndarray) -> Work:
+        """The cells at the (sorted) indices ``at``.
+
+        Gathered with ``np.take(..., axis=0)``: a boolean mask over the rows of an
+        (n, dpp) array is 20x slower on a whole chip.
+        """
         return Work(
-            self.cell[keep],
-            self.read[keep],
-            self.goal[keep],
-            self.done[keep],
-            {k: v[keep] for k, v in self.devices.items()},
-            {k: v[keep] for k, v in self.cells.items()},
+            *(np.take(a, at, axis=0) for a in (self.cell, self.read, self.goal, self.done)),
+            {k: np.take(v, at, axis=0) for k, v in self.devices.items()},
+            {k: np.take(v, at, axis=0) for k, v in self.cells.items()},
             self.iteration,
         )
 
@@ -233,10 +270,13 @@ class WriteVerifyState:
         programming (not stuck from before), bool (2, dpp, rows, cols)."""
         return self.devices["dead"] & self.devices["responded"]
 
-    def store(self) -> None:
-        """Copy the open cells' device arrays from ``work`` into ``devices``."""
-        for k, v in self.work.devices.items():
-            self.devices[k].ravel()[self.work.read] = v
+    def store(self, rows: np.ndarray | None = None) -> None:
+        """Copy the device arrays of the cells in ``work`` into ``devices``: of every
+        cell, or of the rows ``rows`` of the work only (the cells about to leave it)."""
+        w = self.work
+        read = w.read if rows is None else np.take(w.read, rows, axis=0)
+        for k, v in w.devices.items():
+            self.devices[k].ravel()[read] = v if rows is None else np.take(v, rows, axis=0)
 
     def summary(self) -> dict[str, Any]:
         """Counts of every outcome, the iterations used and the largest ``done_at``."""
@@ -292,7 +332,9 @@ class Strategy(ABC):
 
     Subclasses decide the roles (:meth:`_plan`), the first batch (:meth:`_first_pulses`),
     what a verify read teaches about each device (:meth:`_observe`), when a cell counts
-    as converged (:meth:`_converged`) and the tuning pulses (:meth:`_tune`).
+    as converged (:meth:`_converged`) and the tuning pulses (:meth:`_tune`).  Apart from
+    :meth:`_first_pulses`, the hooks are given the work in blocks of
+    :attr:`block_cells` cells (:meth:`Work.chunks`): they compute per cell.
 
     A subclass that a package registers in the ``labcim.strategies`` entry-point group
     (``name = "module:Class"``, the entry's name equal to the class's ``name``) becomes
@@ -323,6 +365,9 @@ class Strategy(ABC):
     """Device types (``"pcm"``, ``"rram"``) it programs."""
     dead_fraction: float = DEAD_FRACTION
     """A full SET leaves a working device above, a full RESET below, this share of g_max."""
+    block_cells: int = 1 << 17
+    """Cells the hooks compute on at a time (:meth:`Work.chunks`): one 256 x 256 core,
+    whose float32 device arrays (1 MB) stay below the sizes that get fresh pages."""
 
     def __init__(
         self,
@@ -365,13 +410,13 @@ class Strategy(ABC):
             raise ValueError(f"targets[{i}] = {t[i]:g} uS exceeds this strategy's {top:g} uS")
         goal = self._goal(t)
         _, rows, cols = t.shape
-        # Cells row by row (row, polarity, col); devices of a cell side by side.
-        r, p, c = (
-            a.reshape(-1, 1)
-            for a in np.meshgrid(np.arange(rows), np.arange(2), np.arange(cols), indexing="ij")
-        )
-        cell = ((p * rows + r) * cols + c)[:, 0]
-        read = ((p * self.dpp + np.arange(self.dpp)) * rows + r) * cols + c
+        # Cells row by row (row, polarity, col); devices of a cell side by side.  Built by
+        # broadcasting the axes' ranges: a meshgrid would make three full-size copies.
+        r = np.arange(rows).reshape(-1, 1, 1, 1)
+        p = np.arange(2).reshape(1, -1, 1, 1)
+        c = np.arange(cols).reshape(1, 1, -1, 1)
+        cell = ((p * rows + r) * cols + c).ravel()
+        read = (((p * self.dpp + np.arange(self.dpp)) * rows + r) * cols + c).reshape(-1, self.dpp)
         n = cell.size
         shape = (n, self.dpp)
         devices = {
@@ -411,26 +456,33 @@ class Strategy(ABC):
             return PulseBatch.empty()
         w = state.work
         w.iteration = state.iteration
-        g = np.asarray(readback).ravel()[w.read].astype(np.float32)
-        if state.iteration > 0:
-            moved = np.abs(g - w.devices["g_prev"]) > self.dead_fraction * self.g_max
-            w.devices["responded"] |= moved
-            self._observe(w, g)
-        else:
+        # a fresh array: it becomes the work's g_prev (_emit)
+        g = np.take(np.asarray(readback).ravel(), w.read).astype(np.float32, copy=False)
+        if state.iteration == 0:
             first = self._first_pulses(w, g)
             if first is not None:
                 return self._emit(state, g, first)
-        self._plan(w, g)
-        self._judge(state, g)
+        size = self.block_cells
+        for b, gb in zip(w.chunks(size), _blocks(g, size), strict=True):
+            if state.iteration > 0:
+                moved = np.abs(gb - b.devices["g_prev"])
+                b.devices["responded"] |= moved > self.dead_fraction * self.g_max
+                self._observe(b, gb)
+            self._plan(b, gb)
+            self._judge(state, b, gb)
         if state.iteration >= self.max_iterations or state.done.all():
             return self._finish(state)
         if w.done.mean() > 0.5:
-            keep = ~w.done
-            state.store()
+            keep = np.flatnonzero(~w.done)
+            # The cells kept are stored when they leave in turn (or at the finish).
+            state.store(np.flatnonzero(w.done))
             state.work = w = w.subset(keep)
-            g = g[keep]
-        pulses = self._enforce_roles(w, g)
-        self._tune(w, g, pulses)
+            g = np.take(g, keep, axis=0)
+        pulses = new_pulses(w)
+        for b, gb, lo in zip(w.chunks(size), _blocks(g, size), range(0, len(g), size), strict=True):
+            pb = tuple(a[lo : lo + size] for a in pulses)
+            self._enforce_roles(b, gb, pb)
+            self._tune(b, gb, pb)
         if not pulses[0].any():
             return self._finish(state)
         return self._emit(state, g, pulses)
@@ -483,7 +535,7 @@ class Strategy(ABC):
 
     def _hopeless(self, w: Work, g: np.ndarray) -> np.ndarray:
         """Cells with a dead device that cannot converge any more."""
-        return w.dead.any(axis=1)
+        return device_any(w.dead)
 
     @abstractmethod
     def _tune(self, w: Work, g: np.ndarray, pulses: Pulses) -> None:
@@ -499,11 +551,16 @@ class Strategy(ABC):
             raise ValueError(f"readback must have shape {want} (2*dpp, rows, cols), got {g.shape}")
         if not np.issubdtype(g.dtype, np.floating) and not np.issubdtype(g.dtype, np.integer):
             raise ValueError(f"readback must be numbers, got dtype {g.dtype}")
-        if not np.isfinite(g).all():
+        # A NaN or inf makes the sum non-finite (an overflow too, which the exact check
+        # then clears): one pass and no chip-sized temporary for a valid map.
+        with np.errstate(over="ignore"):
+            total = g.sum(dtype=np.float64)
+        if not np.isfinite(total) and not np.isfinite(g).all():
             raise ValueError("readback contains NaN or inf")
 
     def _add_full(self, pulses: Pulses, mask: np.ndarray, kind: PulseKind) -> None:
-        """Mark ``mask`` devices for a full SET (set_max, width_max) or full RESET."""
+        """Mark ``mask`` devices (bool, or flat indices: :func:`set_pulses`) for a full SET
+        (set_max, width_max) or full RESET."""
         full_set = kind == PulseKind.SET
         amp, width = (
             (self.limits["set_max"], self.limits["width_max"])
@@ -528,9 +585,9 @@ class Strategy(ABC):
         dev["dead"] |= (full_set & (g < dead_g)) | ((dev["last"] == Last.FULL_RESET) & (g > dead_g))
         np.copyto(dev["level"], g, where=full_set & ~dev["dead"])
 
-    def _judge(self, state: WriteVerifyState, g: np.ndarray) -> None:
-        """Settle the outcome of cells that are converged, saturated or hopeless."""
-        w = state.work
+    def _judge(self, state: WriteVerifyState, w: Work, g: np.ndarray) -> None:
+        """Settle the outcome of the cells of ``w`` (the work or a block of it) that are
+        converged, saturated or hopeless."""
         dev = w.devices
         role = dev["role"]
         dead_g = self.dead_fraction * self.g_max
@@ -556,11 +613,10 @@ class Strategy(ABC):
         state.done.ravel()[w.cell[newly]] = True
         state.done_at.ravel()[w.cell[newly]] = state.iteration
 
-    def _enforce_roles(self, w: Work, g: np.ndarray) -> Pulses:
+    def _enforce_roles(self, w: Work, g: np.ndarray, pulses: Pulses) -> None:
         """Full RESET of OFF devices still high, full SET of FULL devices still low."""
         dev = w.devices
         live = ~dev["dead"] & ~w.done[:, None]
-        pulses = new_pulses(g.shape)
         role = dev["role"]
         self._add_full(
             pulses,
@@ -568,33 +624,47 @@ class Strategy(ABC):
             PulseKind.RESET,
         )
         self._add_full(pulses, live & (role == Role.FULL) & (g < 0.5 * dev["level"]), PulseKind.SET)
-        return pulses
 
     def _emit(self, state: WriteVerifyState, g: np.ndarray, pulses: Pulses) -> PulseBatch:
         """Record what each device receives and turn the marks into a row-sorted batch."""
         mask, last, amp, width = pulses
         w = state.work
         dev = w.devices
-        for k, v in (("last", last), ("amp", amp), ("width", width), ("g_prev", g)):
-            np.copyto(dev[k], v)
+        # The marks are the work's own arrays (new_pulses); g is this step's own copy.
+        for k, v in (("last", last), ("amp", amp), ("width", width)):
+            if v is not dev[k]:
+                np.copyto(dev[k], v)
+        dev["g_prev"] = g
         state.iteration += 1
-        j, d = np.nonzero(mask)  # cells are ordered row by row
+        # One flat index into the (n, dpp) arrays, in order: cells are ordered row by
+        # row (a 2-D np.nonzero and gathers through its two arrays cost 3-7x more).
+        at = np.flatnonzero(mask)
         _, rows, cols = state.goal.shape
-        plane, rc = np.divmod(w.read[j, d], rows * cols)
-        row, col = np.divmod(rc, cols)
+        # Quotients by floor_divide and the remainders by subtraction, in place:
+        # np.divmod of int64 is ~5x slower than floor_divide, which divides by a
+        # precomputed multiplier.  The products go into the output arrays not yet
+        # filled (row, then kind): no batch-sized int64 temporary.
+        col = np.take(w.read, at)
+        plane = col // (rows * cols)
+        row = np.multiply(plane, rows * cols)
+        np.subtract(col, row, out=col)
+        np.floor_divide(col, cols, out=row)
+        kind = np.multiply(row, cols)
+        np.subtract(col, kind, out=col)
+        np.take(_KIND_OF_LAST, np.take(last, at), out=kind)
         return PulseBatch(
             row=row,
             col=col,
             device=plane,
-            kind=_KIND_OF_LAST[last[j, d]],
-            amplitude=amp[j, d].astype(np.float64),
-            width=width[j, d].astype(np.float64),
+            kind=kind,
+            amplitude=np.take(amp, at).astype(np.float64),
+            width=np.take(width, at).astype(np.float64),
         )
 
     def _finish(self, state: WriteVerifyState) -> PulseBatch:
         w = state.work
         # Out of iterations with a dead device: the cell failed (it is not unfinished).
-        dead = ~w.done & w.dead.any(axis=1)
+        dead = ~w.done & device_any(w.dead)
         state.failed.ravel()[w.cell[dead]] = True
         state.store()
         state.done_at[~state.done] = state.iteration
@@ -613,22 +683,70 @@ Pulses = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 """Per-device pulse marks being assembled: (mask, last, amplitude, width), device-shaped."""
 
 
-def new_pulses(shape: tuple[int, ...]) -> Pulses:
-    """No device marked yet."""
-    return (
-        np.zeros(shape, bool),
-        np.zeros(shape, np.int8),
-        np.zeros(shape, np.float32),
-        np.zeros(shape, np.float32),
-    )
+def new_pulses(w: Work) -> Pulses:
+    """No device of ``w`` marked yet.
+
+    The marks are written straight into the work's ``last``, ``amp`` and ``width``
+    (cleared here: :meth:`Strategy._observe` has read the previous batch's values by
+    now) and into a mask kept with the work, so that a step over a whole chip neither
+    allocates four fresh device-shaped arrays nor copies them into the state afterwards.
+    """
+    dev = w.devices
+    if w.pulsed is None or w.pulsed.shape != dev["last"].shape:
+        w.pulsed = np.zeros(dev["last"].shape, bool)
+    else:
+        w.pulsed.fill(False)
+    for k in ("last", "amp", "width"):
+        dev[k].fill(0)
+    return w.pulsed, dev["last"], dev["amp"], dev["width"]
 
 
 def set_pulses(
     pulses: Pulses, mask: np.ndarray, last: Last, amp: float | np.ndarray, width: float | np.ndarray
 ) -> None:
-    """Mark the devices of ``mask`` for a pulse of type ``last``, ``amp``, ``width`` (s)."""
+    """Mark the devices of ``mask`` for a pulse of type ``last``, ``amp``, ``width`` (s).
+
+    ``mask`` is a bool array of the pulses' shape, or the sorted flat indices of the
+    devices (then array ``amp`` and ``width`` hold one value per index).
+    """
     m, kinds, amps, widths = pulses
+    if mask.dtype != bool:
+        for a, v in ((m, True), (kinds, last), (amps, amp), (widths, width)):
+            np.put(a, mask, v)
+        return
     m |= mask
-    kinds[mask] = last
+    np.copyto(kinds, last, where=mask)  # a boolean-mask assignment is several times slower
     np.copyto(amps, amp, where=mask, casting="unsafe")
     np.copyto(widths, width, where=mask, casting="unsafe")
+
+
+def device_sum(a: np.ndarray) -> np.ndarray:
+    """Sum of an (n, dpp) array over each cell's devices, (n,).
+
+    Column by column: the same additions in the same order as ``a.sum(axis=1)`` (numpy
+    adds so few terms one after the other), without numpy's loop over a length-2 axis,
+    which is 20-40x slower on a whole chip's cells.
+    """
+    return _across(np.add, a)
+
+
+def device_any(a: np.ndarray) -> np.ndarray:
+    """``a.any(axis=1)`` of a bool (n, dpp) array, column by column (see :func:`device_sum`)."""
+    return _across(np.logical_or, a)
+
+
+def device_all(a: np.ndarray) -> np.ndarray:
+    """``a.all(axis=1)`` of a bool (n, dpp) array, column by column (see :func:`device_sum`)."""
+    return _across(np.logical_and, a)
+
+
+def _across(ufunc: np.ufunc, a: np.ndarray) -> np.ndarray:
+    out = a[:, 0].copy()
+    for d in range(1, a.shape[1]):
+        ufunc(out, a[:, d], out=out)
+    return out
+
+
+def _blocks(a: np.ndarray, size: int) -> Iterator[np.ndarray]:
+    """Views of consecutive blocks of ``size`` rows of ``a`` (as :meth:`Work.chunks`)."""
+    return (a[lo : lo + size] for lo in range(0, len(a), size))

@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from labcim.writeverify.base import Last, Pulses, Role, Strategy, Work, set_pulses
+from labcim.writeverify.base import (
+    Last,
+    Pulses,
+    Role,
+    Strategy,
+    Work,
+    device_all,
+    set_pulses,
+)
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class ISPP(Strategy):
         dev["dead"] |= (np.abs(ramp) >= p.patience) & (moved < p.stuck_fraction)
 
     def _converged(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
-        return fulfils.all(axis=1)
+        return device_all(fulfils)
 
     def _tune(self, w: Work, g: np.ndarray, pulses: Pulses) -> None:
         p, dev = self.params, w.devices

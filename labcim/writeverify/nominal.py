@@ -14,7 +14,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from labcim.writeverify.base import PulseKind, Pulses, Role, Work, new_pulses
+from labcim.writeverify.base import (
+    PulseKind,
+    Pulses,
+    Role,
+    Work,
+    device_all,
+    device_any,
+    new_pulses,
+)
 from labcim.writeverify.partial_set import PartialSetStrategy, stalled
 
 
@@ -24,7 +32,7 @@ class MaxFill(PartialSetStrategy):
     name = "max-fill"
 
     def _first_pulses(self, w: Work, g: np.ndarray) -> Pulses:
-        pulses = new_pulses(g.shape)
+        pulses = new_pulses(w)
         self._add_full(pulses, np.ones(g.shape, bool), PulseKind.RESET)
         return pulses
 
@@ -41,11 +49,11 @@ class MaxFill(PartialSetStrategy):
         dev["tol"][:] = self.tolerance / n_tuned
 
     def _converged(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
-        return fulfils.all(axis=1)
+        return device_all(fulfils)
 
     def _saturated(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
         short = stalled(w)
-        return short.any(axis=1) & (fulfils | short).all(axis=1)
+        return device_any(short) & device_all(fulfils | short)
 
 
 class ODP(MaxFill):

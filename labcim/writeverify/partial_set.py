@@ -139,47 +139,73 @@ class PartialSetStrategy(Strategy):
     def _observe(self, w: Work, g: np.ndarray) -> None:
         self._observe_full(w, g)
         p, dev = self.params, w.devices
-        partial = dev["last"] == Last.PARTIAL_SET
-        g0 = dev["g_prev"]
-        room = dev["level"] - g0
-        informative = partial & (room > dev["tol"])
+        # Only the devices given a partial SET teach anything: compute on them alone (a
+        # minority after the first batches) instead of ten passes over the whole chip.
+        at = np.flatnonzero(dev["last"] == Last.PARTIAL_SET)
+        g, g0, level, tol, amp, width, gain = (
+            np.take(a, at)
+            for a in (
+                g,
+                dev["g_prev"],
+                dev["level"],
+                dev["tol"],
+                dev["amp"],
+                dev["width"],
+                dev["gain"],
+            )
+        )
+        room = level - g0
+        informative = room > tol
         frac = np.divide(g - g0, room, out=np.zeros_like(g), where=informative)
         moved = informative & (frac > 0.02) & (frac < 0.95)
-        over = np.maximum(dev["amp"] - p.set_threshold, 1e-3) * dev["width"]  # uA s
+        over = np.maximum(amp - p.set_threshold, 1e-3) * width  # uA s
         drive = -np.log1p(-np.clip(frac, 0.0, 0.95))
         observed = np.log(np.divide(drive, over, out=np.ones_like(g), where=moved))
-        gain = dev["gain"]
         np.copyto(gain, 0.5 * (gain + observed), where=moved)
         gain[informative & (frac <= 0.02)] -= np.log(4.0)
+        # Every gain outside ``at`` was clipped when it last changed.
         lo, hi = np.log(p.set_gain * np.array(GAIN_RANGE))
         np.clip(gain, lo, hi, out=gain)
+        np.put(dev["gain"], at, gain)
         # A device that climbs past its estimated level shows its level is higher.
-        np.maximum(dev["level"], np.where(partial, g, 0.0), out=dev["level"])
+        np.put(dev["level"], at, np.maximum(level, g))
 
     def _tune(self, w: Work, g: np.ndarray, pulses: Pulses) -> None:
         p, dev = self.params, w.devices
-        tune = (dev["role"] == Role.TUNE) & ~dev["dead"] & ~w.done[:, None]
-        tol = dev["tol"]
-        gap = dev["goal"] - g
-        up = tune & (gap > tol) & ~stalled(w)
-        self._add_full(pulses, tune & (gap < -tol), PulseKind.RESET)
+        # Only live tuned devices of open cells get a pulse here (at most one per
+        # polarity in TDP): compute on them alone, gathered by one flat index, instead
+        # of some forty passes and temporaries over the whole chip.
+        at = np.flatnonzero((dev["role"] == Role.TUNE) & ~dev["dead"] & ~w.done[:, None])
+        g, goal, tol, level, gain = (
+            np.take(a, at) for a in (g, dev["goal"], dev["tol"], dev["level"], dev["gain"])
+        )
+        gap = goal - g
+        up = (gap > tol) & ~short_of_goal(level, goal, tol)
+        self._add_full(pulses, at[gap < -tol], PulseKind.RESET)
         step = np.where(gap <= p.centre_band * tol, gap, p.aim * gap)
-        room = dev["level"] - g
+        room = level - g
         frac = np.divide(step, room, out=np.ones_like(g), where=room > 0)
         full = frac >= p.full_fraction
         drive = -np.log1p(-np.minimum(frac, p.full_fraction))
         # Current for the default width; stretch the pulse when set_max is not enough.
-        over = drive / np.exp(dev["gain"])  # uA s
+        over = drive / np.exp(gain)  # uA s
         i_max = self.limits["set_max"] - p.set_threshold
         amp = p.set_threshold + np.minimum(over / p.set_width, i_max)
         width = np.maximum(over / i_max, p.set_width)
         full |= width > self.limits["width_max"]
-        self._add_full(pulses, up & full, PulseKind.SET)
-        set_pulses(pulses, up & ~full, Last.PARTIAL_SET, amp, width)
+        self._add_full(pulses, at[up & full], PulseKind.SET)
+        partial = up & ~full
+        set_pulses(pulses, at[partial], Last.PARTIAL_SET, amp[partial], width[partial])
+
+
+def short_of_goal(level: np.ndarray, goal: np.ndarray, tol: np.ndarray) -> np.ndarray:
+    """A tuned device whose measured SET conductance ``level`` lies below its goal by more
+    than ``tol`` (uS) cannot climb further."""
+    return level < goal - tol
 
 
 def stalled(w: Work) -> np.ndarray:
     """Tuned devices whose measured SET conductance lies below their goal: they cannot
     climb further (per device, bool)."""
     dev = w.devices
-    return (dev["role"] == Role.TUNE) & (dev["level"] < dev["goal"] - dev["tol"])
+    return (dev["role"] == Role.TUNE) & short_of_goal(dev["level"], dev["goal"], dev["tol"])

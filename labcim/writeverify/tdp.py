@@ -15,7 +15,16 @@ from __future__ import annotations
 
 import numpy as np
 
-from labcim.writeverify.base import PulseKind, Pulses, Role, Work, new_pulses
+from labcim.writeverify.base import (
+    PulseKind,
+    Pulses,
+    Role,
+    Work,
+    device_all,
+    device_any,
+    device_sum,
+    new_pulses,
+)
 from labcim.writeverify.partial_set import PartialSetStrategy, stalled
 
 
@@ -33,7 +42,7 @@ class TDP(PartialSetStrategy):
     def _first_pulses(self, w: Work, g: np.ndarray) -> Pulses:
         """Full SET of the cells that need conductance; cells to be off go straight to
         a full RESET (their SET conductances are never used: fewer pulses, less wear)."""
-        pulses = new_pulses(g.shape)
+        pulses = new_pulses(w)
         on = np.broadcast_to((w.goal > self.tolerance)[:, None], g.shape)
         self._add_full(pulses, on, PulseKind.SET)
         self._add_full(pulses, ~on, PulseKind.RESET)
@@ -44,7 +53,7 @@ class TDP(PartialSetStrategy):
         dev = w.devices
         dead, level = dev["dead"], dev["level"]
         tol = self.tolerance
-        rest = w.goal - np.where(dead, g, 0.0).sum(axis=1)
+        rest = w.goal - device_sum(np.where(dead, g, 0.0))
         w.cells["infeasible"] = rest < -tol
         # Rank devices by SET conductance, largest first (ties by index); dead ones last.
         left = np.where(dead, -np.inf, level)
@@ -57,29 +66,29 @@ class TDP(PartialSetStrategy):
         role = np.full(dead.shape, Role.OFF, np.int8)
         for r in range(self.dpp):
             this = rank == r
-            s = np.where(this, left, 0.0).sum(axis=1)
-            live = (this & ~dead).any(axis=1)
+            s = device_sum(np.where(this, left, 0.0))
+            live = device_any(this & ~dead)
             full = live & (rest >= s)
             tune = live & ~full & (rest > tol)
-            role[this & full[:, None]] = Role.FULL
-            role[this & tune[:, None]] = Role.TUNE
+            np.copyto(role, Role.FULL, where=this & full[:, None])
+            np.copyto(role, Role.TUNE, where=this & tune[:, None])
             rest = np.where(full, rest - s, np.where(tune, 0.0, rest))
         w.cells["unreachable"] = rest > tol
         open_ = ~w.done[:, None]
         np.copyto(dev["role"], role, where=open_)
         # The tuned device makes up whatever the others read now (wander, floors, dead).
-        others = g.sum(axis=1, keepdims=True) - g
+        others = device_sum(g)[:, None] - g
         np.copyto(dev["goal"], w.goal[:, None] - others, where=open_)
 
     def _converged(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
         # Dead devices count at whatever they read; the others make up for them.
-        ok = (fulfils | w.dead).all(axis=1)
-        return ok & (np.abs(g.sum(axis=1) - w.goal) <= self.tolerance)
+        ok = device_all(fulfils | w.dead)
+        return ok & (np.abs(device_sum(g) - w.goal) <= self.tolerance)
 
     def _saturated(self, w: Work, g: np.ndarray, fulfils: np.ndarray) -> np.ndarray:
-        unreachable = w.cells["unreachable"] & (fulfils | w.dead).all(axis=1)
-        return unreachable | stalled(w).any(axis=1)
+        unreachable = w.cells["unreachable"] & device_all(fulfils | w.dead)
+        return unreachable | device_any(stalled(w))
 
     def _hopeless(self, w: Work, g: np.ndarray) -> np.ndarray:
         cells = w.cells
-        return w.dead.any(axis=1) & (cells["infeasible"] | cells["unreachable"])
+        return device_any(w.dead) & (cells["infeasible"] | cells["unreachable"])
