@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         threads,
         on_error=report,
         progress=lambda names: tqdm(names, unit="benchmark", disable=args.quiet),
+        huge_pages=args.huge_pages,
     )
     if args.quick:
         print(harness.QUICK_NOTE, flush=True)

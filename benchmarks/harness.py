@@ -13,7 +13,9 @@ order flips so that neither side always runs second under a load that builds up)
 record is the median of the per-repeat figures with their smallest and largest.  BLAS
 (numpy's matmul) is limited to a stated number of threads with threadpoolctl: with two
 cores and a loaded machine, two BLAS threads make a 256 x 256 float32 matmul batch 10x
-slower than one, so the count is part of every record.
+slower than one, so the count is part of every record.  numpy's huge-page advice for
+its large arrays is off unless asked for (`huge_page_advice`; the header says which):
+on this kernel it made the 64-core TDP spend more time in page faults than in its work.
 """
 
 from __future__ import annotations
@@ -229,6 +231,47 @@ def using_blas_threads(threads: int) -> Iterator[None]:
             threadpool_limits(limits=_requested[-1], user_api="blas")
 
 
+@contextlib.contextmanager
+def huge_page_advice(on: bool) -> Iterator[None]:
+    """numpy's ``madvise(MADV_HUGEPAGE)`` for its arrays of 4 MiB or more, on or off
+    inside the block.
+
+    Where the kernel compacts memory at the page fault to honour that advice
+    (transparent huge pages with ``defrag`` = ``madvise``, memory fragmented by a long
+    uptime), every first touch of a fresh large array costs 0.2-0.6 ms per fault in
+    system time: on the build machine the 64-core TDP's direct side took 40-47 s with
+    the advice and 18.6 s without, 27-29 s of system time against 4 s
+    (docs/performance.md item 18).  This is numpy's own switch, the one its
+    ``NUMPY_MADVISE_HUGEPAGE=0`` environment variable sets at import.
+    """
+    if _set_madvise_hugepage is None:  # a numpy without the switch: as it is
+        yield
+        return
+    before = _set_madvise_hugepage(on)
+    try:
+        yield
+    finally:
+        _set_madvise_hugepage(before)
+
+
+def huge_page_advice_on() -> bool | None:
+    """Whether numpy gives its large arrays the huge-page advice now (``None``: unknown)."""
+    if _set_madvise_hugepage is None:
+        return None
+    now = _set_madvise_hugepage(True)
+    _set_madvise_hugepage(now)
+    return bool(now)
+
+
+try:
+    from numpy._core.multiarray import _set_madvise_hugepage
+except ImportError:  # numpy 1.x keeps it in numpy.core
+    try:
+        from numpy.core.multiarray import _set_madvise_hugepage
+    except ImportError:
+        _set_madvise_hugepage = None
+
+
 def header(threads: int, quick: bool, load: tuple[float, float, float]) -> dict[str, Any]:
     """What a reader of the figures needs to know about the run and the machine.
 
@@ -252,6 +295,7 @@ def header(threads: int, quick: bool, load: tuple[float, float, float]) -> dict[
             if p["user_api"] == "blas"
         ],
         "threads": threads,
+        "huge_page_advice": huge_page_advice_on(),
         "quick": quick,
         "load_before": list(load),
         "load_after": list(os.getloadavg()),
@@ -299,8 +343,10 @@ def run_benchmarks(
     threads: int = DEFAULT_THREADS,
     on_error: Callable[[str, Exception], None] | None = None,
     progress: Callable[[Sequence[str]], Iterator[str]] = iter,
+    huge_pages: bool = False,
 ) -> tuple[dict[str, Any], list[Record], list[str]]:
-    """Run the named benchmarks under ``threads`` BLAS threads.
+    """Run the named benchmarks under ``threads`` BLAS threads, with numpy's huge-page
+    advice as ``huge_pages`` says (`huge_page_advice`).
 
     A benchmark that raises is reported to ``on_error`` and the others still run.  With
     ``quick`` every target is marked as not comparable.
@@ -316,7 +362,7 @@ def run_benchmarks(
     load = os.getloadavg()
     records: list[Record] = []
     failed = []
-    with using_blas_threads(threads):
+    with using_blas_threads(threads), huge_page_advice(huge_pages):
         for name in progress(names):
             try:
                 module = importlib.import_module(f"{__package__}.bench_{name}")
@@ -326,7 +372,7 @@ def run_benchmarks(
                 if on_error is None:
                     raise
                 on_error(name, exc)
-        head = header(threads, quick, load)  # inside: the BLAS threads in force
+        head = header(threads, quick, load)  # inside: the settings in force
     return head, mark_quick(records) if quick else records, failed
 
 
@@ -415,7 +461,11 @@ def markdown_table(head: Mapping[str, Any], records: Sequence[Record]) -> str:
     lines = [
         f"{head['date'][:10]}, {m['cpus']} CPUs ({m['processor']}), {m['memory_gib']} GiB, "
         f"Python {head['python']}, numpy {head['numpy']}, {blas}; BLAS threads "
-        f"{head['threads']} unless the row says; load average (1, 5, 15 min) "
+        f"{head['threads']} unless the row says"
+        + {True: "; numpy huge-page advice on", False: "; numpy huge-page advice off"}.get(
+            head.get("huge_page_advice"), ""
+        )
+        + "; load average (1, 5, 15 min) "
         f"{', '.join(f'{x:.1f}' for x in before)} before and "
         f"{', '.join(f'{x:.1f}' for x in after)} after"
         + (f"; code {head['labcim_commit']}" if head.get("labcim_commit") else "")
@@ -443,7 +493,7 @@ def main(run: Callable[[bool], list[Record]], argv: Sequence[str] | None = None)
     parser.add_argument("--json", metavar="FILE", help="also write the records as JSON")
     args = parser.parse_args(argv)
     load = os.getloadavg()
-    with using_blas_threads(args.threads):
+    with using_blas_threads(args.threads), huge_page_advice(False):
         records = run(args.quick)
         head = header(args.threads, args.quick, load)
     if args.quick:

@@ -50,7 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np
 
 from benchmarks import bench_inference, bench_plans, bench_program
-from benchmarks.harness import interleave, using_blas_threads
+from benchmarks.harness import huge_page_advice, interleave, using_blas_threads
 
 ROWS = 256
 RUNS = 5  # runs sampled by ``profile``
@@ -599,11 +599,14 @@ def main() -> None:
     parser.add_argument("--cores", type=int, default=64)
     parser.add_argument("--stage", type=int, default=-1, help="profile: stage index, -1 last")
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument(
+        "--huge-pages", action="store_true", help="keep numpy's huge-page advice (as the bench)"
+    )
     args = parser.parse_args()
     if args.command == "passes":
         passes(args.threads)
         return
-    with using_blas_threads(args.threads):
+    with using_blas_threads(args.threads), huge_page_advice(args.huge_pages):
         if args.command == "stages":
             stages(args.case, args.repeats)
         elif args.command == "profile":

@@ -218,3 +218,22 @@ def test_markdown_table_says_when_and_where_and_has_a_row_per_record():
 )
 def test_numbers_have_three_significant_digits(x, text):
     assert harness._number(x) == text
+
+
+@pytest.mark.skipif(harness.huge_page_advice_on() is None, reason="numpy has no huge-page switch")
+def test_benchmarks_run_without_numpys_huge_page_advice_unless_asked_and_say_so(monkeypatch):
+    before = harness.huge_page_advice_on()
+    seen = []
+
+    def fake_run(quick: bool) -> list[Record]:
+        seen.append(harness.huge_page_advice_on())
+        return [Record("n", 1.0, "")]
+
+    monkeypatch.setattr(benchmarks.bench_hdf5, "run", fake_run)
+    head, _, _ = harness.run_benchmarks(["hdf5"], quick=True)
+    assert seen == [False] and head["huge_page_advice"] is False
+    assert "numpy huge-page advice off" in harness.markdown_table(head, [])
+    head, _, _ = harness.run_benchmarks(["hdf5"], quick=True, huge_pages=True)
+    assert seen == [False, True] and head["huge_page_advice"] is True
+    assert "numpy huge-page advice on" in harness.markdown_table(head, [])
+    assert harness.huge_page_advice_on() == before  # restored

@@ -1,4 +1,6 @@
-"""``labcim bench [--quick] [--threads N] [--json FILE] [NAME ...]``: every benchmark, one table.
+"""``labcim bench [--quick] [--threads N] [--huge-pages] [--json FILE] [NAME ...]``.
+
+Every benchmark, one table.
 
 The benchmarks are not part of the installed framework: they live in the source tree's
 ``benchmarks/`` (they drive the simulated chip directly and the full stack side by side,
@@ -30,6 +32,12 @@ def add_options(parser: argparse.ArgumentParser) -> None:
         default=None,
         metavar="N",
         help="BLAS threads of every benchmark (default 1; the chip benchmark measures 1 and 2)",
+    )
+    parser.add_argument(
+        "--huge-pages",
+        action="store_true",
+        help="keep numpy's huge-page advice for large arrays (default off: where the "
+        "kernel compacts memory for it, page faults cost more than the work)",
     )
     parser.add_argument(
         "--json",
@@ -87,6 +95,7 @@ def bench(args: argparse.Namespace) -> int:
         return 2
     argv = [*args.names, *(["--quick"] if args.quick else [])]
     argv += [] if args.threads is None else ["--threads", str(args.threads)]
+    argv += ["--huge-pages"] if args.huge_pages else []
     argv += [] if args.json is None else ["--json", str(Path(args.json).resolve())]
     argv += ["--quiet"] if args.quiet else []
     command = [sys.executable, "-m", "benchmarks", *argv]
