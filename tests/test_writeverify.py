@@ -284,11 +284,11 @@ def test_blocks_of_cells_change_nothing(preset, name):
 def test_work_blocks_are_views_and_new_arrays_are_copied_back():
     strategy = pcm_strategy()
     w = strategy.start(np.full((2, 6, 5), 3.0)).work  # 60 cells
-    for b in w.chunks(25):
+    for _, b in w.chunks(25):
         b.devices["level"][:, 0] = b.cell  # written in place through the view
         b.cells["mark"] = b.cell % 7 == 0  # assigned anew: copied back
         b.devices["gain"] = np.full(b.devices["gain"].shape, float(len(b.cell)), np.float32)
-    assert [len(b.cell) for b in w.chunks(25)] == [25, 25, 10]
+    assert [len(b.cell) for _, b in w.chunks(25)] == [25, 25, 10]
     np.testing.assert_array_equal(w.devices["level"][:, 0], w.cell)
     np.testing.assert_array_equal(w.cells["mark"], w.cell % 7 == 0)
     np.testing.assert_array_equal(

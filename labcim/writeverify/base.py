@@ -159,8 +159,9 @@ class Work:
         """Devices found not to respond, bool (n, dpp)."""
         return self.devices["dead"]
 
-    def chunks(self, size: int) -> Iterator[Work]:
-        """Consecutive blocks of at most ``size`` cells, as views of this work.
+    def chunks(self, size: int) -> Iterator[tuple[slice, Work]]:
+        """Consecutive blocks of at most ``size`` cells, as views of this work, each with
+        its slice of the cells (for the arrays that go with the work: reads, marks).
 
         The hooks compute on one block at a time so that their temporaries stay small:
         over a whole 64-core chip each would be a fresh 17-67 MB array, and the kernel's
@@ -181,7 +182,7 @@ class Work:
                 self.iteration,
             )
             given = (dict(block.devices), dict(block.cells))
-            yield block
+            yield s, block
             for mine, theirs, before in (
                 (self.devices, block.devices, given[0]),
                 (self.cells, block.cells, given[1]),
@@ -463,7 +464,8 @@ class Strategy(ABC):
             if first is not None:
                 return self._emit(state, g, first)
         size = self.block_cells
-        for b, gb in zip(w.chunks(size), _blocks(g, size), strict=True):
+        for s, b in w.chunks(size):
+            gb = g[s]
             if state.iteration > 0:
                 moved = np.abs(gb - b.devices["g_prev"])
                 b.devices["responded"] |= moved > self.dead_fraction * self.g_max
@@ -479,10 +481,10 @@ class Strategy(ABC):
             state.work = w = w.subset(keep)
             g = np.take(g, keep, axis=0)
         pulses = new_pulses(w)
-        for b, gb, lo in zip(w.chunks(size), _blocks(g, size), range(0, len(g), size), strict=True):
-            pb = tuple(a[lo : lo + size] for a in pulses)
-            self._enforce_roles(b, gb, pb)
-            self._tune(b, gb, pb)
+        for s, b in w.chunks(size):
+            pb = tuple(a[s] for a in pulses)
+            self._enforce_roles(b, g[s], pb)
+            self._tune(b, g[s], pb)
         if not pulses[0].any():
             return self._finish(state)
         return self._emit(state, g, pulses)
@@ -745,8 +747,3 @@ def _across(ufunc: np.ufunc, a: np.ndarray) -> np.ndarray:
     for d in range(1, a.shape[1]):
         ufunc(out, a[:, d], out=out)
     return out
-
-
-def _blocks(a: np.ndarray, size: int) -> Iterator[np.ndarray]:
-    """Views of consecutive blocks of ``size`` rows of ``a`` (as :meth:`Work.chunks`)."""
-    return (a[lo : lo + size] for lo in range(0, len(a), size))
