@@ -40,6 +40,11 @@ def test_bench_runs_the_named_benchmarks_into_one_table_and_json(tmp_path, capfd
     assert "same filters and flushes" in ratio["compared_with"]
     targets = [r["target"] for r in records if r["target"]]
     assert targets and all("not comparable, --quick" in t for t in targets)
+    # numpy's huge-page advice: off unless asked for, and the header says which
+    known = harness.huge_page_advice_on() is not None
+    assert head["huge_page_advice"] is (False if known else None)
+    assert main(["--quiet", "bench", "--quick", "--huge-pages", "--json", str(target), "hdf5"]) == 0
+    assert json.loads(target.read_text())["header"]["huge_page_advice"] is (True if known else None)
 
 
 def _table_script(*args: str) -> subprocess.CompletedProcess:
