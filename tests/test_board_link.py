@@ -191,9 +191,10 @@ def test_large_transfers_go_in_frames_and_the_chip_sees_whole_commands():
     assert chip.time == direct.time
     # Frames as docs/protocol.md sizes them: (frame limit - 64) // bytes per item.
     pulses, rows = -(-1000 // (8128 // 22)), -(-64 // (8128 // (4 * 64 * 4)))
-    # Codes: the first part sized for int32, the rest for the int8 an 8-bit ADC's are.
+    # Codes: the reply to the last input frame holds the first ones, as many as fit at
+    # int32; the rest go in frames sized for the int8 an 8-bit ADC's are.
     first = 8128 // (64 * 4)
-    upload, download = -(-300 // (8128 // 64)), 1 + -(-(300 - first) // (8128 // 64))
+    upload, download = -(-300 // (8128 // 64)), -(-(300 - first) // (8128 // 64))
     assert client.stats.requests == 2 + pulses + rows + upload + download
     assert client.stats.retries == 0
 

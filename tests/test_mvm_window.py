@@ -117,19 +117,20 @@ def test_a_windowed_mvm_sends_only_its_rows_and_columns_as_int8(pair):
     request = protocol.REQUESTS[Opcode.MVM].fixed.size + 10
     sent, received = windowed.stats.payload_sent, windowed.stats.payload_received
     windowed.mvm(0, x, col_stop=10)
-    # One frame up (100 x 20 int8 inputs), one down (100 x 10 int8 codes).
-    assert windowed.stats.payload_sent - sent == 2 * request + 100 * 20
-    assert windowed.stats.payload_received - received == 2 * 10 + 100 * 10
+    # One frame: 100 x 20 int8 inputs up, and in its reply 100 x 10 int8 codes.
+    assert windowed.stats.payload_sent - sent == request + 100 * 20
+    assert windowed.stats.payload_received - received == 10 + 100 * 10
     sent, received = full.stats.payload_sent, full.stats.payload_received
     full.mvm(0, padded)
-    assert full.stats.payload_sent - sent == 2 * request + 100 * 64
-    assert full.stats.payload_received - received == 2 * 10 + 100 * 64  # 1 byte a code
+    assert full.stats.payload_sent - sent == request + 100 * 64
+    assert full.stats.payload_received - received == 10 + 100 * 64  # 1 byte a code
 
 
 @pytest.mark.parametrize(("adc_bits", "itemsize"), [(8, 1), (12, 2), (16, 2), (None, 4)])
 def test_codes_go_in_the_smallest_type_and_frames_are_sized_for_it(monkeypatch, adc_bits, itemsize):
-    """Downloads in 4 KiB frames: the first part sized for int32 (the host cannot know
-    yet), the others for the type the board sends.  No simulated ADC has more than 16
+    """4 KiB frames: the reply to the last input frame holds the first codes, as many
+    as fit at int32 (the host cannot know the type yet); the frames after it are sized
+    for the type the board sends.  No simulated ADC has more than 16
     bits: the int32 case is a board whose codes type says int32 for every ADC."""
     if adc_bits is None:
         monkeypatch.setattr(protocol, "mvm_code_dtype", lambda bits: np.dtype("<i4"))
@@ -146,7 +147,7 @@ def test_codes_go_in_the_smallest_type_and_frames_are_sized_for_it(monkeypatch, 
     per_frame = 4096 - protocol.PAYLOAD_MARGIN
     upload = -(-1000 // (per_frame // 64))
     first = per_frame // (40 * 4)
-    download = 1 + -(-(1000 - first) // (per_frame // (40 * itemsize)))
+    download = -(-(1000 - first) // (per_frame // (40 * itemsize)))
     assert client.stats.requests - before == upload + download
     np.testing.assert_array_equal(codes, direct.mvm(0, x)[:, 14:54])
     top = 2 ** ((adc_bits or 8) - 1) - 1
@@ -156,8 +157,9 @@ def test_codes_go_in_the_smallest_type_and_frames_are_sized_for_it(monkeypatch, 
 @pytest.mark.slow
 def test_a_chunked_windowed_mvm_over_64_kib_frames_is_replayed_by_its_op_id():
     """``labcim sim serve`` takes 64 KiB frames: 5000 vectors of a 200-row window go up in
-    16 frames and their 100 columns of codes come down in 9; asking again by op id gets
-    the first execution's codes without running the chip again."""
+    16 frames, the last one's reply brings the first 163 vectors' 100 columns of codes
+    and 8 more frames the rest; asking again by op id gets the first execution's codes
+    without running the chip again."""
     clients, handles = twins("tcp", "pcm-hermes")
     try:
         windowed, full = clients
@@ -170,8 +172,8 @@ def test_a_chunked_windowed_mvm_over_64_kib_frames_is_replayed_by_its_op_id():
         codes = windowed.mvm(0, x, row_start=50, col_start=100, col_stop=200, op_id=op)
         per_frame = protocol.BOARD_PAYLOAD - protocol.PAYLOAD_MARGIN
         first = per_frame // (100 * 4)
-        up, down = -(-5000 // (per_frame // 200)), 1 + -(-(5000 - first) // (per_frame // 100))
-        assert (up, down) == (16, 9)
+        up, down = -(-5000 // (per_frame // 200)), -(-(5000 - first) // (per_frame // 100))
+        assert (first, up, down) == (163, 16, 8)
         assert windowed.stats.requests - before == up + down
         padded = np.zeros((5000, 256), int)
         padded[:, 50:250] = x
@@ -180,7 +182,7 @@ def test_a_chunked_windowed_mvm_over_64_kib_frames_is_replayed_by_its_op_id():
         again = windowed.mvm(0, x, row_start=50, col_start=100, col_stop=200, op_id=op)
         np.testing.assert_array_equal(again, codes)
         assert windowed.clock() == clock  # the chip did not run the batch again
-        assert windowed.status()["replies_replayed"] - replayed == down
+        assert windowed.status()["replies_replayed"] - replayed == 1 + down  # with the first
         # The id names that window: another window under it is refused, nothing runs.
         with pytest.raises(BoardRefusedError, match="an operation id names one command"):
             windowed.mvm(0, x, row_start=50, col_start=100, col_stop=199, op_id=op)

@@ -39,7 +39,8 @@ def test_a_sim_board_takes_the_largest_frame_so_a_1_mb_read_is_one_frame():
         assert n == 1 and g.shape == (4, 256, 256) and g.dtype == np.float32
         x = np.random.default_rng(0).integers(-127, 128, (1000, 256))
         codes, n = frames_sent(client, lambda: client.mvm(0, x))
-        assert n == 2 and codes.shape == (1000, 256) and codes.dtype == np.int32  # up, down
+        # One frame: the inputs go up and its reply brings the codes.
+        assert n == 1 and codes.shape == (1000, 256) and codes.dtype == np.int32
     finally:
         board.close()
 
