@@ -1,4 +1,4 @@
-"""The benchmarks' floor saves what the plans record: the same arrays, the same bytes.
+"""The benchmarks' floor does the plans' work and saves what they record.
 
 ``labcim bench plans`` divides the full stack by a floor (the direct work through the
 wire codec, with every recorded array appended by plain h5py and fsynced).  That ratio
@@ -12,11 +12,13 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
-from benchmarks import bench_plans
+from benchmarks import bench_inference, bench_plans
 from labcim.characterization import hermes_weights
 from labcim.connection import connect
 from labcim.hdf5 import HDF5Writer
+from labcim.network.tasks import digits_mlp
 from plans import mvm_characterization, tdp_program
+from plans.inference import CALIBRATION_ROWS, network_inference
 
 BIG = 100_000  # bytes: the arrays that decide the cost; figures and metadata are small
 
@@ -69,3 +71,30 @@ def test_the_floor_writes_the_arrays_the_plan_records(case, tmp_path):
         assert saved[key] == pytest.approx(size, rel=0.05), key
     with h5py.File(floor, "r") as f:  # closed as the writer closes: rows counted, ended
         assert "end_time" in f.attrs and len(f["seq_num"]) >= 2
+
+
+@pytest.mark.slow  # a plan run and a trial: a few seconds
+def test_the_inference_floor_is_the_same_work_as_the_plan(tmp_path):
+    """Same chip seed, same engine steps, every MVM through the same codec: the floor's
+    saved predictions are the plan's, bit for bit."""
+    task = digits_mlp()
+    X = np.resize(task.X_test, (600, task.X_test.shape[1]))
+    X_cal = task.X_train[:CALIBRATION_ROWS]
+    board = connect(bench_inference.URL)
+    try:
+        RE = RunEngine({})
+        RE.subscribe(HDF5Writer(tmp_path / "run"))
+        RE(
+            network_inference(
+                board, task.model, X, X_cal=X_cal, times=[0.0], program=False, batch_size=256
+            )
+        )
+    finally:
+        board.close()
+    assert bench_inference._direct_trial(task.model, X, X_cal, save=str(tmp_path))() > 0
+    (run,) = (tmp_path / "run").glob("run_*.h5")
+    (floor,) = tmp_path.glob("plain_*.h5")
+    with h5py.File(run, "r") as a, h5py.File(floor, "r") as b:
+        recorded = a["entry/primary/data/predictions"][()]
+        np.testing.assert_array_equal(b["predictions"][()], recorded)
+    assert recorded.shape == (3, 256) and (recorded[-1, 600 - 512 :] == -1).all()
