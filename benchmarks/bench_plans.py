@@ -127,11 +127,7 @@ class PlainSave:
         os.fsync(self.file.id.get_vfd_handle())
 
 
-def _saver(save: str | None) -> PlainSave | None:
-    return None if save is None else PlainSave(save)
-
-
-def _through(chip: Chip, wire: bool) -> Chip | BoardClient:
+def through(chip: Chip, wire: bool) -> Chip | BoardClient:
     """What the direct side calls: ``chip`` itself, or with ``wire`` a board client of it
     over the in-process link ``sim://`` opens (codec, framing, CRC; no RunEngine, devices
     or writer)."""
@@ -144,9 +140,9 @@ def direct_program_trial(weights: np.ndarray, wire: bool = False, save: str | No
 
     def trial() -> float:
         chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
-        board = _through(chip, wire)
+        board = through(chip, wire)
         t0 = time.perf_counter()
-        saved = _saver(save)
+        saved = None if save is None else PlainSave(save)
         strategy = chip_strategy(chip)
         targets = weights_to_targets(weights, strategy.g_cell_max, weight_scale(weights))
         if saved:  # the arrays of the plan's start document
@@ -191,9 +187,9 @@ def direct_mvm_trial(n: int, rows: int, batch: int, wire: bool = False, save: st
 
     def trial() -> float:
         chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
-        board = _through(chip, wire)
+        board = through(chip, wire)
         t0 = time.perf_counter()
-        saved = _saver(save)
+        saved = None if save is None else PlainSave(save)
         cfg, lsb = chip.config(0), chip.adc_lsb(0)
         codes = quantize_inputs(hermes_inputs(np.random.default_rng(SEED), n, rows), cfg.dac_bits)
         g_ref = board.read_conductance(0)

@@ -12,16 +12,22 @@ error figures, the settle time and the final verify read.
 
 Full stack: ``tdp_program`` of the same weights over every core of
 ``sim://pcm-hermes`` under a RunEngine with the HDF5 writer subscribed (one strategy
-state per core).  The two alternate repeat by repeat.
+state per core).
+
+Floor: the direct work through the wire codec (a board client of the chip over the
+in-process link ``sim://`` opens), with every core's map of every iteration appended
+with plain h5py and fsynced at the end (``bench_plans.PlainSave``), as the plan's events
+hold them.  The three alternate repeat by repeat.
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
 
 import numpy as np
 
-from benchmarks.bench_plans import SETTLE, stack_trial
+from benchmarks.bench_plans import SETTLE, PlainSave, stack_trial, through
 from benchmarks.harness import Record, interleave, main
 from labcim.characterization import cell_conductance, error_stats
 from labcim.mapping import weight_scale, weights_to_targets
@@ -43,13 +49,19 @@ def _per_cell(a: np.ndarray) -> np.ndarray:
     return a.transpose(1, 0, 2, 3).reshape(2, -1, a.shape[-1])
 
 
-def _direct_trial(cores: int, weights: np.ndarray, last: dict):
-    """A trial programming every core directly; leaves chip, state, pulses in ``last``."""
+def _direct_trial(cores: int, weights: np.ndarray, last: dict, save: str | None = None):
+    """A trial programming every core directly; leaves chip, state, pulses in ``last``.
+
+    With ``save`` (a directory), the floor: the chip is reached through the wire codec
+    and the maps are saved there (see the module docstring).
+    """
 
     def trial() -> float:
         last.clear()
         chip = Chip.from_preset("pcm-hermes", cores=cores, seed=0)
+        board = through(chip, save is not None)
         t0 = time.perf_counter()
+        saved = None if save is None else PlainSave(save)
         info = chip.identify()
         rows, dpp = info["rows"], info["devices_per_polarity"]
         strategy = chip_strategy(chip)
@@ -59,7 +71,7 @@ def _direct_trial(cores: int, weights: np.ndarray, last: dict):
 
         def read_core(c: int) -> None:  # with the figures tdp_program records of a read
             block = slice(c * rows, (c + 1) * rows)
-            readback[:, block] = chip.read_conductance(c)
+            readback[:, block] = board.read_conductance(c)
             err = cell_conductance(readback[:, block], dpp) - targets[:, block]
             error_stats(err)
             int((np.abs(err) > strategy.tolerance).sum())
@@ -69,22 +81,45 @@ def _direct_trial(cores: int, weights: np.ndarray, last: dict):
             pulses += len(batch)
             for c in range(cores):
                 b = batch.rows_between(c * rows, (c + 1) * rows)
-                chip.apply_pulses(
+                board.apply_pulses(
                     c, b.row - c * rows, b.col, b.device, b.kind, b.amplitude, b.width
                 )
                 read_core(c)
+            if saved:  # an event of the plan: every core's map of the iteration
+                saved.add("maps", readback)
 
         for c in range(cores):
             read_core(c)
+        if saved:
+            saved.add("weights", weights)
+            saved.add("targets", targets)
+            saved.add("maps", readback)
         state = run_write_verify(strategy, targets, lambda: readback, apply)
-        chip.advance(SETTLE)
+        if saved:  # as the plan waits: to the clock read now plus the settle time
+            board.wait_until(board.clock() + SETTLE)
+        else:
+            chip.advance(SETTLE)
         for c in range(cores):
-            readback[:, c * rows : (c + 1) * rows] = chip.read_conductance(c)
+            readback[:, c * rows : (c + 1) * rows] = board.read_conductance(c)
         g = cell_conductance(readback, dpp)
         float((g - state.goal)[~state.failed].std())
+        if saved:
+            saved.add("verify_maps", readback)
+            saved.close()
         seconds = time.perf_counter() - t0
         last.update(chip=chip, state=state, strategy=strategy, pulses=pulses)
         return seconds
+
+    return trial
+
+
+def _in_fresh_directory(make_trial):
+    """A trial of ``make_trial(directory)`` in a temporary directory of its own, removed
+    after it (a 64-core floor writes 1.6 GB)."""
+
+    def trial() -> float:
+        with tempfile.TemporaryDirectory() as directory:
+            return make_trial(directory)()
 
     return trial
 
@@ -101,6 +136,7 @@ def run(quick: bool = False) -> list[Record]:
             "stack": stack_trial(
                 lambda board: tdp_program(board, weights), f"sim://pcm-hermes?cores={cores}&seed=0"
             ),
+            "floor": _in_fresh_directory(lambda d: _direct_trial(cores, weights, {}, d)),
         },
         1 if quick else 3,
     )
@@ -116,6 +152,13 @@ def run(quick: bool = False) -> list[Record]:
     return [
         t.duration(f"{label}: direct, total", "direct", "<= 30"),
         t.ratio(f"{label}: full stack / direct", "stack", "direct", direct, "<= 1.3"),
+        t.ratio(
+            f"{label}: full stack / floor",
+            "stack",
+            "floor",
+            f"direct through the wire codec, maps saved with plain h5py + fsync "
+            f"({t.median('floor'):.1f} s)",
+        ),
         t.rate(f"{label}: device-pulse updates, direct", "direct", last["pulses"], "1/s"),
         t.plain(f"{label}: pulses per device", last["pulses"] / devices, ""),
         t.plain(f"{label}: pulse batches", state.iteration, ""),

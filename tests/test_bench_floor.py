@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from bluesky import RunEngine
 
-from benchmarks import bench_inference, bench_plans
+from benchmarks import bench_inference, bench_plans, bench_program
 from labcim.characterization import hermes_weights
 from labcim.connection import connect
 from labcim.hdf5 import HDF5Writer
@@ -36,8 +36,8 @@ def _arrays(path) -> dict[str, int]:
     return found
 
 
-def _plan_file(plan, tmp_path):
-    board = connect(f"sim://{bench_plans.PRESET}?cores=1&seed={bench_plans.SEED}")
+def _plan_file(plan, tmp_path, cores: int = 1):
+    board = connect(f"sim://{bench_plans.PRESET}?cores={cores}&seed={bench_plans.SEED}")
     try:
         RE = RunEngine({})
         RE.subscribe(HDF5Writer(tmp_path / "run"))
@@ -48,10 +48,16 @@ def _plan_file(plan, tmp_path):
     return path
 
 
-@pytest.mark.slow  # two plan runs and two trials: a few seconds
-@pytest.mark.parametrize("case", ["tdp", "mvm"])
+@pytest.mark.slow  # three plan runs and three trials: several seconds
+@pytest.mark.parametrize("case", ["tdp", "mvm", "cores"])
 def test_the_floor_writes_the_arrays_the_plan_records(case, tmp_path):
-    if case == "tdp":
+    cores = 1
+    if case == "cores":  # the 64-core benchmark's trial, on 2 cores
+        cores = 2
+        weights = bench_program._weights(cores * 256, 256, 1)
+        plan = lambda board: tdp_program(board, weights)  # noqa: E731
+        trial = bench_program._direct_trial(cores, weights, {}, str(tmp_path))
+    elif case == "tdp":
         weights = hermes_weights(np.random.default_rng(1), 256, 256)
         plan = lambda board: tdp_program(board, weights, cores=[0])  # noqa: E731
         trial = bench_plans.direct_program_trial(weights, wire=True, save=str(tmp_path))
@@ -60,7 +66,7 @@ def test_the_floor_writes_the_arrays_the_plan_records(case, tmp_path):
             board, n_vectors=2000, batch_size=1000, seed=bench_plans.SEED, program=False
         )
         trial = bench_plans.direct_mvm_trial(2000, 256, 1000, wire=True, save=str(tmp_path))
-    recorded = _arrays(_plan_file(plan, tmp_path))
+    recorded = _arrays(_plan_file(plan, tmp_path, cores))
     assert trial() > 0
     (floor,) = tmp_path.glob("plain_*.h5")
     saved = _arrays(floor)
