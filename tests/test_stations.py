@@ -47,7 +47,7 @@ from labcim.network.loaders import save_npz
 from labcim.network.model import Model
 from labcim.registry import available_plans
 from labcim.stations.client import call_function
-from labcim.stations.process import free_port
+from labcim.stations.process import free_port, redis_pid
 from labcim.stations.registry import Station
 from mock_hw.iv_device import ProbedRRAM
 from mock_hw.smu_server import SMUServer
@@ -439,3 +439,44 @@ def test_ctrl_c_on_a_terminal_stops_a_station_and_everything_it_started(tmp_path
     assert not (tmp_path / "stations" / "tty.json").exists()
     with pytest.raises(ProcessLookupError):
         os.killpg(entry["manager_pid"], 0)  # the RE Manager's whole process group is gone
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (the container's init may not reap it)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return state in ("Z", "X")
+
+
+@pytest.mark.slow  # two station starts
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads /proc to find the processes")
+def test_a_sigkilled_station_leaves_no_manager_nor_redis_and_its_name_starts_again(tmp_path):
+    chip = {"doomed": CHIP.format(seed=21)}
+    with running_stations(tmp_path, chip) as procs:
+        entry = station_file(tmp_path, "doomed")
+        manager = entry["manager_pid"]
+        cmdline = Path(f"/proc/{manager}/cmdline").read_bytes().split(b"\0")
+        redis = cmdline[cmdline.index(b"--redis-addr") + 1].decode()
+        valkey = redis_pid(redis)
+        group = [int(p) for p in os.listdir("/proc") if p.isdigit() and _pgid(int(p)) == manager]
+        assert manager in group and len(group) >= 2  # queueserver's watchdog and manager
+        assert not _gone(valkey)
+        procs["doomed"].kill()  # SIGKILL: no handler, no cleanup of its own
+        procs["doomed"].wait()
+        wait_until(lambda: all(_gone(p) for p in [*group, valkey]), 15, "the orphans to die")
+    # Its registry entry is left behind, naming a dead process: a new station of the
+    # same name takes it over.
+    assert station_file(tmp_path, "doomed")["pid"] == procs["doomed"].pid
+    with running_stations(tmp_path, chip) as procs:
+        new = procs["doomed"].pid
+        wait_until(lambda: station_file(tmp_path, "doomed")["pid"] == new, 120, "the new entry")
+        assert api(tmp_path, "doomed").status()["manager_state"] == "idle"
+
+
+def _pgid(pid: int) -> int | None:
+    try:
+        return os.getpgid(pid)
+    except ProcessLookupError:
+        return None

@@ -1,4 +1,4 @@
-"""Processes of a station: the RE Worker dies with its manager, Redis with the station.
+"""Processes of a station: the RE Worker dies with its manager, the rest with the station.
 
 A station is a process tree: ``labcim station`` -> queueserver's ``start-re-manager``
 (its watchdog, run as ``python -m labcim.stations.re_manager``) -> RE Manager and RE
@@ -7,7 +7,8 @@ its children running: a worker that goes on running a plan nobody watches, a man
 that still answers.  `die_with_parent` (Linux ``PR_SET_PDEATHSIG``) makes the worker
 die with the watchdog, and ``labcim station`` kills the watchdog's whole process group
 when it sees the watchdog gone, so a crashed station stops at once and its run stays
-``incomplete`` on disk.
+``incomplete`` on disk.  If ``labcim station`` itself is killed, its `reaper` kills the
+manager's process group and the Redis server it started (`labcim.stations.reaper`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import socket
 import subprocess
 import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 _PR_SET_PDEATHSIG = 1
@@ -93,3 +95,30 @@ def redis_server() -> Iterator[str]:
         yield f"127.0.0.1:{server.port}"
     finally:
         server.stop()
+
+
+def redis_pid(address: str) -> int:
+    """The process id a Redis-protocol server at ``HOST:PORT`` reports (INFO server)."""
+    import redis
+
+    host, port = address.rsplit(":", 1)
+    client = redis.Redis(host=host, port=int(port), socket_timeout=5.0)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+@contextlib.contextmanager
+def reaper(group: int, pids: list[int]) -> Iterator[subprocess.Popen]:
+    """While inside: if this process dies, process group ``group`` and ``pids`` are
+    SIGKILLed (`labcim.stations.reaper`); leaving stops the reaper first, so that a
+    normal stop is this process's own."""
+    script = Path(__file__).with_name("reaper.py")
+    command = [sys.executable, "-I", str(script), str(os.getpid()), str(group), *map(str, pids)]
+    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL)
+    try:
+        yield proc
+    finally:
+        proc.kill()
+        proc.wait()

@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 import yaml
 
 from labcim.stations import registry
-from labcim.stations.process import kill_group, redis_server
+from labcim.stations.process import kill_group, reaper, redis_pid, redis_server
 from labcim.stations.registry import Station, StationError
 
 #: queueserver's environment variable holding the control socket's private key.
@@ -157,6 +157,8 @@ def run_station(options: StationOptions, out: Any = sys.stdout) -> int:
     with contextlib.ExitStack() as stack:
         redis = options.redis or stack.enter_context(redis_server())
         manager = stack.enter_context(_manager(options, workdir, results, redis))
+        # A given --redis is not ours to stop; the one we started dies with us.
+        stack.enter_context(reaper(manager.pid, [] if options.redis else [redis_pid(redis)]))
         station = Station(
             name=options.name,
             control=control,
