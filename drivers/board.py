@@ -602,18 +602,20 @@ class BoardClient:
         Raises
         ------
         ValueError
-            Inputs not 2-D integers or beyond int16, or a window outside the core;
-            nothing is sent.
+            Inputs not 2-D integers, without a vector or beyond int16, or a window
+            outside the core; nothing is sent.
         """
         x = np.asarray(inputs)
         if not np.issubdtype(x.dtype, np.integer) or x.ndim != 2:
             raise ValueError(f"inputs must be a 2-D integer array, got {x.dtype}[{x.ndim}d]")
+        if not len(x):
+            raise ValueError(f"inputs must hold at least one vector, got shape {x.shape}")
         chip = self.info["chip"]
         col_stop = chip["cols"] if col_stop is None else col_stop
         window = (row_start, x.shape[1], col_start, col_stop)
         if message := protocol.mvm_window_violation(chip["rows"], chip["cols"], *window):
             raise ValueError(message)
-        lo, hi = (int(x.min()), int(x.max())) if x.size else (0, 0)
+        lo, hi = int(x.min()), int(x.max())  # not empty: both checks above
         for dt in (np.int8, np.int16):
             if np.iinfo(dt).min <= lo and hi <= np.iinfo(dt).max:
                 x = x.astype(dt, copy=False)
@@ -647,8 +649,6 @@ class BoardClient:
             return codes
 
         self._chunked("MVM", n, lambda: x.shape[1] * x.itemsize, upload, cancel)
-        if not parts:  # an empty batch: the board answers [0, 0) with no codes
-            parts.append(np.zeros((0, width), np.int32))
         rest = n - len(parts[0])
         if rest:
             parts += self._chunked("MVM", rest, lambda: width * code_bytes[0], download, cancel)

@@ -222,6 +222,14 @@ def test_a_bad_window_is_refused_by_the_client_before_sending(
     assert client.stats.frames_sent == frames
 
 
+def test_a_batch_without_vectors_is_refused_by_the_client_before_sending(board):
+    client = board.client
+    frames = client.stats.frames_sent
+    with pytest.raises(ValueError, match=r"at least one vector, got shape \(0, 64\)"):
+        client.mvm(0, np.ones((0, 64), int))
+    assert client.stats.frames_sent == frames
+
+
 @pytest.mark.parametrize("op_id", [protocol.NO_OP_ID, 0xABC])
 @pytest.mark.parametrize(("row_start", "k", "col_start", "col_stop", "match"), BAD_WINDOWS)
 def test_a_bad_window_is_refused_by_the_board_before_running(
