@@ -22,13 +22,12 @@ timing (the plan is given the Model, not the task name).
 
 from __future__ import annotations
 
-import tempfile
 import time
 import types
 
 import numpy as np
 
-from benchmarks.bench_plans import PlainSave, stack_trial
+from benchmarks.bench_plans import PlainSave, in_fresh_directory, stack_trial
 from benchmarks.harness import Record, interleave, main, timed
 from drivers.board import BoardClient
 from labcim.network.execution import prepare, run_steps
@@ -107,27 +106,26 @@ def run(quick: bool = False) -> list[Record]:
     n = 2160 if quick else 10_800
     X = np.resize(task.X_test, (n, task.X_test.shape[1]))
     X_cal = task.X_train[:CALIBRATION_ROWS]
-    with tempfile.TemporaryDirectory() as floor_dir:
-        t = interleave(
-            {
-                "stack": stack_trial(
-                    lambda board: network_inference(
-                        board,
-                        task.model,
-                        X,
-                        X_cal=X_cal,
-                        times=[0.0],
-                        program=False,
-                        batch_size=BATCH,
-                    ),
-                    URL,
+    t = interleave(
+        {
+            "stack": stack_trial(
+                lambda board: network_inference(
+                    board,
+                    task.model,
+                    X,
+                    X_cal=X_cal,
+                    times=[0.0],
+                    program=False,
+                    batch_size=BATCH,
                 ),
-                "direct": _direct_trial(task.model, X, X_cal),
-                "floor": _direct_trial(task.model, X, X_cal, save=floor_dir),
-                "numpy": timed(_numpy_float32(task.model, X), number=5),
-            },
-            2 if quick else 5,
-        )
+                URL,
+            ),
+            "direct": _direct_trial(task.model, X, X_cal),
+            "floor": in_fresh_directory(lambda d: _direct_trial(task.model, X, X_cal, save=d)),
+            "numpy": timed(_numpy_float32(task.model, X), number=5),
+        },
+        2 if quick else 5,
+    )
     name = f"digits MLP {n} samples, batch {BATCH}"
     return [
         t.ratio(

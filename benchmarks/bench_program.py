@@ -22,12 +22,11 @@ hold them.  The three alternate repeat by repeat.
 
 from __future__ import annotations
 
-import tempfile
 import time
 
 import numpy as np
 
-from benchmarks.bench_plans import SETTLE, PlainSave, stack_trial, through
+from benchmarks.bench_plans import SETTLE, PlainSave, in_fresh_directory, stack_trial, through
 from benchmarks.harness import Record, interleave, main
 from labcim.characterization import cell_conductance, error_stats
 from labcim.mapping import weight_scale, weights_to_targets
@@ -113,17 +112,6 @@ def _direct_trial(cores: int, weights: np.ndarray, last: dict, save: str | None 
     return trial
 
 
-def _in_fresh_directory(make_trial):
-    """A trial of ``make_trial(directory)`` in a temporary directory of its own, removed
-    after it (a 64-core floor writes 1.6 GB)."""
-
-    def trial() -> float:
-        with tempfile.TemporaryDirectory() as directory:
-            return make_trial(directory)()
-
-    return trial
-
-
 def run(quick: bool = False) -> list[Record]:
     """Program a full 64-core chip (``quick``: 4 cores) with TDP, directly and through the
     full stack; time and error figures."""
@@ -136,7 +124,7 @@ def run(quick: bool = False) -> list[Record]:
             "stack": stack_trial(
                 lambda board: tdp_program(board, weights), f"sim://pcm-hermes?cores={cores}&seed=0"
             ),
-            "floor": _in_fresh_directory(lambda d: _direct_trial(cores, weights, {}, d)),
+            "floor": in_fresh_directory(lambda d: _direct_trial(cores, weights, {}, d)),
         },
         1 if quick else 3,
     )
