@@ -29,6 +29,12 @@ def main(argv: list[str] | None = None) -> int:
     if threads < 1:
         print(f"labcim bench: --threads = {threads}; allowed: 1 or more")
         return 2
+    if args.json:
+        try:
+            harness.check_json_target(args.json)
+        except ValueError as exc:
+            print(f"labcim bench: {exc}")
+            return 2
 
     def report(name: str, exc: Exception) -> None:
         tqdm.write(f"{name} failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -394,6 +394,31 @@ def write_json(path: str | Path, head: Mapping[str, Any], records: Sequence[Reco
     Path(path).write_text(json.dumps(data, indent=1) + "\n")
 
 
+def check_json_target(path: str | Path) -> None:
+    """Refuse a ``--json`` path that `write_json` must not replace, before any run.
+
+    A missing file, or one that `read_json` reads (an earlier run's), may be written;
+    anything else there (another program's file, a directory) is not labcim's to replace.
+
+    Raises
+    ------
+    ValueError
+        Naming the path and why, in one line.
+    """
+    target = Path(path)
+    if not target.exists():
+        return
+    if not target.is_file():
+        raise ValueError(f"--json {path}: not a file")
+    try:
+        read_json(target)
+    except ValueError:
+        raise ValueError(
+            f"--json {path}: the file there is not a labcim bench --json file; "
+            "it is left as it is (give a new path)"
+        ) from None
+
+
 def read_json(path: str | Path) -> tuple[dict[str, Any], list[Record]]:
     """Read what `write_json` wrote.
 
@@ -492,6 +517,11 @@ def main(run: Callable[[bool], list[Record]], argv: Sequence[str] | None = None)
     parser.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="BLAS threads")
     parser.add_argument("--json", metavar="FILE", help="also write the records as JSON")
     args = parser.parse_args(argv)
+    if args.json:
+        try:
+            check_json_target(args.json)
+        except ValueError as exc:
+            parser.exit(2, f"{parser.prog}: {exc}\n")
     load = os.getloadavg()
     with using_blas_threads(args.threads), huge_page_advice(False):
         records = run(args.quick)

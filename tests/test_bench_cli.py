@@ -47,6 +47,26 @@ def test_bench_runs_the_named_benchmarks_into_one_table_and_json(tmp_path, capfd
     assert json.loads(target.read_text())["header"]["huge_page_advice"] is (True if known else None)
 
 
+@pytest.mark.slow  # two CLI runs (the refusal comes before any benchmark runs)
+def test_bench_json_never_replaces_a_file_it_did_not_write(tmp_path, capfd):
+    foreign = tmp_path / "notes.json"
+    foreign.write_text('{"mine": 1}\n')
+    assert main(["--quiet", "bench", "--quick", "--json", str(foreign), "hdf5"]) == 2
+    out = capfd.readouterr().out
+    assert out.strip().splitlines() == [
+        f"labcim bench: --json {foreign}: the file there is not a labcim bench --json file; "
+        "it is left as it is (give a new path)"
+    ]
+    assert foreign.read_text() == '{"mine": 1}\n'
+    assert main(["--quiet", "bench", "--quick", "--json", str(tmp_path), "hdf5"]) == 2
+    assert f"--json {tmp_path}: not a file" in capfd.readouterr().out
+    # An earlier run's file is labcim's: written again.
+    ours = tmp_path / "bench.json"
+    harness.write_json(ours, harness.header(1, True, (0.0, 0.0, 0.0)), [])
+    assert main(["--quiet", "bench", "--quick", "--json", str(ours), "hdf5"]) == 0
+    assert harness.read_json(ours)[1][0].name.startswith("hdf5 writer")
+
+
 def _table_script(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, timeout=60
