@@ -20,6 +20,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from ophyd import Signal
 
 from benchmarks.harness import Record, interleave, main, timed
 from labcim.hdf5 import HDF5Writer
@@ -27,16 +28,29 @@ from labcim.hdf5 import HDF5Writer
 FRAME = (256, 256)
 
 
+class _Frames(Signal):
+    """A detector reading the next of ``frames`` (in turn) at every trigger.
+
+    ophyd.sim's SynSignal would do, but importing ophyd.sim leaves an empty temporary
+    directory behind in every process.
+    """
+
+    def __init__(self, frames: np.ndarray, name: str) -> None:
+        self._frames = itertools.cycle(frames)
+        super().__init__(name=name, value=frames[-1])
+
+    def trigger(self):
+        self.put(next(self._frames))
+        return super().trigger()
+
+
 def _documents(n: int, frame: tuple[int, ...] = FRAME) -> list[tuple[str, dict]]:
     """The documents of a bluesky ``count`` of ``n`` float32 frames of shape ``frame``."""
     from bluesky import RunEngine
     from bluesky.plans import count
-    from ophyd.sim import SynSignal
 
     rng = np.random.default_rng(0)
-    frames = rng.random((8, *frame), dtype=np.float32)
-    it = itertools.count()
-    img = SynSignal(func=lambda: frames[next(it) % 8], name="img")
+    img = _Frames(rng.random((8, *frame), dtype=np.float32), name="img")
     docs: list[tuple[str, dict]] = []
     RE = RunEngine({})
     RE.subscribe(lambda name, doc: docs.append((name, doc)))

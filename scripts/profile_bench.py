@@ -359,9 +359,9 @@ def stubs() -> None:
     from bluesky import RunEngine
     from bluesky.utils import Msg
     from event_model import DocumentNames, schema_validators
-    from ophyd.sim import SynSignal
+    from ophyd import Signal
 
-    sig = SynSignal(func=lambda: 1.0, name="sig")
+    sig = Signal(name="sig", value=1.0)
     RE = RunEngine({})
     n = 2000
 

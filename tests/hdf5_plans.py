@@ -11,7 +11,6 @@ from bluesky import RunEngine
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from ophyd import Signal
-from ophyd.sim import SynSignal
 
 from labcim.hdf5 import HDF5Writer
 
@@ -24,10 +23,25 @@ class Counter(Signal):
         return super().trigger()
 
 
-def image_detector(seed: int = 0, shape=(256, 256), name: str = "img") -> SynSignal:
+class Images(Signal):
+    """A detector reading a fresh float32 array of ``shape`` per event.
+
+    Not ophyd.sim's SynSignal: its import leaves an empty temporary directory behind in
+    every process, and the kill tests' children are killed before any clean-up.
+    """
+
+    def __init__(self, seed: int, shape: tuple[int, ...], name: str) -> None:
+        self._rng, self._shape = np.random.default_rng(seed), shape
+        super().__init__(name=name, value=np.zeros(shape, np.float32))
+
+    def trigger(self):
+        self.put(self._rng.random(self._shape, dtype=np.float32))
+        return super().trigger()
+
+
+def image_detector(seed: int = 0, shape=(256, 256), name: str = "img") -> Images:
     """A detector reading a fresh float32 array per event."""
-    rng = np.random.default_rng(seed)
-    return SynSignal(func=lambda: rng.random(shape, dtype=np.float32), name=name)
+    return Images(seed, shape, name)
 
 
 def ticking(n: int, period: float, md: dict | None = None):

@@ -150,9 +150,10 @@ _KILLED_WRITER = """
 import os, sys
 from bluesky import RunEngine
 from bluesky.plans import count
-from ophyd.sim import det
+from ophyd import Signal
 from labcim.hdf5 import HDF5Writer
 
+det = Signal(name="det", value=1.0)  # not ophyd.sim's: its import leaves a directory behind
 RE = RunEngine({})
 RE.subscribe(HDF5Writer(sys.argv[1], flush_interval=0.01))
 RE.subscribe(lambda name, doc: os._exit(0) if name == "event" and doc["seq_num"] == 4 else None)

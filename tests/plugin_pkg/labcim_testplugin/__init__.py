@@ -15,14 +15,26 @@ import numpy.typing as npt
 from bluesky import plan_stubs as bps
 from bluesky import preprocessors as bpp
 from bluesky.plans import count
-from ophyd.sim import SynSignal
+from ophyd import Signal
 
 from drivers.board import LinkError
 
 
-def _detector() -> SynSignal:
-    rng = np.random.default_rng(0)
-    return SynSignal(func=lambda: float(rng.normal()), name="det")
+class _Detector(Signal):
+    """A reading drawn at every trigger (ophyd.sim's SynSignal would do, but importing
+    ophyd.sim leaves an empty temporary directory behind in every process)."""
+
+    def __init__(self) -> None:
+        self._rng = np.random.default_rng(0)
+        super().__init__(name="det", value=float(self._rng.normal()))
+
+    def trigger(self):
+        self.put(float(self._rng.normal()))
+        return super().trigger()
+
+
+def _detector() -> _Detector:
+    return _Detector()
 
 
 def slow_count(
