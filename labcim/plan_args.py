@@ -16,7 +16,10 @@ and converts each value to its annotation, so mistakes surface before anything r
 A plan states what a value must satisfy beyond its type with ``Annotated``: e.g.
 ``tolerance: Annotated[float | None, Positive()]``.  The `Check` objects are pure
 functions of one value; the plans call the same ones, so ``labcim run``, campaigns and a
-station's queue (at ``item_add``) refuse a bad value with the plan's own message.
+station's queue (at ``item_add``) refuse a bad value with the plan's own message.  What
+only the arguments together can show (a batch size that must divide a count, a stop
+above a start) a plan states with :func:`checks_together`; it is run on the converted
+arguments, defaults filled in, before anything is connected.
 """
 
 from __future__ import annotations
@@ -133,6 +136,85 @@ class OneOf(Check):
         return value
 
 
+@dataclass(frozen=True)
+class Interval(Check):
+    """A finite number in ``[low, high]``, in ``units`` (shown in the message)."""
+
+    low: float
+    high: float
+    units: str = ""
+
+    def __call__(self, name: str, value: Any) -> float:
+        ok = isinstance(value, int | float | np.number) and not isinstance(value, bool)
+        if not (ok and math.isfinite(value) and self.low <= value <= self.high):
+            units = f" {self.units}" if self.units else ""
+            raise ValueError(f"{name} = {value!r}{units} is outside [{self.low}, {self.high}]")
+        return float(value)
+
+
+@dataclass(frozen=True)
+class Times(Check):
+    """At least ``count`` finite times (s), in order: each >= 0 (> 0 if ``positive``) and
+    not below the one before (above it if ``strictly``)."""
+
+    count: int = 1
+    positive: bool = False
+    strictly: bool = False
+
+    def __call__(self, name: str, value: Any) -> list[float]:
+        t = np.asarray(value, dtype=object)
+        numbers = t.ndim == 1 and all(
+            isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in t
+        )
+        t = np.asarray(value, np.float64) if numbers else None
+        steps = np.diff(t) if numbers else None
+        if (
+            t is None
+            or len(t) < self.count
+            or not np.all(np.isfinite(t))
+            or np.any(t <= 0 if self.positive else t < 0)
+            or np.any(steps <= 0 if self.strictly else steps < 0)
+        ):
+            raise ValueError(
+                f"{name} = {value!r} must be at least {self.count} finite time(s) (s), "
+                f"{'> 0' if self.positive else '>= 0'}, "
+                f"{'increasing' if self.strictly else 'in order'}"
+            )
+        return t.tolist()
+
+
+@dataclass(frozen=True)
+class Each(Check):
+    """A non-empty list whose every item passes ``check`` (messages name ``name[i]``)."""
+
+    check: Check
+
+    def __call__(self, name: str, value: Any) -> list[Any]:
+        if not isinstance(value, list | tuple) or not value:
+            raise ValueError(f"{name} = {value!r} must be a non-empty list")
+        return [self.check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+
+_TOGETHER = "__labcim_checks_together__"
+
+
+def checks_together(check: Callable[..., None]) -> Callable[[Callable], Callable]:
+    """Give a plan the check of its arguments together that no one argument can make.
+
+    ``check(**arguments)`` gets every argument but the board, converted, with the plan's
+    defaults filled in, and raises ValueError naming the arguments (``batch_size = 3
+    must divide n_vectors = 10``).  The plan calls it too, so Python callers get the
+    same message; `PlanSignature.bind` and campaign files call it before anything is
+    connected.
+    """
+
+    def declare(plan: Callable) -> Callable:
+        setattr(plan, _TOGETHER, check)
+        return plan
+
+    return declare
+
+
 def checks_of(hint: Any) -> tuple[Any, tuple[Check, ...]]:
     """``(type, checks)`` of an annotation: the type without ``Annotated``, its `Check` s."""
     if typing.get_origin(hint) is Annotated:
@@ -158,7 +240,7 @@ class PlanSignature:
     """
 
     def __init__(self, name: str, plan: Callable[..., object]) -> None:
-        self.name = name
+        self.name, self.plan = name, plan
         parameters = list(inspect.signature(plan).parameters.values())
         if not parameters or parameters[0].kind not in (
             inspect.Parameter.POSITIONAL_ONLY,
@@ -214,6 +296,23 @@ class PlanSignature:
             value = check(name, value)
         return value
 
+    def together(self, converted: Mapping[str, Any], where: str = "") -> list[str]:
+        """The message of the plan's :func:`checks_together` on ``converted`` arguments
+        (defaults filled in), or none."""
+        check = getattr(self.plan, _TOGETHER, None)
+        if check is None:
+            return []
+        defaults = {
+            name: p.default
+            for name, p in self.parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        try:
+            check(**{**defaults, **converted})
+        except ValueError as exc:
+            return [f"{where}{exc}"]
+        return []
+
     def bind(self, arguments: Mapping[str, Any], base_dir: Path, where: str = "") -> dict:
         """All of ``arguments`` checked and converted.
 
@@ -229,7 +328,8 @@ class PlanSignature:
         Raises
         ------
         ArgumentError
-            Naming every unknown, missing or ill-typed argument.
+            Naming every unknown, missing or ill-typed argument, or else the arguments
+            that do not fit together (:func:`checks_together`).
         """
         errors = [where + message for message in self.unknown(arguments)]
         field = where.rstrip(". ") or "arguments"
@@ -243,6 +343,7 @@ class PlanSignature:
                 converted[name] = self.convert(name, value, base_dir)
             except ValueError as exc:
                 errors.append(f"{where}{name}: {exc}")
+        errors = errors or self.together(converted, where)
         if errors:
             raise ArgumentError(errors)
         return converted

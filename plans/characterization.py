@@ -26,7 +26,7 @@ from labcim.characterization import (
     quantize_inputs,
 )
 from labcim.metrics import linear_fit, mvm_error
-from labcim.plan_args import Integer, NonNegative, Positive
+from labcim.plan_args import Each, Integer, NonNegative, OneOf, Positive, Times, checks_together
 from labcim.progress import EventProgress
 from plans.programming import (
     STRATEGY,
@@ -107,12 +107,29 @@ def _mode_key(core: int, mode: str, dac: int, adc: int) -> str:
     return f"core{core}_{mode.replace('-', '')}_d{dac}_a{adc}_"
 
 
+MODES = Each(OneOf(tuple(READ_MODES)))
+"""``read_modes``: read modes (the board may offer fewer)."""
+BITS = Each(Integer(*BITS_RANGE))
+"""``dac_bits``, ``adc_bits``: bit widths."""
+
+
+def batch_divides(n_vectors: int = 1000, batch_size: int | None = None, **_: Any) -> None:
+    """ValueError unless ``batch_size`` (if given) divides ``n_vectors``: every event of
+    a run has the same batch shape."""
+    if batch_size is not None and n_vectors % batch_size:
+        raise ValueError(
+            f"batch_size = {batch_size} must divide n_vectors = {n_vectors} "
+            "(every event of a run has the same batch shape)"
+        )
+
+
+@checks_together(batch_divides)
 def mvm_characterization(
     board: Readable,
     cores: list[int] | None = None,
-    read_modes: list[str] | None = None,
-    dac_bits: list[int] | None = None,
-    adc_bits: list[int] | None = None,
+    read_modes: Annotated[list[str] | None, MODES] = None,
+    dac_bits: Annotated[list[int] | None, BITS] = None,
+    adc_bits: Annotated[list[int] | None, BITS] = None,
     n_vectors: Annotated[int, Integer(1)] = 1000,
     batch_size: Annotated[int | None, Integer(1)] = None,
     seed: Annotated[int, Integer(0)] = 0,
@@ -185,28 +202,18 @@ def mvm_characterization(
     dac_bits = [8] if dac_bits is None else list(dac_bits)
     adc_bits = [8] if adc_bits is None else list(adc_bits)
     devices = check_cores(board, cores)
-    for mode in read_modes:
-        if mode not in READ_MODES:
-            raise ValueError(f"read_modes: {mode!r} is not a read mode; allowed: {READ_MODES}")
+    for mode in MODES("read_modes", read_modes):
         if mode not in offered:
             raise ValueError(
                 f"read_modes: {ident['model']} cannot do the {mode!r} read mode; it offers "
                 f"{offered}"
             )
-    for name, bits in (("dac_bits", dac_bits), ("adc_bits", adc_bits)):
-        if not bits:
-            raise ValueError(f"{name}: give at least one bit width")
-        for b in bits:
-            _check_int(name, b, *BITS_RANGE)
+    dac_bits, adc_bits = BITS("dac_bits", dac_bits), BITS("adc_bits", adc_bits)
     n_vectors = _check_int("n_vectors", n_vectors, 1)
     batch_size = (
         default_batch(n_vectors) if batch_size is None else _check_int("batch_size", batch_size, 1)
     )
-    if n_vectors % batch_size:
-        raise ValueError(
-            f"batch_size = {batch_size} must divide n_vectors = {n_vectors} "
-            "(every event of a run has the same batch shape)"
-        )
+    batch_divides(n_vectors, batch_size)
     rng = np.random.default_rng(_check_int("seed", seed, 0))
     job = (
         _random_programming(board, ident, cores, rng, strategy, tolerance, max_iterations)
@@ -385,9 +392,13 @@ def map_figures(maps: Sequence[np.ndarray]) -> dict[str, float]:
     }
 
 
+RETENTION_TIMES = Times(count=2, positive=True, strictly=True)
+"""``times`` of `retention`: s after programming, at least two (a fit needs them)."""
+
+
 def retention(
     board: Readable,
-    times: list[float],
+    times: Annotated[list[float], RETENTION_TIMES],
     cores: list[int] | None = None,
     program: bool = True,
     seed: Annotated[int, Integer(0)] = 0,
@@ -453,11 +464,7 @@ def retention(
     ident = yield from identity(board)
     cores = [0] if cores is None else list(cores)
     devices = check_cores(board, cores)
-    t = np.asarray(times, np.float64)
-    if t.ndim != 1 or t.size < 2 or not np.all(np.isfinite(t)) or np.any(t <= 0):
-        raise ValueError(f"times = {times!r} must be at least two finite times > 0 (s)")
-    if np.any(np.diff(t) <= 0):
-        raise ValueError(f"times = {times!r} must increase")
+    t = np.asarray(RETENTION_TIMES("times", times), np.float64)
     n_levels = _check_int("n_levels", n_levels, 1)
     for name, given in (("min_conductance", min_conductance), ("t0", t0)):
         NonNegative()(name, given)

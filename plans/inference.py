@@ -41,7 +41,7 @@ from labcim.network.model import Model, ModelError
 from labcim.network.scores import SCORE_UNITS, Kind, output_kind, predicted_labels, scores
 from labcim.network.tasks import Task
 from labcim.network.tuning import tune as tune_steps
-from labcim.plan_args import Integer
+from labcim.plan_args import Each, Integer, Interval, OneOf, Times, checks_together
 from labcim.progress import EventProgress
 from labcim.registry import TASKS_GROUP, load_registered, registered
 from labcim.writeverify import make_strategy
@@ -395,18 +395,11 @@ def prepare_inference(
     if X_cal is None:  # only inputs are used: no labels leak into the calibration
         X_cal = X if task is None else task.X_train[:CALIBRATION_ROWS]
     X_cal = net.check_input(X_cal)
-    if y is not None and len(np.asarray(y)) != len(X):
-        raise ValueError(f"y has {len(np.asarray(y))} labels for {len(X)} inputs")
-    times = [float(t) for t in times]
-    if not times or min(times) < 0 or times != sorted(times):
-        raise ValueError(f"times = {times} s must be non-empty, >= 0 and sorted")
-    bad = [m for m in compensation if m not in DRIFT_MODES]
-    if bad or not compensation:
-        raise ValueError(f"compensation = {list(compensation)}; allowed: {list(DRIFT_MODES)}")
-    if not 0.0 <= digital_budget <= 1.0:
-        raise ValueError(f"digital_budget = {digital_budget} is outside [0, 1]")
-    if batch_size < 1:
-        raise ValueError(f"batch_size = {batch_size} must be >= 1")
+    labels_fit_inputs(X, y)
+    times = TIMES("times", list(times))
+    compensation = MODES("compensation", list(compensation))
+    digital_budget = BUDGET("digital_budget", digital_budget)
+    batch_size = Integer(1)("batch_size", batch_size)
     if cores is not None:
         check_cores(board, cores)
     wv = make_strategy(
@@ -517,6 +510,21 @@ def run_batches(job: Inference, t: float, elapsed: float, mode: str) -> Plan:
     return np.concatenate(outputs)
 
 
+TIMES = Times()
+"""``times``: s after programming, in order."""
+MODES = Each(OneOf(tuple(DRIFT_MODES)))
+"""``compensation``: drift compensation modes."""
+BUDGET = Interval(0.0, 1.0)
+"""``digital_budget``: the fraction of the weights computed on the host."""
+
+
+def labels_fit_inputs(X: np.ndarray | None = None, y: np.ndarray | None = None, **_: Any) -> None:
+    """ValueError unless ``y`` (if given with ``X``) has one label per input."""
+    if X is not None and y is not None and len(np.asarray(y)) != len(np.asarray(X)):
+        raise ValueError(f"y has {len(np.asarray(y))} labels for {len(np.asarray(X))} inputs")
+
+
+@checks_together(labels_fit_inputs)
 def network_inference(
     board: Readable,
     model: Model | str,
@@ -526,11 +534,11 @@ def network_inference(
     X_cal: np.ndarray | None = None,
     cores: list[int] | None = None,
     strategy: Annotated[str, STRATEGY] = "tdp",
-    times: list[float] | None = None,
-    compensation: list[str] | None = None,
-    digital_budget: float = 0.0,
+    times: Annotated[list[float] | None, TIMES] = None,
+    compensation: Annotated[list[str] | None, MODES] = None,
+    digital_budget: Annotated[float, BUDGET] = 0.0,
     tune: bool = False,
-    batch_size: int = 256,
+    batch_size: Annotated[int, Integer(1)] = 256,
     program: bool = True,
     settle: Annotated[float, SETTLE] = 1.0,
     max_iterations: Annotated[int, Integer(1)] = 20,

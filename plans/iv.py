@@ -16,7 +16,7 @@ import numpy as np
 from bluesky.protocols import Readable
 
 from labcim.characterization import bipolar_branches, first_crossing, forming_steps
-from labcim.plan_args import Integer, Number
+from labcim.plan_args import Integer, NonNegative, Number, checks_together
 from labcim.plan_data import BRANCH, CYCLE, DEVICE
 from labcim.progress import EventProgress
 from plans.stubs import (
@@ -104,7 +104,7 @@ def iv_sweep(
     current_limit: Annotated[float, Number(positive=True)] = 100e-6,
     reset_current_limit: Annotated[float | None, Number(positive=True)] = None,
     cycles: Annotated[int, Integer(1)] = 1,
-    delay: float = 0.0,
+    delay: Annotated[float, NonNegative("s")] = 0.0,
     md: dict[str, Any] | None = None,
 ) -> Plan:
     """Bipolar I-V sweeps: 0 -> ``v_set`` -> 0, then 0 -> ``v_reset`` -> 0, ``cycles`` times.
@@ -161,9 +161,7 @@ def iv_sweep(
         if reset_current_limit is None
         else _check_number("reset_current_limit", reset_current_limit, positive=True)
     )
-    delay = _check_number("delay", delay)
-    if delay < 0:
-        raise ValueError(f"delay = {delay} s must be >= 0")
+    delay = NonNegative("s")("delay", delay)
     up, down = bipolar_branches(v_set, v_reset, points)
     branch, cycle = derived(BRANCH, 0), derived(CYCLE, 0)
     objs = [
@@ -235,6 +233,24 @@ def iv_sweep(
     return (yield from checked())
 
 
+def forming_fits(
+    target_current: float,
+    v_stop: float,
+    v_start: float = 0.0,
+    current_limit: float = 100e-6,
+    **_: Any,
+) -> None:
+    """ValueError unless the ramp goes up and the target can be reached below the limit."""
+    if v_stop <= v_start:
+        raise ValueError(f"v_stop = {v_stop} V must be above v_start = {v_start} V")
+    if target_current > current_limit:
+        raise ValueError(
+            f"target_current = {target_current} A is above current_limit = {current_limit} A: "
+            "never reached"
+        )
+
+
+@checks_together(forming_fits)
 def forming(
     smu: Readable,
     target_current: Annotated[float, Number(positive=True)],
@@ -283,12 +299,7 @@ def forming(
     v0 = _check_number("v_start", v_start)
     v1 = _check_number("v_stop", v_stop)
     step = _check_number("v_step", v_step, positive=True)
-    if v1 <= v0:
-        raise ValueError(f"v_stop = {v1} V must be above v_start = {v0} V")
-    if target > limit:
-        raise ValueError(
-            f"target_current = {target} A is above current_limit = {limit} A: never reached"
-        )
+    forming_fits(target, v1, v0, limit)
     steps = forming_steps(v0, v1, step)
     start = {
         "plan_name": "forming",

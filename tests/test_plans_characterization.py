@@ -128,7 +128,7 @@ def test_mvm_without_programming_and_bad_arguments(tmp_path):
     RE = RunEngine({})
     cases = [
         (dict(read_modes=["2-phase"]), "read_modes.*allowed"),
-        (dict(adc_bits=[17]), r"adc_bits = 17 .*\[2, 16\]"),
+        (dict(adc_bits=[17]), r"adc_bits\[0\] = 17 .*\[2, 16\]"),
         (dict(n_vectors=10, batch_size=3), "batch_size = 3 must divide"),
         (dict(cores=[4]), "cores.*does not exist"),
     ]

@@ -230,7 +230,7 @@ def _expand(entries: list[Any], base_dir: Path, errors: list[str]) -> list[Step]
         checked = _check_entry(entry, where, base_dir, errors, plans)
         if checked is None:
             continue
-        plan_name, plan, converted, choices = checked
+        plan_name, plan, signature, converted, choices = checked
         count = math.prod(len(values) for values in choices.values())
         if planned <= MAX_STEPS < planned + count:  # said once, by the entry passing it
             sizes = " x ".join(str(len(values)) for values in choices.values())
@@ -245,6 +245,10 @@ def _expand(entries: list[Any], base_dir: Path, errors: list[str]) -> list[Step]
             values = {name: value for name, (_, value) in zip(choices, combination, strict=True)}
             args = {**converted, **values}
             label = ",".join(f"{k}={_label(v)}" for k, v in varied.items())
+            unfit = signature.together(args, f"{where} [{label}]: " if label else f"{where}: ")
+            if unfit:  # one such step says it; its siblings most likely fail alike
+                errors += unfit
+                break
             key = f"{number:0{width}d}-{plan_name}" + (f"[{label}]" if label else "")
             digest = _digest(plan_name, args, hashes)
             steps.append(Step(len(steps) + 1, key, plan_name, plan, args, digest, str(station)))
@@ -257,11 +261,15 @@ def _check_entry(
     base_dir: Path,
     errors: list[str],
     plans: dict[str, tuple[Callable[..., Any], PlanSignature] | str],
-) -> tuple[str, Callable[..., Any], dict[str, Any], dict[str, list[tuple[Any, Any]]]] | None:
+) -> (
+    tuple[str, Callable[..., Any], PlanSignature, dict[str, Any], dict[str, list[tuple[Any, Any]]]]
+    | None
+):
     """Check one step entry: its plan, converted ``args``, and ``over`` choices.
 
-    Returns the plan name, the plan, the converted arguments and, per ``over`` argument,
-    its (value as given, converted value) pairs; None if ``entry`` has errors.
+    Returns the plan name, the plan and its signature, the converted arguments and, per
+    ``over`` argument, its (value as given, converted value) pairs; None if ``entry``
+    has errors.
     ``plans`` caches `_resolve` by plan name.
     """
     if not isinstance(entry, dict):
@@ -316,7 +324,7 @@ def _check_entry(
         ]
     if len(errors) > n_errors:
         return None
-    return plan_name, plan, converted, choices
+    return plan_name, plan, signature, converted, choices
 
 
 def _resolve(plan_name: str) -> tuple[Callable[..., Any], PlanSignature] | str:
