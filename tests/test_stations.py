@@ -465,7 +465,11 @@ def test_a_sigkilled_station_leaves_no_manager_nor_redis_and_its_name_starts_aga
         assert not _gone(valkey)
         procs["doomed"].kill()  # SIGKILL: no handler, no cleanup of its own
         procs["doomed"].wait()
-        wait_until(lambda: all(_gone(p) for p in [*group, valkey]), 15, "the orphans to die")
+        try:
+            wait_until(lambda: all(_gone(p) for p in [*group, valkey]), 15, "the orphans to die")
+        except AssertionError:
+            left = [p for p in [*group, valkey] if not _gone(p)]
+            raise AssertionError(f"still running: {[_describe(p) for p in left]}") from None
     # Its registry entry is left behind, naming a dead process: a new station of the
     # same name takes it over.
     assert station_file(tmp_path, "doomed")["pid"] == procs["doomed"].pid
@@ -473,6 +477,16 @@ def test_a_sigkilled_station_leaves_no_manager_nor_redis_and_its_name_starts_aga
         new = procs["doomed"].pid
         wait_until(lambda: station_file(tmp_path, "doomed")["pid"] == new, 120, "the new entry")
         assert api(tmp_path, "doomed").status()["manager_state"] == "idle"
+
+
+def _describe(pid: int) -> str:
+    """A process's pid, state, parent, group and command line, for a failure message."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200]
+        return f"{pid} {stat.split(')')[1].split()[:3]} {cmd!r}"
+    except OSError as exc:
+        return f"{pid} {exc}"
 
 
 def _pgid(pid: int) -> int | None:

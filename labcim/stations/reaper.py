@@ -25,35 +25,27 @@ import sys
 import time
 
 _PR_SET_PDEATHSIG = 1
-
-
-class _ParentDeathError(Exception):
-    pass
-
-
-def _parent_died(signum: int, frame: object) -> None:
-    raise _ParentDeathError
+_LINUX = sys.platform.startswith("linux")
 
 
 def main(argv: list[str]) -> int:
     station, group, *pids = (int(a) for a in argv)
     for sig in (signal.SIGINT, signal.SIGHUP):  # the terminal's: the station handles them
         signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _parent_died)
-    armed = False
-    while True:
-        try:
-            if not armed and sys.platform.startswith("linux"):
-                ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-            armed = True
-            while os.getppid() == station:  # checked after the prctl: no death is missed
-                time.sleep(1.0)
-            break
-        except _ParentDeathError:
-            # The kernel reparents before it signals; a SIGTERM from anyone else (a
-            # service manager stopping the station's group) leaves the station to stop
-            # what it started, cleanly.
-            continue
+    if _LINUX:
+        # SIGTERM is taken by sigtimedwait below, never by a handler: a signal arriving
+        # at any moment (the kernel's on the station's death, or anyone's) can then
+        # neither kill this process early nor raise in the middle of what it does.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    # Checked after the prctl: a death before it sends no signal, but shows here.  A
+    # SIGTERM from anyone else (a service manager stopping the station's group) only
+    # makes this look again, and leaves the station to stop what it started, cleanly.
+    while os.getppid() == station:
+        if _LINUX:
+            signal.sigtimedwait({signal.SIGTERM}, 1.0)
+        else:
+            time.sleep(1.0)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(group, signal.SIGKILL)
     for pid in pids:
