@@ -33,7 +33,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Protocol
 
 import numpy as np
 import pyvisa
@@ -59,6 +59,23 @@ class SMUTimeoutError(SMUError):
 
 class SMULimitError(SMUError, ValueError):
     """A requested value exceeds a safe limit; refused before anything is sent."""
+
+
+class SMUAbortedError(SMUError):
+    """A sweep stopped on request (its cancel flag) before its end; the instrument was
+    told to abort it, and its output is left on at the last level it sourced."""
+
+
+class Cancel(Protocol):
+    """A flag a sweep checks while it runs (e.g. ``threading.Event``)."""
+
+    def wait(self, timeout: float) -> bool:
+        """Sleep up to ``timeout`` s or until set; return whether it is set."""
+        ...
+
+
+SWEEP_POLL = 0.01
+"""Seconds between two questions whether a running sweep is done (its status byte)."""
 
 
 @dataclass(frozen=True)
@@ -168,12 +185,12 @@ class SourceMeter:
     cmd_list_sweep: ClassVar[tuple[str, ...]]
     """Fields: ``{points}``, ``{delay}``."""
     cmd_run_sweep: ClassVar[tuple[str, ...]]
-    """Start the configured sweep and hold later commands until it is done."""
+    """Start the configured sweep; it runs in the instrument while the driver polls."""
+    cmd_abort: ClassVar[str]
+    """Abort a running sweep (the output stays at its last level)."""
     cmd_count_readings: ClassVar[str | None]
-    """Query: number of readings the last sweep stored; None if the model has none (then
-    ``cmd_wait`` waits for the sweep and the fetched data are counted)."""
-    cmd_wait: ClassVar[str] = "*OPC?"
-    """Query answered once the sweep is done (used without ``cmd_count_readings``)."""
+    """Query: number of readings the last sweep stored; None if the model has none (the
+    fetched data are counted)."""
     cmd_fetch: ClassVar[str]
     """Query, fields ``{points}``: reply is ``V1, I1, V2, I2, ...``."""
     cmd_error: ClassVar[str]
@@ -265,7 +282,12 @@ class SourceMeter:
         self._write(self.cmd_output.format(state="ON" if on else "OFF"))
 
     def linear_sweep(
-        self, start: float, stop: float, points: int, delay: float = 0.0
+        self,
+        start: float,
+        stop: float,
+        points: int,
+        delay: float = 0.0,
+        cancel: Cancel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Sweep the voltage linearly and measure the current at every point.
 
@@ -280,6 +302,9 @@ class SourceMeter:
             Number of points, >= 2.
         delay : float
             Delay before each measurement (s), >= 0.
+        cancel : Cancel, optional
+            Checked while the sweep runs: once set, the instrument is told to abort
+            the sweep and :class:`SMUAbortedError` is raised.
 
         Returns
         -------
@@ -292,10 +317,13 @@ class SourceMeter:
         fields = {"start": _num(start), "stop": _num(stop), "points": points, "delay": _num(delay)}
         for part in self.cmd_linear_sweep:
             self._write(part.format(**fields))
-        return self._run_and_fetch(points, delay)
+        return self._run_and_fetch(points, delay, cancel)
 
     def list_sweep(
-        self, voltages: Sequence[float] | np.ndarray, delay: float = 0.0
+        self,
+        voltages: Sequence[float] | np.ndarray,
+        delay: float = 0.0,
+        cancel: Cancel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Source each voltage of a list in turn and measure the current at each.
 
@@ -308,6 +336,9 @@ class SourceMeter:
             Voltages (V), at least 2, each ``|v| <= max_voltage``.
         delay : float
             Delay before each measurement (s), >= 0.
+        cancel : Cancel, optional
+            Checked while the sweep runs: once set, the instrument is told to abort
+            the sweep and :class:`SMUAbortedError` is raised.
 
         Returns
         -------
@@ -323,7 +354,7 @@ class SourceMeter:
             self._write(template.format(values=", ".join(map(_num, values[k : k + chunk]))))
         for part in self.cmd_list_sweep:
             self._write(part.format(points=values.size, delay=_num(delay)))
-        return self._run_and_fetch(values.size, delay)
+        return self._run_and_fetch(values.size, delay, cancel)
 
     def errors(self) -> list[tuple[int, str]]:
         """Drain the instrument's error queue.
@@ -392,14 +423,15 @@ class SourceMeter:
 
     # -- I/O -----------------------------------------------------------------------------
 
-    def _run_and_fetch(self, points: int, delay: float) -> tuple[np.ndarray, np.ndarray]:
+    def _run_and_fetch(
+        self, points: int, delay: float, cancel: Cancel | None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        self._query("*ESR?")  # clears a bit 0 left by an earlier sweep (an aborted one)
         for command in self.cmd_run_sweep:
             self._write(command)
-        # Replies wait for the sweep to finish, so allow for its duration.
-        timeout = self.sweep_timeout(points, delay)
-        if self.cmd_count_readings is None:
-            self._query(self.cmd_wait, timeout)
-        else:
+        self._wait_for_sweep(points, delay, cancel)
+        timeout = self.timeout
+        if self.cmd_count_readings is not None:
             count = self._floats(self.cmd_count_readings, timeout)
             if count.size != 1 or count[0] != points:
                 raise SMUError(
@@ -410,6 +442,28 @@ class SourceMeter:
         if data.size != 2 * points:
             raise SMUError(f"{self.name}: fetched {data.size} values, expected {2 * points}")
         return data[0::2].copy(), data[1::2].copy()
+
+    def _wait_for_sweep(self, points: int, delay: float, cancel: Cancel | None) -> None:
+        """Poll the standard event status register until the sweep is done (``*OPC``
+        sets its bit 0 then); abort the sweep if ``cancel`` is set meanwhile.
+
+        A reply that waited for the sweep (``*WAI``, ``*OPC?``) would leave nothing to
+        stop it with: the instrument takes no command until it has answered.
+        """
+        self._write("*OPC")
+        deadline = time.monotonic() + self.sweep_timeout(points, delay) / 1000.0
+        while not int(self._query("*ESR?")) & 1:
+            if cancel is not None and cancel.wait(SWEEP_POLL):
+                self._write(self.cmd_abort)
+                raise SMUAbortedError(f"{self.name}: sweep aborted on request")
+            if cancel is None:
+                time.sleep(SWEEP_POLL)
+            if time.monotonic() > deadline:
+                self._write(self.cmd_abort)
+                raise SMUTimeoutError(
+                    f"{self.name}: the sweep of {points} points did not end within "
+                    f"{self.sweep_timeout(points, delay):g} ms; aborted"
+                )
 
     def sweep_timeout(self, points: int, delay: float) -> float:
         """Timeout (ms) of a reply that waits for a sweep of ``points`` with ``delay`` (s)."""
@@ -541,7 +595,8 @@ class Keithley2450(SourceMeter):
         ':TRAC:CLE "defbuffer1"',
         ':SOUR:SWE:VOLT:LIST 1, {delay}, 1, OFF, "defbuffer1"',
     )
-    cmd_run_sweep = (":INIT", "*WAI")
+    cmd_run_sweep = (":INIT",)
+    cmd_abort = ":ABOR"
     cmd_count_readings = ':TRAC:ACT? "defbuffer1"'
     cmd_fetch = ':TRAC:DATA? 1, {points}, "defbuffer1", SOUR, READ'
     cmd_error = ":SYST:ERR?"
@@ -601,6 +656,7 @@ class KeysightB2900(SourceMeter):
         ":TRIG:ACQ:DEL {delay}",
     )
     cmd_run_sweep = (":OUTP ON", ":INIT (@1)")
+    cmd_abort = ":ABOR (@1)"
     cmd_count_readings = None
     cmd_fetch = ":FETC:ARR? (@1)"
     cmd_error = ":SYST:ERR?"
@@ -736,15 +792,24 @@ class KeysightB1500A(SourceMeter):
         return self._spot("TI").value
 
     def linear_sweep(
-        self, start: float, stop: float, points: int, delay: float = 0.0
+        self,
+        start: float,
+        stop: float,
+        points: int,
+        delay: float = 0.0,
+        cancel: Cancel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Staircase sweep (``WV`` linear single); see :meth:`SourceMeter.linear_sweep`.
 
         Returns the force-side voltage (the voltage actually forced, below the level in
-        compliance) and the current of every step.
+        compliance) and the current of every step.  ``cancel`` is checked before the
+        sweep starts only: ``RMD?`` answers once the staircase is done, and the
+        instrument reads no command (``AB`` included) before it has answered.
         """
         self._check_voltages(np.array([start, stop], dtype=float), "sweep voltage")
         self._check_sweep(points, delay)
+        if cancel is not None and cancel.wait(0.0):
+            raise SMUAbortedError(f"{self.name}: sweep aborted on request before it started")
         ch = self.channel
         for command in (
             f"CN {ch}",
@@ -769,12 +834,16 @@ class KeysightB1500A(SourceMeter):
         return np.array(voltage), np.array(current)
 
     def list_sweep(
-        self, voltages: Sequence[float] | np.ndarray, delay: float = 0.0
+        self,
+        voltages: Sequence[float] | np.ndarray,
+        delay: float = 0.0,
+        cancel: Cancel | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Force and measure each voltage in turn (``DV``, then ``TI`` and ``TV``).
 
         See :meth:`SourceMeter.list_sweep`; ``delay`` is waited by the host between
-        forcing and measuring.  Every value is checked before the first is forced.
+        forcing and measuring, and ``cancel`` is checked before every point and during
+        the delay.  Every value is checked before the first is forced.
         """
         values = np.asarray(voltages, dtype=float).ravel()
         self._check_voltages(values, "list voltage")
@@ -784,9 +853,13 @@ class KeysightB1500A(SourceMeter):
             self._enabled = True
         v_out, i_out = np.empty(values.size), np.empty(values.size)
         for k, v in enumerate(values):
+            if cancel is not None and cancel.wait(0.0):
+                raise SMUAbortedError(f"{self.name}: sweep aborted on request at point {k}")
             self._level = float(v)
             self._force()
-            if delay:
+            if cancel is not None and cancel.wait(delay):
+                raise SMUAbortedError(f"{self.name}: sweep aborted on request at point {k}")
+            if delay and cancel is None:
                 time.sleep(delay)
             i_out[k] = self._spot("TI").value
             v_out[k] = self._spot("TV").value

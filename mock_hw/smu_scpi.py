@@ -17,6 +17,7 @@ import collections
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from mock_hw.iv_device import ProbedDevice
 
@@ -53,6 +54,7 @@ _LONG_FORMS = {
     "LINEAR": "LIN",
     "APPEND": "APP",
     "INITIATE": "INIT",
+    "ABORT": "ABOR",
     "TRACE": "TRAC",
     "CLEAR": "CLE",
     "ACTUAL": "ACT",
@@ -190,6 +192,25 @@ def _fmt(x: float) -> str:
     return f"{x:.6E}"
 
 
+_DURING_SWEEP = {"*ESR?", "*OPC", "*IDN?", "*ESE?", "ABOR", "SYST:ERR?", "TRAC:ACT?"}
+"""Commands served while a sweep runs; any other first waits for its end, as ``*WAI``
+would (so a client that does not poll sees the sweeps run one command after another)."""
+
+
+@dataclass
+class _Sweep:
+    """A sweep the trigger model is running: point ``k`` is measured ``(k + 1) *
+    delay`` s after ``start`` (monotonic time), into ``into``."""
+
+    values: list[float]
+    delay: float
+    limit: float
+    stop_at_limit: bool
+    into: list[tuple[float, float]]
+    start: float
+    k: int = 0
+
+
 class SimulatedSMU:
     """A 2450 in voltage-source / current-measure mode wired to one device.
 
@@ -212,8 +233,11 @@ class SimulatedSMU:
             "*IDN?": lambda a: IDN,
             "*RST": self._reset,
             "*CLS": lambda a: self.errors.clear(),
-            "*WAI": lambda a: None,  # commands already run one after another
+            "*WAI": lambda a: None,  # every command but a few waits for the sweep
             "*OPC?": lambda a: "1",
+            "*OPC": self._operation_complete,
+            "*ESR?": self._event_status,
+            "ABOR": self._abort,
             "*ESE": self._set_ese,
             "*ESE?": lambda a: str(self.ese),
             "SOUR:FUNC": self._source_function,
@@ -249,7 +273,9 @@ class SimulatedSMU:
         """Execute one command line; return the reply line of a query, else None."""
         header, _, rest = line.strip().partition(" ")
         args = [a.strip() for a in rest.split(",")] if rest.strip() else []
-        handler = self._handlers.get(normalize_header(header))
+        name = normalize_header(header)
+        handler = self._handlers.get(name)
+        self._run_sweep(wait=name not in _DURING_SWEEP)
         try:
             if handler is None:
                 raise SCPIError(-113, "Undefined header")
@@ -270,6 +296,67 @@ class SimulatedSMU:
         self.sweep_delay = 0.0
         self.fail_abort = True
         self.buffer: list[tuple[float, float]] = []
+        self._running: _Sweep | None = None
+        self._opc = False
+        self.esr = 0
+
+    def _operation_complete(self, args: list[str]) -> None:
+        _arity(args, 0, 0)
+        self._opc = True
+        self._run_sweep(wait=False)
+
+    def _event_status(self, args: list[str]) -> str:
+        _arity(args, 0, 0)
+        esr, self.esr = self.esr, 0
+        return str(esr)
+
+    def _abort(self, args: list[str]) -> None:
+        """Stop the running sweep after the points measured so far; the output stays at
+        the last level sourced."""
+        _arity(args, 0, 1)
+        self._channel(args, 0)
+        self._running = None
+        self._run_sweep(wait=False)
+
+    def _channel(self, args: list[str], index: int) -> None:
+        if len(args) > index:
+            raise SCPIError(-108, "Parameter not allowed")
+
+    def _start_sweep(
+        self,
+        values: list[float],
+        delay: float,
+        stop_at_limit: bool,
+        into: list[tuple[float, float]],
+    ) -> None:
+        """Start measuring ``values`` in turn, ``delay`` s apart, appending the readings
+        to ``into`` as they are taken."""
+        self.output = True
+        self._running = _Sweep(values, delay, self.i_limit, stop_at_limit, into, time.monotonic())
+        self._run_sweep(wait=False)
+
+    def _run_sweep(self, wait: bool) -> None:
+        """Measure the running sweep's points whose time has come (with ``wait``: sleep
+        until the sweep's end and measure them all); set bit 0 of the event status
+        register once it is over and ``*OPC`` asked for that."""
+        run = self._running
+        if run is not None:
+            end = run.start + run.delay * len(run.values)
+            if wait and end > time.monotonic():
+                time.sleep(end - time.monotonic())
+            now = time.monotonic()
+            while run.k < len(run.values) and run.start + run.delay * (run.k + 1) <= now:
+                v = run.values[run.k]
+                v_dev, i = self.device.apply(v, run.limit)
+                run.into.append((v_dev, i))
+                self.level, run.k = v, run.k + 1
+                if run.stop_at_limit and abs(i) >= run.limit:
+                    run.k = len(run.values)
+            if run.k == len(run.values):
+                self._running = None
+        if self._running is None and self._opc:
+            self.esr |= 1
+            self._opc = False
 
     def _set_ese(self, args: list[str]) -> None:
         _arity(args, 1, 1)
@@ -361,14 +448,7 @@ class SimulatedSMU:
         _arity(args, 0, 0)
         if not self.sweep:
             raise SCPIError(-221, "Settings conflict")
-        self.output = True
-        for v in self.sweep:
-            v_dev, i = self.device.apply(v, self.i_limit)
-            self.buffer.append((v_dev, i))
-            self.level = v
-            if self.fail_abort and abs(i) >= self.i_limit:
-                break
-        time.sleep(self.sweep_delay * len(self.sweep))
+        self._start_sweep(self.sweep, self.sweep_delay, self.fail_abort, self.buffer)
 
     def _clear_buffer(self, args: list[str]) -> None:
         _arity(args, 0, 1)
@@ -409,7 +489,8 @@ B2900_POINTS_MAX = 2500
 _B2900_ELEMENTS = {"VOLT": 0, "CURR": 1}
 _CHANNEL_LIST = "(@1)"
 _SHARED_WITH_2450 = (
-    *("*RST", "*CLS", "*WAI", "*OPC?", "*ESE", "*ESE?", "OUTP", "OUTP?"),
+    *("*RST", "*CLS", "*WAI", "*OPC?", "*OPC", "*ESR?", "*ESE", "*ESE?", "OUTP", "OUTP?"),
+    "ABOR",
     *("SOUR:VOLT", "SOUR:VOLT?", "SOUR:LIST:VOLT", "SOUR:LIST:VOLT:APP", "SOUR:LIST:VOLT?"),
 )
 """Commands the B2900 spells and serves as the 2450 does."""
@@ -541,12 +622,8 @@ class SimulatedB2900(SimulatedSMU):
             values = [self.level] * self.trigger_count
         if not values or len(values) != self.trigger_count:
             raise SCPIError(-221, "Settings conflict")  # one measurement per source point
-        self.output = True
         self.results = []
-        for v in values:
-            self.results.append(self.device.apply(v, self.i_limit))
-            self.level = v
-        time.sleep(self.acquire_delay * len(values))
+        self._start_sweep(values, self.acquire_delay, False, self.results)
 
     def _fetch(self, args: list[str], elements: list[str]) -> str:
         _arity(args, 0, 1)

@@ -68,8 +68,10 @@ K2450 = {
     "sweep": [
         (':TRAC:CLE "defbuffer1"', None),
         (':SOUR:SWE:VOLT:LIN 0, 2, 3, 0, 1, BEST, OFF, OFF, "defbuffer1"', None),
+        ("*ESR?", "0"),  # cleared before the sweep starts
         (":INIT", None),
-        ("*WAI", None),
+        ("*OPC", None),  # bit 0 of the event status register once the sweep is done
+        ("*ESR?", "1"),
         (':TRAC:ACT? "defbuffer1"', "3"),
         (
             ':TRAC:DATA? 1, 3, "defbuffer1", SOUR, READ',
@@ -101,9 +103,11 @@ B2900 = {
         (":TRIG:SOUR AINT", None),
         (":TRIG:COUN 3", None),
         (":TRIG:ACQ:DEL 0", None),
+        ("*ESR?", "0"),
         (":OUTP ON", None),
         (":INIT (@1)", None),
-        ("*OPC?", "1"),
+        ("*OPC", None),
+        ("*ESR?", "1"),
         (
             ":FETC:ARR? (@1)",
             "+0.000000E+00,+1.000000E-12,+1.000000E+00,+2.000000E-07,+1.500000E+00,+1.000000E-04",

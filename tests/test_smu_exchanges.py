@@ -64,12 +64,17 @@ REPLY_FORMATS = {
         ("*IDN?", r"KEITHLEY INSTRUMENTS,MODEL 2450,[^,]+,[^,]+"),
         (":MEAS:CURR?", NR3),
         (':TRAC:ACT? "defbuffer1"', r"\d+"),
+        ("*OPC", None),
+        ("*ESR?", "1"),  # no sweep running: operation complete at once
+        ("*ESR?", "0"),  # read and cleared
         (":SYST:ERR?", r'0,"No error"'),
     ],
     "b2900": [
         ("*IDN?", r"Keysight Technologies,B29\d\dA,[^,]+,[^,]+"),
         (":MEAS:CURR? (@1)", NR3),
         ("*OPC?", "1"),
+        ("*OPC", None),
+        ("*ESR?", "1"),
         (":SYST:ERR?", r'\+0,"No error"'),
     ],
     "b1500a": [

@@ -20,6 +20,10 @@ device last wrote; ``labcim.connect_smu`` resets the instrument to make them tru
 setting is sent only when it changes: with the output on, the simulated (and many a
 real) SMU re-applies its source at every setting command, so a setting bluesky replays
 after a pause would otherwise expose the device again.
+
+``stop()`` on the SMU or on any of its settings (bluesky stops what a plan set when it
+pauses at once or aborts) aborts a running sweep: the instrument is told to stop it
+within ``drivers.smu.SWEEP_POLL`` s, instead of sweeping the device to the end.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ import numpy as np
 from ophyd import Component as Cpt
 from ophyd import Device
 
-from drivers.smu import SMULimitError, SourceMeter
+from drivers.smu import SMUAbortedError, SMULimitError, SourceMeter
 from labcim.devices.signals import (
     ArrayReadback,
     ArraySetting,
@@ -39,6 +43,7 @@ from labcim.devices.signals import (
     OperationRequest,
     Readback,
     Setting,
+    StopRequests,
     UnitSignal,
 )
 
@@ -61,6 +66,9 @@ class SMUSetting(Setting):
             getattr(self.root.driver, self.method)(value)
         self.update(value)
 
+    def stop(self, *, success: bool = False) -> None:
+        self.root.stop(success=success)
+
 
 class OutputSetting(Setting):
     """Output state: any truthy value switches it on; the readback is a bool."""
@@ -70,12 +78,19 @@ class OutputSetting(Setting):
             self.root.driver.output(bool(value))
         self.update(bool(value))
 
+    def stop(self, *, success: bool = False) -> None:
+        self.root.stop(success=success)
+
 
 class SweepPoints(ArraySetting):
     """Voltages (V) of a list sweep, 1-D, finite, within the setup's ``max_voltage``."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(dtype="float64", ndim=1, units="V", **kwargs)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Abort the sweep in progress (bluesky stops what it set: these points)."""
+        self.root.stop(success=success)
 
     def check_value(self, value: Any) -> None:
         v = np.asarray(value, dtype=float)
@@ -120,19 +135,29 @@ class SMUSweep(Device):
 
         op_id = self.request.take()
 
-        def work() -> None:
+        def work(stop: Any) -> None:
             last = self._last
             if op_id and last is not None and last[0] == op_id and np.array_equal(last[1], points):
                 v, i = last[2], last[3]  # replayed: this sweep already switched the device
             else:
-                v, i = self.root.driver.list_sweep(points, self.delay.get())
+                try:
+                    v, i = self.root.driver.list_sweep(points, self.delay.get(), cancel=stop)
+                except SMUAbortedError:
+                    # The output is on, at a level somewhere along the sweep: say so.
+                    self.parent.voltage.update(float("nan"))
+                    self.parent.output.update(True)
+                    raise
                 self._last = (op_id, points, v, i) if op_id else None
             self.voltage.update(v)
             self.current.update(i)
             self.parent.voltage.update(float(points[-1]))
             self.parent.output.update(True)
 
-        return self.root.run(self, work)
+        return self.root.run_stoppable(self, work)
+
+    def stop(self, *, success: bool = False) -> None:
+        """Abort the sweep in progress."""
+        self.root.stop(success=success)
 
 
 class SMU(Device):
@@ -169,6 +194,7 @@ class SMU(Device):
         self.driver = driver
         self.status_timeout = status_timeout
         self.worker = DriverWorker(name)
+        self.stops = StopRequests()
         super().__init__(name=name, **kwargs)
         self.idn.update(driver.identify())
         self.voltage.update(0.0)
@@ -180,6 +206,27 @@ class SMU(Device):
         return self.worker.run(
             obj, work, timeout=self.status_timeout if timeout is None else timeout
         )
+
+    def run_stoppable(self, obj: Any, work: Any, *, timeout: float | None = None) -> DriverStatus:
+        """Like :meth:`run`, for ``work(stop)`` whose driver calls check the flag ``stop``
+        (a `StopRequest`): :meth:`stop` ends it there."""
+        return self.stops.run(
+            self.worker,
+            obj,
+            work,
+            SMUAbortedError,
+            timeout=self.status_timeout if timeout is None else timeout,
+        )
+
+    def stop(self, *, success: bool = False) -> None:
+        """Abort every stoppable operation queued or running (a sweep).
+
+        With ``success`` (bluesky's pause and suspension) their statuses finish, as the
+        sweep will be replayed; otherwise they fail with ``SMUAbortedError``.  The
+        output stays on at the level the sweep had reached, until the plan's clean-up
+        (0 V, output off).
+        """
+        self.stops.stop_all(success)
 
     def trigger(self) -> DriverStatus:
         """Measure the current once."""
