@@ -178,7 +178,7 @@ class Times(Check):
             raise ValueError(
                 f"{name} = {value!r} must be at least {self.count} finite time(s) (s), "
                 f"{'> 0' if self.positive else '>= 0'}, "
-                f"{'increasing' if self.strictly else 'in order'}"
+                f"{'increasing' if self.strictly else 'sorted'}"
             )
         return t.tolist()
 

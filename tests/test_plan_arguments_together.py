@@ -44,7 +44,7 @@ CASES = [
     ("network_inference", ["model=digits-mlp", "digital_budget=2"],
      "-p digital_budget: digital_budget = 2.0 is outside [0.0, 1.0]"),
     ("network_inference", ["model=digits-mlp", "times=[5, 1]"],
-     "-p times: times = [5.0, 1.0] must be at least 1 finite time(s) (s), >= 0, in order"),
+     "-p times: times = [5.0, 1.0] must be at least 1 finite time(s) (s), >= 0, sorted"),
     ("network_inference", ["model=digits-mlp", "compensation=[global, sideways]"],
      "-p compensation: compensation[1] = 'sideways'; allowed: ['none', 'global', 'column']"),
     ("network_inference", ["model=digits-mlp", "X=[[0.5, 0.5], [0.1, 0.2]]", "y=[1]"],
