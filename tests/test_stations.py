@@ -79,7 +79,9 @@ def lab(tmp_path_factory):
 
 
 def api(root: Path, name: str):
-    return Station(**station_file(root, name)).api(timeout=5.0)
+    # 30 s per request: a backstop.  With 5 s, a status request went unanswered once in
+    # CI's fresh run, with pytest's two workers and the stations' processes sharing 2 CPUs.
+    return Station(**station_file(root, name)).api(timeout=30.0)
 
 
 def run_item(client, item, timeout: float = 120.0) -> dict:
