@@ -206,7 +206,7 @@ def _chromium() -> str:
     return found
 
 
-def _browse(chromium: str, url: str, profile: Path, *extra: str) -> str:
+def _browse(chromium: str, url: str, profile: Path, *extra: str, timeout: float = 90) -> str:
     command = [
         chromium,
         "--headless",
@@ -221,7 +221,8 @@ def _browse(chromium: str, url: str, profile: Path, *extra: str) -> str:
         *extra,
         url,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=90, check=True).stdout
+    done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=True)
+    return done.stdout
 
 
 def test_the_status_page_shows_every_station_and_a_progress_that_advances(lab, tmp_path):
@@ -262,8 +263,14 @@ def test_the_status_page_shows_every_station_and_a_progress_that_advances(lab, t
         assert 0 < seen[0] < seen[1] < PAGE_STEP["reads"]
         assert 'alt="last figure of st2"' in dom or 'alt="last figure of st1"' in dom
         shot = tmp_path / "status-page.png"
-        _browse(chromium, url, tmp_path / "profile-shot", f"--screenshot={shot}",
-                "--window-size=1500,1000")  # fmt: skip
+        for attempt in range(2):  # headless chromium's screenshot hung (90 s) three times
+            try:  # under load while its DOM dumps of the same page did not: one more try
+                _browse(chromium, url, tmp_path / f"profile-shot{attempt}",
+                        f"--screenshot={shot}", "--window-size=1500,1000", timeout=45)  # fmt: skip
+                break
+            except subprocess.TimeoutExpired:
+                if attempt:
+                    raise
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         # Seen enough: end the step now, unless it ended meanwhile (a quiet machine).
         with contextlib.suppress(RequestFailedError):
