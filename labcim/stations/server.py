@@ -155,7 +155,7 @@ def run_station(options: StationOptions, out: Any = sys.stdout) -> int:
     results.mkdir(parents=True, exist_ok=True)
     stop = _stop_on_signals()
     with contextlib.ExitStack() as stack:
-        redis = options.redis or stack.enter_context(redis_server())
+        redis = options.redis or stack.enter_context(redis_server(workdir / "redis"))
         manager = stack.enter_context(_manager(options, workdir, results, redis))
         # A given --redis is not ours to stop; the one we started dies with us.
         stack.enter_context(reaper(manager.pid, [] if options.redis else [redis_pid(redis)]))
