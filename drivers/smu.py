@@ -74,6 +74,14 @@ class Cancel(Protocol):
         ...
 
 
+class _Never:
+    """The cancel flag of a sweep nobody can stop: waiting on it is sleeping."""
+
+    def wait(self, timeout: float) -> bool:
+        time.sleep(timeout)
+        return False
+
+
 SWEEP_POLL = 0.01
 """Seconds between two questions whether a running sweep is done (its status byte)."""
 
@@ -429,21 +437,20 @@ class SourceMeter:
         self._query("*ESR?")  # clears a bit 0 left by an earlier sweep (an aborted one)
         for command in self.cmd_run_sweep:
             self._write(command)
-        self._wait_for_sweep(points, delay, cancel)
-        timeout = self.timeout
+        self._wait_for_sweep(points, delay, cancel or _Never())
         if self.cmd_count_readings is not None:
-            count = self._floats(self.cmd_count_readings, timeout)
+            count = self._floats(self.cmd_count_readings, self.timeout)
             if count.size != 1 or count[0] != points:
                 raise SMUError(
                     f"{self.name}: sweep stored {count.tolist()} readings, expected {points}; "
                     "see errors()"
                 )
-        data = self._floats(self.cmd_fetch.format(points=points), timeout)
+        data = self._floats(self.cmd_fetch.format(points=points), self.timeout)
         if data.size != 2 * points:
             raise SMUError(f"{self.name}: fetched {data.size} values, expected {2 * points}")
         return data[0::2].copy(), data[1::2].copy()
 
-    def _wait_for_sweep(self, points: int, delay: float, cancel: Cancel | None) -> None:
+    def _wait_for_sweep(self, points: int, delay: float, cancel: Cancel) -> None:
         """Poll the standard event status register until the sweep is done (``*OPC``
         sets its bit 0 then); abort the sweep if ``cancel`` is set meanwhile.
 
@@ -451,18 +458,17 @@ class SourceMeter:
         stop it with: the instrument takes no command until it has answered.
         """
         self._write("*OPC")
-        deadline = time.monotonic() + self.sweep_timeout(points, delay) / 1000.0
+        allowed = self.sweep_timeout(points, delay)
+        deadline = time.monotonic() + allowed / 1000.0
         while not int(self._query("*ESR?")) & 1:
-            if cancel is not None and cancel.wait(SWEEP_POLL):
+            if cancel.wait(SWEEP_POLL):
                 self._write(self.cmd_abort)
                 raise SMUAbortedError(f"{self.name}: sweep aborted on request")
-            if cancel is None:
-                time.sleep(SWEEP_POLL)
             if time.monotonic() > deadline:
                 self._write(self.cmd_abort)
                 raise SMUTimeoutError(
                     f"{self.name}: the sweep of {points} points did not end within "
-                    f"{self.sweep_timeout(points, delay):g} ms; aborted"
+                    f"{allowed:g} ms; aborted"
                 )
 
     def sweep_timeout(self, points: int, delay: float) -> float:
@@ -852,15 +858,14 @@ class KeysightB1500A(SourceMeter):
             self._write(f"CN {self.channel}")
             self._enabled = True
         v_out, i_out = np.empty(values.size), np.empty(values.size)
+        cancel = cancel or _Never()
         for k, v in enumerate(values):
-            if cancel is not None and cancel.wait(0.0):
+            if cancel.wait(0.0):
                 raise SMUAbortedError(f"{self.name}: sweep aborted on request at point {k}")
             self._level = float(v)
             self._force()
-            if cancel is not None and cancel.wait(delay):
+            if cancel.wait(delay):
                 raise SMUAbortedError(f"{self.name}: sweep aborted on request at point {k}")
-            if delay and cancel is None:
-                time.sleep(delay)
             i_out[k] = self._spot("TI").value
             v_out[k] = self._spot("TV").value
         return v_out, i_out

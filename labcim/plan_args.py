@@ -162,14 +162,14 @@ class Times(Check):
     strictly: bool = False
 
     def __call__(self, name: str, value: Any) -> list[float]:
-        t = np.asarray(value, dtype=object)
-        numbers = t.ndim == 1 and all(
-            isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in t
+        numbers = isinstance(value, list | tuple | np.ndarray) and all(
+            isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in value
         )
-        t = np.asarray(value, np.float64) if numbers else None
-        steps = np.diff(t) if numbers else None
+        t = np.asarray(value if numbers else [], np.float64)
+        steps = np.diff(t)
         if (
-            t is None
+            not numbers
+            or t.ndim != 1
             or len(t) < self.count
             or not np.all(np.isfinite(t))
             or np.any(t <= 0 if self.positive else t < 0)

@@ -48,7 +48,15 @@ from labcim.devices.signals import (
 )
 
 
-class SMUSetting(Setting):
+class _StopsTheSweep:
+    """``stop()`` of a part of the SMU: bluesky stops what a plan set, and stopping any
+    part aborts the sweep in progress (:meth:`SMU.stop`)."""
+
+    def stop(self, *, success: bool = False) -> None:
+        self.root.stop(success=success)
+
+
+class SMUSetting(_StopsTheSweep, Setting):
     """A setting written by the driver method named ``method``.
 
     Parameters
@@ -66,11 +74,8 @@ class SMUSetting(Setting):
             getattr(self.root.driver, self.method)(value)
         self.update(value)
 
-    def stop(self, *, success: bool = False) -> None:
-        self.root.stop(success=success)
 
-
-class OutputSetting(Setting):
+class OutputSetting(_StopsTheSweep, Setting):
     """Output state: any truthy value switches it on; the readback is a bool."""
 
     def write(self, value: Any) -> None:
@@ -78,19 +83,12 @@ class OutputSetting(Setting):
             self.root.driver.output(bool(value))
         self.update(bool(value))
 
-    def stop(self, *, success: bool = False) -> None:
-        self.root.stop(success=success)
 
-
-class SweepPoints(ArraySetting):
+class SweepPoints(_StopsTheSweep, ArraySetting):
     """Voltages (V) of a list sweep, 1-D, finite, within the setup's ``max_voltage``."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(dtype="float64", ndim=1, units="V", **kwargs)
-
-    def stop(self, *, success: bool = False) -> None:
-        """Abort the sweep in progress (bluesky stops what it set: these points)."""
-        self.root.stop(success=success)
 
     def check_value(self, value: Any) -> None:
         v = np.asarray(value, dtype=float)
@@ -105,7 +103,7 @@ class SweepPoints(ArraySetting):
             )
 
 
-class SMUSweep(Device):
+class SMUSweep(_StopsTheSweep, Device):
     """A list sweep: set ``points``, ``trigger()``, read ``voltage`` and ``current``.
 
     The output is left on at the last point (the parent's readbacks say so).  A trigger
@@ -154,10 +152,6 @@ class SMUSweep(Device):
             self.parent.output.update(True)
 
         return self.root.run_stoppable(self, work)
-
-    def stop(self, *, success: bool = False) -> None:
-        """Abort the sweep in progress."""
-        self.root.stop(success=success)
 
 
 class SMU(Device):
