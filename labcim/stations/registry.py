@@ -93,11 +93,13 @@ class Station:
     def api(self, *, timeout: float = 2.0) -> Any:
         """A bluesky-queueserver-api client of this station (``REManagerAPI``, 0MQ).
 
-        ``timeout`` (s) bounds each request, so a dead station is noticed.
+        ``timeout`` (s) bounds each request, so a dead station is noticed.  The client
+        is `labcim.stations.control.ManagerAPI`: the same API, with a race of
+        queueserver's threaded client mended.
         """
-        from bluesky_queueserver_api.zmq import REManagerAPI
+        from labcim.stations.control import ManagerAPI
 
-        return REManagerAPI(
+        return ManagerAPI(
             zmq_control_addr=self.control,
             zmq_info_addr=self.info or None,
             zmq_public_key=self.public_key or os.environ.get(PUBLIC_KEY_ENV) or None,
