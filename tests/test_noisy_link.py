@@ -9,12 +9,10 @@ board executes each command once whatever the framing.
 
 from __future__ import annotations
 
-import socket
-import threading
-
 import numpy as np
 import pytest
 from bluesky import RunEngine
+from link_support import CorruptingProxy
 
 from drivers.board import BoardClient
 from labcim import connect
@@ -27,66 +25,6 @@ PRESET, SEED = "pcm-hermes", 21
 FLIP, DROP = 0.05, 0.02
 
 
-class CorruptingProxy:
-    """Forwards TCP between a client and ``target``; per forwarded chunk (what one
-    ``recv`` returns) flips one byte with probability ``flip``, drops the chunk with
-    probability ``drop``.
-
-    Attributes
-    ----------
-    flipped, dropped, chunks : int
-        What it did so far, both directions together.
-    """
-
-    def __init__(self, target: str, seed: int, flip: float = FLIP, drop: float = DROP) -> None:
-        host, port = target.removeprefix("socket://").split(":")
-        self.target = (host, int(port))
-        self.flip, self.drop = flip, drop
-        self.rng = np.random.default_rng(seed)
-        self.lock = threading.Lock()
-        self.flipped = self.dropped = self.chunks = 0
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.url = f"socket://127.0.0.1:{self.listener.getsockname()[1]}"
-        self.sockets: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            board = socket.create_connection(self.target)
-            self.sockets += [client, board]
-            for a, b in ((client, board), (board, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        while True:
-            try:
-                data = src.recv(65536)
-                if not data:
-                    return
-                with self.lock:
-                    self.chunks += 1
-                    if self.rng.random() < self.drop:
-                        self.dropped += 1
-                        continue
-                    if self.rng.random() < self.flip:
-                        self.flipped += 1
-                        buf = bytearray(data)
-                        buf[self.rng.integers(len(buf))] ^= int(self.rng.integers(1, 256))
-                        data = bytes(buf)
-                dst.sendall(data)
-            except OSError:
-                return
-
-    def close(self) -> None:
-        self.listener.close()
-        for s in self.sockets:
-            s.close()
-
-
 @pytest.fixture
 def noisy_board():
     """A fresh pcm-hermes core served over TCP, reached through the corrupting proxy."""
@@ -95,7 +33,7 @@ def noisy_board():
     def start(seed):
         chip = Chip.from_preset(PRESET, cores=1, seed=SEED)
         server = TcpBoardServer(BoardHandler(chip)).start()
-        proxy = CorruptingProxy(server.url, seed)
+        proxy = CorruptingProxy(server.url, seed, FLIP, DROP)
         servers.append((server, proxy))
         return proxy
 

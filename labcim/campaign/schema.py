@@ -27,8 +27,9 @@ from labcim.campaign.bounded_yaml import (
     read_bounded,
 )
 from labcim.hdf5.output import ForeignFileError, check_output
-from labcim.plan_args import PlanSignature
+from labcim.plan_args import ArgumentError, PlanSignature
 from labcim.registry import UnknownPlanError, get_plan
+from labcim.suspenders import LINK_SIGNALS, link_options
 
 #: Bounds on a campaign file: 1 MiB, 32 levels, 20 000 values with aliases expanded.
 LIMITS = Limits()
@@ -47,6 +48,7 @@ _TOP_FIELDS = {
     "on_failure": "what a failed step does: " + " or ".join(FAILURE_POLICIES),
     "steps": "the plans to run, in order",
     "stations": "station names (or name: address mappings) to dispatch the steps to",
+    "suspend": "link-health signals that suspend a step while above a threshold",
 }
 _STEP_FIELDS = ("plan", "args", "over", "station")
 
@@ -118,6 +120,8 @@ class Campaign:
     steps: tuple[Step, ...]
     stations: Any = None
     """The ``stations:`` section as written (`labcim.stations.registry.resolve` reads it)."""
+    suspend: dict[str, dict[str, float]] = field(default_factory=dict)
+    """`labcim.suspenders.LinkSuspender` options per ``board.fpga`` signal (``suspend:``)."""
 
     def step_metadata(self, step: Step) -> dict[str, Any]:
         """The start metadata of ``step``'s run: campaign metadata plus `STEP_METADATA`."""
@@ -182,6 +186,7 @@ def _validate(document: Any, path: Path, digest: str, errors: list[str]) -> Camp
     if entries == []:
         errors.append("steps: empty; give at least one step")
     steps = _expand(entries or [], path.parent, errors)
+    suspend = _suspend(document, errors)
     if errors:
         return None
     return Campaign(
@@ -194,6 +199,7 @@ def _validate(document: Any, path: Path, digest: str, errors: list[str]) -> Camp
         on_failure=policy,
         steps=tuple(steps),
         stations=document.get("stations"),
+        suspend=suspend,
     )
 
 
@@ -203,6 +209,30 @@ def _typed(document: dict, name: str, kind: type, expected: str, errors: list[st
         errors.append(f"{name}: expected {expected}; got {value!r}")
         return None
     return value
+
+
+def _suspend(document: dict, errors: list[str]) -> dict[str, dict[str, float]]:
+    section = _typed(document, "suspend", dict, "a mapping of signal: {above: ...}", errors)
+    if not section:
+        return {}
+    chip = document.get("chip")
+    if not isinstance(chip, str) or chip == "none" or "::" in chip:
+        errors.append(f"suspend: watches a board's link; chip {chip!r} is not a board")
+    if document.get("stations") is not None:
+        errors.append("suspend: applies to campaigns run here, not dispatched to stations")
+    checked = {}
+    for name, options in section.items():
+        where = f"suspend.{name}"
+        if name not in LINK_SIGNALS:
+            errors.append(f"{where}: unknown signal; allowed: {', '.join(LINK_SIGNALS)}")
+        elif not isinstance(options, dict):
+            errors.append(f"{where}: expected a mapping such as {{above: 0.2}}; got {options!r}")
+        else:
+            try:
+                checked[name] = link_options(options, name, f"{where}.")
+            except ArgumentError as exc:
+                errors += exc.errors
+    return checked
 
 
 def _metadata(metadata: dict[str, Any], errors: list[str]) -> dict[str, Any]:

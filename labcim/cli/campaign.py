@@ -62,6 +62,10 @@ def campaign(args: argparse.Namespace) -> int:
             _list_steps(loaded, finished_steps(loaded) if args.resume else {})
             return 0
         spec = args.stations or loaded.stations
+        if spec and loaded.suspend:  # the file's own stations: are refused when it loads
+            raise CampaignError(
+                loaded.path, ["suspend: applies to campaigns run here, not with --stations"]
+            )
         if spec:
             result = _dispatch(loaded, spec, args)
         else:
@@ -128,6 +132,9 @@ def _list_steps(campaign: Campaign, finished: dict[str, str]) -> None:
         f"campaign {campaign.id}: {len(campaign.steps)} steps, chip {campaign.chip}, "
         f"out {campaign.out}, on_failure {campaign.on_failure}"
     )
+    for name, options in campaign.suspend.items():
+        given = ", ".join(f"{k}={v:g}" for k, v in options.items())
+        print(f"  suspend: board.fpga.{name} {given}")
     for step in campaign.steps:
         status = "done " if step.key in finished else "todo " if finished else ""
         print(f"  {status}{step.describe()}")

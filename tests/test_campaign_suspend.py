@@ -1,0 +1,281 @@
+"""A campaign's ``suspend:`` section, from outside: ``labcim campaign`` in a subprocess,
+its board over real TCP through a proxy that starts losing half the bytes mid-step.
+
+The step is suspended while the link is bad, probed until it is clean, and resumed: the
+run ends ``success`` with the reads of a clean run, bit for bit.  A link that stays bad
+past ``give_up`` ends the step as a hardware fault, and the campaign stops.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+
+import numpy as np
+import pytest
+from bluesky import RunEngine
+from campaign_helpers import labcim
+from link_support import CorruptingProxy
+
+from labcim import HDF5Writer, connect, open_runs
+from labcim.campaign import CampaignError, load_campaign
+from labcim.suspenders import LinkSuspender
+from mock_hw.board_server import BoardHandler, TcpBoardServer
+from mock_hw.chip import Chip
+from plans import conductance_map
+
+CHIP = {"name": "pcm-small", "cores": 1, "rows": 8, "cols": 8, "seed": 4}
+READS = 1500
+MAP = "board_core0_conductance_map"
+
+
+def campaign_file(tmp_path, url, suspend):
+    path = tmp_path / "night.yaml"
+    path.write_text(
+        f"chip: {url}\n"
+        "chip_options: {timeout: 0.05, retries: 40}\n"
+        "out: results\n"
+        f"suspend:\n  retry_fraction: {suspend}\n"
+        f"steps:\n  - plan: conductance_map\n    args: {{cores: [0], reads: {READS}}}\n"
+    )
+    return path
+
+
+class Campaign:
+    """``labcim campaign FILE`` running, its output collected line by line."""
+
+    def __init__(self, path):
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # bluesky's prints as they come
+        self.child = subprocess.Popen(
+            labcim("--quiet", "campaign", str(path)),
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.lines: list[str] = []
+        threading.Thread(target=self._collect, daemon=True).start()
+
+    def _collect(self):
+        for line in self.child.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for(self, condition, what, timeout=60.0):
+        deadline = time.monotonic() + timeout
+        while not condition():
+            assert self.child.poll() is None, f"ended before {what}:\n{self.output}"
+            assert time.monotonic() < deadline, f"no {what} in {timeout} s:\n{self.output}"
+            time.sleep(0.01)
+
+    def end(self, timeout=120.0):
+        try:
+            self.child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running after {timeout} s:\n{self.output}")
+        time.sleep(0.1)  # the last lines
+        return self.child.returncode
+
+
+@pytest.fixture
+def link():
+    """A fresh chip served over TCP, reached through a proxy that is clean for now."""
+    chip = Chip.from_preset(**CHIP)
+    with TcpBoardServer(BoardHandler(chip)) as server:
+        server.start()
+        proxy = CorruptingProxy(server.url, seed=3, flip=0.0, drop=0.0)
+        yield proxy
+        proxy.close()
+
+
+def clean_maps(out):
+    """The maps of the same step on the same chip, run here over a clean link."""
+    board = connect(f"sim://pcm-small?cores=1&rows=8&cols=8&seed={CHIP['seed']}")
+    RE = RunEngine({})
+    RE.subscribe(HDF5Writer(out))
+    RE(conductance_map(board, cores=[0], reads=READS))
+    board.close()
+    (run,) = open_runs(out)
+    return np.asarray(run.streams["primary"][MAP])
+
+
+@pytest.mark.slow
+def test_a_step_is_suspended_while_the_link_is_bad_and_resumed_with_nothing_lost(link, tmp_path):
+    suspend = "{above: 0.2, resume_below: 0.05, probe: 0.05, sleep: 0.2}"
+    campaign = Campaign(campaign_file(tmp_path, link.url, suspend))
+    try:
+        campaign.wait_for(lambda: link.chunks > 400, "reads")  # the step is well under way
+        link.drop = 0.5
+        campaign.wait_for(lambda: "Suspending" in campaign.output, "suspension")
+        dropped = link.dropped
+        link.drop = 0.0  # the link heals while the step is suspended
+        assert campaign.end() == 0, campaign.output
+    finally:
+        campaign.child.kill()
+    assert dropped > 5  # the link really was that bad
+    assert "board_fpga_retry_fraction" in campaign.output  # bluesky's justification
+    (run,) = open_runs(tmp_path / "results")
+    assert run.exit_status == "success"
+    maps = np.asarray(run.streams["primary"][MAP])
+    assert len(maps) == READS  # no read lost or made twice
+    np.testing.assert_array_equal(maps, clean_maps(tmp_path / "clean"))
+
+
+@pytest.mark.slow
+def test_a_link_bad_past_give_up_stops_the_campaign_as_a_hardware_fault(link, tmp_path):
+    suspend = "{above: 0.2, probe: 0.05, give_up: 1.0}"
+    campaign = Campaign(campaign_file(tmp_path, link.url, suspend))
+    try:
+        campaign.wait_for(lambda: link.chunks > 400, "reads")
+        link.drop = 0.5  # and it stays bad
+        assert campaign.end() == 1, campaign.output
+    finally:
+        campaign.child.kill()
+    assert "Suspending" in campaign.output
+    assert "hardware fault in 01-conductance_map: LinkDegradedError:" in campaign.output
+    assert "still above 0.2 after 1 s suspended" in campaign.output
+    (run,) = open_runs(tmp_path / "results")
+    assert run.exit_status == "fail"
+    assert 0 < run.num_events["primary"] < READS
+
+
+@pytest.mark.parametrize(
+    ("section", "error"),
+    [
+        (
+            "{retry_fraction: {above: 0}}",
+            "suspend.retry_fraction.above = 0 must be a fraction in (0, 1)",
+        ),
+        ("{mean_rtt: {above: 0}}", "suspend.mean_rtt.above = 0 must be a finite number > 0"),
+        (
+            "{retry_fraction: {above: 0.2, resume_below: 0.3}}",
+            "suspend.retry_fraction.resume_below = 0.3 is outside [0.0, 0.2]",
+        ),
+        ("{retry_fraction: {resume_below: 0.1}}", "suspend.retry_fraction.above: missing"),
+        ("{mean_rtt: {above: 0.01, every: 2}}", "suspend.mean_rtt.every: unknown option"),
+        (
+            "{temperature: {above: 310}}",
+            "suspend.temperature: unknown signal; allowed: retry_fraction",
+        ),
+        (
+            "{retry_fraction: 0.2}",
+            "suspend.retry_fraction: expected a mapping such as {above: 0.2}",
+        ),
+        (
+            "{mean_rtt: {above: 0.01, sleep: -1}}",
+            "suspend.mean_rtt.sleep = -1 s must be finite and >= 0",
+        ),
+        ("[retry_fraction]", "suspend: expected a mapping of signal: {above: ...}"),
+    ],
+)
+def test_a_bad_suspend_section_is_refused_naming_the_field(section, error, tmp_path):
+    path = tmp_path / "night.yaml"
+    path.write_text(
+        f"chip: sim://pcm-small\nout: results\nsuspend: {section}\n"
+        "steps:\n  - plan: conductance_map\n"
+    )
+    with pytest.raises(CampaignError) as refused:
+        load_campaign(path)
+    assert any(e.startswith(error) for e in refused.value.errors), refused.value.errors
+
+
+@pytest.mark.parametrize(
+    ("where", "error"),
+    [
+        ("chip: none\n", "suspend: watches a board's link; chip 'none' is not a board"),
+        (
+            "chip: TCPIP::127.0.0.1::5025::SOCKET\n",
+            "suspend: watches a board's link; chip 'TCPIP::127.0.0.1::5025::SOCKET'",
+        ),
+        ("chip: sim://pcm-small\nstations: [st1]\n", "suspend: applies to campaigns run here"),
+    ],
+)
+def test_a_suspend_section_needs_a_board_driven_here(where, error, tmp_path):
+    path = tmp_path / "night.yaml"
+    path.write_text(
+        f"{where}out: results\nsuspend: {{retry_fraction: {{above: 0.2}}}}\n"
+        "steps:\n  - plan: conductance_map\n"
+    )
+    with pytest.raises(CampaignError) as refused:
+        load_campaign(path)
+    assert any(e.startswith(error) for e in refused.value.errors), refused.value.errors
+
+
+@pytest.mark.parametrize(
+    ("suspend", "options", "error"),
+    [
+        ("{retry_fraction: {above: 2}}", [], "suspend.retry_fraction.above = 2 must be a fraction"),
+        ("{retry_fraction: {above: 0.2}}", ["--stations", "st1"], "suspend: applies to campaigns"),
+    ],
+)
+def test_the_cli_refuses_a_suspend_section_it_cannot_keep_before_connecting(
+    suspend, options, error, tmp_path
+):
+    path = tmp_path / "night.yaml"
+    path.write_text(  # a port nobody listens on: connecting would fail differently
+        f"chip: socket://127.0.0.1:9\nout: results\nsuspend: {suspend}\n"
+        "steps:\n  - plan: conductance_map\n"
+    )
+    done = subprocess.run(
+        labcim("campaign", str(path), *options),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert error in done.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_a_dry_run_lists_the_suspenders(tmp_path):
+    path = tmp_path / "night.yaml"
+    path.write_text(
+        "chip: sim://pcm-small\nout: results\n"
+        "suspend: {mean_rtt: {above: 0.05, give_up: 600}}\nsteps:\n  - plan: conductance_map\n"
+    )
+    done = subprocess.run(
+        labcim("campaign", str(path), "--dry-run"), capture_output=True, text=True, check=True
+    )
+    want = (
+        "suspend: board.fpga.mean_rtt above=0.05, resume_below=0.05, probe=1, sleep=5, give_up=600"
+    )
+    assert want in done.stdout
+
+
+def test_a_link_bad_when_no_plan_ran_is_measured_again_by_the_next_plan(tmp_path):
+    """bluesky's own suspender, tripped while the RunEngine is idle, makes the next plan
+    wait at its start for a probe nobody sends; labcim's lets the plan's commands
+    measure the link again."""
+    board = connect("sim://pcm-small?cores=1&rows=8&cols=8&seed=1")
+    RE = RunEngine({}, context_managers=[])  # run in a thread below
+    RE.install_suspender(LinkSuspender(board.fpga.retry_fraction, 0.2, probe=0.01, sleep=0))
+    board.fpga.retry_fraction.update(0.9)  # as the last commands of an earlier plan left it
+    finished = []
+    worker = threading.Thread(target=lambda: finished.append(RE(conductance_map(board))))
+    worker.start()
+    worker.join(30)
+    try:
+        assert finished, "the plan waited at its start"
+        assert board.fpga.retry_fraction.get() == 0.0  # measured by the plan's commands
+    finally:
+        if worker.is_alive():
+            RE.abort()
+        board.close()
+
+
+def test_a_suspender_watches_only_a_boards_link_health():
+    board = connect("sim://pcm-small?cores=1&rows=8&cols=8&seed=1")
+    try:
+        with pytest.raises(ValueError, match=r"signal: expected a link-health signal"):
+            LinkSuspender(board.fpga.clock, 1.0)
+        with pytest.raises(ValueError, match=r"^probe = 0 must be a finite number > 0$"):
+            LinkSuspender(board.fpga.mean_rtt, 0.01, probe=0)
+    finally:
+        board.close()
