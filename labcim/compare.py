@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from labcim.hdf5 import Run
-from labcim.hdf5.layout import SUMMARY_STREAM
+from labcim.hdf5.layout import INTERRUPTIONS_STREAM, SUMMARY_STREAM
 from labcim.plan_data import is_link_key
 from labcim.recorded import label
 
@@ -90,11 +90,12 @@ def compare(a: Run, b: Run, names: tuple[str, str] = ("first", "second")) -> Com
 
     Data keys are compared over the events both runs have (a write-verify may take a
     different number of iterations); keys or streams only one run has are listed in
-    ``missing``.  The summary stream is compared as figures only.
+    ``missing``.  The summary stream is compared as figures only; the interruptions
+    (when the run was paused or suspended) are what happened to a run, not its data.
     """
     figures = compare_figures(a.summary or {}, b.summary or {})
     data, missing = [], []
-    for name in sorted((set(a.streams) | set(b.streams)) - {SUMMARY_STREAM}):
+    for name in sorted((set(a.streams) | set(b.streams)) - {SUMMARY_STREAM, INTERRUPTIONS_STREAM}):
         sa, sb = a.streams.get(name), b.streams.get(name)
         if sa is None or sb is None:
             missing.append(f"stream {name!r} only in the {names[sa is None]}")

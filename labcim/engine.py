@@ -66,6 +66,7 @@ def run_engine(out: str | Path, *, progress: bool = True, live: bool = False) ->
         Subscribe bluesky's `BestEffortCallback`: live tables and plots.
     """
     RE = RunEngine({}, during_task=PromptSignals())
+    RE.record_interruptions = True  # pauses and suspensions, in the run's interruptions
     RE.subscribe(HDF5Writer(out))
     if progress:
         RE.waiting_hook = ProgressBarManager()

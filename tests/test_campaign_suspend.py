@@ -18,6 +18,7 @@ import pytest
 from bluesky import RunEngine
 from campaign_helpers import labcim
 from link_support import CorruptingProxy
+from pause_support import interruptions
 
 from labcim import HDF5Writer, connect, open_runs
 from labcim.campaign import CampaignError, load_campaign
@@ -122,6 +123,8 @@ def test_a_step_is_suspended_while_the_link_is_bad_and_resumed_with_nothing_lost
     assert "board_fpga_retry_fraction" in campaign.output  # bluesky's justification
     (run,) = open_runs(tmp_path / "results")
     assert run.exit_status == "success"
+    reasons = interruptions(run)  # the run says when it was suspended, and why
+    assert reasons and all(r.startswith("Signal board_fpga_retry_fraction = ") for r in reasons)
     maps = np.asarray(run.streams["primary"][MAP])
     assert len(maps) == READS  # no read lost or made twice
     np.testing.assert_array_equal(maps, clean_maps(tmp_path / "clean"))
@@ -143,6 +146,7 @@ def test_a_link_bad_past_give_up_stops_the_campaign_as_a_hardware_fault(link, tm
     (run,) = open_runs(tmp_path / "results")
     assert run.exit_status == "fail"
     assert 0 < run.num_events["primary"] < READS
+    assert [r.split(" = ")[0] for r in interruptions(run)] == ["Signal board_fpga_retry_fraction"]
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from campaign_helpers import labcim
-from pause_support import assert_same_data
+from pause_support import assert_same_data, interruptions
 from pty_support import CTRL_C, Terminal
 
 from labcim import open_runs
@@ -69,6 +69,13 @@ def test_ctrl_c_then_r_resumes_and_the_run_has_every_iteration(work):
     run = open_runs(path / "resumed")[-1]
     assert run.exit_status == "success"
     assert_same_data(run, plain)
+    assert interruptions(run) == ["pause", "resume"] and interruptions(plain) == []
+    # and replaying it (no pause) gives its data: the pause is not part of them
+    replayed = subprocess.run(
+        labcim("--quiet", "replay", str(path / "resumed"), "--out", str(path / "replayed")),
+        capture_output=True, text=True, timeout=300, check=True,
+    ).stdout  # fmt: skip
+    assert "vs replayed" in replayed and ": identical" in replayed.splitlines()[1], replayed
 
 
 def test_a_pause_longer_than_the_servers_idle_timeout_resumes_on_a_new_connection(work):
@@ -91,6 +98,7 @@ def test_a_pause_longer_than_the_servers_idle_timeout_resumes_on_a_new_connectio
     run = open_runs(path / "idle")[-1]
     assert run.exit_status == "success"
     assert_same_data(run, plain)
+    assert interruptions(run) == ["pause", "resume"]
 
 
 def test_ctrl_c_then_a_aborts_with_exit_130_and_the_run_recorded_abort(work):
@@ -101,6 +109,7 @@ def test_ctrl_c_then_a_aborts_with_exit_130_and_the_run_recorded_abort(work):
     assert "Traceback" not in text and "FailedPause" not in text
     run = open_runs(path / "aborted")[-1]
     assert run.exit_status == "abort"
+    assert interruptions(run) == ["pause"]
     assert 3 <= run.num_events["primary"] < plain.num_events["primary"]
 
 
@@ -112,6 +121,7 @@ def test_a_second_ctrl_c_pauses_at_once_with_the_same_guarantees(work):
     run = open_runs(path / "twice")[-1]
     assert run.exit_status == "success"
     assert_same_data(run, plain)
+    assert interruptions(run) == ["pause", "resume"]  # the second Ctrl-C is the same pause
 
 
 CAMPAIGN = """\

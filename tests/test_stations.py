@@ -29,6 +29,7 @@ pytest.importorskip("tiled.client", reason="needs labcim[stations]")
 
 from bluesky_queueserver_api import BPlan
 from bluesky_queueserver_api.comm_base import RequestFailedError
+from pause_support import interruptions
 from stations_support import (
     LABCIM,
     hdf5_datasets,
@@ -194,6 +195,7 @@ def test_deferred_pause_and_resume_from_the_api_ends_success(lab):
     run = open_runs(root / "results" / "st2")[run_uid]
     assert run.exit_status == "success"
     assert run.num_events["primary"] == 1501
+    assert interruptions(run) == ["pause", "resume"]  # the station's run says it paused
 
 
 def _chromium() -> str:

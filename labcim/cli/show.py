@@ -98,10 +98,13 @@ def _show(args: argparse.Namespace) -> int:
 
 def run_header(run: Any) -> str:
     """``run 3  retention  success  2026-12-01 09:13:05  events: primary 5, summary 1``."""
+    from labcim.hdf5.layout import INTERRUPTIONS_STREAM
     from labcim.hdf5.reader import started
 
     when = started(run)
-    events = ", ".join(f"{n} {c}" for n, c in run.num_events.items()) or "none"
+    counts = run.num_events.items()  # no interruptions is said by not naming them
+    events = ", ".join(f"{n} {c}" for n, c in counts if c or n != INTERRUPTIONS_STREAM)
+    events = events or "none"
     step = ""
     if "step_key" in run.start:
         step = f"  step {run.start.get('step_index')}/{run.start.get('step_count')}"

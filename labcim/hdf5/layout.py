@@ -45,6 +45,9 @@ STREAM_TIMESTAMPS = "timestamps"
 STREAM_CONFIG = "config"
 EVENT_FIELDS = ("time", "seq_num", "uid")  # written after the data keys of each batch
 SUMMARY_STREAM = "summary"
+#: The RunEngine's record of pauses, resumptions and suspensions (their reasons), one
+#: event each; labcim's RunEngines keep it (``record_interruptions``).
+INTERRUPTIONS_STREAM = "interruptions"
 
 STR_DTYPE = h5py.string_dtype()
 KIND_DTYPES = {"number": np.dtype("f8"), "integer": np.dtype("i8"), "boolean": np.dtype("?")}

@@ -31,6 +31,7 @@ from labcim.hdf5.layout import (
     EVENT_FIELDS,
     FORMAT,
     FORMAT_ATTR,
+    INTERRUPTIONS_STREAM,
     METADATA,
     RUN_FILE,
     STOP,
@@ -185,14 +186,19 @@ def _complete_rows(group: h5py.Group, data: Mapping[str, h5py.Dataset], stop: An
     Every dataset has a row for them.  In a file its writer has open (or left when it
     died or its disk filled), also only rows with a seq_num: the writer stores the
     readings before the seq_num, and HDF5 may store a dataset's length without its data.
-    A stopped run has at most the stop document's count (a rewound plan's last events).
+    A stopped run has at most the stop document's count (a rewound plan's last events),
+    except the interruptions: bluesky records them itself, never twice, but a rewind
+    resets its count of them (a suspension's reason is recorded before the rewind).
     """
     lengths = [len(group[f]) if f in group else 0 for f in EVENT_FIELDS]
     length = min([*lengths, *(len(data[k]) for k in data)])
     if group.file.swmr_mode and length:
         unset = np.flatnonzero(group["seq_num"][:length] < 1)
         length = int(unset[0]) if unset.size else length
-    counted = (stop or {}).get("num_events", {}).get(group.name.rsplit("/", 1)[-1])
+    name = group.name.rsplit("/", 1)[-1]
+    if name == INTERRUPTIONS_STREAM:
+        return length
+    counted = (stop or {}).get("num_events", {}).get(name)
     return min(length, counted) if isinstance(counted, int) and counted >= 0 else length
 
 

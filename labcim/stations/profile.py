@@ -33,6 +33,7 @@ def _namespace() -> dict:
     config = json.loads(Path(os.environ[CONFIG_ENV]).read_text())
     results = Path(config["results"])
     RE = RunEngine({})
+    RE.record_interruptions = True  # pauses and suspensions in the run
     RE.subscribe(HDF5Writer(results))
     monitor = StationMonitor(config["name"], results)
     RE.subscribe(monitor)
