@@ -149,63 +149,57 @@ def test_a_link_bad_past_give_up_stops_the_campaign_as_a_hardware_fault(link, tm
     assert [r.split(" = ")[0] for r in interruptions(run)] == ["Signal board_fpga_retry_fraction"]
 
 
-@pytest.mark.parametrize(
-    ("section", "error"),
-    [
-        (
-            "{retry_fraction: {above: 0}}",
-            "suspend.retry_fraction.above = 0 must be a fraction in (0, 1)",
-        ),
-        ("{mean_rtt: {above: 0}}", "suspend.mean_rtt.above = 0 must be a finite number > 0"),
-        (
-            "{retry_fraction: {above: 0.2, resume_below: 0.3}}",
-            "suspend.retry_fraction.resume_below = 0.3 is outside [0.0, 0.2]",
-        ),
-        ("{retry_fraction: {resume_below: 0.1}}", "suspend.retry_fraction.above: missing"),
-        ("{mean_rtt: {above: 0.01, every: 2}}", "suspend.mean_rtt.every: unknown option"),
-        (
-            "{temperature: {above: 310}}",
-            "suspend.temperature: unknown signal; allowed: retry_fraction",
-        ),
-        (
-            "{retry_fraction: 0.2}",
-            "suspend.retry_fraction: expected a mapping such as {above: 0.2}",
-        ),
-        (
-            "{mean_rtt: {above: 0.01, sleep: -1}}",
-            "suspend.mean_rtt.sleep = -1 s must be finite and >= 0",
-        ),
-        ("[retry_fraction]", "suspend: expected a mapping of signal: {above: ...}"),
-    ],
-)
-def test_a_bad_suspend_section_is_refused_naming_the_field(section, error, tmp_path):
-    path = tmp_path / "night.yaml"
-    path.write_text(
-        f"chip: sim://pcm-small\nout: results\nsuspend: {section}\n"
-        "steps:\n  - plan: conductance_map\n"
-    )
-    with pytest.raises(CampaignError) as refused:
-        load_campaign(path)
-    assert any(e.startswith(error) for e in refused.value.errors), refused.value.errors
+BOARD = "chip: sim://pcm-small\n"
+ON = "suspend: {retry_fraction: {above: 0.2}}\n"
 
 
 @pytest.mark.parametrize(
-    ("where", "error"),
+    ("head", "error"),
     [
-        ("chip: none\n", "suspend: watches a board's link; chip 'none' is not a board"),
+        *[
+            (f"{BOARD}suspend: {section}\n", error)
+            for section, error in [
+                (
+                    "{retry_fraction: {above: 0}}",
+                    "suspend.retry_fraction.above = 0 must be a fraction in (0, 1)",
+                ),
+                (
+                    "{mean_rtt: {above: 0}}",
+                    "suspend.mean_rtt.above = 0 must be a finite number > 0",
+                ),
+                (
+                    "{retry_fraction: {above: 0.2, resume_below: 0.3}}",
+                    "suspend.retry_fraction.resume_below = 0.3 is outside [0.0, 0.2]",
+                ),
+                ("{retry_fraction: {resume_below: 0.1}}", "suspend.retry_fraction.above: missing"),
+                ("{mean_rtt: {above: 0.01, every: 2}}", "suspend.mean_rtt.every: unknown option"),
+                (
+                    "{temperature: {above: 310}}",
+                    "suspend.temperature: unknown signal; allowed: retry_fraction",
+                ),
+                (
+                    "{retry_fraction: 0.2}",
+                    "suspend.retry_fraction: expected a mapping such as {above: 0.2}",
+                ),
+                (
+                    "{mean_rtt: {above: 0.01, sleep: -1}}",
+                    "suspend.mean_rtt.sleep = -1 s must be finite and >= 0",
+                ),
+                ("[retry_fraction]", "suspend: expected a mapping of signal: {above: ...}"),
+            ]
+        ],
+        ("chip: none\n" + ON, "suspend: watches a board's link; chip 'none' is not a board"),
         (
-            "chip: TCPIP::127.0.0.1::5025::SOCKET\n",
+            "chip: TCPIP::127.0.0.1::5025::SOCKET\n" + ON,
             "suspend: watches a board's link; chip 'TCPIP::127.0.0.1::5025::SOCKET'",
         ),
-        ("chip: sim://pcm-small\nstations: [st1]\n", "suspend: applies to campaigns run here"),
+        (BOARD + "stations: [st1]\n" + ON, "suspend: applies to campaigns run here"),
     ],
 )
-def test_a_suspend_section_needs_a_board_driven_here(where, error, tmp_path):
+def test_a_suspend_section_it_cannot_keep_is_refused_naming_the_field(head, error, tmp_path):
+    """A bad value, or a campaign that has no board of its own to watch."""
     path = tmp_path / "night.yaml"
-    path.write_text(
-        f"{where}out: results\nsuspend: {{retry_fraction: {{above: 0.2}}}}\n"
-        "steps:\n  - plan: conductance_map\n"
-    )
+    path.write_text(f"{head}out: results\nsteps:\n  - plan: conductance_map\n")
     with pytest.raises(CampaignError) as refused:
         load_campaign(path)
     assert any(e.startswith(error) for e in refused.value.errors), refused.value.errors
