@@ -131,6 +131,36 @@ class LinkSuspender(SuspendCeil):
                 yield from bps.trigger(self._link, wait=True)  # it counts all the same
 
 
+def suspend_section(section: Any, where: str = "suspend") -> dict[str, dict[str, float]]:
+    """A ``suspend:`` section (``{signal: {above: ..., ...}, ...}``) checked: the
+    `LinkSuspender` options of each signal, completed.
+
+    Raises
+    ------
+    ArgumentError
+        One message per mistake, each naming its field under ``where``.
+    """
+    if not isinstance(section, Mapping):
+        raise ArgumentError(
+            [f"{where}: expected a mapping of signal: {{above: ...}}; got {section!r}"]
+        )
+    checked, errors = {}, []
+    for name, options in section.items():
+        field = f"{where}.{name}"
+        if name not in LINK_SIGNALS:
+            errors.append(f"{field}: unknown signal; allowed: {', '.join(LINK_SIGNALS)}")
+        elif not isinstance(options, Mapping):
+            errors.append(f"{field}: expected a mapping such as {{above: 0.2}}; got {options!r}")
+        else:
+            try:
+                checked[name] = link_options(options, name, f"{field}.")
+            except ArgumentError as exc:
+                errors += exc.errors
+    if errors:
+        raise ArgumentError(errors)
+    return checked
+
+
 def link_options(options: Mapping[str, Any], signal: str, where: str = "") -> dict[str, float]:
     """``options`` of one `LinkSuspender` of ``signal`` checked and completed.
 

@@ -62,9 +62,13 @@ def _on_parent_death() -> None:
 
 @contextlib.contextmanager
 def running_stations(
-    root: Path, chips: dict[str, str], timeout: float = 180.0
+    root: Path,
+    chips: dict[str, str],
+    timeout: float = 180.0,
+    options: dict[str, list[str]] | None = None,
 ) -> Iterator[dict[str, subprocess.Popen]]:
-    """``labcim station CHIP --name NAME`` for each entry, results in ``root/results/NAME``.
+    """``labcim station CHIP --name NAME`` for each entry, results in ``root/results/NAME``,
+    with the station's own further ``options`` (by name).
 
     Yields the processes by name once every station answers; stops them with SIGINT
     (as Ctrl-C would) at the end, killing what does not stop.
@@ -88,6 +92,7 @@ def running_stations(
                 f"tcp://127.0.0.1:{free_port()}",
                 "--files",
                 str(root),
+                *(options or {}).get(name, []),
             ]
             procs[name] = subprocess.Popen(
                 command,

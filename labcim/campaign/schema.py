@@ -29,7 +29,7 @@ from labcim.campaign.bounded_yaml import (
 from labcim.hdf5.output import ForeignFileError, check_output
 from labcim.plan_args import ArgumentError, PlanSignature
 from labcim.registry import UnknownPlanError, get_plan
-from labcim.suspenders import LINK_SIGNALS, link_options
+from labcim.suspenders import suspend_section
 
 #: Bounds on a campaign file: 1 MiB, 32 levels, 20 000 values with aliases expanded.
 LIMITS = Limits()
@@ -51,6 +51,12 @@ _TOP_FIELDS = {
     "suspend": "link-health signals that suspend a step while above a threshold",
 }
 _STEP_FIELDS = ("plan", "args", "over", "station")
+
+#: Why a campaign dispatched to stations has no ``suspend:`` section of its own.
+DISPATCHED_SUSPEND = (
+    "suspend: applies to campaigns run here; a station takes its own "
+    "(labcim station --suspend '{retry_fraction: {above: 0.2}}')"
+)
 
 #: Start-document keys the runner sets on every step's run.
 STEP_METADATA = (
@@ -212,27 +218,19 @@ def _typed(document: dict, name: str, kind: type, expected: str, errors: list[st
 
 
 def _suspend(document: dict, errors: list[str]) -> dict[str, dict[str, float]]:
-    section = _typed(document, "suspend", dict, "a mapping of signal: {above: ...}", errors)
-    if not section:
+    section = document.get("suspend")
+    if section is None:
         return {}
     chip = document.get("chip")
     if not isinstance(chip, str) or chip == "none" or "::" in chip:
         errors.append(f"suspend: watches a board's link; chip {chip!r} is not a board")
     if document.get("stations") is not None:
-        errors.append("suspend: applies to campaigns run here, not dispatched to stations")
-    checked = {}
-    for name, options in section.items():
-        where = f"suspend.{name}"
-        if name not in LINK_SIGNALS:
-            errors.append(f"{where}: unknown signal; allowed: {', '.join(LINK_SIGNALS)}")
-        elif not isinstance(options, dict):
-            errors.append(f"{where}: expected a mapping such as {{above: 0.2}}; got {options!r}")
-        else:
-            try:
-                checked[name] = link_options(options, name, f"{where}.")
-            except ArgumentError as exc:
-                errors += exc.errors
-    return checked
+        errors.append(DISPATCHED_SUSPEND)
+    try:
+        return suspend_section(section)
+    except ArgumentError as exc:
+        errors += exc.errors
+        return {}
 
 
 def _metadata(metadata: dict[str, Any], errors: list[str]) -> dict[str, Any]:

@@ -53,6 +53,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def campaign(args: argparse.Namespace) -> int:
     """Validate, then list or run; return the exit status."""
     from labcim.campaign import CampaignError, finished_steps, load_campaign, run_campaign
+    from labcim.campaign.schema import DISPATCHED_SUSPEND
     from labcim.cli.pause import pause_handler
 
     try:
@@ -63,9 +64,7 @@ def campaign(args: argparse.Namespace) -> int:
             return 0
         spec = args.stations or loaded.stations
         if spec and loaded.suspend:  # the file's own stations: are refused when it loads
-            raise CampaignError(
-                loaded.path, ["suspend: applies to campaigns run here, not with --stations"]
-            )
+            raise CampaignError(loaded.path, [DISPATCHED_SUSPEND])
         if spec:
             result = _dispatch(loaded, spec, args)
         else:

@@ -2,13 +2,14 @@
 
 ``labcim station`` starts the RE Manager with this module as its startup code and the
 station's settings in the JSON file named by ``$LABCIM_STATION_CONFIG`` (``name``,
-``chip``, ``results``).  Queueserver imports it each time the worker environment is
-opened and takes its namespace: ``RE`` (a RunEngine writing every run to the station's
-results directory and reporting progress to `StationMonitor`), the board (named by
-its device name, ``board`` or ``smu``), one plan per ``labcim.plans`` entry point
-(`queue_plans`) and the functions ``labcim_status`` and ``labcim_figure``.  Everything
-else is kept out of the namespace (queueserver would list any generator function as a
-plan and any device as a device).
+``chip``, ``results``, ``suspend``: the `labcim.suspenders.LinkSuspender` options per
+link-health signal, installed on ``RE``).  Queueserver imports it each time the worker
+environment is opened and takes its namespace: ``RE`` (a RunEngine writing every run to
+the station's results directory and reporting progress to `StationMonitor`), the board
+(named by its device name, ``board`` or ``smu``), one plan per ``labcim.plans`` entry
+point (`queue_plans`) and the functions ``labcim_status`` and ``labcim_figure``.
+Everything else is kept out of the namespace (queueserver would list any generator
+function as a plan and any device as a device).
 """
 
 #: Environment variable naming the station's settings file.
@@ -28,6 +29,7 @@ def _namespace() -> dict:
     from labcim.stations.monitor import StationMonitor
     from labcim.stations.process import die_with_parent
     from labcim.stations.queue_plans import queue_plans
+    from labcim.suspenders import LinkSuspender
 
     die_with_parent()  # the RE Manager died: so does this run, left incomplete on disk
     config = json.loads(Path(os.environ[CONFIG_ENV]).read_text())
@@ -39,6 +41,8 @@ def _namespace() -> dict:
     RE.subscribe(monitor)
     instrument = connect_chip(config["chip"])
     device = instrument.name
+    for name, options in config.get("suspend", {}).items():
+        RE.install_suspender(LinkSuspender(getattr(instrument.fpga, name), **options))
 
     def labcim_status() -> dict[str, Any]:
         """Progress of the running run and figures of the last (`StationMonitor.status`)."""

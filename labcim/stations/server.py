@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -73,6 +73,8 @@ class StationOptions:
     redis: str = ""
     files: Path = Path()
     startup_timeout: float = 120.0
+    suspend: dict[str, dict[str, float]] = field(default_factory=dict)
+    """`labcim.suspenders.LinkSuspender` options per ``board.fpga`` signal (checked)."""
 
 
 def client_address(bind: str, field: str) -> str:
@@ -117,6 +119,8 @@ def check_options(options: StationOptions) -> tuple[str, str, str]:
             f"must be encrypted: set {PRIVATE_KEY_ENV} (a key pair from qserver-zmq-keys) "
             "and give clients the public key (docs/stations.md)"
         )
+    if options.suspend and "::" in options.chip:
+        raise StationError(f"--suspend: watches a board's link; {options.chip} is an SMU")
     if options.results.suffix in (".h5", ".hdf5", ".hdf", ".nxs", ".nx5"):
         raise StationError(
             f"--results {options.results}: a station writes a directory of run files "
@@ -213,7 +217,14 @@ def _manager(
     """``start-re-manager`` in its own process group, killed with its group at the end."""
     config = workdir / "station.json"
     config.write_text(
-        json.dumps({"name": options.name, "chip": options.chip, "results": str(results)})
+        json.dumps(
+            {
+                "name": options.name,
+                "chip": options.chip,
+                "results": str(results),
+                "suspend": options.suspend,
+            }
+        )
     )
     permissions = workdir / "user_group_permissions.yaml"
     permissions.write_text(yaml.safe_dump(PERMISSIONS))
