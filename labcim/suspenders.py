@@ -131,6 +131,13 @@ class LinkSuspender(SuspendCeil):
                 yield from bps.trigger(self._link, wait=True)  # it counts all the same
 
 
+def install(RE: Any, board: Any, section: Mapping[str, Mapping[str, float]]) -> None:
+    """Install a `LinkSuspender` on ``RE`` per signal of ``section`` (`suspend_section`'s
+    output), watching that signal of ``board.fpga``."""
+    for name, options in section.items():
+        RE.install_suspender(LinkSuspender(getattr(board.fpga, name), **options))
+
+
 def suspend_section(section: Any, where: str = "suspend") -> dict[str, dict[str, float]]:
     """A ``suspend:`` section (``{signal: {above: ..., ...}, ...}``) checked: the
     `LinkSuspender` options of each signal, completed.

@@ -1,5 +1,6 @@
-"""A campaign's ``suspend:`` section, from outside: ``labcim campaign`` in a subprocess,
-its board over real TCP through a proxy that starts losing half the bytes mid-step.
+"""A campaign's ``suspend:`` section and ``labcim run --suspend``, from outside: the CLI
+in a subprocess, its board over real TCP through a proxy that starts losing half the
+bytes mid-step.
 
 The step is suspended while the link is bad, probed until it is clean, and resumed: the
 run ends ``success`` with the reads of a clean run, bit for bit.  A link that stays bad
@@ -32,7 +33,8 @@ READS = 1500
 MAP = "board_core0_conductance_map"
 
 
-def campaign_file(tmp_path, url, suspend):
+def campaign(tmp_path, url, suspend):
+    """``labcim campaign`` of one conductance_map step on ``url``, suspended on ``suspend``."""
     path = tmp_path / "night.yaml"
     path.write_text(
         f"chip: {url}\n"
@@ -41,16 +43,26 @@ def campaign_file(tmp_path, url, suspend):
         f"suspend:\n  retry_fraction: {suspend}\n"
         f"steps:\n  - plan: conductance_map\n    args: {{cores: [0], reads: {READS}}}\n"
     )
-    return path
+    return Command("campaign", str(path))
 
 
-class Campaign:
-    """``labcim campaign FILE`` running, its output collected line by line."""
+def one_run(tmp_path, url, suspend):
+    """``labcim run`` of the same plan, with ``--suspend``."""
+    out = str(tmp_path / "results")
+    chip = f"{url}?timeout=0.05&retries=40"
+    arguments = ["-p", "cores=[0]", "-p", f"reads={READS}"]
+    suspended = f"{{retry_fraction: {suspend}}}"
+    return Command("run", "conductance_map", "--chip", chip, "--out", out, *arguments,
+                   "--suspend", suspended)  # fmt: skip
 
-    def __init__(self, path):
+
+class Command:
+    """``labcim --quiet ARGS`` running, its output collected line by line."""
+
+    def __init__(self, *args):
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # bluesky's prints as they come
         self.child = subprocess.Popen(
-            labcim("--quiet", "campaign", str(path)),
+            labcim("--quiet", *args),
             env=env,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -107,20 +119,23 @@ def clean_maps(out):
 
 
 @pytest.mark.slow
-def test_a_step_is_suspended_while_the_link_is_bad_and_resumed_with_nothing_lost(link, tmp_path):
+@pytest.mark.parametrize("start", [campaign, one_run])
+def test_a_step_is_suspended_while_the_link_is_bad_and_resumed_with_nothing_lost(
+    start, link, tmp_path
+):
     suspend = "{above: 0.2, resume_below: 0.05, probe: 0.05, sleep: 0.2}"
-    campaign = Campaign(campaign_file(tmp_path, link.url, suspend))
+    command = start(tmp_path, link.url, suspend)
     try:
-        campaign.wait_for(lambda: link.chunks > 400, "reads")  # the step is well under way
+        command.wait_for(lambda: link.chunks > 400, "reads")  # the step is well under way
         link.drop = 0.5
-        campaign.wait_for(lambda: "Suspending" in campaign.output, "suspension")
+        command.wait_for(lambda: "Suspending" in command.output, "suspension")
         dropped = link.dropped
         link.drop = 0.0  # the link heals while the step is suspended
-        assert campaign.end() == 0, campaign.output
+        assert command.end() == 0, command.output
     finally:
-        campaign.child.kill()
+        command.child.kill()
     assert dropped > 5  # the link really was that bad
-    assert "board_fpga_retry_fraction" in campaign.output  # bluesky's justification
+    assert "board_fpga_retry_fraction" in command.output  # bluesky's justification
     (run,) = open_runs(tmp_path / "results")
     assert run.exit_status == "success"
     reasons = interruptions(run)  # the run says when it was suspended, and why
@@ -133,16 +148,16 @@ def test_a_step_is_suspended_while_the_link_is_bad_and_resumed_with_nothing_lost
 @pytest.mark.slow
 def test_a_link_bad_past_give_up_stops_the_campaign_as_a_hardware_fault(link, tmp_path):
     suspend = "{above: 0.2, probe: 0.05, give_up: 1.0}"
-    campaign = Campaign(campaign_file(tmp_path, link.url, suspend))
+    command = campaign(tmp_path, link.url, suspend)
     try:
-        campaign.wait_for(lambda: link.chunks > 400, "reads")
+        command.wait_for(lambda: link.chunks > 400, "reads")
         link.drop = 0.5  # and it stays bad
-        assert campaign.end() == 1, campaign.output
+        assert command.end() == 1, command.output
     finally:
-        campaign.child.kill()
-    assert "Suspending" in campaign.output
-    assert "hardware fault in 01-conductance_map: LinkDegradedError:" in campaign.output
-    assert "still above 0.2 after 1 s suspended" in campaign.output
+        command.child.kill()
+    assert "Suspending" in command.output
+    assert "hardware fault in 01-conductance_map: LinkDegradedError:" in command.output
+    assert "still above 0.2 after 1 s suspended" in command.output
     (run,) = open_runs(tmp_path / "results")
     assert run.exit_status == "fail"
     assert 0 < run.num_events["primary"] < READS

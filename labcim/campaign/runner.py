@@ -19,11 +19,11 @@ from tqdm import tqdm
 
 from drivers.board import BoardError
 from drivers.smu import SMUError
+from labcim import suspenders
 from labcim.campaign.schema import Campaign, CampaignError, Step
 from labcim.engine import PlanAbortedError, connect_chip, connected, run_engine, run_plan
 from labcim.hdf5 import open_runs
 from labcim.hdf5.reader import Run
-from labcim.suspenders import LinkSuspender
 
 #: Errors of the instruments themselves: the campaign stops whatever its failure policy.
 HARDWARE_FAULTS: tuple[type[Exception], ...] = (BoardError, SMUError)
@@ -171,8 +171,7 @@ def run_campaign(
         ) as bar,
     ):
         RE = run_engine(campaign.out, progress=progress)  # after connecting: no empty folder
-        for name, options in campaign.suspend.items():
-            RE.install_suspender(LinkSuspender(getattr(board.fpga, name), **options))
+        suspenders.install(RE, board, campaign.suspend)
         for step in todo:
             bar.set_description(step.key)
             outcome, stop = _run_step(RE, campaign, step, board, on_pause)

@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from labcim.cli import suspend
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``run`` subcommand."""
@@ -52,6 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="start metadata for the runs, e.g. --md operator=ada (repeatable)",
     )
+    suspend.add_option(parser)
     parser.set_defaults(func=run, parser=parser)
 
 
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
     URL, a board that cannot be reached or a plan that refuses its arguments before
     opening its run leave no file or folder behind.
     """
+    from labcim import suspenders
     from labcim.cli import one_line
     from labcim.cli.pause import pause_handler
     from labcim.connection import check_url
@@ -96,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
         signature = PlanSignature(args.plan, plan)
         arguments = signature.bind(assignments(args.params, "-p"), Path.cwd(), where="-p ")
         md = assignments(args.md, "--md")
+        watched = suspend.read_option(args.suspend, args.chip)
         if args.chip != NO_CHIP:
             check_url(args.chip)
         check_output(args.out)  # may labcim write there? asked before connecting
@@ -103,7 +108,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"labcim run: {exc}", file=sys.stderr)
         return 2
     except ValueError as exc:
-        print(f"labcim run: --chip {exc}", file=sys.stderr)
+        where = "" if str(exc).startswith("--suspend") else "--chip "
+        print(f"labcim run: {where}{exc}", file=sys.stderr)
         return 2
     try:
         board = connect_chip(args.chip, **options)
@@ -113,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with _removed_unless_used(args.out):
             RE = run_engine(args.out, progress=not args.quiet)
+            suspenders.install(RE, board, watched)
             uids = run_plan(RE, plan(board, **arguments), md, pause_handler())
     except PlanAbortedError as exc:
         print(f"labcim run: {exc}", file=sys.stderr)

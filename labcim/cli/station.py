@@ -6,6 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from labcim.cli import suspend
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``station`` subcommand."""
@@ -46,13 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=Path(),
         help="directory of the {file: ...} arrays items refer to (default: here)",
     )
-    parser.add_argument(
-        "--suspend",
-        metavar="MAPPING",
-        help="suspend a plan while the board's link is degraded, probing it until it is "
-        "clean: YAML as a campaign file's suspend: section, e.g. "
-        "'{retry_fraction: {above: 0.2, resume_below: 0.05}}' (docs/campaigns.md)",
-    )
+    suspend.add_option(parser)
     parser.set_defaults(func=station)
 
 
@@ -62,7 +58,7 @@ def station(args: argparse.Namespace) -> int:
     from labcim.stations.server import StationOptions, run_station
 
     try:
-        suspend = _suspend(args.suspend)
+        watched = suspend.read_option(args.suspend, args.chip)
     except ValueError as exc:
         print(f"labcim station: {exc}", file=sys.stderr)
         return 2
@@ -74,36 +70,10 @@ def station(args: argparse.Namespace) -> int:
         info_addr=args.info_addr,
         redis=args.redis,
         files=args.files,
-        suspend=suspend,
+        suspend=watched,
     )
     try:
         return run_station(options)
     except (StationError, RuntimeError) as exc:
         print(f"labcim station: {exc}", file=sys.stderr)
         return 2
-
-
-def _suspend(text: str | None) -> dict[str, dict[str, float]]:
-    """The ``--suspend`` mapping read (safe, bounded YAML) and checked.
-
-    Raises
-    ------
-    ValueError
-        Every mistake on one line each, naming ``--suspend`` and the field.
-    """
-    if text is None:
-        return {}
-    import yaml
-
-    from labcim.campaign.bounded_yaml import YAMLLimitError, load_bounded, one_line
-    from labcim.plan_args import ArgumentError
-    from labcim.suspenders import suspend_section
-
-    try:
-        section = load_bounded(text)
-    except (yaml.YAMLError, YAMLLimitError, ValueError) as exc:
-        raise ValueError(f"--suspend: not valid YAML: {one_line(exc)}") from None
-    try:
-        return suspend_section(section, "--suspend")
-    except ArgumentError as exc:
-        raise ValueError("; ".join(exc.errors)) from None

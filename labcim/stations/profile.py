@@ -24,12 +24,12 @@ def _namespace() -> dict:
 
     from bluesky import RunEngine
 
+    from labcim import suspenders
     from labcim.engine import connect_chip
     from labcim.hdf5 import HDF5Writer
     from labcim.stations.monitor import StationMonitor
     from labcim.stations.process import die_with_parent
     from labcim.stations.queue_plans import queue_plans
-    from labcim.suspenders import LinkSuspender
 
     die_with_parent()  # the RE Manager died: so does this run, left incomplete on disk
     config = json.loads(Path(os.environ[CONFIG_ENV]).read_text())
@@ -41,8 +41,7 @@ def _namespace() -> dict:
     RE.subscribe(monitor)
     instrument = connect_chip(config["chip"])
     device = instrument.name
-    for name, options in config.get("suspend", {}).items():
-        RE.install_suspender(LinkSuspender(getattr(instrument.fpga, name), **options))
+    suspenders.install(RE, instrument, config.get("suspend", {}))
 
     def labcim_status() -> dict[str, Any]:
         """Progress of the running run and figures of the last (`StationMonitor.status`)."""

@@ -119,8 +119,6 @@ def check_options(options: StationOptions) -> tuple[str, str, str]:
             f"must be encrypted: set {PRIVATE_KEY_ENV} (a key pair from qserver-zmq-keys) "
             "and give clients the public key (docs/stations.md)"
         )
-    if options.suspend and "::" in options.chip:
-        raise StationError(f"--suspend: watches a board's link; {options.chip} is an SMU")
     if options.results.suffix in (".h5", ".hdf5", ".hdf", ".nxs", ".nx5"):
         raise StationError(
             f"--results {options.results}: a station writes a directory of run files "
