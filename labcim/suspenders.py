@@ -131,6 +131,13 @@ class LinkSuspender(SuspendCeil):
                 yield from bps.trigger(self._link, wait=True)  # it counts all the same
 
 
+def check_board(chip: Any, field: str) -> None:
+    """Raise ValueError naming ``field`` unless ``chip`` is the URL of a board (not
+    ``none``, not an SMU's VISA resource): only a board has a link to watch."""
+    if not isinstance(chip, str) or chip == "none" or "::" in chip:
+        raise ValueError(f"{field}: watches a board's link; chip {chip!r} is not a board")
+
+
 def install(RE: Any, board: Any, section: Mapping[str, Mapping[str, float]]) -> None:
     """Install a `LinkSuspender` on ``RE`` per signal of ``section`` (`suspend_section`'s
     output), watching that signal of ``board.fpga``."""

@@ -29,7 +29,7 @@ from labcim.campaign.bounded_yaml import (
 from labcim.hdf5.output import ForeignFileError, check_output
 from labcim.plan_args import ArgumentError, PlanSignature
 from labcim.registry import UnknownPlanError, get_plan
-from labcim.suspenders import suspend_section
+from labcim.suspenders import check_board, suspend_section
 
 #: Bounds on a campaign file: 1 MiB, 32 levels, 20 000 values with aliases expanded.
 LIMITS = Limits()
@@ -221,9 +221,10 @@ def _suspend(document: dict, errors: list[str]) -> dict[str, dict[str, float]]:
     section = document.get("suspend")
     if section is None:
         return {}
-    chip = document.get("chip")
-    if not isinstance(chip, str) or chip == "none" or "::" in chip:
-        errors.append(f"suspend: watches a board's link; chip {chip!r} is not a board")
+    try:
+        check_board(document.get("chip"), "suspend")
+    except ValueError as exc:
+        errors.append(str(exc))
     if document.get("stations") is not None:
         errors.append(DISPATCHED_SUSPEND)
     try:

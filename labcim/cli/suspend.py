@@ -30,10 +30,9 @@ def read_option(text: str | None, chip: str) -> dict[str, dict[str, float]]:
 
     from labcim.campaign.bounded_yaml import YAMLLimitError, load_bounded, one_line
     from labcim.plan_args import ArgumentError
-    from labcim.suspenders import suspend_section
+    from labcim.suspenders import check_board, suspend_section
 
-    if chip == "none" or "::" in chip:
-        raise ValueError(f"--suspend: watches a board's link; {chip} is not a board")
+    check_board(chip, "--suspend")
     try:
         section = load_bounded(text)
     except (yaml.YAMLError, YAMLLimitError, ValueError) as exc:
