@@ -33,12 +33,16 @@ READS = 1500
 MAP = "board_core0_conductance_map"
 
 
+TIMEOUT, RETRIES = 0.05, 40
+"""The driver's options in these tests: a frame fails after 41 attempts, 2.05 s."""
+
+
 def campaign(tmp_path, url, suspend):
     """``labcim campaign`` of one conductance_map step on ``url``, suspended on ``suspend``."""
     path = tmp_path / "night.yaml"
     path.write_text(
         f"chip: {url}\n"
-        "chip_options: {timeout: 0.05, retries: 40}\n"
+        f"chip_options: {{timeout: {TIMEOUT}, retries: {RETRIES}}}\n"
         "out: results\n"
         f"suspend:\n  retry_fraction: {suspend}\n"
         f"steps:\n  - plan: conductance_map\n    args: {{cores: [0], reads: {READS}}}\n"
@@ -49,7 +53,7 @@ def campaign(tmp_path, url, suspend):
 def one_run(tmp_path, url, suspend):
     """``labcim run`` of the same plan, with ``--suspend``."""
     out = str(tmp_path / "results")
-    chip = f"{url}?timeout=0.05&retries=40"
+    chip = f"{url}?timeout={TIMEOUT}&retries={RETRIES}"
     arguments = ["-p", "cores=[0]", "-p", f"reads={READS}"]
     suspended = f"{{retry_fraction: {suspend}}}"
     return Command("run", "conductance_map", "--chip", chip, "--out", out, *arguments,
@@ -162,6 +166,52 @@ def test_a_link_bad_past_give_up_stops_the_campaign_as_a_hardware_fault(link, tm
     assert run.exit_status == "fail"
     assert 0 < run.num_events["primary"] < READS
     assert [r.split(" = ")[0] for r in interruptions(run)] == ["Signal board_fpga_retry_fraction"]
+
+
+def pull_the_cable(command, link, seconds):
+    """Once the step is well under way, let no byte through either way for ``seconds``."""
+    command.wait_for(lambda: link.chunks > 400, "reads")
+    link.drop = 1.0
+    time.sleep(seconds)
+    link.drop = 0.0
+    return link.dropped
+
+
+@pytest.mark.slow
+def test_a_cable_pulled_for_less_than_the_retries_last_is_ridden_out(link, tmp_path):
+    """1 s of total loss within the 2.05 s the driver's retries last: the waiting command
+    gets through once the cable is back, and the suspender, seeing its retries, holds
+    the step until probes find the link clean."""
+    suspend = "{above: 0.2, resume_below: 0.05, probe: 0.05, sleep: 0.2}"
+    command = campaign(tmp_path, link.url, suspend)
+    try:
+        dropped = pull_the_cable(command, link, 1.0)
+        assert command.end() == 0, command.output
+    finally:
+        command.child.kill()
+    assert dropped > 0
+    (run,) = open_runs(tmp_path / "results")
+    assert run.exit_status == "success"
+    assert [r.split(" = ")[0] for r in interruptions(run)] == ["Signal board_fpga_retry_fraction"]
+    maps = np.asarray(run.streams["primary"][MAP])
+    np.testing.assert_array_equal(maps, clean_maps(tmp_path / "clean"))
+
+
+@pytest.mark.slow
+def test_a_cable_pulled_for_longer_than_the_retries_last_is_a_hardware_fault(link, tmp_path):
+    """3 s of total loss against 2.05 s of retries: no suspender can help a command that
+    already failed; the campaign stops with the reads made so far on disk."""
+    command = campaign(tmp_path, link.url, "{above: 0.2, probe: 0.05}")
+    try:
+        pull_the_cable(command, link, 3.0)
+        assert command.end() == 1, command.output
+    finally:
+        command.child.kill()
+    assert "hardware fault in 01-conductance_map: BoardTimeoutError:" in command.output
+    assert f"failed after {RETRIES + 1} attempts: no reply within {TIMEOUT:g} s" in command.output
+    (run,) = open_runs(tmp_path / "results")
+    assert run.exit_status == "fail"
+    assert 0 < run.num_events["primary"] < READS
 
 
 BOARD = "chip: sim://pcm-small\n"

@@ -3,7 +3,8 @@
 The blocks of one file run in order, in one namespace, in a fresh folder, as a reader
 would paste them into one session.  A block that needs real hardware starts with the line
 ``# needs: hardware ...`` (the rest of the line says what) and is reported as skipped
-with that reason; every other block must run as written.
+with that reason; every other block must run as written.  Every YAML block that is a
+campaign, or a part of one, passes the checks ``labcim campaign`` makes.
 """
 
 from __future__ import annotations
@@ -12,7 +13,13 @@ import re
 import traceback
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
+
+from labcim.campaign import CampaignError, load_campaign
+from labcim.campaign.schema import _TOP_FIELDS
+from labcim.stations.registry import resolve
 
 ROOT = Path(__file__).parent.parent
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
@@ -70,3 +77,62 @@ def test_python_blocks_run_in_order(path, hardware_line, tmp_path, monkeypatch):
         close = getattr(value, "close", None)
         if callable(close) and type(value).__module__.startswith(("labcim", "mock_hw")):
             close()
+
+
+YAML_FENCE = re.compile(r"^```yaml\n(.*?)^```", re.S | re.M)
+BASE_CAMPAIGN = {
+    "chip": "sim://pcm-small",
+    "out": "results",
+    "steps": [{"plan": "conductance_map"}],
+}
+
+
+def campaign_blocks() -> list:
+    """Every ```yaml block that is a campaign file or a part of one (its fields are
+    campaign fields): a part is read as written into a campaign of one step."""
+    cases = []
+    for path in DOCS:
+        text = path.read_text()
+        for m in YAML_FENCE.finditer(text):
+            document = yaml.safe_load(m.group(1))
+            if isinstance(document, dict) and set(document) <= set(_TOP_FIELDS):
+                line = text.count("\n", 0, m.start()) + 1
+                name = f"{path.relative_to(ROOT).as_posix()}:{line}"
+                cases.append(pytest.param(document, id=name))
+    return cases
+
+
+def array_files(value) -> list[dict]:
+    """The ``{file: ..., key: ...}`` array references in a campaign's values."""
+    if isinstance(value, dict):
+        if "file" in value:
+            return [value]
+        return [ref for v in value.values() for ref in array_files(v)]
+    if isinstance(value, list):
+        return [ref for v in value for ref in array_files(v)]
+    return []
+
+
+def test_the_docs_have_campaign_blocks():
+    assert len(campaign_blocks()) >= 6
+
+
+@pytest.mark.parametrize("document", campaign_blocks())
+def test_campaign_blocks_load_as_written(document, tmp_path, monkeypatch):
+    """A campaign (or part of one) shown in the docs passes the same checks as
+    ``labcim campaign``; the weight files it names are made here, 4 x 4."""
+    monkeypatch.chdir(tmp_path)
+    for ref in array_files(document.get("steps", [])):
+        if "key" in ref:
+            np.savez(ref["file"], **{ref["key"]: np.zeros((4, 4))})
+        else:
+            np.save(ref["file"], np.zeros((4, 4)))
+    text = yaml.safe_dump(document if "steps" in document else BASE_CAMPAIGN | document)
+    path = tmp_path / "campaign.yaml"
+    path.write_text(text)
+    try:
+        load_campaign(path)
+    except CampaignError as refused:
+        pytest.fail("\n".join(refused.errors))
+    if isinstance(document.get("stations"), dict):  # addresses, read as labcim campaign does
+        resolve(document["stations"])
