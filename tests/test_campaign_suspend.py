@@ -20,6 +20,7 @@ from bluesky import RunEngine
 from campaign_helpers import labcim
 from link_support import CorruptingProxy
 from pause_support import interruptions
+from pty_support import CTRL_C, Terminal
 
 from labcim import HDF5Writer, connect, open_runs
 from labcim.campaign import CampaignError, load_campaign
@@ -212,6 +213,69 @@ def test_a_cable_pulled_for_longer_than_the_retries_last_is_a_hardware_fault(lin
     (run,) = open_runs(tmp_path / "results")
     assert run.exit_status == "fail"
     assert 0 < run.num_events["primary"] < READS
+
+
+PROMPT = rb"\[a\]bort\? "
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("presses", "answer", "status", "said"),
+    [
+        (2, b"r", 0, ["pause", "resume"]),
+        (2, b"a", 130, ["pause"]),
+        (1, b"r", 0, ["pause", "resume"]),
+    ],
+    ids=["twice-resume", "twice-abort", "once-resume"],
+)
+def test_ctrl_c_while_suspended(presses, answer, status, said, link, tmp_path):
+    """On a terminal, while a step waits out a bad link: Ctrl-C twice asks at once; a
+    resumed run is still suspended until the link is clean, with nothing lost.  One
+    Ctrl-C pauses at the next checkpoint, which comes once the link is clean (bluesky's
+    deferred pause)."""
+    term = Terminal(
+        "run", "conductance_map", "--chip", f"{link.url}?timeout={TIMEOUT}&retries={RETRIES}",
+        "--out", "results", "-p", "cores=[0]", "-p", f"reads={READS}",
+        "--suspend", "{retry_fraction: {above: 0.2, resume_below: 0.05, probe: 0.05, sleep: 0.2}}",
+        cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while link.chunks < 400 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        link.drop = 0.5
+        term.expect(rb"Suspending")
+        for _ in range(presses):
+            term.send(CTRL_C)
+            time.sleep(0.3)
+        if presses == 1:  # no prompt while the link is bad
+            with pytest.raises(AssertionError, match="no b"):
+                term.expect(PROMPT, timeout=2.0)
+            link.drop = 0.0
+        term.expect(PROMPT)
+        term.send(answer + b"\n")
+        resumed = healed = time.time()
+        if answer == b"r" and presses == 2:  # resumed on a bad link: still suspended
+            time.sleep(1.5)
+            healed = time.time()
+            link.drop = 0.0
+            term.expect(rb"return to nominal conditions")
+        assert term.wait() == status, term.text
+    finally:
+        term.close()
+    assert "Traceback" not in term.text
+    (run,) = open_runs(tmp_path / "results")
+    reasons = interruptions(run)
+    assert reasons[0].startswith("Signal board_fpga_retry_fraction = ")
+    assert reasons[1:] == said, reasons
+    maps = np.asarray(run.streams["primary"][MAP])
+    if answer == b"a":
+        assert run.exit_status == "abort" and 0 < len(maps) < READS
+    else:
+        assert run.exit_status == "success"
+        np.testing.assert_array_equal(maps, clean_maps(tmp_path / "clean"))
+        times = run.streams["primary"].time
+        assert not np.any((times > resumed + 0.2) & (times < healed)), "read on a bad link"
 
 
 BOARD = "chip: sim://pcm-small\n"

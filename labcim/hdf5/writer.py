@@ -14,7 +14,7 @@ from event_model import DocumentRouter
 
 from labcim.hdf5.failures import DiskFullError, discard
 from labcim.hdf5.index import write_index
-from labcim.hdf5.layout import run_file_name, run_number
+from labcim.hdf5.layout import INTERRUPTIONS_STREAM, run_file_name, run_number
 from labcim.hdf5.metadata import split_arrays
 from labcim.hdf5.output import ForeignFileError, check_output
 from labcim.hdf5.runfile import Pending, RunFile, Storage, StreamFile
@@ -44,7 +44,8 @@ class HDF5Writer(DocumentRouter):
 
     An event whose ``seq_num`` its stream already holds is one that bluesky replayed
     after a pause or suspension (it restores the sequence counters of the last
-    checkpoint); the recorded one is kept and the replay is not added again.
+    checkpoint); the recorded one is kept and the replay is not added again.  The
+    ``interruptions`` stream is never replayed: each of its events is recorded.
 
     Parameters
     ----------
@@ -101,6 +102,7 @@ class HDF5Writer(DocumentRouter):
         self._runs: dict[str, RunFile] = {}  # by start uid
         self._streams: dict[str, tuple[RunFile, StreamFile]] = {}  # by descriptor uid
         self._last_seq: dict[str, int] = {}  # by descriptor uid
+        self._never_replayed: set[str] = set()  # descriptor uids of interruptions streams
         # Two locks, always taken in this order: _file_lock for writing the files (one
         # flush at a time), _lock for the buffers and the tables above.  An event needs
         # only _lock, so a flush's disk time does not hold up the RunEngine.
@@ -157,11 +159,24 @@ class HDF5Writer(DocumentRouter):
             return
         with self._failing(run):
             self._streams[doc["uid"]] = (run, run.add_stream(doc, self.storage))
+        if doc["name"] == INTERRUPTIONS_STREAM:
+            self._never_replayed.add(doc["uid"])
         self._flush_soon()
+
+    def _last_recorded(self, descriptor: str) -> int:
+        """The last seq_num of a stream recorded; an event at or below it is a replay.
+
+        0 for the interruptions: bluesky emits those itself, never as a replay, but
+        counts them with the data streams, so a rewind makes their seq_nums repeat (a
+        pause during a suspension is recorded with the suspension's number).
+        """
+        if descriptor in self._never_replayed:
+            return 0
+        return self._last_seq.get(descriptor, 0)
 
     def event(self, doc: dict) -> None:
         """Buffer one event (unless it replays one already recorded)."""
-        if doc["seq_num"] <= self._last_seq.get(doc["descriptor"], 0):
+        if doc["seq_num"] <= self._last_recorded(doc["descriptor"]):
             return
         columns = {k: [doc[k]] for k in ("time", "seq_num", "uid")}
         page = {"data": _column(doc["data"]), "timestamps": _column(doc["timestamps"])}
@@ -169,7 +184,7 @@ class HDF5Writer(DocumentRouter):
 
     def event_page(self, doc: dict) -> None:
         """Buffer a page of events (less those replaying events already recorded)."""
-        last = self._last_seq.get(doc["descriptor"], 0)
+        last = self._last_recorded(doc["descriptor"])
         keep = [i for i, seq in enumerate(doc["seq_num"]) if seq > last]
         if len(keep) < len(doc["seq_num"]):
             doc = _rows(doc, keep)
@@ -252,6 +267,7 @@ class HDF5Writer(DocumentRouter):
         for uid in [u for u, (r, _) in self._streams.items() if r is run]:
             del self._streams[uid]
             self._last_seq.pop(uid, None)
+            self._never_replayed.discard(uid)
 
     def _abandon(self, run: RunFile) -> None:
         """Drop a run whose file can no longer be written; what was flushed stays readable."""
