@@ -4,12 +4,16 @@ tabular export (CSV; pandas when installed)."""
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
+from bluesky.utils import RunEngineInterrupted
+from pause_support import Interrupt, pause_now
 from plans_support import formed_and_swept
 
 import labcim
@@ -110,3 +114,38 @@ def test_follow_watches_a_campaign_another_process_writes_until_it_ends(tmp_path
     assert "run 2 mvm_characterization (step 2/2): 40/40 events, success" in lines
     assert any(line.startswith("run 2  mvm_characterization  success") for line in lines)
     assert any("1-phase, 8-bit in / 8-bit out: mvm error" in line for line in lines)
+
+
+def test_show_lists_a_runs_interruptions_in_order_with_their_times(tmp_path):
+    """A conductance map paused at once mid-run and resumed: ``labcim show`` says when,
+    in s after the start, as ``--json`` does in s since the epoch."""
+    board = labcim.connect("sim://pcm-small?cores=1&rows=8&cols=8&seed=1")
+    RE = run_engine(tmp_path / "out", progress=False)
+    interrupt = Interrupt(3, pause_now)
+    interrupt.RE = RE
+    RE.subscribe(interrupt)
+    paused = False
+    try:
+        RE(conductance_map(board, reads=8))
+    except RunEngineInterrupted:
+        paused = RE.state == "paused"
+        RE.resume()
+    finally:
+        board.close()
+    (run,) = labcim.open_runs(tmp_path / "out")
+    assert paused and run.exit_status == "success"
+    shown = subprocess.run(
+        [*LABCIM, "show", str(tmp_path / "out")], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert re.fullmatch(r"  \+\d+\.\d s  pause", shown[2]), shown
+    assert re.fullmatch(r"  \+\d+\.\d s  resume", shown[3]), shown
+    as_json = subprocess.run(
+        [*LABCIM, "show", "--json", str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    (record,) = json.loads(as_json)
+    assert [i["what"] for i in record["interruptions"]] == ["pause", "resume"]
+    times = [i["time"] for i in record["interruptions"]]
+    assert run.time < times[0] <= times[1] < run.stop["time"]

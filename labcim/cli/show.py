@@ -112,6 +112,8 @@ def run_header(run: Any) -> str:
     line += f"  events: {events}"
     if run.reason:
         line += f"\n  reason: {' '.join(run.reason.split())}"
+    for when, what in run.interruptions:  # seconds after the start, as a log would say
+        line += f"\n  {when - run.time:+.1f} s  {' '.join(what.split())}"
     return line
 
 
@@ -156,6 +158,7 @@ def run_record(run: Any) -> dict[str, Any]:
         "time": run.time,
         "file": str(run.path),
         "events": run.num_events,
+        "interruptions": [{"time": when, "what": what} for when, what in run.interruptions],
         "campaign": {k: run.start[k] for k in ("campaign_id", "step_key") if k in run.start},
         "key_figures": [f.as_dict() for f in key_figures(run)],
     }

@@ -403,6 +403,18 @@ class Run:
             return None
         return {key: _plain(stream.lazy(key)[-1]) for key in stream}
 
+    @property
+    def interruptions(self) -> list[tuple[float, str]]:
+        """``(time, what)`` of every pause (``"pause"``), resumption (``"resume"``) and
+        suspension (the suspender's reason) recorded, in order; time in s since the
+        epoch.  Empty for a run without any, or written without bluesky's
+        ``record_interruptions``."""
+        stream = self.streams.get(INTERRUPTIONS_STREAM)
+        if stream is None or not len(stream):
+            return []
+        times, said = stream.time, stream["interruption"]
+        return [(float(t), str(what)) for t, what in zip(times, said, strict=True)]
+
     def __repr__(self) -> str:
         events = ", ".join(f"{n}={c}" for n, c in self.num_events.items())
         return (
