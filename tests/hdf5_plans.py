@@ -129,3 +129,20 @@ def start_child(target, *args):
     process = ctx.Process(target=target, args=args, daemon=True)
     process.start()
     return process
+
+
+def write_runs_together(out: Path, barrier, runs: int, tag: int) -> None:
+    """``runs`` one-event runs into ``out``, each started when every process sharing
+    ``barrier`` is about to start one: writers numbering their runs at the same moment."""
+    import event_model
+
+    writer = HDF5Writer(out, fsync=False)
+    for i in range(runs):
+        run = event_model.compose_run(metadata={"tag": tag, "i": i})
+        barrier.wait(30)
+        writer("start", run.start_doc)
+        keys = {"x": {"source": "test", "dtype": "number", "shape": []}}
+        stream = run.compose_descriptor(data_keys=keys, name="primary")
+        writer("descriptor", stream.descriptor_doc)
+        writer("event", stream.compose_event(data={"x": tag}, timestamps={"x": 0.0}))
+        writer("stop", run.compose_stop())

@@ -13,7 +13,7 @@ from typing import Any
 from event_model import DocumentRouter
 
 from labcim.hdf5.failures import DiskFullError, discard
-from labcim.hdf5.index import write_index
+from labcim.hdf5.index import numbering, write_index
 from labcim.hdf5.layout import INTERRUPTIONS_STREAM, run_file_name, run_number
 from labcim.hdf5.metadata import split_arrays
 from labcim.hdf5.output import ForeignFileError, check_output
@@ -142,14 +142,15 @@ class HDF5Writer(DocumentRouter):
     def start(self, doc: dict) -> None:
         """Create the run file with the start metadata (checked JSON-able first)."""
         text, arrays = split_arrays(doc, f"HDF5Writer({self.location.run_dir}): start document")
-        runs = self.location.run_files()
-        number = run_number(runs[-1]) + 1 if runs else 1
-        path = self.location.run_dir / run_file_name(number, doc["uid"])
-        with _naming(path):
-            self._runs[doc["uid"]] = RunFile.create(path, doc, text, arrays, self.fsync)
-        self._flush_soon()  # its fsync
-        with _naming(self.location.index):
-            write_index(self.location)
+        with numbering(self.location):
+            runs = self.location.run_files()
+            number = run_number(runs[-1]) + 1 if runs else 1
+            path = self.location.run_dir / run_file_name(number, doc["uid"])
+            with _naming(path):
+                self._runs[doc["uid"]] = RunFile.create(path, doc, text, arrays, self.fsync)
+            self._flush_soon()  # its fsync
+            with _naming(self.location.index):
+                write_index(self.location)
 
     def descriptor(self, doc: dict) -> None:
         """Check the descriptor; the next flush writes the stream's group, config
