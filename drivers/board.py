@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import select
 import socket
 import threading
@@ -165,7 +166,10 @@ class SerialTransport:
     ----------
     url : str
         Anything :func:`serial.serial_for_url` opens, e.g. ``socket://127.0.0.1:5000``,
-        ``serial:///dev/ttyUSB0?baudrate=...`` or ``/dev/pts/3``.
+        ``serial:///dev/ttyUSB0?baudrate=...`` or ``/dev/pts/3``.  A local port is
+        opened for this process alone (pyserial's ``exclusive``, a ``flock`` on POSIX;
+        Windows ports always are): a second program writing to the same board would
+        interleave its commands with ours.  ``serial://PORT?exclusive=0`` shares it.
     """
 
     def __init__(self, url: str) -> None:
@@ -174,10 +178,17 @@ class SerialTransport:
 
     def _open(self) -> None:
         url = self.url
+        local = "://" not in url or url.lower().startswith("serial://")
+        alone = {"exclusive": True} if local and os.name == "posix" else {}
         try:
             # timeout=0: reads return what has arrived; waiting is done with select.
-            self.port = serial.serial_for_url(url, timeout=0)
+            self.port = serial.serial_for_url(url, timeout=0, **alone)
         except (serial.SerialException, ValueError, OSError) as exc:
+            if "exclusively lock" in str(exc):
+                raise LinkError(
+                    f"cannot open {url}: another program has the port open (it holds its "
+                    f"exclusive lock); close that program first"
+                ) from exc
             raise LinkError(f"cannot open {url}: {exc}") from exc
         sock = getattr(self.port, "_socket", None)
         if sock is not None:

@@ -123,3 +123,36 @@ def test_a_missing_port_is_a_link_error_naming_it(tmp_path):
     with pytest.raises(LinkError, match=f"cannot open serial://{missing}"):
         labcim.connect(f"serial://{missing}?baudrate=9600")
     assert not os.path.exists(missing)
+
+
+@pytest.mark.parametrize("form", ["serial", "bare"])
+def test_a_port_in_use_is_refused_to_a_second_program(pty_board, form, tmp_path):
+    """Two processes writing to one board would interleave their commands: the second
+    to open a local port is refused, naming why; the port is free again once closed."""
+    url = _urls(pty_board)[form]
+    first = BoardClient.open(url, timeout=10.0)
+    try:
+        second = [sys.executable, "-m", "labcim.cli", "-q", "run", "conductance_map"]
+        done = subprocess.run(
+            [*second, "--chip", url, "--out", str(tmp_path / "r.h5")],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, done.stderr  # as for any board that cannot be reached
+        assert done.stderr.splitlines() == [
+            f"labcim run: cannot connect to {url}: LinkError: cannot open {url}: another "
+            "program has the port open (it holds its exclusive lock); close that program first"
+        ]
+        assert first.clock() >= 0  # the first is undisturbed
+        assert not (tmp_path / "r.h5").exists()
+    finally:
+        first.close()
+    with BoardClient.open(url, timeout=10.0) as again:
+        assert again.info["chip"]["cores"] == 2
+
+
+def test_a_port_opened_with_exclusive_0_is_shared(pty_board):
+    url = f"serial://{pty_board}?exclusive=0"
+    with BoardClient.open(url, timeout=10.0), BoardClient.open(url, timeout=10.0) as second:
+        assert second.transport.port.exclusive is False
