@@ -29,6 +29,7 @@ import numpy as np
 from tqdm import tqdm
 
 from labcim.campaign.journal import Journal, journal_path, read_journal
+from labcim.campaign.lock import running_alone
 from labcim.campaign.runner import CampaignResult, StepOutcome, campaign_runs, finished_steps
 from labcim.campaign.schema import Campaign, CampaignError, Step
 from labcim.stations.registry import Station
@@ -104,8 +105,21 @@ def dispatch_campaign(
     ------
     CampaignError
         Runs of the campaign exist and ``resume`` is false; a step pinned to a station
-        not given; a station whose results directory is not reachable from here.
+        not given; a station whose results directory is not reachable from here;
+        another invocation of the campaign is running (`labcim.campaign.lock`).
     """
+    with running_alone(campaign):
+        return _dispatch(campaign, stations, resume, progress, poll, lost_after)
+
+
+def _dispatch(
+    campaign: Campaign,
+    stations: Sequence[Station],
+    resume: bool,
+    progress: bool,
+    poll: float,
+    lost_after: float,
+) -> CampaignResult:
     locations = _locations(campaign, stations)
     locations += _earlier_locations(campaign, locations)
     result = CampaignResult(campaign)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from drivers.board import BoardError
 from drivers.smu import SMUError
 from labcim import suspenders
+from labcim.campaign.lock import running_alone
 from labcim.campaign.schema import Campaign, CampaignError, Step
 from labcim.engine import PlanAbortedError, connect_chip, connected, run_engine, run_plan
 from labcim.hdf5 import open_runs
@@ -137,8 +138,20 @@ def run_campaign(
     Raises
     ------
     CampaignError
-        If runs of the campaign are at ``out`` and ``resume`` is false.
+        If runs of the campaign are at ``out`` and ``resume`` is false, or another
+        invocation of it is running (`labcim.campaign.lock`).
     """
+    with running_alone(campaign):
+        return _run_campaign(campaign, resume, connect, progress, on_pause)
+
+
+def _run_campaign(
+    campaign: Campaign,
+    resume: bool,
+    connect: Callable[..., Any],
+    progress: bool,
+    on_pause: Callable[[], bool] | None,
+) -> CampaignResult:
     result = CampaignResult(campaign)
     if not resume and (earlier := campaign_runs(campaign)):
         raise CampaignError(

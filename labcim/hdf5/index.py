@@ -8,41 +8,28 @@ and only ever over a labcim index (`labcim.hdf5.output.check_index`).
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import os
 import secrets
-from collections.abc import Iterator
 
 import h5py
 
 import labcim
+from labcim.file_locks import locked_directory
 from labcim.hdf5.failures import discard, new_file
 from labcim.hdf5.layout import ENTRY, FORMAT_ATTR, INDEX_FORMAT, NX_CLASS, Location
 from labcim.hdf5.output import check_index
 
 
-@contextlib.contextmanager
-def numbering(location: Location) -> Iterator[None]:
+def numbering(location: Location) -> contextlib.AbstractContextManager[None]:
     """Hold the run directory of ``location`` for one process: while it numbers a new
     run, creates its file and rewrites the index.
 
     Two writers on one location (two ``labcim run`` at once, a notebook beside a
     campaign) would otherwise both list the same files and give their runs the same
     number, and an index rebuilt from a listing older than the other's file would leave
-    that run out.  An advisory ``flock`` on the directory itself: no file is added, and
-    the kernel releases it when the process dies.
+    that run out.  A `labcim.file_locks` lock on the directory itself: no file is added.
     """
-    fd = os.open(location.run_dir, os.O_RDONLY)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except OSError as exc:  # a file system without locks: one writer is still safe
-            if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOTSUP):
-                raise
-        yield
-    finally:
-        os.close(fd)  # releases the lock
+    return locked_directory(location.run_dir)
 
 
 def write_index(location: Location) -> None:
