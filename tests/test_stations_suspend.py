@@ -29,7 +29,10 @@ SUSPEND = "{retry_fraction: {above: 0.2, resume_below: 0.05, probe: 0.05, sleep:
 
 
 @pytest.mark.slow
-def test_a_station_suspends_a_plan_while_its_link_is_bad_and_finishes_it(tmp_path):
+@pytest.mark.parametrize("paused", [False, True], ids=["waits", "paused-while-suspended"])
+def test_a_station_suspends_a_plan_while_its_link_is_bad_and_finishes_it(tmp_path, paused):
+    """``paused``: the operator pauses the suspended plan at once (``re_pause
+    immediate``) and resumes it while the link is still bad: it stays suspended."""
     chip = Chip.from_preset("pcm-small", cores=1, rows=8, cols=8, seed=6)
     with TcpBoardServer(BoardHandler(chip)) as server:
         server.start()
@@ -45,6 +48,12 @@ def test_a_station_suspends_a_plan_while_its_link_is_bad_and_finishes_it(tmp_pat
                 link.drop = 0.5
                 log = tmp_path / "stations" / "sus" / "manager.log"
                 wait_until(lambda: "Suspending" in log.read_text(), 60, "a suspension")
+                if paused:
+                    client.re_pause(option="immediate")
+                    state = lambda: client.status(reload=True)["manager_state"]  # noqa: E731
+                    wait_until(lambda: state() == "paused", 60, "the pause")
+                    client.re_resume()
+                    wait_until(lambda: state() == "executing_queue", 60, "the resumption")
                 link.drop = 0.0  # the link heals while the plan is suspended
                 client.wait_for_idle(timeout=120)
                 history = client.history_get(reload=True)["items"]
@@ -58,7 +67,10 @@ def test_a_station_suspends_a_plan_while_its_link_is_bad_and_finishes_it(tmp_pat
     assert run.exit_status == "success"
     assert run.num_events["primary"] == READS
     reasons = interruptions(run)
-    assert reasons and all(r.startswith("Signal board_fpga_retry_fraction = ") for r in reasons)
+    operator = ["pause", "resume"] if paused else []
+    assert reasons[1 : 1 + len(operator)] == operator, reasons
+    suspensions = [reasons[0], *reasons[1 + len(operator) :]]  # and any later one
+    assert all(r.startswith("Signal board_fpga_retry_fraction = ") for r in suspensions)
 
 
 def test_a_bad_suspend_option_stops_the_station_before_it_starts(tmp_path):
