@@ -12,13 +12,20 @@ import numpy as np
 from labcim import HDF5Writer, open_runs
 
 
-def test_an_event_replayed_with_its_seq_num_is_recorded_once(tmp_path):
+def one_stream(tmp_path, name, key, dtype):
+    """A writer at ``tmp_path`` with a run started and its stream ``name`` of one data
+    key described: ``(writer, run, stream)`` from event-model."""
     writer = HDF5Writer(tmp_path, fsync=False)
     run = event_model.compose_run()
     writer("start", run.start_doc)
-    keys = {"x": {"source": "test", "dtype": "number", "shape": []}}
-    stream = run.compose_descriptor(data_keys=keys, name="primary")
+    keys = {key: {"source": "test", "dtype": dtype, "shape": []}}
+    stream = run.compose_descriptor(data_keys=keys, name=name)
     writer("descriptor", stream.descriptor_doc)
+    return writer, run, stream
+
+
+def test_an_event_replayed_with_its_seq_num_is_recorded_once(tmp_path):
+    writer, run, stream = one_stream(tmp_path, "primary", "x", "number")
 
     def event(seq, x):
         return stream.compose_event(data={"x": x}, timestamps={"x": 0.0}, seq_num=seq)
@@ -37,12 +44,7 @@ def test_an_event_replayed_with_its_seq_num_is_recorded_once(tmp_path):
 def test_every_interruption_is_recorded_though_bluesky_repeats_their_seq_nums(tmp_path):
     """bluesky counts the interruptions with the data streams and rewinds the count: a
     pause during a suspension comes with the suspension's seq_num.  Each is recorded."""
-    writer = HDF5Writer(tmp_path, fsync=False)
-    run = event_model.compose_run()
-    writer("start", run.start_doc)
-    keys = {"interruption": {"source": "RunEngine", "dtype": "string", "shape": []}}
-    stream = run.compose_descriptor(data_keys=keys, name="interruptions")
-    writer("descriptor", stream.descriptor_doc)
+    writer, run, stream = one_stream(tmp_path, "interruptions", "interruption", "string")
     said = [("link bad", 1), ("pause", 1), ("resume", 2)]  # as bluesky 1.15 numbers them
     for what, seq in said:
         doc = stream.compose_event(
