@@ -140,8 +140,24 @@ def test_a_deferred_pause_then_resume_changes_nothing(name, link, uninterrupted,
     assert status["pulses_acknowledged"] == 0  # a deferred pause replays nothing
 
 
+MID_ITERATION_3 = {
+    # tdp_program: core 0's pulse batch of iteration 3 acknowledged, core 1's queued or
+    # not yet applied.
+    "tdp_program": lambda board: board.core0.program.applied,
+    # mvm_characterization: core 0's MVM of the 3rd batch done, core 1's not yet.
+    "mvm_characterization": lambda board: board.core0.mvm.mean_abs,
+    # network_inference: core 0's MVM of the first batch done (after the calibration's
+    # and the drift reference's), the batch's later MVMs not yet: one device operation
+    # stopped in the middle, replayed with the same operation ids.
+    "network_inference": lambda board: board.core0.mvm.mean_abs,
+    # conductance_map: core 0's read of the 3rd pass done, core 1's not yet; the clock
+    # read before them is replayed too, and must give the clock of its first pass.
+    "conductance_map": lambda board: board.core0.conductance.mean,
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["tdp_program", "mvm_characterization", "network_inference"])
+@pytest.mark.parametrize("name", list(MID_ITERATION_3))
 def test_an_immediate_pause_mid_iteration_replays_harmlessly(name, uninterrupted, tmp_path):
     """A second Ctrl-C mid-iteration: the messages of the iteration are replayed."""
     interrupt = Interrupt(3, pause_now, signal=MID_ITERATION_3[name])
@@ -167,20 +183,7 @@ def test_an_immediate_pause_after_the_2nd_event_resumes_to_the_same_data(
     assert status["clock"] == want_status["clock"]
 
 
-MID_ITERATION_3 = {
-    # tdp_program: core 0's pulse batch of iteration 3 acknowledged, core 1's queued or
-    # not yet applied.
-    "tdp_program": lambda board: board.core0.program.applied,
-    # mvm_characterization: core 0's MVM of the 3rd batch done, core 1's not yet.
-    "mvm_characterization": lambda board: board.core0.mvm.mean_abs,
-    # network_inference: core 0's MVM of the first batch done (after the calibration's
-    # and the drift reference's), the batch's later MVMs not yet: one device operation
-    # stopped in the middle, replayed with the same operation ids.
-    "network_inference": lambda board: board.core0.mvm.mean_abs,
-}
-
-
-@pytest.mark.parametrize("name", ["tdp_program", "mvm_characterization", "network_inference"])
+@pytest.mark.parametrize("name", list(MID_ITERATION_3))
 @pytest.mark.slow  # a second or more: kept out of the fast tier
 def test_a_suspender_raised_after_iteration_2_suspends_and_resumes(name, uninterrupted, tmp_path):
     flag = Signal(name="cable_swap", value=0)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import json
 import math
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Any
 
 from ophyd import Component as Cpt
@@ -40,6 +40,7 @@ from labcim.devices.core import CIMCore
 from labcim.devices.signals import (
     DriverStatus,
     DriverWorker,
+    OperationRequest,
     Readback,
     Setting,
     StopRequest,
@@ -48,6 +49,10 @@ from labcim.devices.signals import (
 
 LINK_WINDOW = 20
 """Driver calls over which ``retry_fraction`` is computed."""
+
+CLOCK_READS_KEPT = 64
+"""Clock reads by operation id that `FPGAInterface` remembers for replays (a rewind goes
+back one iteration of a plan, a few triggers at most)."""
 
 _LINK_COUNTERS = ("frames_sent", "frames_received", "retries", "bad_frames", "timeouts")
 
@@ -112,10 +117,12 @@ class FPGAInterface(Device):
     last_rtt = Cpt(Readback, units="s", kind="normal")
     mean_rtt = Cpt(Readback, units="s", kind="normal")
     retry_fraction = Cpt(Readback, kind="normal")
+    request = Cpt(OperationRequest, kind="omitted")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._history: deque[tuple[int, int]] = deque(maxlen=LINK_WINDOW + 1)
+        self._clock_reads: OrderedDict[int, float] = OrderedDict()  # by operation id
 
     def refresh_link(self) -> None:
         """Copy the client's link statistics into the signals (no traffic)."""
@@ -128,8 +135,26 @@ class FPGAInterface(Device):
         self.retry_fraction.update((r1 - r0) / (f1 - f0) if f1 > f0 else 0.0)
 
     def trigger(self) -> DriverStatus:
-        """Read the board clock (and refresh the link health)."""
-        return self.root.run(self, lambda: self.clock.update(self.root.client.clock()))
+        """Read the board clock (and refresh the link health).
+
+        A trigger named by ``request`` (an operation id, as ``plans.stubs.trigger_wait``
+        sets it) that bluesky replays after a pause or suspension gives the clock its
+        first read gave: the iteration's readings are then those of its first pass (the
+        board answers a replayed read from its record), and the clock says when they
+        were taken, not when the replay asked.
+        """
+        op_id = self.request.take()
+
+        def read() -> None:
+            now = self.root.client.clock()
+            if op_id:
+                now = self._clock_reads.setdefault(op_id, now)
+                self._clock_reads.move_to_end(op_id)
+                while len(self._clock_reads) > CLOCK_READS_KEPT:
+                    self._clock_reads.popitem(last=False)
+            self.clock.update(now)
+
+        return self.root.run(self, read)
 
     def stop(self, *, success: bool = False) -> None:
         """Stop every board operation (:meth:`ChipTestBoard.stop`)."""
