@@ -125,6 +125,7 @@ def test_a_missing_port_is_a_link_error_naming_it(tmp_path):
     assert not os.path.exists(missing)
 
 
+@pytest.mark.slow  # a CLI subprocess
 @pytest.mark.parametrize("form", ["serial", "bare"])
 def test_a_port_in_use_is_refused_to_a_second_program(pty_board, form, tmp_path):
     """Two processes writing to one board would interleave their commands: the second

@@ -95,6 +95,7 @@ def test_a_killed_invocation_holds_nothing_back(tmp_path, plugin):
     assert len(runs) == STEPS
 
 
+@pytest.mark.slow  # a CLI subprocess
 def test_a_foreign_file_at_the_lock_path_is_left_alone(tmp_path, plugin):
     campaign = load_campaign(write_campaign(tmp_path, delay=0))
     foreign = lock_path(campaign)

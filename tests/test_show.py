@@ -116,6 +116,7 @@ def test_follow_watches_a_campaign_another_process_writes_until_it_ends(tmp_path
     assert any("1-phase, 8-bit in / 8-bit out: mvm error" in line for line in lines)
 
 
+@pytest.mark.slow  # two CLI subprocesses
 def test_show_lists_a_runs_interruptions_in_order_with_their_times(tmp_path):
     """A conductance map paused at once mid-run and resumed: ``labcim show`` says when,
     in s after the start, as ``--json`` does in s since the epoch."""
