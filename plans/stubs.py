@@ -344,8 +344,10 @@ def wait_until(board: Any, clock: float) -> Plan:
     """Let the board clock reach ``clock`` (s) (``board.fpga.wait_until``: a simulated
     clock is advanced to it, a real one waited for).  Returns the clock afterwards.
 
-    Idempotent: replayed after a pause, it does not move a simulated clock again.
+    Idempotent: replayed after a pause, it does not move a simulated clock again, and
+    the clock reads as after its first pass (the wait carries an operation id).
     """
+    yield Msg("set", board.fpga.request, new_op_id())
     yield from set_wait(board.fpga.wait_until, float(clock))
     return (yield from value(board.fpga.clock))
 

@@ -230,6 +230,33 @@ def test_a_suspender_on_the_link_health_suspends_while_the_link_is_bad(uninterru
     assert status["pulses_applied"] == want_status["pulses_applied"]
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["pause", "suspend"])
+def test_retention_interrupted_after_a_read_keeps_the_times_of_its_reads(how, tmp_path):
+    """Paused or suspended after core 0's read at the 2nd time (core 1's not yet): the
+    replayed wait for that time leaves the clock of its first pass, so the recorded
+    read times (``board_fpga_clock``, ``elapsed``) are those of an uninterrupted run."""
+
+    def retention_run(out, interrupt=None, suspenders=()):
+        board, _ = sim_board()
+        if interrupt is not None:
+            interrupt.attach(board)
+        plan = PLANS["retention"](board, times=[10.0, 100.0, 1000.0], program=False)
+        try:
+            return execute(out, plan, interrupt, suspenders=suspenders)
+        finally:
+            board.close()
+
+    want, _ = retention_run(tmp_path / "plain")
+    flag = Signal(name="cable_swap", value=0)
+    action = pause_now if how == "pause" else raise_for(flag, 0.5)
+    interrupt = Interrupt(2, action, signal=lambda board: board.core0.conductance.mean)
+    got, paused = retention_run(tmp_path / how, interrupt, (SuspendBoolHigh(flag, sleep=0.05),))
+    assert interrupt.seen >= 2 and paused == (how == "pause")
+    assert got.exit_status == "success"
+    assert_same_data(got, want)
+
+
 @pytest.mark.parametrize(("how", "exit_status"), [("stop", "success"), ("abort", "abort")])
 @pytest.mark.parametrize("name", list(BOARD_PLANS))
 def test_stop_and_abort_end_every_plan_promptly(name, how, exit_status, uninterrupted, tmp_path):

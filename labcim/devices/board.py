@@ -51,8 +51,8 @@ LINK_WINDOW = 20
 """Driver calls over which ``retry_fraction`` is computed."""
 
 CLOCK_READS_KEPT = 64
-"""Clock reads by operation id that `FPGAInterface` remembers for replays (a rewind goes
-back one iteration of a plan, a few triggers at most)."""
+"""Clock readings (triggers and waits) by operation id that `FPGAInterface` remembers
+for replays (a rewind goes back one iteration of a plan, a few of them at most)."""
 
 _LINK_COUNTERS = ("frames_sent", "frames_received", "retries", "bad_frames", "timeouts")
 
@@ -78,16 +78,23 @@ class ClockTarget(Setting):
                 f"[0, {protocol.MAX_CLOCK:g}] s"
             )
 
-    def write(self, value: float, stop: StopRequest | None = None) -> None:
-        self.parent.clock.update(self.root.client.wait_until(float(value), cancel=stop))
+    def write(self, value: float, stop: StopRequest | None = None, op_id: int = 0) -> None:
+        now = self.root.client.wait_until(float(value), cancel=stop)
+        self.parent.clock.update(self.parent.first_clock(op_id, now))
         self.update(value)
 
     def set(self, value: Any, *, timeout: float | None = None, **kwargs: Any) -> DriverStatus:
+        """Wait for board clock ``value`` (s); named by ``board.fpga.request`` (as
+        ``plans.stubs.wait_until`` does), a replayed wait leaves the clock reading its
+        first pass gave."""
         self.check_value(value)
+        op_id = self.parent.request.take()
         if timeout is None:  # the backstop counts from the time the clock gets there
             ahead = max(0.0, float(value) - (self.parent.clock.get() or 0.0))
             timeout = ahead + self.root.status_timeout
-        return self.root.run_stoppable(self, lambda stop: self.write(value, stop), timeout=timeout)
+        return self.root.run_stoppable(
+            self, lambda stop: self.write(value, stop, op_id), timeout=timeout
+        )
 
     def stop(self, *, success: bool = False) -> None:
         self.root.stop(success=success)
@@ -139,22 +146,25 @@ class FPGAInterface(Device):
 
         A trigger named by ``request`` (an operation id, as ``plans.stubs.trigger_wait``
         sets it) that bluesky replays after a pause or suspension gives the clock its
-        first read gave: the iteration's readings are then those of its first pass (the
-        board answers a replayed read from its record), and the clock says when they
-        were taken, not when the replay asked.
+        first read gave (`first_clock`): the iteration's readings are then those of its
+        first pass (the board answers a replayed read from its record), and the clock
+        says when they were taken, not when the replay asked.
         """
         op_id = self.request.take()
+        return self.root.run(
+            self, lambda: self.clock.update(self.first_clock(op_id, self.root.client.clock()))
+        )
 
-        def read() -> None:
-            now = self.root.client.clock()
-            if op_id:
-                now = self._clock_reads.setdefault(op_id, now)
-                self._clock_reads.move_to_end(op_id)
-                while len(self._clock_reads) > CLOCK_READS_KEPT:
-                    self._clock_reads.popitem(last=False)
-            self.clock.update(now)
-
-        return self.root.run(self, read)
+    def first_clock(self, op_id: int, now: float) -> float:
+        """The clock (s) to report for operation ``op_id`` read as ``now``: the first
+        reading of that operation (``now`` for a first one, or for an unnamed one)."""
+        if not op_id:
+            return now
+        first = self._clock_reads.setdefault(op_id, now)
+        self._clock_reads.move_to_end(op_id)
+        while len(self._clock_reads) > CLOCK_READS_KEPT:
+            self._clock_reads.popitem(last=False)
+        return first
 
     def stop(self, *, success: bool = False) -> None:
         """Stop every board operation (:meth:`ChipTestBoard.stop`)."""
