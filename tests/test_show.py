@@ -150,3 +150,34 @@ def test_show_lists_a_runs_interruptions_in_order_with_their_times(tmp_path):
     assert [i["what"] for i in record["interruptions"]] == ["pause", "resume"]
     times = [i["time"] for i in record["interruptions"]]
     assert run.time < times[0] <= times[1] < run.stop["time"]
+
+
+def test_a_flapping_link_s_many_interruptions_are_cut_short_under_the_header(tmp_path):
+    import event_model
+
+    from labcim.cli.show import SHOWN_INTERRUPTIONS, run_header
+
+    writer = labcim.HDF5Writer(tmp_path, fsync=False)
+    run = event_model.compose_run()
+    writer("start", run.start_doc)
+    keys = {"interruption": {"source": "RunEngine", "dtype": "string", "shape": []}}
+    stream = run.compose_descriptor(data_keys=keys, name="interruptions")
+    writer("descriptor", stream.descriptor_doc)
+    said = ["link bad", "resume"] * 8
+    for i, what in enumerate(said):
+        when = run.start_doc["time"] + i
+        writer(
+            "event",
+            stream.compose_event(
+                data={"interruption": what}, timestamps={"interruption": when}, time=when
+            ),
+        )
+    writer("stop", run.compose_stop())
+    (saved,) = labcim.open_runs(tmp_path)
+    lines = run_header(saved).splitlines()[1:]
+    assert lines[:2] == ["  +0.0 s  link bad", "  +1.0 s  resume"]
+    assert len(lines) == SHOWN_INTERRUPTIONS + 1
+    assert (
+        lines[-1]
+        == f"  ... {len(said) - SHOWN_INTERRUPTIONS} more interruptions (--json lists all)"
+    )

@@ -96,6 +96,10 @@ def _show(args: argparse.Namespace) -> int:
     return 1 if damaged else 0
 
 
+#: Interruptions listed under a run's header; --json lists every one.
+SHOWN_INTERRUPTIONS = 10
+
+
 def run_header(run: Any) -> str:
     """``run 3  retention  success  2026-12-01 09:13:05  events: primary 5, summary 1``."""
     from labcim.hdf5.layout import INTERRUPTIONS_STREAM
@@ -112,8 +116,11 @@ def run_header(run: Any) -> str:
     line += f"  events: {events}"
     if run.reason:
         line += f"\n  reason: {' '.join(run.reason.split())}"
-    for when, what in run.interruptions:  # seconds after the start, as a log would say
+    said = run.interruptions
+    for when, what in said[:SHOWN_INTERRUPTIONS]:  # s after the start, as a log says
         line += f"\n  {when - run.time:+.1f} s  {' '.join(what.split())}"
+    if len(said) > SHOWN_INTERRUPTIONS:  # a flapping link: the rest in --json
+        line += f"\n  ... {len(said) - SHOWN_INTERRUPTIONS} more interruptions (--json lists all)"
     return line
 
 
