@@ -118,17 +118,32 @@ class LinkSuspender(SuspendCeil):
         super().__call__(value, **kwargs)
 
     def _probe_until_clean(self) -> Generator[Msg, Any, None]:
-        """The suspension's pre-plan: probe until the callback sees the signal clean."""
-        started = time.monotonic()
+        """The suspension's pre-plan: probe until the callback sees the signal clean.
+
+        The time suspended is counted as the probes' own: each ``probe`` s of sleep
+        and the time each clock read took on the link.  Time the operator kept the run
+        paused meanwhile (Ctrl-C during the suspension, then resume) is not suspension.
+        """
+        suspended = 0.0
         while self.tripped:
-            if self.give_up is not None and time.monotonic() - started > self.give_up:
+            if self.give_up is not None and suspended > self.give_up:
                 raise LinkDegradedError(
                     f"{self._sig.name} = {self._sig.get():.3g} still above "
                     f"{self._resume_thresh:g} after {self.give_up:g} s suspended"
                 )
             yield from bps.sleep(self.probe)
-            with contextlib.suppress(FailedStatus, BoardError):  # lost on a bad link:
-                yield from bps.trigger(self._link, wait=True)  # it counts all the same
+            suspended += self.probe + (yield from self._probe())
+
+    def _probe(self) -> Generator[Msg, Any, float]:
+        """One clock read of the board; the time (s) it took on the link.  A read lost on
+        a bad link is expected: it counts in the statistics all the same."""
+        group = bps.short_uid("probe")
+        status = yield Msg("trigger", self._link, group=group)
+        sent, done = time.monotonic(), []
+        status.add_callback(lambda status: done.append(time.monotonic()))
+        with contextlib.suppress(FailedStatus, BoardError):
+            yield Msg("wait", None, group=group)
+        return done[0] - sent if done else 0.0
 
 
 def check_board(chip: Any, field: str) -> None:

@@ -221,23 +221,26 @@ PROMPT = rb"\[a\]bort\? "
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    ("presses", "answer", "status", "said"),
+    ("presses", "answer", "status", "said", "think"),
     [
-        (2, b"r", 0, ["pause", "resume"]),
-        (2, b"a", 130, ["pause"]),
-        (1, b"r", 0, ["pause", "resume"]),
+        (2, b"r", 0, ["pause", "resume"], 0.0),
+        (2, b"a", 130, ["pause"], 0.0),
+        (1, b"r", 0, ["pause", "resume"], 0.0),
+        (2, b"r", 0, ["pause", "resume"], 7.0),
     ],
-    ids=["twice-resume", "twice-abort", "once-resume"],
+    ids=["twice-resume", "twice-abort", "once-resume", "resume-after-give_up-s-paused"],
 )
-def test_ctrl_c_while_suspended(presses, answer, status, said, link, tmp_path):
+def test_ctrl_c_while_suspended(presses, answer, status, said, think, link, tmp_path):
     """On a terminal, while a step waits out a bad link: Ctrl-C twice asks at once; a
     resumed run is still suspended until the link is clean, with nothing lost.  One
     Ctrl-C pauses at the next checkpoint, which comes once the link is clean (bluesky's
-    deferred pause)."""
+    deferred pause).  Time spent at the prompt (``think`` s, longer than ``give_up``)
+    is not suspension: resumed, the step still waits for the link."""
+    options = "above: 0.2, resume_below: 0.05, probe: 0.05, sleep: 0.2, give_up: 6"
     term = Terminal(
         "run", "conductance_map", "--chip", f"{link.url}?timeout={TIMEOUT}&retries={RETRIES}",
         "--out", "results", "-p", "cores=[0]", "-p", f"reads={READS}",
-        "--suspend", "{retry_fraction: {above: 0.2, resume_below: 0.05, probe: 0.05, sleep: 0.2}}",
+        "--suspend", f"{{retry_fraction: {{{options}}}}}",
         cwd=tmp_path,
     )  # fmt: skip
     try:
@@ -254,6 +257,7 @@ def test_ctrl_c_while_suspended(presses, answer, status, said, link, tmp_path):
                 term.expect(PROMPT, timeout=2.0)
             link.drop = 0.0
         term.expect(PROMPT)
+        time.sleep(think)
         term.send(answer + b"\n")
         resumed = healed = time.time()
         if answer == b"r" and presses == 2:  # resumed on a bad link: still suspended
