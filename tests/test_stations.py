@@ -505,3 +505,24 @@ def _pgid(pid: int) -> int | None:
         return os.getpgid(pid)
     except ProcessLookupError:
         return None
+
+
+@pytest.mark.slow  # a station's Redis and RE Manager start, then stop
+def test_a_station_whose_board_does_not_answer_says_why_in_one_line(tmp_path):
+    done = subprocess.run(
+        [*LABCIM, "station", "socket://127.0.0.1:9", "--name", "s"],
+        env=station_env(tmp_path / "stations"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1
+    log = tmp_path / "stations" / "s" / "manager.log"
+    assert done.stderr.splitlines() == [
+        "station s: the worker environment did not open (its startup code failed): "
+        "cannot open socket://127.0.0.1:9: Could not open port socket://127.0.0.1:9: "
+        f"[Errno 111] Connection refused (details in {log})"
+    ]
+    assert "Traceback" in log.read_text()  # the details are kept

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -174,10 +175,8 @@ def run_station(options: StationOptions, out: Any = sys.stdout) -> int:
         api = station.api(timeout=5.0)
         error = _open_environment(api, manager, options.startup_timeout)
         if error:
-            print(
-                f"station {options.name}: {error}\n{_tail(workdir / 'manager.log')}",
-                file=sys.stderr,
-            )
+            log = workdir / "manager.log"
+            print(f"station {options.name}: {error}{_startup_error(log)}", file=sys.stderr)
             return 1
         registry.save(station)
         stack.callback(registry.remove, station.name, station.pid)
@@ -294,8 +293,15 @@ def _close(api: Any, manager: subprocess.Popen) -> None:
         manager.wait(timeout=15)
 
 
-def _tail(path: Path, lines: int = 25) -> str:
+#: How the RE Worker logs the exception its startup code (the station profile) raised.
+_STARTUP_ERROR = re.compile(r"^Error while loading module '[^']*': (.+)$", re.M)
+
+
+def _startup_error(log: Path) -> str:
+    """``": <the profile's exception> (details in LOG)"``, the one line a station that
+    did not start prints; the log holds the traceback."""
     try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+        found = _STARTUP_ERROR.findall(log.read_text(errors="replace"))
     except OSError:
-        return ""
+        found = []
+    return (f": {found[-1].strip()}" if found else "") + f" (details in {log})"
