@@ -16,6 +16,7 @@ from campaign_helpers import labcim, plugin_fixture  # noqa: F401  (the fixture 
 from labcim.campaign import CampaignError, load_campaign
 from labcim.campaign.dispatch import dispatch_campaign
 from labcim.campaign.lock import lock_path, running_alone
+from labcim.campaign.runner import run_campaign
 from labcim.hdf5 import open_runs
 
 STEPS = 4
@@ -116,3 +117,15 @@ def test_a_campaign_dispatched_to_stations_is_held_the_same_way(tmp_path, plugin
     with running_alone(campaign), refusal as refused:  # held as by another invocation
         dispatch_campaign(campaign, [])
     assert f"(pid {os.getpid()} on " in str(refused.value)
+
+
+def test_an_out_beside_which_nothing_can_be_written_is_refused_naming_it(tmp_path, plugin):
+    (tmp_path / "notes").write_text("a file, not a directory\n")
+    path = tmp_path / "night.yaml"
+    path.write_text("chip: none\nout: notes/results\nsteps: [{plan: slow_count}]\n")
+    campaign = load_campaign(path)
+    with pytest.raises(CampaignError) as refused:
+        run_campaign(campaign)
+    (error,) = refused.value.errors
+    assert error.startswith(f"out: cannot write beside {campaign.out}: not a directory: ")
+    assert (tmp_path / "notes").read_text() == "a file, not a directory\n"

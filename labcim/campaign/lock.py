@@ -38,12 +38,19 @@ def running_alone(campaign: Campaign) -> Iterator[None]:
     Raises
     ------
     CampaignError
-        Another invocation of the campaign holds it (naming its pid, host and start), or
-        something labcim did not write is at the lock's path (it is left as it is).
+        Another invocation of the campaign holds it (naming its pid, host and start),
+        something labcim did not write is at the lock's path (it is left as it is), or
+        the lock cannot be created there.
     """
     path = lock_path(campaign)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # where out is to be written, nothing can be
+        reason = "not a directory" if isinstance(exc, FileExistsError) else exc.strerror
+        raise CampaignError(
+            campaign.path, [f"out: cannot write beside {campaign.out}: {reason}: {path}"]
+        ) from None
     try:
         held = lock(fd, wait=False)
         holder = _holder(os.pread(fd, 4096, 0), path, campaign)
