@@ -30,6 +30,14 @@ def test_run_fails_when_its_directory_became_unwritable(tmp_path):
         RE(count([det], num=2))
 
 
+def test_run_fails_naming_its_directory_when_that_was_removed(tmp_path):
+    RE = RunEngine({})
+    RE.subscribe(HDF5Writer(tmp_path / "runs"))
+    (tmp_path / "runs").rmdir()
+    with pytest.raises(OSError, match=r"^\[Errno 2\] cannot write .*/runs: No such file"):
+        RE(count([det], num=2))
+
+
 def test_non_json_metadata_names_the_key_and_writes_nothing(tmp_path):
     RE = RunEngine({})
     RE.subscribe(HDF5Writer(tmp_path))

@@ -142,7 +142,9 @@ class HDF5Writer(DocumentRouter):
     def start(self, doc: dict) -> None:
         """Create the run file with the start metadata (checked JSON-able first)."""
         text, arrays = split_arrays(doc, f"HDF5Writer({self.location.run_dir}): start document")
-        with _naming(self.location.run_dir), numbering(self.location):
+        with contextlib.ExitStack() as alone:
+            with _naming(self.location.run_dir):  # e.g. removed since the writer made it
+                alone.enter_context(numbering(self.location))
             runs = self.location.run_files()
             number = run_number(runs[-1]) + 1 if runs else 1
             path = self.location.run_dir / run_file_name(number, doc["uid"])
