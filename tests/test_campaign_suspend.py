@@ -9,6 +9,7 @@ past ``give_up`` ends the step as a hardware fault, and the campaign stops.
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import threading
@@ -32,6 +33,7 @@ from plans import conductance_map
 CHIP = {"name": "pcm-small", "cores": 1, "rows": 8, "cols": 8, "seed": 4}
 READS = 1500
 MAP = "board_core0_conductance_map"
+CLOCK = "board_fpga_clock"
 
 
 TIMEOUT, RETRIES = 0.05, 40
@@ -112,25 +114,32 @@ def link():
         proxy.close()
 
 
-def assert_as_clean(run, out):
-    """``run``'s maps and board clocks are those of the same step on the same chip, run
-    here (writing to ``out``) over a clean link: bit for bit, no read lost or made twice,
-    each stamped with the clock of its first pass."""
+@functools.cache
+def clean_reads(out):
+    """The maps and board clocks of the same step on the same chip, run here (writing to
+    ``out``) over a clean link; once per test process."""
     board = connect(f"sim://pcm-small?cores=1&rows=8&cols=8&seed={CHIP['seed']}")
     RE = RunEngine({})
     RE.subscribe(HDF5Writer(out))
     RE(conductance_map(board, cores=[0], reads=READS))
     board.close()
     (clean,) = open_runs(out)
-    for key in (MAP, "board_fpga_clock"):
-        got, want = run.streams["primary"][key], clean.streams["primary"][key]
-        np.testing.assert_array_equal(np.asarray(got), np.asarray(want), err_msg=key)
+    return {key: np.asarray(clean.streams["primary"][key]) for key in (MAP, CLOCK)}
+
+
+def assert_as_clean(run, tmp_path_factory):
+    """``run``'s maps and board clocks are those of a clean run: bit for bit, no read
+    lost or made twice, each stamped with the clock of its first pass."""
+    want = clean_reads(tmp_path_factory.getbasetemp() / "clean")
+    for key in (MAP, CLOCK):
+        got = np.asarray(run.streams["primary"][key])
+        np.testing.assert_array_equal(got, want[key], err_msg=key)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("start", [campaign, one_run])
 def test_a_step_is_suspended_while_the_link_is_bad_and_resumed_with_nothing_lost(
-    start, link, tmp_path
+    start, link, tmp_path, tmp_path_factory
 ):
     suspend = "{above: 0.2, resume_below: 0.05, probe: 0.05, sleep: 0.2}"
     command = start(tmp_path, link.url, suspend)
@@ -149,7 +158,7 @@ def test_a_step_is_suspended_while_the_link_is_bad_and_resumed_with_nothing_lost
     assert run.exit_status == "success"
     reasons = interruptions(run)  # the run says when it was suspended, and why
     assert reasons and all(r.startswith("Signal board_fpga_retry_fraction = ") for r in reasons)
-    assert_as_clean(run, tmp_path / "clean")
+    assert_as_clean(run, tmp_path_factory)
 
 
 @pytest.mark.slow
@@ -181,7 +190,9 @@ def pull_the_cable(command, link, seconds):
 
 
 @pytest.mark.slow
-def test_a_cable_pulled_for_less_than_the_retries_last_is_ridden_out(link, tmp_path):
+def test_a_cable_pulled_for_less_than_the_retries_last_is_ridden_out(
+    link, tmp_path, tmp_path_factory
+):
     """1 s of total loss within the 2.05 s the driver's retries last: the waiting command
     gets through once the cable is back, and the suspender, seeing its retries, holds
     the step until probes find the link clean."""
@@ -195,8 +206,9 @@ def test_a_cable_pulled_for_less_than_the_retries_last_is_ridden_out(link, tmp_p
     assert dropped > 0
     (run,) = open_runs(tmp_path / "results")
     assert run.exit_status == "success"
-    assert [r.split(" = ")[0] for r in interruptions(run)] == ["Signal board_fpga_retry_fraction"]
-    assert_as_clean(run, tmp_path / "clean")
+    reasons = interruptions(run)  # one suspension; more if a loaded machine is slow to answer
+    assert reasons and all(r.startswith("Signal board_fpga_retry_fraction = ") for r in reasons)
+    assert_as_clean(run, tmp_path_factory)
 
 
 @pytest.mark.slow
@@ -230,7 +242,9 @@ PROMPT = rb"\[a\]bort\? "
     ],
     ids=["twice-resume", "twice-abort", "once-resume", "resume-after-give_up-s-paused"],
 )
-def test_ctrl_c_while_suspended(presses, answer, status, said, think, link, tmp_path):
+def test_ctrl_c_while_suspended(
+    presses, answer, status, said, think, link, tmp_path, tmp_path_factory
+):
     """On a terminal, while a step waits out a bad link: Ctrl-C twice asks at once; a
     resumed run is still suspended until the link is clean, with nothing lost.  One
     Ctrl-C pauses at the next checkpoint, which comes once the link is clean (bluesky's
@@ -271,13 +285,14 @@ def test_ctrl_c_while_suspended(presses, answer, status, said, think, link, tmp_
     assert "Traceback" not in term.text
     (run,) = open_runs(tmp_path / "results")
     reasons = interruptions(run)
-    assert reasons[0].startswith("Signal board_fpga_retry_fraction = ")
-    assert reasons[1:] == said, reasons
+    assert reasons[1 : 1 + len(said)] == said, reasons
+    suspensions = [reasons[0], *reasons[1 + len(said) :]]  # more if the machine is slow
+    assert all(r.startswith("Signal board_fpga_retry_fraction = ") for r in suspensions)
     if answer == b"a":
         assert run.exit_status == "abort" and 0 < run.num_events["primary"] < READS
     else:
         assert run.exit_status == "success"
-        assert_as_clean(run, tmp_path / "clean")
+        assert_as_clean(run, tmp_path_factory)
         times = run.streams["primary"].time
         assert not np.any((times > resumed + 0.2) & (times < healed)), "read on a bad link"
 
