@@ -55,13 +55,11 @@ def running_alone(campaign: Campaign) -> Iterator[None]:
         held = lock(fd, wait=False)
         holder = _holder(os.pread(fd, 4096, 0), path, campaign)
         if not held:
-            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
             raise CampaignError(
                 campaign.path,
                 [
-                    f"campaign {campaign.id!r} is already running (pid {holder.get('pid', '?')}"
-                    f" on {holder.get('host', '?')}, since {since}); wait for it to end or "
-                    f"stop it, then --resume"
+                    f"campaign {campaign.id!r} is already running ({_who(holder)}); wait for "
+                    f"it to end or stop it, then --resume"
                 ],
             )
         me = {LOCK_KEY: campaign.id, "pid": os.getpid(), "host": socket.gethostname()}
@@ -71,6 +69,15 @@ def running_alone(campaign: Campaign) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # releases the lock
+
+
+def _who(holder: dict) -> str:
+    """``pid 4711 on lab-pc-1, since 2026-12-02 23:00:05``, or what is known of it (a
+    holder that has just taken the lock has not written it yet)."""
+    if "pid" not in holder:
+        return "another process holds its lock"
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(holder.get("since", 0)))
+    return f"pid {holder['pid']} on {holder.get('host', '?')}, since {since}"
 
 
 def _holder(text: bytes, path: Path, campaign: Campaign) -> dict:
