@@ -56,6 +56,20 @@ def station_env(stations_dir: Path) -> dict[str, str]:
     return {**os.environ, "LABCIM_STATIONS_DIR": str(stations_dir), "MPLBACKEND": "Agg"}
 
 
+def station_command(tmp_path: Path, *args: str, timeout: float = 120.0):
+    """``labcim station ARGS`` run to its end in ``tmp_path``, with the test's own station
+    registry (``tmp_path/stations``); the completed process, output captured."""
+    return subprocess.run(
+        [*LABCIM, "station", *args],
+        env=station_env(tmp_path / "stations"),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        cwd=tmp_path,
+    )
+
+
 def _on_parent_death() -> None:
     die_with_parent(signal.SIGTERM)  # a crashed test run leaves no station behind
 

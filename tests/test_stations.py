@@ -36,6 +36,7 @@ from stations_support import (
     results_server,
     running_stations,
     same_values,
+    station_command,
     station_env,
     station_file,
     wait_until,
@@ -509,15 +510,7 @@ def _pgid(pid: int) -> int | None:
 
 @pytest.mark.slow  # a station's Redis and RE Manager start, then stop
 def test_a_station_whose_board_does_not_answer_says_why_in_one_line(tmp_path):
-    done = subprocess.run(
-        [*LABCIM, "station", "socket://127.0.0.1:9", "--name", "s"],
-        env=station_env(tmp_path / "stations"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=tmp_path,
-    )
+    done = station_command(tmp_path, "socket://127.0.0.1:9", "--name", "s")
     assert done.returncode == 1
     log = tmp_path / "stations" / "s" / "manager.log"
     assert done.stderr.splitlines() == [

@@ -8,8 +8,6 @@ read, and its interruptions say why it waited.
 
 from __future__ import annotations
 
-import subprocess
-
 import pytest
 
 pytest.importorskip("bluesky_queueserver_api", reason="needs labcim[stations]")
@@ -17,7 +15,7 @@ pytest.importorskip("bluesky_queueserver_api", reason="needs labcim[stations]")
 from bluesky_queueserver_api import BPlan
 from link_support import CorruptingProxy
 from pause_support import interruptions
-from stations_support import LABCIM, running_stations, station_env, station_file, wait_until
+from stations_support import running_stations, station_command, station_file, wait_until
 
 from labcim import open_runs
 from labcim.stations.registry import Station
@@ -74,15 +72,7 @@ def test_a_station_suspends_a_plan_while_its_link_is_bad_and_finishes_it(tmp_pat
 
 
 def test_a_bad_suspend_option_stops_the_station_before_it_starts(tmp_path):
-    done = subprocess.run(
-        [*LABCIM, "station", "sim://pcm-small", "--name", "s", "--suspend", "{mean_rtt: 1}"],
-        env=station_env(tmp_path / "stations"),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        cwd=tmp_path,
-    )
+    done = station_command(tmp_path, "sim://pcm-small", "--name", "s", "--suspend", "{mean_rtt: 1}")
     assert done.returncode == 2
     assert done.stderr.strip() == (
         "labcim station: --suspend.mean_rtt: expected a mapping such as {above: 0.2}; got 1"
