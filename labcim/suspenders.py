@@ -20,7 +20,7 @@ from typing import Any
 
 import bluesky.plan_stubs as bps
 from bluesky.suspenders import SuspendCeil
-from bluesky.utils import FailedStatus, Msg
+from bluesky.utils import FailedStatus, Msg, short_uid
 
 from drivers.board import BoardError, LinkError
 from labcim.plan_args import ArgumentError, Check, Interval, NonNegative, Number
@@ -137,7 +137,7 @@ class LinkSuspender(SuspendCeil):
     def _probe(self) -> Generator[Msg, Any, float]:
         """One clock read of the board; the time (s) it took on the link.  A read lost on
         a bad link is expected: it counts in the statistics all the same."""
-        group = bps.short_uid("probe")
+        group = short_uid("probe")
         status = yield Msg("trigger", self._link, group=group)
         sent, done = time.monotonic(), []
         status.add_callback(lambda status: done.append(time.monotonic()))

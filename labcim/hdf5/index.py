@@ -7,29 +7,15 @@ and only ever over a labcim index (`labcim.hdf5.output.check_index`).
 
 from __future__ import annotations
 
-import contextlib
 import os
 import secrets
 
 import h5py
 
 import labcim
-from labcim.file_locks import locked_directory
 from labcim.hdf5.failures import discard, new_file
 from labcim.hdf5.layout import ENTRY, FORMAT_ATTR, INDEX_FORMAT, NX_CLASS, Location
 from labcim.hdf5.output import check_index
-
-
-def numbering(location: Location) -> contextlib.AbstractContextManager[None]:
-    """Hold the run directory of ``location`` for one process: while it numbers a new
-    run, creates its file and rewrites the index.
-
-    Two writers on one location (two ``labcim run`` at once, a notebook beside a
-    campaign) would otherwise both list the same files and give their runs the same
-    number, and an index rebuilt from a listing older than the other's file would leave
-    that run out.  A `labcim.file_locks` lock on the directory itself: no file is added.
-    """
-    return locked_directory(location.run_dir)
 
 
 def write_index(location: Location) -> None:

@@ -12,8 +12,9 @@ from typing import Any
 
 from event_model import DocumentRouter
 
+from labcim.file_locks import locked_directory
 from labcim.hdf5.failures import DiskFullError, discard
-from labcim.hdf5.index import numbering, write_index
+from labcim.hdf5.index import write_index
 from labcim.hdf5.layout import INTERRUPTIONS_STREAM, run_file_name, run_number
 from labcim.hdf5.metadata import split_arrays
 from labcim.hdf5.output import ForeignFileError, check_output
@@ -102,7 +103,6 @@ class HDF5Writer(DocumentRouter):
         self._runs: dict[str, RunFile] = {}  # by start uid
         self._streams: dict[str, tuple[RunFile, StreamFile]] = {}  # by descriptor uid
         self._last_seq: dict[str, int] = {}  # by descriptor uid
-        self._never_replayed: set[str] = set()  # descriptor uids of interruptions streams
         # Two locks, always taken in this order: _file_lock for writing the files (one
         # flush at a time), _lock for the buffers and the tables above.  An event needs
         # only _lock, so a flush's disk time does not hold up the RunEngine.
@@ -142,9 +142,12 @@ class HDF5Writer(DocumentRouter):
     def start(self, doc: dict) -> None:
         """Create the run file with the start metadata (checked JSON-able first)."""
         text, arrays = split_arrays(doc, f"HDF5Writer({self.location.run_dir}): start document")
+        # One process at a time numbers a run, creates its file and rebuilds the index:
+        # two writers on one location (two `labcim run`, a notebook beside a campaign)
+        # would give two runs one number, or an index missing the other's run.
         with contextlib.ExitStack() as alone:
             with _naming(self.location.run_dir):  # e.g. removed since the writer made it
-                alone.enter_context(numbering(self.location))
+                alone.enter_context(locked_directory(self.location.run_dir))
             runs = self.location.run_files()
             number = run_number(runs[-1]) + 1 if runs else 1
             path = self.location.run_dir / run_file_name(number, doc["uid"])
@@ -162,8 +165,6 @@ class HDF5Writer(DocumentRouter):
             return
         with self._failing(run):
             self._streams[doc["uid"]] = (run, run.add_stream(doc, self.storage))
-        if doc["name"] == INTERRUPTIONS_STREAM:
-            self._never_replayed.add(doc["uid"])
         self._flush_soon()
 
     def _last_recorded(self, descriptor: str) -> int:
@@ -173,7 +174,8 @@ class HDF5Writer(DocumentRouter):
         counts them with the data streams, so a rewind makes their seq_nums repeat (a
         pause during a suspension is recorded with the suspension's number).
         """
-        if descriptor in self._never_replayed:
+        stream = self._streams.get(descriptor)
+        if stream is not None and stream[1].name == INTERRUPTIONS_STREAM:
             return 0
         return self._last_seq.get(descriptor, 0)
 
@@ -270,7 +272,6 @@ class HDF5Writer(DocumentRouter):
         for uid in [u for u, (r, _) in self._streams.items() if r is run]:
             del self._streams[uid]
             self._last_seq.pop(uid, None)
-            self._never_replayed.discard(uid)
 
     def _abandon(self, run: RunFile) -> None:
         """Drop a run whose file can no longer be written; what was flushed stays readable."""
