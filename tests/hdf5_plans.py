@@ -6,6 +6,7 @@ import random
 import time
 from pathlib import Path
 
+import event_model
 import numpy as np
 from bluesky import RunEngine
 from bluesky import plan_stubs as bps
@@ -134,8 +135,6 @@ def start_child(target, *args):
 def write_runs_together(out: Path, barrier, runs: int, tag: int) -> None:
     """``runs`` one-event runs into ``out``, each started when every process sharing
     ``barrier`` is about to start one: writers numbering their runs at the same moment."""
-    import event_model
-
     writer = HDF5Writer(out, fsync=False)
     for i in range(runs):
         run = event_model.compose_run(metadata={"tag": tag, "i": i})
@@ -146,3 +145,15 @@ def write_runs_together(out: Path, barrier, runs: int, tag: int) -> None:
         writer("descriptor", stream.descriptor_doc)
         writer("event", stream.compose_event(data={"x": tag}, timestamps={"x": 0.0}))
         writer("stop", run.compose_stop())
+
+
+def one_stream(tmp_path, name, key, dtype):
+    """A writer at ``tmp_path`` with a run started and its stream ``name`` of one data
+    key described: ``(writer, run, stream)`` from event-model."""
+    writer = HDF5Writer(tmp_path, fsync=False)
+    run = event_model.compose_run()
+    writer("start", run.start_doc)
+    keys = {key: {"source": "test", "dtype": dtype, "shape": []}}
+    stream = run.compose_descriptor(data_keys=keys, name=name)
+    writer("descriptor", stream.descriptor_doc)
+    return writer, run, stream

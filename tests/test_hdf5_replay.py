@@ -8,20 +8,9 @@ come again with the same ``seq_num``.
 
 import event_model
 import numpy as np
+from hdf5_plans import one_stream
 
-from labcim import HDF5Writer, open_runs
-
-
-def one_stream(tmp_path, name, key, dtype):
-    """A writer at ``tmp_path`` with a run started and its stream ``name`` of one data
-    key described: ``(writer, run, stream)`` from event-model."""
-    writer = HDF5Writer(tmp_path, fsync=False)
-    run = event_model.compose_run()
-    writer("start", run.start_doc)
-    keys = {key: {"source": "test", "dtype": dtype, "shape": []}}
-    stream = run.compose_descriptor(data_keys=keys, name=name)
-    writer("descriptor", stream.descriptor_doc)
-    return writer, run, stream
+from labcim import open_runs
 
 
 def test_an_event_replayed_with_its_seq_num_is_recorded_once(tmp_path):

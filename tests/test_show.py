@@ -13,6 +13,7 @@ import time
 import numpy as np
 import pytest
 from bluesky.utils import RunEngineInterrupted
+from hdf5_plans import one_stream
 from pause_support import Interrupt, pause_now
 from plans_support import formed_and_swept
 
@@ -153,16 +154,9 @@ def test_show_lists_a_runs_interruptions_in_order_with_their_times(tmp_path):
 
 
 def test_a_flapping_link_s_many_interruptions_are_cut_short_under_the_header(tmp_path):
-    import event_model
-
     from labcim.cli.show import SHOWN_INTERRUPTIONS, run_header
 
-    writer = labcim.HDF5Writer(tmp_path, fsync=False)
-    run = event_model.compose_run()
-    writer("start", run.start_doc)
-    keys = {"interruption": {"source": "RunEngine", "dtype": "string", "shape": []}}
-    stream = run.compose_descriptor(data_keys=keys, name="interruptions")
-    writer("descriptor", stream.descriptor_doc)
+    writer, run, stream = one_stream(tmp_path, "interruptions", "interruption", "string")
     said = ["link bad", "resume"] * 8
     for i, what in enumerate(said):
         when = run.start_doc["time"] + i
