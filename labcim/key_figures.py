@@ -89,8 +89,13 @@ def _is_scalar(value: Any) -> bool:
 
 
 def _order(figure: KeyFigure) -> tuple:
+    # Groups: the run first, then the cores by number.  Inside a group the recorded
+    # order stays, except that figures taken at a time come after the others, by time
+    # in seconds (the file lists keys as text, where "t2592000" sorts before "t3600").
     m = re.match(r"core (\d+)", figure.group)
-    return (0, 0, "") if m is None else (1, int(m.group(1)), figure.group)
+    group = (0, 0, "") if m is None else (1, int(m.group(1)), figure.group)
+    time = parse_summary_key(figure.key).time if figure.key else None
+    return (*group, time is not None, time or 0.0)
 
 
 def _scalar(key: str, value: Any, unit: str) -> KeyFigure:

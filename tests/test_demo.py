@@ -7,6 +7,7 @@ from __future__ import annotations
 import csv
 import json
 import re
+import shlex
 import subprocess
 import sys
 
@@ -31,7 +32,7 @@ def _labcim(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo") / "demo-out"
+    out = tmp_path_factory.mktemp("demo") / "demo out"  # a space, as in "My Documents"
     done = _labcim("--quiet", "demo", "--out", str(out))
     assert done.returncode == 0, done.stderr
     return out, done.stdout
@@ -108,6 +109,14 @@ def test_calibrate_on_the_demo_file_writes_a_model_sim_accepts(demo, tmp_path):
     board.close()
 
 
+def test_the_printed_show_command_runs_as_pasted(demo):
+    out, printed = demo
+    command = re.search(r"^results: .+ \(see `labcim (.+)`\)$", printed, re.M)[1]
+    done = _labcim(*shlex.split(command))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"{out / 'demo.h5'}: 4 run(s)")
+
+
 def test_show_prints_a_table_json_and_csv(demo, tmp_path):
     out, _ = demo
     done = _labcim("show", str(out / "demo.h5"))
@@ -120,6 +129,10 @@ def test_show_prints_a_table_json_and_csv(demo, tmp_path):
     )
     assert re.search(r"^  core 1 programming$", text, re.M)
     assert re.search(r"4-phase, 8-bit in / 8-bit out: mvm error\s+\d+\.\d+ %", text)
+    # Accuracy after drift reads down the table in time order (the file keeps keys as
+    # text, in which 30 days comes before 1 h).
+    times = re.findall(r"^    accuracy at (.+), compensation global\s", text, re.M)
+    assert times == ["1 s", "1 h", "1 day", "30 days"]
     done = _labcim("show", str(out / "demo.h5"), "--json", "--csv", str(tmp_path / "csv"))
     records = json.loads(done.stdout)
     assert [r["plan_name"] for r in records] == [r.plan_name for r in open_runs(out / "demo.h5")]

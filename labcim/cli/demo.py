@@ -19,9 +19,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import shlex
+    from pathlib import Path
+
     from labcim.demo import format_table, run_demo
 
     table = run_demo(args.out, progress=not args.quiet)
     print(format_table(table))
-    print(f"results: {args.out}/demo.h5 (see `labcim show {args.out}/demo.h5`)")
+    results = Path(args.out) / "demo.h5"
+    # Quoted as a shell needs it, so the hint can be pasted as it is.
+    print(f"results: {results} (see `labcim show {shlex.quote(str(results))}`)")
     return 0
