@@ -362,6 +362,8 @@ def load_array(reference: Mapping[str, Any], base_dir: Path) -> np.ndarray:
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
+        if not _numpy_file(path):  # numpy calls any other file "pickled" and hints at pickle
+            exc = "not a .npy or .npz file (the files numpy.save and numpy.savez write)"
         raise ValueError(f"cannot load an array from {path}: {exc}") from None
     if isinstance(loaded, np.ndarray):
         if key is not None:
@@ -374,6 +376,16 @@ def load_array(reference: Mapping[str, Any], base_dir: Path) -> np.ndarray:
         if key not in names:
             raise ValueError(f"{path} holds {names}: say which with 'key'")
         return loaded[key]
+
+
+def _numpy_file(path: Path) -> bool:
+    """Whether ``path`` is missing or starts as a .npy or .npz (zip) file does."""
+    try:
+        with open(path, "rb") as file:
+            start = file.read(6)
+    except OSError:
+        return True  # the error of opening it says what is wrong
+    return start == b"\x93NUMPY" or start.startswith(b"PK")
 
 
 def _convert(value: Any, hint: Any, base_dir: Path) -> Any:

@@ -64,6 +64,10 @@ MISTAKES = {
         f"run tdp_program --chip {SMALL} --out r.h5 -p 'weights={{{{file: w2.npy}}}}'",
         "-p weights: cannot load an array from {tmp}/w2.npy",
     ),
+    "weights file that is not numpy's": (
+        f"run tdp_program --chip {SMALL} --out r.h5 -p 'weights={{{{file: w.csv}}}}'",
+        "-p weights: cannot load an array from {tmp}/w.csv: not a .npy or .npz file",
+    ),
     "file name without {file: ...}": (
         f"run tdp_program --chip {SMALL} --out r.h5 -p weights=w.npy",
         "(an array file is given as {{file: w.npy}})",
@@ -113,6 +117,7 @@ def _inputs(folder: Path) -> set[str]:
     for name, text in CAMPAIGNS.items():
         (folder / name).write_text(text)
     np.save(folder / "w.npy", np.ones((100, 100)))
+    np.savetxt(folder / "w.csv", np.ones((4, 4)), delimiter=",")  # numpy calls it "pickled"
     return {p.name for p in folder.iterdir()}
 
 
