@@ -18,7 +18,9 @@ from labcim.characterization import hermes_weights
 from labcim.connection import connect
 from labcim.engine import run_engine
 from labcim.hdf5 import open_runs
+from labcim.hdf5.output import check_output
 from labcim.hdf5.reader import Run
+from labcim.output_files import check_free, labcim_png
 from labcim.plan_data import core_figure, mode_prefix, time_prefix
 from labcim.plots import save_run_plots
 from labcim.registry import get_plan
@@ -40,14 +42,14 @@ INFERENCE_TIMES = [1.0, 3600.0, DAY, 30 * DAY]
 
 TIME_NAMES = {1.0: "1 s", 3600.0: "1 h", DAY: "1 day", 30 * DAY: "1 month"}
 
+PLANS = ("tdp_program", "mvm_characterization", "retention", "network_inference")
+"""The demo's plans, in order; its figures are named ``<plan>_<figure>.png``."""
+
 
 def demo_steps(board: Any) -> list[tuple[str, Any]]:
     """The demo's plans, in order, as (title, plan generator) pairs."""
     # Plans come through the labcim.plans entry points: labcim never imports plans/.
-    tdp_program, mvm_characterization, retention, network_inference = (
-        get_plan(name)
-        for name in ("tdp_program", "mvm_characterization", "retention", "network_inference")
-    )
+    tdp_program, mvm_characterization, retention, network_inference = map(get_plan, PLANS)
     weights = hermes_weights(np.random.default_rng(0), board.rows.get(), board.cols.get())
     return [
         ("program a 256 x 256 matrix with TDP", tdp_program(board, weights, cores=[0])),
@@ -105,6 +107,9 @@ def key_figures(run: Run) -> list[tuple[str, str]]:
 def run_demo(out: str | Path, *, chip: str = CHIP, progress: bool = True) -> list[tuple[str, str]]:
     """Run the demo, write ``out/demo.h5`` and PNG figures in ``out``; return the table.
 
+    A folder of an earlier demo may be given again: its results file gets the new runs
+    (the old ones stay), and the table and figures are the new runs'.
+
     Parameters
     ----------
     out : str or Path
@@ -113,23 +118,38 @@ def run_demo(out: str | Path, *, chip: str = CHIP, progress: bool = True) -> lis
         Chip URL; the embedded simulated chip by default.
     progress : bool
         Show progress bars.
+
+    Raises
+    ------
+    ForeignFileError
+        Before anything runs, if ``out/demo.h5`` or a PNG file named as the demo's
+        figures are (``<plan>_*.png``) is not labcim's.
     """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     results = out / "demo.h5"
+    # What is in the way is refused before the demo runs: another program's results
+    # file, or a figure of another program under a name the demo writes.
+    check_output(results)
+    named = tuple(f"{plan}_" for plan in PLANS)
+    if out.is_dir():
+        pngs = sorted(p for p in out.glob("*.png") if p.name.startswith(named))
+        check_free((png, labcim_png, "figure") for png in pngs)
+    out.mkdir(parents=True, exist_ok=True)
     RE = run_engine(results, progress=progress)
     board = connect(chip)
+    uids: set[str] = set()
     try:
         for title, plan in demo_steps(board):
             if progress:
                 print(f"-- {title}")
-            RE(plan)
+            uids.update(RE(plan))
     finally:
         board.close()
     table: list[tuple[str, str]] = []
-    for run in open_runs(results):
-        table += key_figures(run)
-        save_run_plots(run, out, prefix=f"{run.plan_name}_")
+    for run in open_runs(results):  # a folder of an earlier demo holds its runs too
+        if run.uid in uids:
+            table += key_figures(run)
+            save_run_plots(run, out, prefix=f"{run.plan_name}_")
     return table
 
 

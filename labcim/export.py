@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from labcim.hdf5.reader import Run, Stream
 from labcim.key_figures import key_figures
+from labcim.output_files import check_free, csv_with_header, write_file
 
 KEY_FIGURE_COLUMNS = ("run", "uid", "plan_name", "group", "name", "value", "unit", "key")
 
@@ -45,28 +46,51 @@ def key_figure_rows(runs: Iterable[Run]) -> list[dict[str, Any]]:
 
 def write_csv(runs: Iterable[Run], folder: str | Path) -> list[Path]:
     """Write ``key_figures.csv`` and ``runNNNNNN_<stream>.csv`` (scalar columns of each
-    stream that has events) into ``folder`` (created); return the paths written."""
+    stream that has events) into ``folder`` (created); return the paths written.
+
+    Tables labcim wrote before under those names are replaced.
+
+    Raises
+    ------
+    ForeignFileError
+        A file labcim did not write is at one of the names: nothing is written.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     runs = list(runs)
-    paths = [_write(folder / "key_figures.csv", KEY_FIGURE_COLUMNS, key_figure_rows(runs))]
-    for run in runs:
-        for name, stream in run.streams.items():
-            if not len(stream):
-                continue
-            columns = scalar_columns(stream)
-            table = zip(*columns.values(), strict=True)
-            rows = [dict(zip(columns, values, strict=True)) for values in table]
-            paths.append(_write(folder / f"run{run.number:06d}_{name}.csv", columns, rows))
+    key_table = folder / "key_figures.csv"
+    streams = [
+        (folder / f"run{run.number:06d}_{name}.csv", stream)
+        for run in runs
+        for name, stream in run.streams.items()
+        if len(stream)
+    ]
+    # Every name is checked before anything is written: a foreign file changes nothing.
+    tables = [(key_table, _KEY_TABLE), *((path, _STREAM_TABLE) for path, _ in streams)]
+    check_free((path, ours, "table") for path, ours in tables)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [_write(key_table, KEY_FIGURE_COLUMNS, key_figure_rows(runs), _KEY_TABLE)]
+    for path, stream in streams:
+        columns = scalar_columns(stream)
+        table = zip(*columns.values(), strict=True)
+        rows = [dict(zip(columns, values, strict=True)) for values in table]
+        paths.append(_write(path, columns, rows, _STREAM_TABLE))
     return paths
 
 
-def _write(path: Path, header: Iterable[str], rows: list[dict[str, Any]]) -> Path:
-    with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=list(header))
-        writer.writeheader()
-        writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
-    return path
+_KEY_TABLE = csv_with_header(*KEY_FIGURE_COLUMNS)
+_STREAM_TABLE = csv_with_header("seq_num", "time")  # the first columns of every stream's table
+
+
+def _write(
+    path: Path, header: Iterable[str], rows: list[dict[str, Any]], ours: Callable[[Path], bool]
+) -> Path:
+    def write(temporary: Path) -> None:
+        with temporary.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=list(header))
+            writer.writeheader()
+            writer.writerows({k: _cell(v) for k, v in row.items()} for row in rows)
+
+    return write_file(path, write, ours, "table")
 
 
 def _cell(value: Any) -> Any:

@@ -362,9 +362,10 @@ def load_array(reference: Mapping[str, Any], base_dir: Path) -> np.ndarray:
     try:
         loaded = np.load(path, allow_pickle=False)
     except (OSError, ValueError) as exc:
+        reason = str(exc)
         if not _numpy_file(path):  # numpy calls any other file "pickled" and hints at pickle
-            exc = "not a .npy or .npz file (the files numpy.save and numpy.savez write)"
-        raise ValueError(f"cannot load an array from {path}: {exc}") from None
+            reason = "not a .npy or .npz file (the files numpy.save and numpy.savez write)"
+        raise ValueError(f"cannot load an array from {path}: {reason}") from None
     if isinstance(loaded, np.ndarray):
         if key is not None:
             raise ValueError(f"{path} holds one array: 'key' is for .npz files")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ import numpy as np
 from labcim.chip_identity import ChipIdentity
 from labcim.hdf5.reader import Run
 from labcim.key_figures import iv_switching
+from labcim.output_files import PNG_SOFTWARE, labcim_png, write_file
 from labcim.plan_data import (
     BRANCH,
     COMPENSATION,
@@ -58,6 +60,10 @@ class Figure(matplotlib.figure.Figure):
 
 PNG_DPI = 110
 """Resolution of the PNG files and of the images shown in Jupyter (dots per inch)."""
+
+
+def _save_png(fig: matplotlib.figure.Figure, path: Path) -> None:
+    fig.savefig(path, format="png", dpi=PNG_DPI, metadata={"Software": PNG_SOFTWARE})
 
 
 def _data(run: Run) -> RunData:
@@ -423,6 +429,13 @@ def save_run_plots(run: Run, out: str | Path, prefix: str = "") -> list[Path]:
     named ``<prefix><figure>[_coreN].png``.
 
     Returns the paths written (none for a plan with no figures or an incomplete run).
+    A file of the same name that labcim wrote is replaced.
+
+    Raises
+    ------
+    ForeignFileError
+        A file labcim did not write is at one of the names (it is left as it is; the
+        figures before it in the order above are written).
     """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -437,6 +450,5 @@ def save_run_plots(run: Run, out: str | Path, prefix: str = "") -> list[Path]:
         for suffix, fig in figures.items():
             path = out / "_".join(p for p in (prefix + name, suffix) if p)
             path = path.with_suffix(".png")
-            fig.savefig(path, dpi=PNG_DPI)
-            paths.append(path)
+            paths.append(write_file(path, partial(_save_png, fig), labcim_png, "figure"))
     return paths

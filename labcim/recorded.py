@@ -2,7 +2,8 @@
 
 What replay, comparison and the twin's calibration share: `open_recorded` gives the runs
 at a path (refusing files another program wrote), `select_runs` the runs named by
-number or uid prefix, `rebuild_call` the plan call that recorded a run (from the file
+number or uid prefix, `is_replay` tells a run that replay made from a measurement,
+`rebuild_call` the plan call that recorded a run (from the file
 alone: ``plan_name``, ``plan_args``, the plan registered under that name).
 """
 
@@ -128,16 +129,33 @@ def results_location(path: str | Path) -> Path:
     return run_dir
 
 
+REPLAY_OF = "replay_of"
+"""Start-document key of a run made by `labcim.replay.replay`: what it replayed."""
+
+
+def is_replay(run: Run) -> bool:
+    """Whether ``run`` is a replay (``replay_of`` in its start document): the simulator's
+    answer to a recorded run, not a measurement."""
+    return REPLAY_OF in run.start
+
+
 def select_runs(runs: Runs, ids: Sequence[str] | None) -> list[Run]:
-    """The runs named by ``ids`` (run numbers or uid prefixes), or all of them.
+    """The runs named by ``ids`` (run numbers or uid prefixes), or else every run that
+    is not itself a replay (replaying a file twice then replays its records twice, not
+    the first replays as well).
 
     Raises
     ------
     RecordedRunError
-        An id that names no run, or more than one.
+        An id that names no run, or more than one; no ``ids`` and only replays.
     """
     if not ids:
-        return list(runs)
+        recorded = [run for run in runs if not is_replay(run)]
+        if runs and not recorded:
+            raise RecordedRunError(
+                "every run there is a replay; name the ones to replay again with --run"
+            )
+        return recorded
     chosen = []
     for text in ids:
         found = [r for r in runs if str(r.number) == text]  # a number first, then a uid

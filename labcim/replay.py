@@ -18,7 +18,14 @@ from pathlib import Path
 from labcim.compare import Comparison, compare
 from labcim.engine import run_engine, run_plan
 from labcim.hdf5 import Run, open_runs
-from labcim.recorded import PlanCall, open_recorded, rebuild_call, results_location, select_runs
+from labcim.recorded import (
+    REPLAY_OF,
+    PlanCall,
+    open_recorded,
+    rebuild_call,
+    results_location,
+    select_runs,
+)
 from labcim.twin.chips import SimChips, replay_board
 
 
@@ -65,8 +72,8 @@ def replay(
     path : str or Path
         Results file, directory or run file.
     ids : sequence of str, optional
-        Run numbers or uid prefixes (`labcim.recorded.select_runs`); default all runs,
-        in order.
+        Run numbers or uid prefixes (`labcim.recorded.select_runs`); default every
+        run that is not a replay itself, in order.
     chip : str, optional
         Chip URL to replay on (``labcim.connect``); default the simulated chip rebuilt
         from each run (`labcim.twin.chips.SimChips`), or for a run recorded on real
@@ -93,7 +100,7 @@ def replay(
     for call in calls:
         board, described, exact = replay_board(call, chip, chips)
         md = {
-            "replay_of": {
+            REPLAY_OF: {
                 "uid": call.run.uid,
                 "run_file": call.run.path.name,
                 "plan_name": call.run.plan_name,

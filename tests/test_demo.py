@@ -8,6 +8,7 @@ import csv
 import json
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -107,6 +108,38 @@ def test_calibrate_on_the_demo_file_writes_a_model_sim_accepts(demo, tmp_path):
     assert fitted["prog_noise_scale"] == pytest.approx(1.0, rel=0.15)
     board = labcim.connect(f"sim://pcm-small?cores=1&model={model}")
     board.close()
+    again = _labcim("calibrate", str(out / "demo.h5"), "-o", str(model))  # its own: replaced
+    assert again.returncode == 0, again.stderr
+    notes = tmp_path / "notes.yaml"
+    notes.write_text("wafer: W7\n")  # a YAML file of the lab's, at the name given
+    refused = _labcim("calibrate", str(out / "demo.h5"), "-o", str(notes))
+    assert refused.returncode == 2
+    assert refused.stderr == (
+        f"labcim calibrate: -o: {notes}: exists and is not a model file labcim wrote; "
+        "labcim never overwrites it: give another output path\n"
+    )
+    assert notes.read_text() == "wafer: W7\n"
+
+
+def test_a_demo_folder_used_again_gets_the_new_runs_and_shows_them_once(demo, tmp_path):
+    out, printed = demo
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    done = _labcim("--quiet", "demo", "--out", str(again))
+    assert done.returncode == 0, done.stderr
+    table = printed.split("\nresults: ")[0]
+    assert done.stdout.split("\nresults: ")[0] == table  # the new runs' table, once
+    assert len(open_runs(again / "demo.h5")) == 8  # the earlier demo's runs stay
+
+
+def test_a_figure_of_another_program_in_the_demo_folder_is_refused_before_running(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "retention_drift_core2.png").write_bytes(b"\x89PNG not labcim's")
+    done = _labcim("--quiet", "demo", "--out", str(out))
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"labcim demo: --out: {out}/retention_drift_core2.png: exists")
+    assert [p.name for p in out.iterdir()] == ["retention_drift_core2.png"]  # nothing ran
 
 
 def test_the_printed_show_command_runs_as_pasted(demo):

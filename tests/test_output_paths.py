@@ -4,6 +4,7 @@ import os
 import socket
 
 import h5py
+import matplotlib.figure
 import numpy as np
 import pytest
 from campaign_helpers import plugin_fixture  # noqa: F401  (the fixture "plugin")
@@ -157,3 +158,53 @@ def test_a_campaign_whose_out_is_a_foreign_file_is_refused_before_running(tmp_pa
         assert done.returncode == 2, done.stderr
         assert f"out: {victim}: exists and is not a labcim index" in done.stderr
     assert digest(victim) == before and not (tmp_path / "mine.h5.runs").exists()
+
+
+def _png_of_another_program(path):
+    """A real PNG image, as matplotlib writes it for anyone (no labcim mark)."""
+    figure = matplotlib.figure.Figure()
+    figure.add_subplot().plot([0, 1], [1, 0])
+    figure.savefig(path)
+    return path
+
+
+@pytest.mark.slow  # five labcim processes
+def test_show_writes_its_tables_and_figures_again_but_never_over_other_files(tmp_path):
+    done = cli(
+        "-q",
+        "run",
+        "conductance_map",
+        "--chip",
+        "sim://pcm-small?cores=1&seed=2",
+        "--out",
+        "r.h5",
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    for _ in range(2):  # the second time replaces what the first wrote
+        shown = cli("show", "r.h5", "--csv", "tables", "--plot", "--out", "figures", cwd=tmp_path)
+        assert shown.returncode == 0, shown.stderr
+        assert {p.name for p in (tmp_path / "tables").iterdir()} == {
+            "key_figures.csv",
+            "run000001_primary.csv",
+            "run000001_summary.csv",
+        }
+        assert [p.name for p in (tmp_path / "figures").iterdir()] == [
+            "run000001_conductance_map_core0.png"
+        ]
+    # Another program's table, or a figure matplotlib made for someone else, in the way:
+    (tmp_path / "mine").mkdir()
+    notes = tmp_path / "mine" / "key_figures.csv"
+    notes.write_text("wafer,die\nW7,C3\n")
+    picture = _png_of_another_program(tmp_path / "mine" / "run000001_conductance_map_core0.png")
+    before = {p.name: digest(p) for p in (tmp_path / "mine").iterdir()}
+    for option in (["--csv", "mine"], ["--plot", "--out", "mine"]):
+        shown = cli("show", "r.h5", *option, cwd=tmp_path)
+        assert shown.returncode == 2, shown.stderr
+        (line,) = shown.stderr.splitlines()
+        name = (notes if option[0] == "--csv" else picture).relative_to(tmp_path)
+        assert line == (
+            f"labcim show: {name}: exists and is not a {'table' if '--csv' in option else 'figure'}"
+            " labcim wrote; labcim never overwrites it: give another output path"
+        )
+        assert {p.name: digest(p) for p in (tmp_path / "mine").iterdir()} == before

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
+import subprocess
+import sys
 
 import bluesky.plan_stubs as bps
 import h5py
@@ -15,6 +18,7 @@ from labcim.cli import replay as replay_cli
 from labcim.engine import run_engine
 from labcim.recorded import RecordedRunError
 from labcim.replay import replay
+from labcim.twin.model_file import load_model
 from plans import conductance_map, mvm_characterization, retention, tdp_program
 
 
@@ -109,3 +113,41 @@ def test_clear_errors(tmp_path, capsys):
     assert "no 'plan_args'" in capsys.readouterr().err  # bluesky names it 'plan'
     with pytest.raises(RecordedRunError, match="--run 7x: names 0 runs"):
         replay(noplan, ["7x"])  # neither a run number nor a uid prefix (uids are hex)
+
+
+def _labcim(*argv: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "labcim.cli", "-q", *argv],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow  # three labcim processes, two of them replaying four runs
+def test_replaying_again_replays_the_records_and_calibrate_leaves_replays_out(campaign, tmp_path):
+    recorded = {run.uid: run.number for run in labcim.open_runs(campaign)}
+    for _ in range(2):
+        done = _labcim("replay", str(campaign))
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("(exact)") == 4
+    runs = labcim.open_runs(campaign)
+    replays = [run for run in runs if "replay_of" in run.start]
+    assert len(runs) == 12 and len(replays) == 8  # not 4 + 4 + 8
+    assert sorted(r.start["replay_of"]["uid"] for r in replays) == sorted(2 * list(recorded))
+
+    done = _labcim("calibrate", str(campaign), "-o", str(tmp_path / "twin.yaml"))
+    assert done.returncode == 0, done.stderr
+    for run in replays:
+        skipped = rf"skipped run {run.number} \(.*\): a replay on the simulator"
+        assert re.search(skipped, done.stdout), done.stdout
+    fitted = load_model(tmp_path / "twin.yaml").provenance["runs"]
+    assert {r["uid"] for r in fitted} <= set(recorded)
+
+    only_replays = tmp_path / "replays.h5"
+    done = _labcim("replay", str(campaign), "--run", "1", "--out", str(only_replays))
+    assert done.returncode == 0, done.stderr
+    done = _labcim("replay", str(only_replays))
+    assert done.returncode == 2
+    assert "every run there is a replay; name the ones to replay again with --run" in done.stderr
+    assert _labcim("replay", str(only_replays), "--run", "1").returncode == 0  # named: replayed

@@ -25,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fit, write the model file, print the fitted knobs; return the exit status."""
+    from labcim.hdf5.output import ForeignFileError
     from labcim.recorded import RecordedRunError, open_recorded
     from labcim.twin.calibrate import CalibrationError, calibrate
     from labcim.twin.model_file import save_model
@@ -35,7 +36,11 @@ def run(args: argparse.Namespace) -> int:
     except (RecordedRunError, CalibrationError) as exc:
         print(f"labcim calibrate: {exc}", file=sys.stderr)
         return 2
-    save_model(model, args.output)
+    try:
+        save_model(model, args.output)
+    except ForeignFileError as exc:
+        print(f"labcim calibrate: -o: {exc}", file=sys.stderr)
+        return 2
     used = model.provenance["runs"]
     print(f"{args.output}: {model.preset} model from {len(used)} of {len(runs)} run(s)")
     estimates = model.provenance["estimates"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,8 +24,13 @@ def _demo(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from labcim.demo import format_table, run_demo
+    from labcim.hdf5.output import ForeignFileError
 
-    table = run_demo(args.out, progress=not args.quiet)
+    try:
+        table = run_demo(args.out, progress=not args.quiet)
+    except ForeignFileError as exc:
+        print(f"labcim demo: --out: {exc}", file=sys.stderr)
+        return 2
     print(format_table(table))
     results = Path(args.out) / "demo.h5"
     # Quoted as a shell needs it, so the hint can be pasted as it is.

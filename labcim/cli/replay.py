@@ -24,7 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         dest="ids",
         action="append",
         metavar="ID",
-        help="run number or uid prefix (repeatable); default every run, in order",
+        help="run number or uid prefix (repeatable); default every run that is not a replay, "
+        "in order",
     )
     parser.add_argument(
         "--chip", help="chip URL to replay on, e.g. 'sim://pcm-hermes?cores=2&model=m.yaml'"

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "stream) and its key figures with units, grouped per core.  A damaged run file "
         "(truncated, not HDF5, unreadable metadata) is named on stderr with the reason and "
         "the other runs are still shown.  Exit status: 0 every run shown, 1 some run file "
-        "damaged, 2 nothing at PATH.",
+        "damaged, 2 nothing at PATH or a file labcim did not write where --csv or --plot "
+        "would write (it is left as it is; figures and tables labcim wrote are replaced).",
     )
     parser.add_argument("path", help="results file or directory given to HDF5Writer, or a run file")
     parser.add_argument("--json", action="store_true", help="print JSON instead of tables")
@@ -57,6 +58,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _show(args: argparse.Namespace) -> int:
     from labcim.hdf5.opening import DamagedFileError
+    from labcim.hdf5.output import ForeignFileError
     from labcim.hdf5.reader import DamagedRunWarning, open_runs
 
     if args.follow:
@@ -81,19 +83,28 @@ def _show(args: argparse.Namespace) -> int:
         for _, table in shown:
             print(table)
     good = [run for run, _ in shown]
+    try:
+        _write_files(args, good)
+    except ForeignFileError as exc:
+        print(f"labcim show: {exc}", file=sys.stderr)
+        return 2
+    return 1 if damaged else 0
+
+
+def _write_files(args: argparse.Namespace, runs: list[Any]) -> None:
+    """``--csv`` and ``--plot``."""
     if args.csv:
         from labcim.export import write_csv
 
-        paths = write_csv(good, args.csv)
+        paths = write_csv(runs, args.csv)
         print(f"wrote {len(paths)} CSV file(s) to {args.csv}", file=sys.stderr)
     if args.plot:
         from labcim.plots import save_run_plots
 
         out = Path(args.out) if args.out else Path(args.path).resolve().parent / "plots"
-        for run in good:
+        for run in runs:
             for path in save_run_plots(run, out, prefix=f"run{run.number:06d}_"):
                 print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
-    return 1 if damaged else 0
 
 
 #: Interruptions listed under a run's header; --json lists every one.

@@ -42,7 +42,7 @@ import numpy as np
 from labcim.adc_transfer import fit_transfer
 from labcim.characterization import cell_conductance
 from labcim.hdf5 import Run
-from labcim.recorded import label
+from labcim.recorded import is_replay, label
 from labcim.twin.chips import DEFAULT_PRESET
 from labcim.twin.model_file import ModelFile
 from labcim.writeverify.base import DEAD_FRACTION
@@ -474,6 +474,8 @@ def _unusable(run: Run) -> str:
     """Why ``run`` cannot be calibrated from at all ("" if it can)."""
     if run.exit_status != "success":
         return f"exit status {run.exit_status!r}: only finished runs are used"
+    if is_replay(run):  # fitting the simulator to its own output would fit nothing
+        return "a replay on the simulator, not a measurement"
     ident = run.metadata.get("board_identity")
     if not ident:
         return "no board identity (not a run of a chip test board)"

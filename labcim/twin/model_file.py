@@ -36,6 +36,7 @@ from labcim.campaign.bounded_yaml import (
     one_line,
     read_bounded,
 )
+from labcim.output_files import first_line, write_file
 from mock_hw.chip import PRESETS
 from mock_hw.core import Periphery
 from mock_hw.pcm import PCMParams
@@ -179,5 +180,17 @@ def load_model(path: str | PathLike[str]) -> ModelFile:
 
 
 def save_model(model: ModelFile, path: str | PathLike[str]) -> None:
-    """Write ``model`` to ``path`` as YAML (keys in the documented order)."""
-    Path(path).write_text(yaml.safe_dump(model.to_dict(), sort_keys=False))
+    """Write ``model`` to ``path`` as YAML (keys in the documented order).
+
+    Raises
+    ------
+    ForeignFileError
+        ``path`` holds a file that is not a labcim model file (it is left as it is).
+    """
+    text = yaml.safe_dump(model.to_dict(), sort_keys=False)  # "format: ..." first
+    write_file(path, lambda temporary: temporary.write_text(text), _model_file, "model file")
+
+
+def _model_file(path: Path) -> bool:
+    """Whether ``path`` starts as the model files `save_model` writes."""
+    return first_line(path) == f"format: {MODEL_FORMAT}"
