@@ -1,10 +1,11 @@
-"""Figures, tables and model files labcim writes beside its results.
+"""Figures, tables, model and state files labcim writes beside its results.
 
 The same rule as for results files (`labcim.hdf5.output`): a name is written when it is
 free or holds a file of the same kind that labcim wrote before (running ``labcim show
 --plot`` again refreshes its figures); anything else in the way is refused with
 `ForeignFileError` before it is touched.  Each kind is told by a mark labcim puts in its
-files: the PNG's ``Software`` text chunk, the CSV's header, the model file's first line.
+files: the PNG's ``Software`` text chunk, the CSV's header, the model file's first line,
+the header array of a saved chip or network.
 A file is written under a temporary name in the same folder and renamed over the old
 one, so a crash leaves the old file or the new one, never half of either.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import os
 import uuid
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -50,6 +52,20 @@ def csv_with_header(*start: str) -> Callable[[Path], bool]:
 
     def ours(path: Path) -> bool:
         return tuple(first_line(path).split(",")[: len(start)]) == start
+
+    return ours
+
+
+def npz_holding(member: str) -> Callable[[Path], bool]:
+    """A test for ``.npz`` files that hold an array named ``member`` (the JSON header
+    labcim's chip-state and network-model files carry); only the zip's names are read."""
+
+    def ours(path: Path) -> bool:
+        try:
+            with zipfile.ZipFile(path) as archive:
+                return f"{member}.npy" in archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return False
 
     return ours
 

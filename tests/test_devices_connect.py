@@ -57,6 +57,25 @@ def test_saved_chip_absolute_and_relative(tmp_path, monkeypatch):
         again.close()
 
 
+def test_a_saved_chip_is_saved_again_but_another_npz_is_refused(tmp_path):
+    board = connect("sim://pcm-small?cores=1&seed=2")
+    try:
+        save_chip(board, tmp_path / "chip.npz")
+        board.fpga.wait_until.set(20.0).wait(5)
+        save_chip(board, tmp_path / "chip.npz")  # its own file: replaced
+        np.savez(tmp_path / "mine.npz", weights=np.ones(3))  # a lab's own arrays
+        with pytest.raises(FileExistsError, match=r"mine\.npz: exists and is not a chip state"):
+            save_chip(board, tmp_path / "mine.npz")
+    finally:
+        board.close()
+    again = connect(f"sim://{tmp_path}/chip.npz")
+    assert again.fpga.clock.get() >= 20.0  # the second save is the one kept
+    again.close()
+    with np.load(tmp_path / "mine.npz") as kept:
+        assert kept.files == ["weights"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["chip.npz", "mine.npz"]
+
+
 def test_pyserial_url_through_a_pty():
     chip = Chip.from_preset("pcm-small", cores=1, seed=1)
     with PtyBoardServer(BoardHandler(chip)).start() as server:

@@ -120,6 +120,12 @@ def test_npz_round_trip_is_exact(tmp_path):
     assert back.describe() == model.describe()
     np.testing.assert_array_equal(back.forward(x), model.forward(x))
     json.dumps(model.describe())
+    save_npz(model, tmp_path / "m.npz")  # a saved model is replaced, another file is not
+    np.savez(tmp_path / "data.npz", x=x)
+    with pytest.raises(FileExistsError, match=r"data\.npz: exists and is not a saved model"):
+        save_npz(model, tmp_path / "data.npz")
+    with np.load(tmp_path / "data.npz") as kept:
+        np.testing.assert_array_equal(kept["x"], x)
 
 
 def test_shipped_cnn_loads_and_fits_cores():

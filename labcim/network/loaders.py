@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from os import PathLike
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,6 +30,7 @@ from labcim.network.layers import (
     fold_batchnorm,
 )
 from labcim.network.model import Model, ModelError
+from labcim.output_files import npz_holding, write_file
 
 FORMAT, VERSION = "labcim-model", 1
 
@@ -64,14 +66,24 @@ def from_sklearn(mlp: Any) -> Model:
 
 
 def save_npz(model: Model, path: str | PathLike[str]) -> None:
-    """Write ``model`` to ``path`` (``.npz`` with a JSON description; no pickle)."""
+    """Write ``model`` to ``path`` (``.npz`` with a JSON description; no pickle).
+
+    Raises
+    ------
+    ForeignFileError
+        ``path`` holds a file that is not a saved model (it is left as it is).
+    """
     desc = {"format": FORMAT, "version": VERSION, **model.describe()}
     arrays = {
         f"{i}.{name}": a for i, la in enumerate(model.layers) for name, a in la.arrays().items()
     }
     raw = np.frombuffer(json.dumps(desc).encode(), np.uint8)
-    with open(path, "wb") as fh:
-        np.savez_compressed(fh, __model__=raw, **arrays)
+
+    def write(temporary: Path) -> None:
+        with open(temporary, "wb") as fh:
+            np.savez_compressed(fh, __model__=raw, **arrays)
+
+    write_file(path, write, npz_holding("__model__"), "saved model")
 
 
 def load_npz(path: Any) -> Model:

@@ -26,6 +26,7 @@ from drivers.board import BoardClient, InProcessTransport, Transport
 from drivers.urlhandler import protocol_serial
 from labcim.connection import board_device
 from labcim.devices.board import ChipTestBoard
+from labcim.output_files import npz_holding, write_file
 from labcim.twin.model_file import load_model
 from mock_hw.board_server import BoardHandler
 from mock_hw.chip import PRESETS, Chip
@@ -152,8 +153,10 @@ def save_chip(board: ChipTestBoard, path: str | PathLike[str]) -> None:
     ------
     ValueError
         ``board`` is not a board simulated in this process.
+    ForeignFileError
+        ``path`` holds a file that is not a saved chip (it is left as it is).
     """
     handler = getattr(board.client.transport, "board", None)
     if not isinstance(handler, BoardHandler):
         raise ValueError(f"{board.name}: not a board simulated in this process (sim://)")
-    handler.chip.save(path)
+    write_file(path, handler.chip.save, npz_holding("_header"), "chip state file")
