@@ -166,6 +166,17 @@ class Chip:
             ``cores`` (alias of ``n_cores``), ``rows``, ``cols``, ``devices_per_polarity``,
             ``model_params`` (dict), ``periphery`` (dict).
         """
+        return cls(cls.preset_spec(name, seed=seed, **overrides))
+
+    @staticmethod
+    def preset_spec(name: str = "pcm-hermes", *, seed: int = 0, **overrides: Any) -> ChipSpec:
+        """The checked spec of the chip `from_preset` builds, without building it.
+
+        Raises
+        ------
+        InvalidRequestError
+            An unknown preset or option, or a geometry or seed out of range.
+        """
         if name not in PRESETS:
             raise InvalidRequestError(f"unknown chip preset {name!r}; allowed: {sorted(PRESETS)}")
         if "cores" in overrides:
@@ -177,7 +188,9 @@ class Chip:
                 f"unknown chip option(s) {unknown}; allowed: {sorted(allowed)}"
             )
         fields_ = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-        return cls(ChipSpec(preset=name, seed=seed, **fields_))
+        spec = ChipSpec(preset=name, seed=seed, **fields_)
+        _check_spec(spec)
+        return spec
 
     # -- identity and configuration ---------------------------------------------------
 

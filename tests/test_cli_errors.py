@@ -48,6 +48,14 @@ MISTAKES = {
         "run conductance_map --chip sim://pcm-small?cores=four --out r.h5",
         "cores='four' is not of type int",
     ),
+    "core count out of range in the URL": (
+        "run conductance_map --chip sim://pcm-small?cores=0 --out r.h5",
+        "--chip sim://pcm-small?cores=0: cores = 0 must be an integer in [1, 1024]",
+    ),
+    "seed out of range in the URL": (
+        "run conductance_map --chip sim://pcm-small?seed=-1 --out r.h5",
+        "--chip sim://pcm-small?seed=-1: seed = -1 must be a non-negative integer",
+    ),
     "misspelt URL scheme": (
         "run conductance_map --chip serail:///dev/ttyUSB0 --out r.h5",
         "unknown URL scheme 'serail'",
@@ -139,6 +147,18 @@ def test_a_mistake_is_one_short_message_naming_it_and_leaves_nothing(
     assert "Traceback" not in done.stderr and "Run aborted" not in done.stderr
     assert expected.format(**fill) in done.stderr, done.stderr
     assert {p.name for p in tmp_path.iterdir()} == before  # nothing created
+
+
+@pytest.mark.slow  # subprocesses
+@pytest.mark.parametrize("command", [["sim", "serve"], ["sim", "smu"], ["stations", "page"]])
+def test_a_port_out_of_range_is_an_argument_error(command):
+    done = subprocess.run(
+        [*LABCIM, *command, "--port", "70000"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2  # argparse's usage, then the one line naming the option
+    assert done.stderr.splitlines()[-1].endswith(
+        "error: argument --port: '70000' is not a TCP port (0-65535)"
+    )
 
 
 @pytest.mark.slow

@@ -93,6 +93,17 @@ def one_line(exc: BaseException) -> str:
     return message if plain else f"{type(exc).__name__}: {message}"
 
 
+def tcp_port(text: str) -> int:
+    """An argparse ``type``: a TCP port number, 0 (pick a free one) to 65535."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
+    return port
+
+
 def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
     """`warnings.showwarning` for the command line: the message alone, on one line."""
     print(f"labcim: warning: {message}", file=file or sys.stderr)

@@ -6,6 +6,8 @@ import argparse
 import math
 import sys
 
+from labcim.cli import tcp_port
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``serve`` to the ``labcim sim`` group."""
@@ -22,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument(
-        "--port", type=int, default=0, help="TCP port on 127.0.0.1 (default: a free one)"
+        "--port", type=tcp_port, default=0, help="TCP port on 127.0.0.1 (default: a free one)"
     )
     parser.add_argument("--pty", action="store_true", help="serve over a pty pair instead of TCP")
     parser.add_argument(

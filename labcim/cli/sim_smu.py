@@ -12,6 +12,8 @@ import contextlib
 import sys
 import threading
 
+from labcim.cli import tcp_port
+
 SIM_MODELS = ("2450", "b2900", "b1500a")
 """Instruments ``--model`` names (``mock_hw.smu_server.MODELS``)."""
 
@@ -26,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulator's RRAM or PCM population (with --device-model, of a calibrated one).  "
         "The first line of output is the VISA resource string; Ctrl-C stops the server.",
     )
-    parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: pick a free one)")
+    parser.add_argument(
+        "--port", type=tcp_port, default=0, help="TCP port (default 0: pick a free one)"
+    )
     parser.add_argument(
         "--host", default="127.0.0.1", help="loopback address to bind (default 127.0.0.1)"
     )

@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from labcim.cli import tcp_port
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the ``stations`` subcommand."""
@@ -26,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--stations", metavar="NAME,...", help="only these stations of this machine"
     )
     parser.add_argument("--host", default="127.0.0.1", help="page, data: address to bind")
-    parser.add_argument("--port", type=int, help="page (default 8780), data (default 8000)")
+    parser.add_argument("--port", type=tcp_port, help="page (default 8780), data (default 8000)")
     parser.add_argument(
         "--api-key", default="", help="data: tiled's API key (default: a random one, printed)"
     )

@@ -55,8 +55,9 @@ def parse_sim_url(url: str) -> tuple[str, dict[str, Any]]:
     ------
     ValueError
         Not a ``sim://`` URL, an unknown preset (naming the presets), an unknown query
-        key (naming the allowed ones), a value that does not parse, a query on a saved
-        chip.
+        key (naming the allowed ones), a value that does not parse or is out of range
+        (``cores``, ``rows``, ``cols``, ``devices_per_polarity``, ``seed``), a query on a
+        saved chip.
     """
     if not url.startswith(SIM_SCHEME):
         raise ValueError(f"{url}: not a simulated chip's URL (sim://PRESET?... or sim:///chip.npz)")
@@ -66,7 +67,12 @@ def parse_sim_url(url: str) -> tuple[str, dict[str, Any]]:
     except ValueError as exc:
         raise ValueError(f"{url}: malformed query ({exc})") from None
     if target in PRESETS:
-        return target, _sim_options(url, pairs)
+        options = _sim_options(url, pairs)
+        try:
+            Chip.preset_spec(target, **options)
+        except ValueError as exc:  # named as the URL names it: cores=, not n_cores
+            raise ValueError(f"{url}: {str(exc).replace('n_cores', 'cores')}") from None
+        return target, options
     if "/" in target or target.endswith(".npz"):
         if pairs:
             raise ValueError(f"{url}: a saved chip takes no query options")
