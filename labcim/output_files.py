@@ -34,8 +34,8 @@ def labcim_png(path: Path) -> bool:
     try:
         with Image.open(path, formats=["PNG"]) as image:  # reads the chunks before the pixels
             return str(image.info.get("Software", "")).startswith("labcim ")
-    except (OSError, UnidentifiedImageError, ValueError):
-        return False
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return False  # not a PNG, a damaged one, or one far larger than any of labcim's
 
 
 def first_line(path: Path) -> str:
