@@ -4,12 +4,14 @@ The blocks of one file run in order, in one namespace, in a fresh folder, as a r
 would paste them into one session.  A block that needs real hardware starts with the line
 ``# needs: hardware ...`` (the rest of the line says what) and is reported as skipped
 with that reason; every other block must run as written.  Every YAML block that is a
-campaign, or a part of one, passes the checks ``labcim campaign`` makes.
+campaign, or a part of one, passes the checks ``labcim campaign`` makes, and every
+``labcim`` command of a shell block parses with the command's own options.
 """
 
 from __future__ import annotations
 
 import re
+import shlex
 import traceback
 from pathlib import Path
 
@@ -136,3 +138,80 @@ def test_campaign_blocks_load_as_written(document, tmp_path, monkeypatch):
         pytest.fail("\n".join(refused.errors))
     if isinstance(document.get("stations"), dict):  # addresses, read as labcim campaign does
         resolve(document["stations"])
+
+
+SHELL_BLOCKS = {"", "bash", "sh", "shell", "console"}
+
+
+def command_lines(path: Path) -> list[tuple[int, str]]:
+    """``(line, command)`` of every ``labcim ...`` command in the shell blocks of ``path``
+    (fenced ```bash, ```sh, ```console or plain ``` blocks, and indented code blocks
+    after a flush-left paragraph), a command being what a shell runs between ``&&``,
+    ``;``, ``|`` and ``&``; lines ending in a backslash go on on the next."""
+    code: list[tuple[int, str]] = []
+    fence, indented, previous, last_text = None, False, "", ""
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.startswith("```"):
+            fence = line[3:].strip() if fence is None else None
+        elif fence is not None:
+            if fence in SHELL_BLOCKS:
+                code.append((number, line))
+        elif line.startswith("    ") and (indented or previous == ""):
+            indented = indented or not last_text.startswith(" ")
+            if indented:
+                code.append((number, line))
+        elif line.strip():
+            indented = False
+        if line.strip():
+            last_text = line
+        previous = line.strip()
+    found = []
+    joined: list[tuple[int, str]] = []
+    for number, line in code:
+        if joined and joined[-1][1].endswith("\\"):
+            joined[-1] = (joined[-1][0], joined[-1][1][:-1] + " " + line.strip())
+        else:
+            joined.append((number, line.strip().removeprefix("$ ")))
+    for number, text in joined:
+        for part in re.split(r"&&|;|\|\|?|&(?=\s|$)", text):
+            if part.strip().startswith("labcim "):
+                found.append((number, part.strip()))
+    return found
+
+
+def test_the_docs_have_labcim_commands():
+    assert sum(len(command_lines(path)) for path in DOCS) >= 25
+
+
+def unquoted_globs(command: str) -> str:
+    """The characters of ``command`` that a shell would take as a file pattern: ``?``,
+    ``*`` and ``[`` outside quotes (zsh, the macOS default, then refuses the command with
+    "no matches found"; bash passes it on only while no file matches)."""
+    found, quote = "", None
+    for char in command:
+        if quote:
+            quote = None if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#":
+            break  # a comment
+        elif char in "?*[":
+            found += char
+    return found
+
+
+@pytest.mark.parametrize("path", DOCS, ids=lambda p: p.relative_to(ROOT).as_posix())
+def test_every_labcim_command_in_the_docs_parses(path, capsys):
+    """A command line of the docs pastes into any shell as it is and names subcommands
+    and options the command has."""
+    from labcim.cli import build_parser
+
+    parser = build_parser()
+    for line, command in command_lines(path):
+        assert not unquoted_globs(command), f"{path.name}:{line}: quote it: {command}"
+        argv = shlex.split(command, comments=True)[1:]
+        try:
+            parser.parse_args(argv)
+        except SystemExit as exc:
+            said = capsys.readouterr().err.strip().splitlines()[-1:]
+            assert exc.code == 0, f"{path.name}:{line}: {command}: {said}"

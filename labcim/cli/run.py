@@ -21,7 +21,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "run",
         help="run one registered plan against a chip and save its runs",
         description="Run one plan registered under the labcim.plans entry points.  Values "
-        "are YAML: -p cores=[0,1] -p tolerance=0.02 -p weights={file: w.npy}.  Ctrl-C "
+        "are YAML, quoted for the shell: -p 'cores=[0,1]' -p tolerance=0.02 "
+        "-p 'weights={file: w.npy}'.  Ctrl-C "
         "pauses and asks whether to resume or abort.  labcim run PLAN --help lists the "
         "plan's arguments.",
         add_help=False,
