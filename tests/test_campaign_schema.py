@@ -93,6 +93,8 @@ def test_the_issues_mistakes_are_each_named_and_nothing_runs(tmp_path, plugin, c
         ("on_failure: skip\n", "on_failure: must be one of 'stop', 'continue'; got 'skip'"),
         ("colour: red\n", "colour: unknown field; allowed: id, chip, chip_options, out"),
         ("metadata: {uid: x}\n", "metadata.uid: reserved"),
+        ("metadata: {board_identity: x}\n", "metadata.board_identity: reserved"),
+        ("metadata: {replay_of: x}\n", "metadata.replay_of: reserved"),
         ("metadata: {day: 2024-01-01}\n", "metadata.day: not storable as JSON"),
         ("chip: [a]\n", "chip: expected a URL string; got ['a']"),
     ],

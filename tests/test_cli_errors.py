@@ -35,6 +35,7 @@ MISTAKES = {
     # name: (the command line after `labcim -q`, what stderr must say)
     "value out of range": (f"{RUN} -p reads=-2", "reads = -2 must be an integer >= 1"),
     "unknown argument": (f"{RUN} -p raeds=2", "raeds: unknown argument of conductance_map"),
+    "metadata that labcim sets": (f"{RUN} --md plan_name=x", "--md plan_name: reserved"),
     "unknown core": (f"{RUN} -p cores=[7]", "cores = [7]"),
     "batch does not divide": (
         f"run mvm_characterization --chip {SMALL} --out r.h5 -p n_vectors=500 -p batch_size=300",

@@ -67,8 +67,23 @@ STEP_METADATA = (
     "step_count",
     "step_digest",
 )
-_BLUESKY_METADATA = ("uid", "time", "scan_id", "plan_name", "plan_type", "plan_args")
-_RESERVED_METADATA = {*STEP_METADATA, *_BLUESKY_METADATA}
+_BLUESKY_METADATA = (
+    "uid",
+    "time",
+    "scan_id",
+    "versions",
+    "plan_name",
+    "plan_type",
+    "plan_args",
+    "num_points",
+    "hints",
+    "detectors",
+    "motors",
+)
+_LABCIM_METADATA = ("board_identity", "network", "deployment", "programming", "replay_of")
+RESERVED_METADATA = frozenset({*STEP_METADATA, *_BLUESKY_METADATA, *_LABCIM_METADATA})
+"""Start-document keys that bluesky, labcim's plans, replay and campaigns set: what
+replay, calibration and resuming read back, so extra metadata may not replace them."""
 
 
 class CampaignError(ValueError):
@@ -236,7 +251,7 @@ def _suspend(document: dict, errors: list[str]) -> dict[str, dict[str, float]]:
 
 def _metadata(metadata: dict[str, Any], errors: list[str]) -> dict[str, Any]:
     for key, value in metadata.items():
-        if key in _RESERVED_METADATA:
+        if key in RESERVED_METADATA:
             errors.append(f"metadata.{key}: reserved; labcim or bluesky sets it")
         try:
             json.dumps(value)

@@ -67,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     opening its run leave no file or folder behind.
     """
     from labcim import suspenders
+    from labcim.campaign.schema import RESERVED_METADATA
     from labcim.cli import one_line
     from labcim.cli.pause import pause_handler
     from labcim.connection import check_url
@@ -101,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         signature = PlanSignature(args.plan, plan)
         arguments = signature.bind(assignments(args.params, "-p"), Path.cwd(), where="-p ")
         md = assignments(args.md, "--md")
+        if reserved := sorted(RESERVED_METADATA.intersection(md)):
+            raise ArgumentError(
+                [f"--md {key}: reserved; labcim or bluesky sets it" for key in reserved]
+            )
         watched = suspend.read_option(args.suspend, args.chip)
         if args.chip != NO_CHIP:
             check_url(args.chip)
