@@ -27,6 +27,7 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import inspect
+import json
 import math
 import types
 import typing
@@ -193,6 +194,63 @@ class Each(Check):
         if not isinstance(value, list | tuple) or not value:
             raise ValueError(f"{name} = {value!r} must be a non-empty list")
         return [self.check(f"{name}[{i}]", v) for i, v in enumerate(value)]
+
+
+#: Start-document keys the campaign runner sets on every step's run.
+STEP_METADATA = (
+    "campaign_id",
+    "campaign_file",
+    "step_key",
+    "step_index",
+    "step_count",
+    "step_digest",
+)
+_BLUESKY_METADATA = (
+    "uid",
+    "time",
+    "scan_id",
+    "versions",
+    "plan_name",
+    "plan_type",
+    "plan_args",
+    "num_points",
+    "hints",
+    "detectors",
+    "motors",
+)
+_LABCIM_METADATA = ("board_identity", "network", "deployment", "programming", "replay_of")
+RESERVED_METADATA = frozenset({*STEP_METADATA, *_BLUESKY_METADATA, *_LABCIM_METADATA})
+"""Start-document keys that bluesky, labcim's plans, replay and campaigns set: what
+replay, calibration and resuming read back, so extra metadata may not replace them."""
+
+
+def metadata_errors(md: Mapping[str, Any], prefix: str) -> list[str]:
+    """What is wrong with extra start metadata ``md`` (a key named ``prefix + key``): a
+    reserved key (`RESERVED_METADATA`), a value that JSON cannot store."""
+    errors = []
+    for key, value in md.items():
+        if key in RESERVED_METADATA:
+            errors.append(f"{prefix}{key}: reserved; labcim or bluesky sets it")
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            errors.append(f"{prefix}{key}: not storable as JSON; got {value!r} (quote it)")
+    return errors
+
+
+@dataclass(frozen=True)
+class ExtraMetadata(Check):
+    """Extra start metadata of a plan's run (its ``md``): no reserved key, JSON values."""
+
+    def __call__(self, name: str, value: Any) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise ValueError(f"{name} = {value!r} must be a mapping")
+        if errors := metadata_errors(value, ""):  # the signature puts the name first
+            raise ValueError("; ".join(errors))
+        return dict(value)
+
+
+EXTRA_METADATA = ExtraMetadata()
 
 
 _TOGETHER = "__labcim_checks_together__"

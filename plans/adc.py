@@ -29,7 +29,7 @@ from labcim.characterization import (
 )
 from labcim.metrics import mvm_error
 from labcim.network.execution import fit_affine
-from labcim.plan_args import Integer
+from labcim.plan_args import EXTRA_METADATA, Integer
 from labcim.progress import EventProgress
 from plans.programming import (
     STRATEGY,
@@ -45,6 +45,7 @@ from plans.stubs import (
     configure,
     derived,
     event,
+    extra_metadata,
     identity,
     measure,
     record,
@@ -116,7 +117,7 @@ def adc_characterization(
     seed: Annotated[int, Integer(0)] = 0,
     strategy: Annotated[str, STRATEGY] = "tdp",
     max_iterations: Annotated[int, Integer(1)] = 20,
-    md: dict[str, Any] | None = None,
+    md: Annotated[dict[str, Any] | None, EXTRA_METADATA] = None,
 ) -> Plan:
     """Measure every ADC column's transfer curve and fit its INL (through the board).
 
@@ -210,7 +211,7 @@ def adc_characterization(
         "board_identity": ident,
         "num_points": len(cores) * repeats,
         **({"programming": job.metadata()} if job is not None else {}),
-        **(md or {}),
+        **extra_metadata(md),
     }
     saved = {}
     for d in devices:

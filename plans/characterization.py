@@ -26,7 +26,16 @@ from labcim.characterization import (
     quantize_inputs,
 )
 from labcim.metrics import linear_fit, mvm_error
-from labcim.plan_args import Each, Integer, NonNegative, OneOf, Positive, Times, checks_together
+from labcim.plan_args import (
+    EXTRA_METADATA,
+    Each,
+    Integer,
+    NonNegative,
+    OneOf,
+    Positive,
+    Times,
+    checks_together,
+)
 from labcim.progress import EventProgress
 from plans.programming import (
     STRATEGY,
@@ -45,6 +54,7 @@ from plans.stubs import (
     configure,
     derived,
     event,
+    extra_metadata,
     identity,
     measure,
     mvm_outputs,
@@ -137,7 +147,7 @@ def mvm_characterization(
     strategy: Annotated[str, STRATEGY] = "tdp",
     tolerance: Annotated[float | None, Positive()] = None,
     max_iterations: Annotated[int, Integer(1)] = 20,
-    md: dict[str, Any] | None = None,
+    md: Annotated[dict[str, Any] | None, EXTRA_METADATA] = None,
 ) -> Plan:
     """MVM accuracy per core, read mode and input/output bit width (the HERMES test).
 
@@ -255,7 +265,7 @@ def mvm_characterization(
         "board_identity": ident,
         "num_points": len(combos) * (n_vectors // batch_size),
         **({"programming": job.metadata()} if job is not None else {}),
-        **(md or {}),
+        **extra_metadata(md),
     }
     saved = {}
     for d in devices:
@@ -321,7 +331,7 @@ def conductance_map(
     board: Readable,
     cores: list[int] | None = None,
     reads: Annotated[int, Integer(1)] = 1,
-    md: dict[str, Any] | None = None,
+    md: Annotated[dict[str, Any] | None, EXTRA_METADATA] = None,
 ) -> Plan:
     """Read every device of the given cores, ``reads`` times.
 
@@ -353,7 +363,7 @@ def conductance_map(
         "plan_args": {"cores": cores, "reads": reads},
         "board_identity": ident,
         "num_points": reads,
-        **(md or {}),
+        **extra_metadata(md),
     }
 
     @bpp.subs_decorator(EventProgress())
@@ -408,7 +418,7 @@ def retention(
     n_levels: Annotated[int, Integer(1)] = 4,
     min_conductance: Annotated[float, NonNegative()] = 1.0,
     t0: Annotated[float, NonNegative()] = 0.0,
-    md: dict[str, Any] | None = None,
+    md: Annotated[dict[str, Any] | None, EXTRA_METADATA] = None,
 ) -> Plan:
     """Conductance drift after programming, read at ``times`` s after it ends.
 
@@ -493,7 +503,7 @@ def retention(
         "num_points": len(t),
         "hints": {"dimensions": [(["elapsed"], "primary")]},
         **({"programming": job.metadata()} if job is not None else {}),
-        **(md or {}),
+        **extra_metadata(md),
     }
 
     @bpp.subs_decorator(EventProgress())

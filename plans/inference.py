@@ -41,7 +41,7 @@ from labcim.network.model import Model, ModelError
 from labcim.network.scores import SCORE_UNITS, Kind, output_kind, predicted_labels, scores
 from labcim.network.tasks import Task
 from labcim.network.tuning import tune as tune_steps
-from labcim.plan_args import Each, Integer, Interval, OneOf, Times, checks_together
+from labcim.plan_args import EXTRA_METADATA, Each, Integer, Interval, OneOf, Times, checks_together
 from labcim.progress import EventProgress
 from labcim.registry import TASKS_GROUP, load_registered, registered
 from labcim.writeverify import make_strategy
@@ -65,6 +65,7 @@ from plans.stubs import (
     configure,
     derived,
     event,
+    extra_metadata,
     identity,
     record,
     restore_settings,
@@ -544,7 +545,7 @@ def network_inference(
     max_iterations: Annotated[int, Integer(1)] = 20,
     replicate: bool = False,
     adc_correction: dict[str, Any] | None = None,
-    md: dict[str, Any] | None = None,
+    md: Annotated[dict[str, Any] | None, EXTRA_METADATA] = None,
 ) -> Plan:
     """Run a network on the chip: place, program, calibrate, then infer at drift times.
 
@@ -688,7 +689,7 @@ def network_inference(
         "programming": {key: p.metadata() for key, p in job.layer_programming.items()},
         "num_points": len(job.times) * len(job.modes) * job.n_batches,
         "hints": {"dimensions": [(["batch"], "primary")]},
-        **(md or {}),
+        **extra_metadata(md),
     }
     saved = {}
     for d in devices:

@@ -16,7 +16,7 @@ import numpy as np
 from bluesky.protocols import Readable
 
 from labcim.characterization import bipolar_branches, first_crossing, forming_steps
-from labcim.plan_args import Integer, NonNegative, Number, checks_together
+from labcim.plan_args import EXTRA_METADATA, Integer, NonNegative, Number, checks_together
 from labcim.plan_data import BRANCH, CYCLE, DEVICE
 from labcim.progress import EventProgress
 from plans.stubs import (
@@ -24,6 +24,7 @@ from plans.stubs import (
     checkpoint,
     derived,
     event,
+    extra_metadata,
     record,
     summary_stream,
     trigger_wait,
@@ -105,7 +106,7 @@ def iv_sweep(
     reset_current_limit: Annotated[float | None, Number(positive=True)] = None,
     cycles: Annotated[int, Integer(1)] = 1,
     delay: Annotated[float, NonNegative("s")] = 0.0,
-    md: dict[str, Any] | None = None,
+    md: Annotated[dict[str, Any] | None, EXTRA_METADATA] = None,
 ) -> Plan:
     """Bipolar I-V sweeps: 0 -> ``v_set`` -> 0, then 0 -> ``v_reset`` -> 0, ``cycles`` times.
 
@@ -185,7 +186,7 @@ def iv_sweep(
             "delay": delay,
         },
         "num_points": 2 * cycles,
-        **(md or {}),
+        **extra_metadata(md),
     }
 
     def sweep(k: int, which: int, voltages: np.ndarray, limit: float) -> Plan:
@@ -258,7 +259,7 @@ def forming(
     v_start: Annotated[float, Number()] = 0.0,
     v_step: Annotated[float, Number(positive=True)] = 0.05,
     current_limit: Annotated[float, Number(positive=True)] = 100e-6,
-    md: dict[str, Any] | None = None,
+    md: Annotated[dict[str, Any] | None, EXTRA_METADATA] = None,
 ) -> Plan:
     """Form a device: step the voltage up until ``|I| >= target_current``, then stop.
 
@@ -313,7 +314,7 @@ def forming(
         },
         "num_points": len(steps),
         "hints": {"dimensions": [([smu.voltage.name], "primary")]},
-        **(md or {}),
+        **extra_metadata(md),
     }
 
     @bpp.subs_decorator(EventProgress())

@@ -32,7 +32,7 @@ from labcim.mapping import (
     weight_scale,
     weights_to_targets,
 )
-from labcim.plan_args import Integer, NonNegative, OneOf, Positive
+from labcim.plan_args import EXTRA_METADATA, Integer, NonNegative, OneOf, Positive
 from labcim.progress import EventProgress
 from labcim.writeverify import STRATEGIES, Strategy, WriteVerifyState, make_strategy
 from plans.stubs import (
@@ -44,6 +44,7 @@ from plans.stubs import (
     checkpoint,
     derived,
     event,
+    extra_metadata,
     identity,
     measure,
     read_after,
@@ -333,7 +334,7 @@ def tdp_program(
     max_iterations: Annotated[int, Integer(1)] = 20,
     scaling: Annotated[str, SCALING] = "max",
     settle: Annotated[float, SETTLE] = 1.0,
-    md: dict[str, Any] | None = None,
+    md: Annotated[dict[str, Any] | None, EXTRA_METADATA] = None,
 ) -> Plan:
     """Program a weight matrix with write-verify, every iteration recorded.
 
@@ -401,7 +402,7 @@ def tdp_program(
         "programming": job.metadata(),
         "num_points": max_iterations + 1,
         "hints": {"dimensions": [(["iteration"], "primary")]},
-        **(md or {}),
+        **extra_metadata(md),
     }
 
     @bpp.subs_decorator(EventProgress())

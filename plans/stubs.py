@@ -31,6 +31,7 @@ from ophyd import Signal
 from labcim.chip_identity import RECORD_KEYS
 from labcim.devices.core import CORE_SETTINGS
 from labcim.devices.signals import UnitSignal, new_op_id, plain
+from labcim.plan_args import EXTRA_METADATA
 
 Plan = Generator[Msg, Any, Any]
 """A bluesky plan or plan stub."""
@@ -350,6 +351,21 @@ def wait_until(board: Any, clock: float) -> Plan:
     yield Msg("set", board.fpga.request, new_op_id())
     yield from set_wait(board.fpga.wait_until, float(clock))
     return (yield from value(board.fpga.clock))
+
+
+def extra_metadata(md: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A plan's ``md`` checked (`labcim.plan_args.EXTRA_METADATA`) for its start document.
+
+    Raises
+    ------
+    ValueError
+        A key labcim or bluesky sets (``plan_name``, ``board_identity``, ...: what replay
+        and calibration read back), or a value JSON cannot store.
+    """
+    try:
+        return EXTRA_METADATA("md", md) if md else {}
+    except ValueError as exc:
+        raise ValueError(f"md: {exc}") from None
 
 
 def check_cores(board: Any, cores: Sequence[int]) -> list[Any]:

@@ -5,7 +5,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from labcim import session
+from labcim import open_runs, session
 from labcim.cli import main
 from labcim.plan_args import ArgumentError, Integer, NonNegative, Number, OneOf, PlanSignature
 from labcim.registry import available_plans, get_plan
@@ -85,3 +85,28 @@ def test_every_plan_builds_a_queueserver_description_with_its_board_as_a_device(
         (first, *_) = description["parameters"]
         assert first["convert_device_names"] is True, name  # the board is named, then given
         assert first["annotation"]["type"] in ("__READABLE__", "str"), name
+
+
+def test_no_plan_lets_its_md_replace_what_replay_and_calibration_read(tmp_path):
+    """Every plan with an ``md`` refuses the start keys labcim and bluesky set, at the
+    boundary (CLI, campaign, station: `PlanSignature`) and when called from Python."""
+    takes_md = [
+        name for name in available_plans() if "md" in PlanSignature(name, get_plan(name)).parameters
+    ]
+    assert {"tdp_program", "mvm_characterization", "network_inference", "iv_sweep"} <= set(takes_md)
+    for name in takes_md:
+        with pytest.raises(
+            ArgumentError, match=r"md: board_identity: reserved; labcim or bluesky sets it"
+        ):
+            PlanSignature(name, get_plan(name)).bind({"md": {"board_identity": "x"}}, tmp_path)
+    RE, board = session("sim://pcm-small?cores=1&seed=1", tmp_path / "r.h5", quiet=True)
+    try:
+        with pytest.raises(
+            ValueError, match=r"^md: plan_name: reserved; labcim or bluesky sets it$"
+        ):
+            RE(tdp_program(board, W, cores=[0], md={"plan_name": "other"}))
+        RE(tdp_program(board, W, cores=[0], md={"operator": "ada"}))
+    finally:
+        board.close()
+    (run,) = open_runs(tmp_path / "r.h5")  # the refused call opened none
+    assert run.plan_name == "tdp_program" and run.start["operator"] == "ada"

@@ -27,7 +27,7 @@ from labcim.campaign.bounded_yaml import (
     read_bounded,
 )
 from labcim.hdf5.output import ForeignFileError, check_output
-from labcim.plan_args import ArgumentError, PlanSignature
+from labcim.plan_args import STEP_METADATA, ArgumentError, PlanSignature, metadata_errors
 from labcim.registry import UnknownPlanError, get_plan
 from labcim.suspenders import check_board, suspend_section
 
@@ -57,33 +57,6 @@ DISPATCHED_SUSPEND = (
     "suspend: applies to campaigns run here; a station takes its own "
     "(labcim station --suspend '{retry_fraction: {above: 0.2}}')"
 )
-
-#: Start-document keys the runner sets on every step's run.
-STEP_METADATA = (
-    "campaign_id",
-    "campaign_file",
-    "step_key",
-    "step_index",
-    "step_count",
-    "step_digest",
-)
-_BLUESKY_METADATA = (
-    "uid",
-    "time",
-    "scan_id",
-    "versions",
-    "plan_name",
-    "plan_type",
-    "plan_args",
-    "num_points",
-    "hints",
-    "detectors",
-    "motors",
-)
-_LABCIM_METADATA = ("board_identity", "network", "deployment", "programming", "replay_of")
-RESERVED_METADATA = frozenset({*STEP_METADATA, *_BLUESKY_METADATA, *_LABCIM_METADATA})
-"""Start-document keys that bluesky, labcim's plans, replay and campaigns set: what
-replay, calibration and resuming read back, so extra metadata may not replace them."""
 
 
 class CampaignError(ValueError):
@@ -250,13 +223,7 @@ def _suspend(document: dict, errors: list[str]) -> dict[str, dict[str, float]]:
 
 
 def _metadata(metadata: dict[str, Any], errors: list[str]) -> dict[str, Any]:
-    for key, value in metadata.items():
-        if key in RESERVED_METADATA:
-            errors.append(f"metadata.{key}: reserved; labcim or bluesky sets it")
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            errors.append(f"metadata.{key}: not storable as JSON; got {value!r} (quote it)")
+    errors += metadata_errors(metadata, "metadata.")
     return metadata
 
 

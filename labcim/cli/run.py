@@ -67,13 +67,12 @@ def run(args: argparse.Namespace) -> int:
     opening its run leave no file or folder behind.
     """
     from labcim import suspenders
-    from labcim.campaign.schema import RESERVED_METADATA
     from labcim.cli import one_line
     from labcim.cli.pause import pause_handler
     from labcim.connection import check_url
     from labcim.engine import NO_CHIP, PlanAbortedError, connect_chip, run_engine, run_plan
     from labcim.hdf5.output import ForeignFileError, check_output
-    from labcim.plan_args import ArgumentError, PlanSignature
+    from labcim.plan_args import ArgumentError, PlanSignature, metadata_errors
     from labcim.registry import UnknownPlanError, get_plan
 
     if args.list:
@@ -102,10 +101,8 @@ def run(args: argparse.Namespace) -> int:
         signature = PlanSignature(args.plan, plan)
         arguments = signature.bind(assignments(args.params, "-p"), Path.cwd(), where="-p ")
         md = assignments(args.md, "--md")
-        if reserved := sorted(RESERVED_METADATA.intersection(md)):
-            raise ArgumentError(
-                [f"--md {key}: reserved; labcim or bluesky sets it" for key in reserved]
-            )
+        if errors := metadata_errors(md, "--md "):
+            raise ArgumentError(errors)
         watched = suspend.read_option(args.suspend, args.chip)
         if args.chip != NO_CHIP:
             check_url(args.chip)
