@@ -90,6 +90,8 @@ def replay(
     labcim.recorded.RecordedRunError
         A file that is not labcim results, an unknown run id, a run that cannot be
         rebuilt, a run without a board identity to replay on (and no ``chip``).
+    labcim.hdf5.output.ForeignFileError
+        ``out`` holds a file labcim did not write (checked before anything runs).
     """
     runs = open_recorded(path)
     calls = [rebuild_call(run) for run in select_runs(runs, ids)]

@@ -144,6 +144,12 @@ def test_replaying_again_replays_the_records_and_calibrate_leaves_replays_out(ca
     fitted = load_model(tmp_path / "twin.yaml").provenance["runs"]
     assert {r["uid"] for r in fitted} <= set(recorded)
 
+    notes = tmp_path / "notes.h5"
+    notes.write_text("not labcim's\n")
+    done = _labcim("replay", str(campaign), "--out", str(notes))
+    assert done.returncode == 2 and done.stderr.startswith(f"labcim replay: --out: {notes}: ")
+    assert notes.read_text() == "not labcim's\n" and len(labcim.open_runs(campaign)) == 12
+
     only_replays = tmp_path / "replays.h5"
     done = _labcim("replay", str(campaign), "--run", "1", "--out", str(only_replays))
     assert done.returncode == 0, done.stderr

@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the recorded one (start metadata 'replay_of') and print the differences per "
         "summary figure and per data key.  A run recorded on a sim:// chip replays "
         "exactly.  Exit status 0 if every replay ran, 1 if one failed, 2 if a run "
-        "cannot be replayed (nothing is run then).",
+        "cannot be replayed or --out holds a file labcim did not write (nothing is run then).",
     )
     parser.add_argument("file", help="results file, directory or run file")
     parser.add_argument(
@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     """Replay, print one comparison per run; return the exit status."""
     from labcim.compare import format_comparison
+    from labcim.hdf5.output import ForeignFileError
     from labcim.recorded import RecordedRunError
     from labcim.replay import replay
 
@@ -50,6 +51,9 @@ def run(args: argparse.Namespace) -> int:
         done = replay(args.file, args.ids, args.chip, args.out, progress=not args.quiet)
     except RecordedRunError as exc:
         print(f"labcim replay: {exc}", file=sys.stderr)
+        return 2
+    except ForeignFileError as exc:  # refused before anything ran
+        print(f"labcim replay: --out: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
         print(f"labcim replay: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
