@@ -4,6 +4,7 @@ simulator matches the recorded key figures, the uncalibrated preset does not."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import subprocess
 import sys
@@ -19,7 +20,8 @@ from labcim.cli import calibrate as calibrate_cli
 from labcim.engine import run_engine
 from labcim.replay import replay
 from labcim.twin.calibrate import CalibrationError, calibrate, fit_read_noise, fit_stuck
-from labcim.twin.model_file import LIMITS, ModelFileError, load_model
+from labcim.twin.model_file import LIMITS, PARAMS, ModelFileError, load_model
+from mock_hw.core import Periphery
 from plans import conductance_map, mvm_characterization, retention, tdp_program
 
 TRUTH = {"drift_nu_scale": 1.3, "prog_noise_scale": 1.5, "stuck_fraction": 0.02}
@@ -127,6 +129,34 @@ def test_nothing_to_fit_and_bad_model_files(recorded, tmp_path):
     with pytest.raises(ValueError, match="prog_noise"):
         labcim.connect(f"sim://pcm-small?model={bad}")
     assert runs[0].plan_name == "tdp_program"
+
+
+def test_a_model_file_knob_out_of_its_range_is_named_before_any_chip_is_built(tmp_path):
+    bad = tmp_path / "range.yaml"
+    bad.write_text(
+        "format: labcim-model\nversion: 1\npreset: pcm-hermes\n"
+        "model_params: {prog_noise_scale: -3, drift_nu_scale: .nan, stuck_fraction: 1.5}\n"
+        "periphery: {col_gain_std: -0.5, asym_mean: -0.1}\n"  # a mean may be negative
+    )
+    with pytest.raises(ModelFileError) as info:
+        load_model(bad)
+    assert str(info.value).splitlines() == [
+        f"{bad}: model_params.prog_noise_scale = -3 must be >= 0",
+        f"{bad}: model_params.drift_nu_scale = nan must be finite",
+        f"{bad}: model_params.stuck_fraction = 1.5 must be in [0, 1]",
+        f"{bad}: periphery.col_gain_std = -0.5 must be >= 0",
+    ]
+    # Every knob's own default passes (the ranges describe the model, not a guess).
+    for device, preset in (("pcm", "pcm-hermes"), ("rram", "rram-hfox")):
+        defaults = dataclasses.asdict(PARAMS[device]())
+        knobs = {k: v for k, v in defaults.items() if not isinstance(v, bool)}
+        good = tmp_path / f"{device}.yaml"
+        good.write_text(
+            "format: labcim-model\nversion: 1\n"
+            + yaml.safe_dump({"preset": preset, "model_params": knobs,
+                              "periphery": dataclasses.asdict(Periphery())})
+        )  # fmt: skip
+        assert load_model(good).model_params == knobs
 
 
 @pytest.mark.slow  # a second or more: kept out of the fast tier

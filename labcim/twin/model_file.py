@@ -21,6 +21,7 @@ them, so a typo never passes silently.  Loaded with
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from os import PathLike
@@ -155,7 +156,25 @@ def _check_fields(where: str, key: str, data: Mapping[str, Any], cls: type) -> l
                 errors.append(f"{where}: {key}.{name} = {value!r} must be true or false")
         elif isinstance(value, bool) or not isinstance(value, int | float):
             errors.append(f"{where}: {key}.{name} = {value!r} must be a number")
+        elif allowed := _out_of_range(name, value):
+            errors.append(f"{where}: {key}.{name} = {value!r} must be {allowed}")
     return errors
+
+
+SIGNED_KNOBS = frozenset({"asym_mean", "adc_inl_odd_mean"})
+"""Knobs that may be negative (a mean offset); every other knob is a scale, a spread, a
+rate, a time or a conductance, >= 0, and ``*_fraction`` / ``*_share`` knobs are <= 1."""
+
+
+def _out_of_range(name: str, value: float) -> str:
+    """What ``value`` of knob ``name`` must be, if it is not ("" if it is fine)."""
+    if not math.isfinite(value):
+        return "finite"
+    if name in SIGNED_KNOBS:
+        return ""
+    if name.endswith(("_fraction", "_share")):
+        return "in [0, 1]" if not 0 <= value <= 1 else ""
+    return ">= 0" if value < 0 else ""
 
 
 def load_model(path: str | PathLike[str]) -> ModelFile:
