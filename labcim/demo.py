@@ -9,6 +9,7 @@ that file (so what is printed is what is stored).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from labcim.characterization import hermes_weights
 from labcim.connection import connect
-from labcim.engine import run_engine
+from labcim.engine import run_engine, run_plan
 from labcim.hdf5 import open_runs
 from labcim.hdf5.output import check_output
 from labcim.hdf5.reader import Run
@@ -104,7 +105,13 @@ def key_figures(run: Run) -> list[tuple[str, str]]:
     return []
 
 
-def run_demo(out: str | Path, *, chip: str = CHIP, progress: bool = True) -> list[tuple[str, str]]:
+def run_demo(
+    out: str | Path,
+    *,
+    chip: str = CHIP,
+    progress: bool = True,
+    on_pause: Callable[[], bool] | None = None,
+) -> list[tuple[str, str]]:
     """Run the demo, write ``out/demo.h5`` and PNG figures in ``out``; return the table.
 
     A folder of an earlier demo may be given again: its results file gets the new runs
@@ -118,9 +125,15 @@ def run_demo(out: str | Path, *, chip: str = CHIP, progress: bool = True) -> lis
         Chip URL; the embedded simulated chip by default.
     progress : bool
         Show progress bars.
+    on_pause : callable, optional
+        Called when a plan pauses (Ctrl-C); True resumes it, False aborts the demo
+        (`labcim.engine.run_plan`).  Without it a pause aborts.
 
     Raises
     ------
+    PlanAbortedError
+        The demo was paused and then aborted: the run it was in is closed as aborted,
+        the runs before it stay in the results file.
     ForeignFileError
         Before anything runs, if ``out/demo.h5`` or a PNG file named as the demo's
         figures are (``<plan>_*.png``) is not labcim's.
@@ -141,8 +154,8 @@ def run_demo(out: str | Path, *, chip: str = CHIP, progress: bool = True) -> lis
     try:
         for title, plan in demo_steps(board):
             if progress:
-                print(f"-- {title}")
-            uids.update(RE(plan))
+                print(f"-- {title}", flush=True)  # a log that is watched shows it now
+            uids.update(run_plan(RE, plan, {}, on_pause))
     finally:
         board.close()
     table: list[tuple[str, str]] = []

@@ -9,11 +9,14 @@ import json
 import re
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
+from pty_support import CTRL_C, Terminal
 
 import labcim
 from labcim import open_runs, plots
@@ -179,3 +182,44 @@ def test_show_prints_a_table_json_and_csv(demo, tmp_path):
         primary = list(csv.DictReader(file))
     assert len(primary) == 21 and "board_core0_out_of_tolerance" in primary[0]
     assert np.diff([int(r["seq_num"]) for r in primary]).tolist() == [1] * 20
+
+
+def test_ctrl_c_in_the_demo_asks_and_r_resumes_it_to_the_same_figures(demo, tmp_path):
+    _, printed = demo
+    terminal = Terminal("demo", "--out", "d", cwd=tmp_path)
+    try:
+        terminal.expect(rb"-- characterize the MVM")
+        terminal.expect(rb"mvm_characterization: +0%")  # its run has begun: it programs
+        terminal.send(CTRL_C)
+        terminal.expect(rb"Paused\. \[r\]esume or \[a\]bort\? ")
+        terminal.send(b"r\n")
+        assert terminal.wait() == 0, terminal.text
+    finally:
+        terminal.close()
+    table = printed.split("\nresults: ")[0].splitlines()
+    shown = terminal.text.splitlines()
+    assert all(line in shown for line in table), terminal.text  # pausing changed nothing
+    assert [r.exit_status for r in open_runs(tmp_path / "d" / "demo.h5")] == ["success"] * 4
+
+
+def test_an_interrupted_demo_without_a_terminal_aborts_and_keeps_the_finished_runs(tmp_path):
+    demo = subprocess.Popen(
+        [*LABCIM, "demo", "--out", "d"], cwd=tmp_path, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    try:
+        for line in demo.stdout:
+            if line.startswith("-- follow drift"):
+                time.sleep(0.5)  # into the step: it programs its core for about a second
+                demo.send_signal(signal.SIGINT)  # as cron's or CI's kill -INT
+                break
+        _, err = demo.communicate(timeout=120)
+    finally:
+        demo.kill()
+    assert demo.returncode == 130
+    assert err.splitlines()[-1] == (
+        "labcim demo: aborted by the operator after a pause; the runs before it are in d"
+    )
+    assert "Traceback" not in err
+    statuses = [r.exit_status for r in open_runs(tmp_path / "d" / "demo.h5")]
+    assert statuses[:2] == ["success", "success"] and statuses[-1] == "abort", statuses

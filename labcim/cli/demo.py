@@ -23,14 +23,20 @@ def _demo(args: argparse.Namespace) -> int:
     import shlex
     from pathlib import Path
 
+    from labcim.cli.pause import pause_handler
     from labcim.demo import format_table, run_demo
+    from labcim.engine import PlanAbortedError
     from labcim.hdf5.output import ForeignFileError
 
     try:
-        table = run_demo(args.out, progress=not args.quiet)
+        table = run_demo(args.out, progress=not args.quiet, on_pause=pause_handler())
     except ForeignFileError as exc:
         print(f"labcim demo: --out: {exc}", file=sys.stderr)
         return 2
+    except (PlanAbortedError, KeyboardInterrupt) as exc:  # Ctrl-C: the finished runs stay
+        what = str(exc) or "interrupted between two steps"
+        print(f"labcim demo: {what}; the runs before it are in {args.out}", file=sys.stderr)
+        return 130
     print(format_table(table))
     results = Path(args.out) / "demo.h5"
     # Quoted as a shell needs it, so the hint can be pasted as it is.
