@@ -11,7 +11,7 @@ against the recorded one; `replay` does all of it for the runs of a file.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +61,7 @@ def replay(
     chip: str | None = None,
     out: str | Path | None = None,
     progress: bool = False,
+    on_pause: Callable[[], bool] | None = None,
 ) -> list[Replayed]:
     """Run the recorded runs at ``path`` again and compare each with its record.
 
@@ -84,6 +85,9 @@ def replay(
         (`labcim.recorded.results_location`).
     progress : bool
         Progress bars.
+    on_pause : callable, optional
+        Called when a replay pauses (Ctrl-C); True resumes it, False aborts
+        (`labcim.engine.run_plan`).  Without it a pause aborts.
 
     Raises
     ------
@@ -92,6 +96,8 @@ def replay(
         rebuilt, a run without a board identity to replay on (and no ``chip``).
     labcim.hdf5.output.ForeignFileError
         ``out`` holds a file labcim did not write (checked before anything runs).
+    labcim.engine.PlanAbortedError
+        A replay was paused and then aborted (the replays before it are kept).
     """
     runs = open_recorded(path)
     calls = [rebuild_call(run) for run in select_runs(runs, ids)]
@@ -111,7 +117,7 @@ def replay(
             }
         }
         try:
-            uids = run_plan(RE, call.plan(board, **call.arguments), md)
+            uids = run_plan(RE, call.plan(board, **call.arguments), md, on_pause)
         finally:
             board.close()
         new = open_runs(location)[uids[0]]

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import argparse
 import re
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import bluesky.plan_stubs as bps
 import h5py
@@ -157,3 +160,25 @@ def test_replaying_again_replays_the_records_and_calibrate_leaves_replays_out(ca
     assert done.returncode == 2
     assert "every run there is a replay; name the ones to replay again with --run" in done.stderr
     assert _labcim("replay", str(only_replays), "--run", "1").returncode == 0  # named: replayed
+
+
+@pytest.mark.slow  # a labcim process replaying until it is interrupted
+def test_an_interrupted_replay_aborts_its_run_and_keeps_the_replays_before_it(campaign, tmp_path):
+    out = tmp_path / "replays.h5"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "labcim.cli", "-q", "replay", str(campaign), "--out", str(out)],
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while len(list(Path(f"{out}.runs").glob("run_*.h5"))) < 3:  # the third replay runs
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=120)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert err.splitlines() == ["labcim replay: aborted by the operator after a pause"]
+    statuses = [run.exit_status for run in labcim.open_runs(out)]
+    assert statuses == ["success", "success", "abort"], statuses

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulated chip rebuilt from the run (or on --chip), write the new run next to "
         "the recorded one (start metadata 'replay_of') and print the differences per "
         "summary figure and per data key.  A run recorded on a sim:// chip replays "
-        "exactly.  Exit status 0 if every replay ran, 1 if one failed, 2 if a run "
+        "exactly.  Ctrl-C pauses and asks to resume or abort.  Exit status 0 if every "
+        "replay ran, 1 if one failed, 130 if one was aborted, 2 if a run "
         "cannot be replayed or --out holds a file labcim did not write (nothing is run then).",
     )
     parser.add_argument("file", help="results file, directory or run file")
@@ -42,13 +43,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Replay, print one comparison per run; return the exit status."""
+    from labcim.cli.pause import pause_handler
     from labcim.compare import format_comparison
+    from labcim.engine import PlanAbortedError
     from labcim.hdf5.output import ForeignFileError
     from labcim.recorded import RecordedRunError
     from labcim.replay import replay
 
     try:
-        done = replay(args.file, args.ids, args.chip, args.out, progress=not args.quiet)
+        done = replay(
+            args.file,
+            args.ids,
+            args.chip,
+            args.out,
+            progress=not args.quiet,
+            on_pause=pause_handler(),
+        )
+    except (PlanAbortedError, KeyboardInterrupt) as exc:  # Ctrl-C: earlier replays stay
+        print(f"labcim replay: {exc or 'interrupted'}", file=sys.stderr)
+        return 130
     except RecordedRunError as exc:
         print(f"labcim replay: {exc}", file=sys.stderr)
         return 2
