@@ -407,6 +407,12 @@ class PlanSignature:
         return converted
 
 
+def resolve_path(base_dir: Path, text: str | PurePath) -> Path:
+    """A path written in a file or an argument: ``~`` is the home folder (no shell expands
+    it in a YAML file), a relative path is relative to ``base_dir``."""
+    return base_dir / Path(text).expanduser()
+
+
 def load_array(reference: Mapping[str, Any], base_dir: Path) -> np.ndarray:
     """The array named by ``{file: path}`` (``.npy``) or ``{file: path, key: name}`` (``.npz``).
 
@@ -415,7 +421,7 @@ def load_array(reference: Mapping[str, Any], base_dir: Path) -> np.ndarray:
     ValueError
         If the file cannot be read as an array without pickle, or the key is not in it.
     """
-    path = base_dir / str(reference["file"])
+    path = resolve_path(base_dir, str(reference["file"]))
     key = reference.get("key")
     try:
         loaded = np.load(path, allow_pickle=False)
@@ -485,7 +491,7 @@ def _convert(value: Any, hint: Any, base_dir: Path) -> Any:
             return value
     elif issubclass(hint, PurePath):
         if isinstance(value, str | PurePath):
-            return base_dir / hint(value)
+            return hint(resolve_path(base_dir, value))
     elif isinstance(value, hint):
         return value
     raise ValueError(f"expected {_describe(hint)}; got {value!r}")

@@ -2,8 +2,11 @@
 
 import os
 import signal
+import subprocess
+import sys
 import threading
 
+import numpy as np
 import pytest
 from campaign_helpers import plugin_fixture  # noqa: F401  (the fixture "plugin")
 
@@ -154,3 +157,27 @@ def test_ctrl_c_without_a_terminal_aborts_then_resume_redoes_the_step(tmp_path, 
     assert main(["--quiet", "campaign", "--resume", str(path)]) == 0
     statuses = {k: [r.exit_status for r in v] for k, v in by_key(tmp_path).items()}
     assert statuses == {"01-slow_count": ["abort", "success"], "02-slow_count": ["success"]}
+
+
+@pytest.mark.slow  # a labcim process
+def test_a_home_folder_path_in_the_file_is_the_home_folder(tmp_path):
+    """No shell expands ``~`` in a YAML file: labcim does, for ``out`` and array files
+    (it made a folder named ``~`` beside the campaign file)."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    np.save(home / "w.npy", np.eye(8))
+    (work / "c.yaml").write_text(
+        "id: home\nchip: sim://pcm-small?cores=1&seed=1\nout: ~/results/home.h5\nsteps:\n"
+        "  - plan: tdp_program\n    args: {weights: {file: ~/w.npy}, max_iterations: 2}\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "labcim.cli", "-q", "campaign", "c.yaml"],
+        cwd=work, env={**os.environ, "HOME": str(home)}, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert f"results in {home}/results/home.h5" in done.stdout
+    (run,) = open_runs(home / "results" / "home.h5")
+    assert run.exit_status == "success" and run.plan_args["weights"].shape == (8, 8)
+    assert sorted(p.name for p in work.iterdir()) == ["c.yaml"]

@@ -27,7 +27,13 @@ from labcim.campaign.bounded_yaml import (
     read_bounded,
 )
 from labcim.hdf5.output import ForeignFileError, check_output
-from labcim.plan_args import STEP_METADATA, ArgumentError, PlanSignature, metadata_errors
+from labcim.plan_args import (
+    STEP_METADATA,
+    ArgumentError,
+    PlanSignature,
+    metadata_errors,
+    resolve_path,
+)
 from labcim.registry import UnknownPlanError, get_plan
 from labcim.suspenders import check_board, suspend_section
 
@@ -43,7 +49,7 @@ _TOP_FIELDS = {
     "id": "a name that stays the same when the file is edited (default: hash of the file)",
     "chip": "the chip URL given to labcim.connect, or 'none'",
     "chip_options": "keyword options of labcim.connect",
-    "out": "results location (HDF5), relative to the campaign file",
+    "out": "results location (HDF5), relative to the campaign file (~ is the home folder)",
     "metadata": "added to every run's start document",
     "on_failure": "what a failed step does: " + " or ".join(FAILURE_POLICIES),
     "steps": "the plans to run, in order",
@@ -166,7 +172,7 @@ def _validate(document: Any, path: Path, digest: str, errors: list[str]) -> Camp
     out = _typed(document, "out", str, "a path string", errors)
     if out:
         try:
-            check_output(path.parent / out)
+            check_output(resolve_path(path.parent, out))
         except ForeignFileError as exc:
             errors.append(f"out: {exc}")
     campaign_id = _typed(document, "id", str, "a string", errors) or digest
@@ -188,7 +194,7 @@ def _validate(document: Any, path: Path, digest: str, errors: list[str]) -> Camp
         path=path.resolve(),
         chip=chip,
         chip_options=options,
-        out=path.parent / out,
+        out=resolve_path(path.parent, out),
         metadata=metadata,
         on_failure=policy,
         steps=tuple(steps),
