@@ -22,6 +22,7 @@ from labcim.hdf5.layout import (
     RUN_FILE,
     RUNS_DIR_SUFFIX,
     Location,
+    format_mismatch,
 )
 from labcim.hdf5.opening import DamagedFileError, open_readable
 from labcim.plan_args import ArgumentError, PlanSignature
@@ -99,11 +100,12 @@ def _check_labcim_file(path: Path) -> None:
     """Raise RecordedRunError unless ``path`` is a labcim run file or an index with its runs."""
     try:
         with open_readable(path) as file:
-            is_run = file.attrs.get(FORMAT_ATTR) == FORMAT
+            mark = file.attrs.get(FORMAT_ATTR)
     except DamagedFileError as exc:
         raise RecordedRunError(f"{exc}, so not labcim results") from None
+    is_run = mark == FORMAT
     if RUN_FILE.fullmatch(path.name) and not is_run:
-        raise RecordedRunError(f"{path}: not a labcim run file (no {FORMAT_ATTR!r} attribute)")
+        raise RecordedRunError(f"{path}: {format_mismatch(mark)}")
     if not is_run and not Location.from_path(results_location(path)).run_dir.is_dir():
         raise RecordedRunError(
             f"{path}: not labcim results: neither a run file (no {FORMAT_ATTR!r} "

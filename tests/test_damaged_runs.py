@@ -4,6 +4,7 @@ import json
 import os
 import time
 
+import h5py
 import pytest
 from campaign_helpers import plugin_fixture  # noqa: F401  (the fixture "plugin")
 from results_support import (
@@ -40,6 +41,9 @@ def damage_all_ways(directory, good):
     os.symlink("run_000016_loop.h5", directory / "run_000016_loop.h5")
     (directory / "run_000017_text.h5").write_text("not HDF5\n")
     (directory / "run_000018_dir.h5").mkdir()
+    newer = truncated_copy(good[0], directory / "run_000019_newer.h5", 1.0)
+    with h5py.File(newer, "r+") as file:  # as a later labcim with a new layout writes it
+        file.attrs["labcim_format"] = "labcim-run/2"
     return {
         "run_000011_trunc.h5": "truncated: ",
         "run_000012_json.h5": "the stored start document is not valid JSON",
@@ -49,6 +53,10 @@ def damage_all_ways(directory, good):
         "run_000016_loop.h5": "Too many levels of symbolic links",
         "run_000017_text.h5": "not an HDF5 file",
         "run_000018_dir.h5": "Is a directory",
+        "run_000019_newer.h5": (
+            "a labcim run file of format 'labcim-run/2', which this labcim (labcim-run/1) "
+            "cannot read: update labcim"
+        ),
     }
 
 

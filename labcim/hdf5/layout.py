@@ -36,6 +36,8 @@ DOCUMENT_ATTR = "labcim_document"  # on /entry/metadata (start) and /entry/stop
 DESCRIPTORS_ATTR = "labcim_descriptors"  # on each stream group: a JSON list
 JSON_ATTR = "labcim_json"  # marks a readable field holding JSON text
 FORMAT_ATTR = "labcim_format"  # FORMAT on a run file's root, INDEX_FORMAT on an index's
+
+
 # Marker of an array stored as a dataset, in place of the value in the JSON metadata.
 ARRAY_REF = "$labcim_array"
 
@@ -114,3 +116,13 @@ def dataset_dtype(data_key: Mapping[str, Any], sample: Any) -> np.dtype:
     else:  # promote, e.g. ophyd.sim motors declare "integer" but read floats
         dtype = np.result_type(KIND_DTYPES.get(data_key.get("dtype"), "?"), np.asarray(sample))
     return STR_DTYPE if dtype.kind in "USO" else dtype
+
+
+def format_mismatch(mark: object) -> str:
+    """Why a file whose ``FORMAT_ATTR`` is ``mark`` (not `FORMAT`) is not read."""
+    if isinstance(mark, str) and mark.startswith("labcim-run/"):
+        return (
+            f"a labcim run file of format {mark!r}, which this labcim ({FORMAT}) cannot "
+            "read: update labcim"
+        )
+    return f"not a labcim run file (no {FORMAT!r} mark)"

@@ -41,6 +41,7 @@ from labcim.hdf5.layout import (
     SUMMARY_STREAM,
     Location,
     dataset_dtype,
+    format_mismatch,
     run_number,
 )
 from labcim.hdf5.metadata import join_arrays
@@ -324,8 +325,9 @@ class Run:
 
     def _read(self) -> None:
         with _structure(self.path) as file:
-            if file.attrs.get(FORMAT_ATTR) != FORMAT:
-                raise DamagedFileError(self.path, f"not a labcim run file (no {FORMAT!r} mark)")
+            mark = file.attrs.get(FORMAT_ATTR)
+            if mark != FORMAT:
+                raise DamagedFileError(self.path, format_mismatch(mark))
             entry = file[ENTRY]
             self.start: dict[str, Any] = _document(entry[METADATA], "start", START_KEYS)
             # A SWMR reader may see the link to a group the writer has just created
