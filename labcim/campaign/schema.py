@@ -49,7 +49,7 @@ _TOP_FIELDS = {
     "id": "a name that stays the same when the file is edited (default: hash of the file)",
     "chip": "the chip URL given to labcim.connect, or 'none'",
     "chip_options": "keyword options of labcim.connect",
-    "out": "results location (HDF5), relative to the campaign file (~ is the home folder)",
+    "out": "results location (HDF5), relative to the campaign file",
     "metadata": "added to every run's start document",
     "on_failure": "what a failed step does: " + " or ".join(FAILURE_POLICIES),
     "steps": "the plans to run, in order",
