@@ -17,7 +17,7 @@ import numpy as np
 
 from labcim.characterization import hermes_weights
 from labcim.connection import connect
-from labcim.engine import run_engine, run_plan
+from labcim.engine import PlanAbortedError, run_engine, run_plan, stop_after_run
 from labcim.hdf5 import open_runs
 from labcim.hdf5.output import check_output
 from labcim.hdf5.reader import Run
@@ -156,6 +156,8 @@ def run_demo(
             if progress:
                 print(f"-- {title}", flush=True)  # a log that is watched shows it now
             uids.update(run_plan(RE, plan, {}, on_pause))
+            if stop_after_run(RE, on_pause):
+                raise PlanAbortedError(f"interrupted after the step '{title}'")
     finally:
         board.close()
     table: list[tuple[str, str]] = []

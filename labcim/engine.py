@@ -177,6 +177,21 @@ def run_plan(
     raise PlanAbortedError("aborted by the operator after a pause")
 
 
+def stop_after_run(RE: RunEngine, on_pause: Callable[[], bool] | None) -> bool:
+    """Whether to stop before the next plan of a sequence (a campaign's steps, the demo,
+    a replay of several runs) because Ctrl-C came after the last checkpoint of the plan
+    that just ended.
+
+    bluesky lets such a plan finish and only keeps the request
+    (``RE.deferred_pause_requested``): without this the press would be lost and the next
+    plan start.  The operator is asked now, between the two plans, as at a pause:
+    ``on_pause()`` True goes on; without ``on_pause`` (no terminal) it stops.
+    """
+    if not RE.deferred_pause_requested:
+        return False
+    return on_pause is None or not on_pause()
+
+
 def _in_ipython() -> bool:
     ipython = sys.modules.get("IPython")
     return ipython is not None and ipython.get_ipython() is not None

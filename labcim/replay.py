@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from labcim.compare import Comparison, compare
-from labcim.engine import run_engine, run_plan
+from labcim.engine import PlanAbortedError, run_engine, run_plan, stop_after_run
 from labcim.hdf5 import Run, open_runs
 from labcim.recorded import (
     REPLAY_OF,
@@ -123,4 +123,6 @@ def replay(
         new = open_runs(location)[uids[0]]
         comparison = compare(call.run, new, ("recorded", "replayed"))
         done.append(Replayed(call, new, described, exact, comparison))
+        if stop_after_run(RE, on_pause) and len(done) < len(calls):
+            raise PlanAbortedError(f"interrupted after the replay of run {call.run.number}")
     return done

@@ -5,6 +5,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -181,3 +182,37 @@ def test_a_home_folder_path_in_the_file_is_the_home_folder(tmp_path):
     (run,) = open_runs(home / "results" / "home.h5")
     assert run.exit_status == "success" and run.plan_args["weights"].shape == (8, 8)
     assert sorted(p.name for p in work.iterdir()) == ["c.yaml"]
+
+
+@pytest.mark.slow  # a labcim process, interrupted, then resumed
+def test_ctrl_c_at_the_very_end_of_a_step_stops_before_the_next(tmp_path, plugin):
+    """bluesky finishes a plan whose last checkpoint has passed and keeps the pause
+    request: the campaign asks (no terminal: stops) before the next step."""
+    (tmp_path / "c.yaml").write_text(
+        "id: late\nchip: none\nout: r.h5\nsteps:\n"
+        "  - plan: slow_end\n    over: {tail: [2.0, 0.1]}\n"
+    )
+    command = [sys.executable, "-m", "labcim.cli", "-q", "campaign", "c.yaml"]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=plugin, stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not list((tmp_path / "r.h5.runs").glob("run_000001_*.h5")):
+            assert time.monotonic() < deadline and process.poll() is None
+            time.sleep(0.01)
+        time.sleep(0.5)  # its reading is taken: the step is in its last 2 s, past its checkpoint
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        process.kill()
+    assert process.returncode == 130, err
+    assert "stopped: interrupted after 01-slow_end[tail=2.0]; continue with --resume" in err
+    assert [r.exit_status for r in open_runs(tmp_path / "r.h5")] == ["success"]
+    done = subprocess.run(
+        [*command, "--resume"], cwd=tmp_path, env=plugin, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert [r.plan_args["tail"] for r in open_runs(tmp_path / "r.h5")] == [2.0, 0.1]

@@ -22,7 +22,14 @@ from drivers.smu import SMUError
 from labcim import suspenders
 from labcim.campaign.lock import running_alone
 from labcim.campaign.schema import Campaign, CampaignError, Step
-from labcim.engine import PlanAbortedError, connect_chip, connected, run_engine, run_plan
+from labcim.engine import (
+    PlanAbortedError,
+    connect_chip,
+    connected,
+    run_engine,
+    run_plan,
+    stop_after_run,
+)
 from labcim.hdf5 import open_runs
 from labcim.hdf5.reader import Run
 
@@ -30,6 +37,10 @@ from labcim.hdf5.reader import Run
 HARDWARE_FAULTS: tuple[type[Exception], ...] = (BoardError, SMUError)
 
 StepStatus = Literal["success", "fail", "abort", "done"]
+
+
+INTERRUPTED_AFTER = "interrupted after"
+"""How the reason to stop begins when Ctrl-C came at a step's very end (the step is done)."""
 
 
 @dataclass(frozen=True)
@@ -67,8 +78,9 @@ class CampaignResult:
 
     @property
     def aborted(self) -> bool:
-        """The operator aborted a paused step."""
-        return any(o.status == "abort" for o in self.outcomes)
+        """The operator aborted a paused step, or stopped the campaign between steps."""
+        by_operator = self.stopped.startswith(INTERRUPTED_AFTER)
+        return by_operator or any(o.status == "abort" for o in self.outcomes)
 
     @property
     def complete(self) -> bool:
@@ -216,7 +228,10 @@ def _run_step(
         error = "the plan opened no bluesky run; a campaign step must be one"
         outcome = StepOutcome(step, "fail", (), error, seconds)
         return outcome, _stop_reason(campaign, step, None)
-    return StepOutcome(step, "success", tuple(uids), "", seconds), ""
+    outcome = StepOutcome(step, "success", tuple(uids), "", seconds)
+    if stop_after_run(RE, on_pause):  # Ctrl-C at the step's very end: done, then stop
+        return outcome, f"{INTERRUPTED_AFTER} {step.key}"
+    return outcome, ""
 
 
 def _stop_reason(campaign: Campaign, step: Step, exc: BaseException | None) -> str:

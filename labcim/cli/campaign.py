@@ -81,7 +81,8 @@ def campaign(args: argparse.Namespace) -> int:
         f"{'the stations results directories' if spec else loaded.out}"
     )
     if result.stopped:
-        print(f"stopped: {result.stopped}; fix and continue with --resume", file=sys.stderr)
+        then = "continue" if result.aborted else "fix and continue"
+        print(f"stopped: {result.stopped}; {then} with --resume", file=sys.stderr)
     if result.aborted:
         return 130
     return 0 if result.complete else 1

@@ -50,6 +50,20 @@ def slow_count(
     return (yield from count([_detector()], num=n, delay=delay, md=md))
 
 
+def slow_end(board: object, tail: float = 1.0):
+    """One reading, then ``tail`` s of work after the plan's last checkpoint (as a plan
+    computing its summary): a Ctrl-C then comes when bluesky can no longer pause it."""
+    md = {"plan_name": "slow_end", "plan_args": {"tail": tail}}
+
+    @bpp.run_decorator(md=md)
+    def run():
+        yield from bps.checkpoint()
+        yield from bps.trigger_and_read([_detector()])
+        yield from bps.sleep(tail)
+
+    return (yield from run())
+
+
 def program(
     board: object,
     weights: npt.NDArray[np.float64],
