@@ -175,3 +175,21 @@ def test_a_flapping_link_s_many_interruptions_are_cut_short_under_the_header(tmp
         lines[-1]
         == f"  ... {len(said) - SHOWN_INTERRUPTIONS} more interruptions (--json lists all)"
     )
+
+
+@pytest.mark.slow  # labcim processes
+def test_follow_refuses_at_once_a_path_where_no_run_can_appear(tmp_path):
+    (tmp_path / "night.yaml").write_text("id: n\n")  # the campaign file given by mistake
+    (tmp_path / "notes.h5").write_text("not HDF5\n")
+    for name, reason in [
+        ("night.yaml", "exists and is not a directory (runs go in it)"),
+        ("notes.h5", "exists and is not a labcim index (not an HDF5 file)"),
+    ]:
+        done = subprocess.run(
+            [*LABCIM, "show", name, "--follow"], cwd=tmp_path, capture_output=True,
+            text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2 and done.stdout == ""
+        assert done.stderr == (
+            f"labcim show: {name}: {reason}, so no labcim runs can appear there\n"
+        )

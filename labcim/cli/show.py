@@ -191,8 +191,11 @@ def follow(path: str, interval: float, idle: float = 10.0) -> int:
 
     The watch ends when the newest run has ended and, if it is a campaign step, it was
     the campaign's last step or no further run started within ``idle`` s (a campaign
-    that stopped on a failure).  A location not there yet is waited for.
+    that stopped on a failure).  A location not there yet is waited for; a path that
+    holds something no labcim writer would put runs in (a text file, another program's
+    HDF5 file) is refused at once (exit status 2): no run would ever appear there.
     """
+    from labcim.hdf5.output import ForeignFileError, check_output
     from labcim.hdf5.reader import open_runs
 
     last_line, ended_at, announced = "", None, False
@@ -202,6 +205,12 @@ def follow(path: str, interval: float, idle: float = 10.0) -> int:
         except (FileNotFoundError, OSError, KeyError):
             runs = []
         if not runs:
+            try:
+                check_output(path)
+            except ForeignFileError as exc:
+                why = f"{exc.path}: {exc.reason}, so no labcim runs can appear there"
+                print(f"labcim show: {why}", file=sys.stderr)
+                return 2
             if not announced:
                 print(f"waiting for runs at {path}", flush=True)
                 announced = True

@@ -37,6 +37,7 @@ class ForeignFileError(FileExistsError):
     def __init__(self, path: str | Path, reason: str) -> None:
         super().__init__(errno.EEXIST, f"{path}: {reason}; {_ADVICE}")
         self.path = Path(path)
+        self.reason = reason
 
     def __str__(self) -> str:
         return self.strerror
