@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from labcim.output_files import write_file
+
 DEFAULT_THREADS = 1
 """BLAS threads of every benchmark unless told otherwise (``--threads``)."""
 
@@ -389,9 +391,19 @@ def mark_quick(records: Sequence[Record]) -> list[Record]:
 
 
 def write_json(path: str | Path, head: Mapping[str, Any], records: Sequence[Record]) -> None:
-    """Write ``{"header": ..., "records": [...]}``."""
+    """Write ``{"header": ..., "records": [...]}`` (through a temporary name: a crash
+    leaves the earlier run's file or this one, never half of it)."""
     data = {"header": dict(head), "records": [asdict(r) for r in records]}
-    Path(path).write_text(json.dumps(data, indent=1) + "\n")
+    text = json.dumps(data, indent=1) + "\n"
+    write_file(path, lambda temporary: temporary.write_text(text), _bench_json, "bench file")
+
+
+def _bench_json(path: Path) -> bool:
+    try:
+        read_json(path)
+    except ValueError:
+        return False
+    return True
 
 
 def check_json_target(path: str | Path) -> None:
@@ -406,6 +418,11 @@ def check_json_target(path: str | Path) -> None:
         Naming the path and why, in one line.
     """
     target = Path(path)
+    folder = target.absolute().parent
+    if not folder.is_dir():  # found now, not after the benchmarks' minutes
+        raise ValueError(f"--json {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"--json {path}: the folder {folder} is not writable")
     if not target.exists():
         return
     if not target.is_file():

@@ -60,6 +60,12 @@ def test_bench_json_never_replaces_a_file_it_did_not_write(tmp_path, capfd):
     assert foreign.read_text() == '{"mine": 1}\n'
     assert main(["--quiet", "bench", "--quick", "--json", str(tmp_path), "hdf5"]) == 2
     assert f"--json {tmp_path}: not a file" in capfd.readouterr().out
+    # A folder that is not there is found before the benchmarks run, not after.
+    missing = tmp_path / "results" / "bench.json"
+    assert main(["--quiet", "bench", "--json", str(missing), "hdf5"]) == 2
+    assert capfd.readouterr().out.strip() == (  # this line alone: no table, nothing ran
+        f"labcim bench: --json {missing}: the folder {missing.parent} does not exist"
+    )
     # An earlier run's file is labcim's: written again.
     ours = tmp_path / "bench.json"
     harness.write_json(ours, harness.header(1, True, (0.0, 0.0, 0.0)), [])
