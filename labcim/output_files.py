@@ -12,6 +12,7 @@ one, so a crash leaves the old file or the new one, never half of either.
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 import zipfile
@@ -92,9 +93,13 @@ def write_file(
     ------
     ForeignFileError
         If ``path`` holds something labcim did not write (checked before writing).
+    FileNotFoundError
+        If the folder of ``path`` does not exist.
     """
     path = Path(path)
     check_free([(path, ours, kind)])
+    if not path.absolute().parent.is_dir():
+        raise FileNotFoundError(errno.ENOENT, f"{path}: the folder {path.parent} does not exist")
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.part")
     os.close(os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # umask's mode
     try:

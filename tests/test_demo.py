@@ -122,6 +122,11 @@ def test_calibrate_on_the_demo_file_writes_a_model_sim_accepts(demo, tmp_path):
         "labcim never overwrites it: give another output path\n"
     )
     assert notes.read_text() == "wafer: W7\n"
+    elsewhere = tmp_path / "models" / "m.yaml"  # a folder not made yet
+    refused = _labcim("calibrate", str(out / "demo.h5"), "-o", str(elsewhere))
+    assert refused.returncode == 2 and refused.stderr == (
+        f"labcim calibrate: -o: {elsewhere}: the folder {elsewhere.parent} does not exist\n"
+    )
 
 
 def test_a_figure_of_another_program_in_the_demo_folder_is_refused_before_running(tmp_path):

@@ -38,8 +38,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         save_model(model, args.output)
-    except ForeignFileError as exc:
-        print(f"labcim calibrate: -o: {exc}", file=sys.stderr)
+    except (ForeignFileError, FileNotFoundError) as exc:
+        print(f"labcim calibrate: -o: {exc.strerror}", file=sys.stderr)
         return 2
     used = model.provenance["runs"]
     print(f"{args.output}: {model.preset} model from {len(used)} of {len(runs)} run(s)")
