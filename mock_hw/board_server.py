@@ -601,6 +601,8 @@ class Faults:
                 raise ValueError(f"fault rate {name} = {getattr(self, name)} is outside [0, 1]")
         if self.delay_s < 0:
             raise ValueError(f"delay_s = {self.delay_s} must be >= 0")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"fault seed = {self.seed!r} must be a non-negative integer")
 
     @classmethod
     def parse(cls, spec: str, seed: int = 0) -> Faults:

@@ -57,6 +57,10 @@ MISTAKES = {
         "run conductance_map --chip sim://pcm-small?seed=-1 --out r.h5",
         "--chip sim://pcm-small?seed=-1: seed = -1 must be a non-negative integer",
     ),
+    "negative fault seed": (
+        "sim serve --preset pcm-small --faults corrupt=0.01,seed=-1",
+        "fault seed = -1 must be a non-negative integer",
+    ),
     "misspelt URL scheme": (
         "run conductance_map --chip serail:///dev/ttyUSB0 --out r.h5",
         "unknown URL scheme 'serail'",
