@@ -174,7 +174,13 @@ def detect_smu(resource: str, *, timeout: float = 2000.0, **visa: Any) -> type[S
         finally:
             session.close()
     except (pyvisa.Error, OSError, ValueError) as exc:
-        raise SMUError(f"{resource}: cannot ask *IDN? to detect the SMU model ({exc})") from exc
+        extra = next(
+            (e for kind, e in _VISA_EXTRAS.items() if resource.upper().startswith(kind)), ""
+        )
+        hint = f'; pip install "labcim[{extra}]"' if extra and "install" in str(exc) else ""
+        raise SMUError(
+            f"{resource}: cannot ask *IDN? to detect the SMU model ({exc}{hint})"
+        ) from exc
     models = set(smu_models().values())
     for cls in sorted(models, key=lambda c: c.__qualname__):
         if re.match(cls.idn_pattern, idn):
@@ -184,6 +190,10 @@ def detect_smu(resource: str, *, timeout: float = 2000.0, **visa: Any) -> type[S
         f"{resource}: *IDN? answered {idn!r}, which no known SMU model matches ({known}); "
         "name the model (driver=..., labcim run --smu-model)"
     )
+
+
+_VISA_EXTRAS = {"USB": "usb", "GPIB": "gpib"}
+"""labcim's extra that gives pyvisa-py what it needs for a resource type (its prefix)."""
 
 
 def connect_smu(

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import re
+
 import bluesky.plan_stubs as bps
 import bluesky.plans as bp
 import numpy as np
@@ -10,7 +13,7 @@ from bluesky import RunEngine
 from bluesky.utils import FailedStatus
 from devices_support import Collector, check_compliance, check_value
 
-from drivers.smu import SMULimitError
+from drivers.smu import SMUError, SMULimitError
 from labcim.connection import connect_smu
 from labcim.devices import SMU
 from mock_hw.iv_device import ProbedRRAM
@@ -108,3 +111,14 @@ def test_stage_restores_output(smu):
     assert smu.output.get() is True
     smu.unstage()
     assert smu.output.get() is False
+
+
+@pytest.mark.parametrize(
+    ("resource", "module", "extra"),
+    [("USB0::0x05E6::0x2450::04096331::INSTR", "usb", "usb"), ("GPIB0::18::INSTR", "gpib", "gpib")],
+)
+def test_a_bench_resource_pyvisa_py_cannot_open_names_the_extra(resource, module, extra):
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed: pyvisa-py opens {resource.split('::')[0]}")
+    with pytest.raises(SMUError, match=re.escape(f'pip install "labcim[{extra}]"')):
+        connect_smu(resource)
