@@ -87,7 +87,10 @@ def _polarity_sum(g_map: np.ndarray, dpp: int) -> np.ndarray:
 def _final_map(run: Run, core: int, what: str) -> np.ndarray:
     """The last map of ``core`` in the ``what`` stream (``"verify"`` or ``"reads"``)."""
     data = _data(run)
-    return np.asarray(data.stream(what)[data.keys.core(core).conductance_map][-1])
+    stream, key = data.stream(what), data.keys.core(core).conductance_map
+    if key not in stream:
+        raise KeyError(f"{run.plan_name} run {run.number} read no conductance map of core {core}")
+    return np.asarray(stream[key][-1])
 
 
 def _dpp(run: Run) -> int:
@@ -125,9 +128,17 @@ def conductance_map(run: Run, core: int, what: str = "verify") -> Figure:
 def _programming(run: Run, core: int) -> dict[str, Any]:
     """The programming job of ``core`` in the run's metadata (one per layer for
     network_inference)."""
-    prog = run.metadata["programming"]
+    prog = run.metadata.get("programming")
+    if prog is None:
+        raise KeyError(f"{run.plan_name} run {run.number} programmed no core")
     jobs = [prog] if "strategy" in prog else [j for j in prog.values() if isinstance(j, dict)]
-    return next(j for j in jobs if f"core{core}" in j["targets"])
+    for job in jobs:
+        if f"core{core}" in job["targets"]:
+            return job
+    cores = sorted(int(name.removeprefix("core")) for j in jobs for name in j["targets"])
+    raise KeyError(
+        f"{run.plan_name} run {run.number} did not program core {core}; it programmed {cores}"
+    )
 
 
 def programming_errors(run: Run, core: int) -> np.ndarray:

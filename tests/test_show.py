@@ -18,6 +18,7 @@ from pause_support import Interrupt, pause_now
 from plans_support import formed_and_swept
 
 import labcim
+from labcim import plots
 from labcim.engine import run_engine
 from labcim.export import dataframe, key_figures_frame, write_csv
 from labcim.key_figures import iv_switching, key_figures
@@ -84,6 +85,11 @@ def test_conductance_map_runs_get_a_map_figure(tmp_path):
     assert written == ["conductance_map_core0.png", "conductance_map_core1.png"]
     groups = {f.group for f in key_figures(run)}
     assert groups == {"core 0", "core 1"}
+    # A figure of a core or a step the run does not have says so (it was a StopIteration).
+    with pytest.raises(KeyError, match="conductance_map run 1 read no conductance map of core 5"):
+        plots.conductance_map(run, 5)
+    with pytest.raises(KeyError, match="conductance_map run 1 programmed no core"):
+        plots.programming_error_histogram(run, 0)
 
 
 @pytest.mark.slow
