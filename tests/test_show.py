@@ -87,7 +87,7 @@ def test_conductance_map_runs_get_a_map_figure(tmp_path):
     assert groups == {"core 0", "core 1"}
     # A figure of a core or a step the run does not have says so (it was a StopIteration).
     with pytest.raises(KeyError, match="conductance_map run 1 read no conductance map of core 5"):
-        plots.conductance_map(run, 5)
+        plots.conductance_map(run, 5, "reads")
     with pytest.raises(KeyError, match="conductance_map run 1 programmed no core"):
         plots.programming_error_histogram(run, 0)
 
