@@ -104,3 +104,17 @@ def test_figures_show_with_the_widget_backend_and_the_notebook_progress_bar(tmp_
         if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
     assert widgets, "tqdm's notebook bar (an ipywidgets view) was not shown"
+
+
+@pytest.mark.slow
+def test_the_campaign_notebook_runs_again_in_the_folder_of_its_first_run(tmp_path):
+    """Run All a second time, as a reader does: the second campaign is one of its own
+    (the first time's campaign id met its own finished runs and the cell failed)."""
+    path = next(p for p in NOTEBOOKS if p.name.startswith("04"))
+    env = _plain_kernel_env(tmp_path)
+    for _ in range(2):
+        nb = nbformat.read(path, as_version=4)
+        _execute(nb, tmp_path, env)
+        _check_outputs(nb)
+    results = sorted(p.name for p in (tmp_path / "nb-data").glob("night-*.h5"))
+    assert len(results) == 2, results
