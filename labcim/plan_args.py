@@ -205,19 +205,9 @@ STEP_METADATA = (
     "step_count",
     "step_digest",
 )
-_BLUESKY_METADATA = (
-    "uid",
-    "time",
-    "scan_id",
-    "versions",
-    "plan_name",
-    "plan_type",
-    "plan_args",
-    "num_points",
-    "hints",
-    "detectors",
-    "motors",
-)
+# bluesky's own keys and those replay reads back; "hints", "num_points" and the like stay
+# the caller's to set, as bluesky's plans allow (for live plots and progress).
+_BLUESKY_METADATA = ("uid", "time", "scan_id", "plan_name", "plan_type", "plan_args")
 _LABCIM_METADATA = ("board_identity", "network", "deployment", "programming", "replay_of")
 RESERVED_METADATA = frozenset({*STEP_METADATA, *_BLUESKY_METADATA, *_LABCIM_METADATA})
 """Start-document keys that bluesky, labcim's plans, replay and campaigns set: what
