@@ -39,6 +39,8 @@ from typing import Annotated, Any, Literal, Union
 import numpy as np
 import numpy.typing as npt
 
+from drivers.protocol import MAX_CLOCK
+
 _SEQUENCES = (
     list,
     tuple,
@@ -155,8 +157,9 @@ class Interval(Check):
 
 @dataclass(frozen=True)
 class Times(Check):
-    """At least ``count`` finite times (s), in order: each >= 0 (> 0 if ``positive``) and
-    not below the one before (above it if ``strictly``)."""
+    """At least ``count`` finite times (s), in order: each >= 0 (> 0 if ``positive``),
+    within the board clock's range (`drivers.protocol.MAX_CLOCK`, about 317 years: no
+    board can wait longer) and not below the one before (above it if ``strictly``)."""
 
     count: int = 1
     positive: bool = False
@@ -173,12 +176,13 @@ class Times(Check):
             or t.ndim != 1
             or len(t) < self.count
             or not np.all(np.isfinite(t))
+            or np.any(t > MAX_CLOCK)
             or np.any(t <= 0 if self.positive else t < 0)
             or np.any(steps <= 0 if self.strictly else steps < 0)
         ):
             raise ValueError(
                 f"{name} = {value!r} must be at least {self.count} finite time(s) (s), "
-                f"{'> 0' if self.positive else '>= 0'}, "
+                f"{'> 0' if self.positive else '>= 0'} and <= {MAX_CLOCK:g}, "
                 f"{'increasing' if self.strictly else 'sorted'}"
             )
         return t.tolist()

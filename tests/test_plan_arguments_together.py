@@ -44,7 +44,8 @@ CASES = [
     ("network_inference", ["model=digits-mlp", "digital_budget=2"],
      "-p digital_budget: digital_budget = 2.0 is outside [0.0, 1.0]"),
     ("network_inference", ["model=digits-mlp", "times=[5, 1]"],
-     "-p times: times = [5.0, 1.0] must be at least 1 finite time(s) (s), >= 0, sorted"),
+     "-p times: times = [5.0, 1.0] must be at least 1 finite time(s) (s), >= 0 and <= 1e+10, "
+     "sorted"),
     ("network_inference", ["model=digits-mlp", "compensation=[global, sideways]"],
      "-p compensation: compensation[1] = 'sideways'; allowed: ['none', 'global', 'column']"),
     ("network_inference", ["model=digits-mlp", "X=[[0.5, 0.5], [0.1, 0.2]]", "y=[1]"],
@@ -54,8 +55,12 @@ CASES = [
      "(every event of a run has the same batch shape)"),
     ("mvm_characterization", ["adc_bits=[8, 40]"],
      "-p adc_bits: adc_bits[1] = 40 must be an integer [2, 16]"),
+    ("retention", ["times=[10, 1e12]"],  # longer than any board clock (317 years) counts
+     "-p times: times = [10.0, 1000000000000.0] must be at least 2 finite time(s) (s), "
+     "> 0 and <= 1e+10, increasing"),
     ("retention", ["times=[10, 10]"],
-     "-p times: times = [10.0, 10.0] must be at least 2 finite time(s) (s), > 0, increasing"),
+     "-p times: times = [10.0, 10.0] must be at least 2 finite time(s) (s), > 0 and <= 1e+10, "
+     "increasing"),
 ]  # fmt: skip
 
 
