@@ -5,6 +5,7 @@ import time
 import tracemalloc
 
 import pytest
+import yaml
 from campaign_helpers import plugin_fixture  # noqa: F401  (the fixture "plugin")
 from results_support import cli, resource_usage
 
@@ -141,3 +142,13 @@ def test_yaml_errors_are_one_line_with_the_place(tmp_path):
     path.write_text(HEAD + "steps: [\n")
     (error,) = errors_of(path)
     assert error.startswith("not valid YAML: line 4, column 1: ") and "\n" not in error
+
+
+def test_a_key_written_twice_is_refused_with_both_lines_but_a_merge_may_be_overridden():
+    with pytest.raises(yaml.YAMLError, match=r"key 'out' given twice \(first on line 1\)"):
+        load_bounded("out: a.h5\nid: x\nout: b.h5\n")
+    with pytest.raises(yaml.YAMLError, match=r"key 'reads' given twice"):
+        load_bounded("steps:\n  - {plan: conductance_map, args: {reads: 2, reads: 5}}\n")
+    # YAML's merge: an explicit key after <<: overrides the merged one
+    merged = load_bounded("base: &b {n: 1, delay: 0.1}\nstep:\n  <<: *b\n  delay: 0.5\n")
+    assert merged["step"] == {"n": 1, "delay": 0.5}

@@ -93,6 +93,7 @@ def test_the_issues_mistakes_are_each_named_and_nothing_runs(tmp_path, plugin, c
         ("on_failure: skip\n", "on_failure: must be one of 'stop', 'continue'; got 'skip'"),
         ("colour: red\n", "colour: unknown field; allowed: id, chip, chip_options, out"),
         ("metadata: {uid: x}\n", "metadata.uid: reserved"),
+        ("out: s\n", "not valid YAML: line 3, column 1: key 'out' given twice (first on line 1)"),
         ("metadata: {board_identity: x}\n", "metadata.board_identity: reserved"),
         ("metadata: {replay_of: x}\n", "metadata.replay_of: reserved"),
         ("metadata: {day: 2024-01-01}\n", "metadata.day: not storable as JSON"),

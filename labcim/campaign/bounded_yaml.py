@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 from yaml.composer import Composer
-from yaml.constructor import SafeConstructor
+from yaml.constructor import ConstructorError, SafeConstructor
 from yaml.events import AliasEvent
+from yaml.nodes import MappingNode
 from yaml.resolver import Resolver
 
 try:
@@ -173,6 +174,29 @@ class _BoundedLoader(_BoundedComposer, *_PARSER, SafeConstructor, Resolver):
         _BoundedComposer.__init__(self, limits)
         SafeConstructor.__init__(self)
         Resolver.__init__(self)
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+        """A mapping, refusing a key written twice: plain YAML keeps the last one
+        silently, so a second ``out:`` added by mistake would win.  (A key given again
+        after a ``<<:`` merge overrides the merged one, as YAML says.)"""
+        if isinstance(node, MappingNode):
+            seen: dict[Any, Any] = {}
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=False)
+                try:
+                    first = seen.setdefault(key, key_node)
+                except TypeError:  # unhashable: SafeConstructor names it
+                    continue
+                if first is not key_node:
+                    raise ConstructorError(
+                        None,
+                        None,
+                        f"key {key!r} given twice (first on line {first.start_mark.line + 1})",
+                        key_node.start_mark,
+                    )
+        return SafeConstructor.construct_mapping(self, node, deep=deep)
 
     def construct_number(self, node: Any) -> Any:
         """An int or float, if its text is within ``max_number_chars``."""
