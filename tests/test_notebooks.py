@@ -21,6 +21,12 @@ NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 PLOT_CALL = "plots."
 
+RUN_ALL_TWICE = {"04_campaign.ipynb": 2}
+"""Notebooks executed a second time in the folder of their first run, as a reader runs
+them again: the campaign notebook's second campaign is one of its own (with a fixed id,
+it met the first's finished runs and its cell failed).  The others append runs to their
+sessions' files and look them up by uid (run twice by hand)."""
+
 
 def _plots(cell) -> bool:
     """A cell that ends with a ``labcim.plots`` figure: it must show an image."""
@@ -76,8 +82,10 @@ def test_notebook_is_stored_without_outputs(path):
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_executes_in_a_plain_kernel_with_images_and_no_warnings(path, tmp_path):
-    nb = nbformat.read(path, as_version=4)
-    _execute(nb, tmp_path, _plain_kernel_env(tmp_path))
+    env = _plain_kernel_env(tmp_path)
+    for _ in range(RUN_ALL_TWICE.get(path.name, 1)):  # the second time in the first's folder
+        nb = nbformat.read(path, as_version=4)
+        _execute(nb, tmp_path, env)
     images = _check_outputs(nb)
     assert images == sum(_plots(c) for c in nb.cells) >= 1
     assert any(cell.get("outputs") for cell in nb.cells if cell.cell_type == "code")
@@ -104,17 +112,3 @@ def test_figures_show_with_the_widget_backend_and_the_notebook_progress_bar(tmp_
         if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
     assert widgets, "tqdm's notebook bar (an ipywidgets view) was not shown"
-
-
-@pytest.mark.slow
-def test_the_campaign_notebook_runs_again_in_the_folder_of_its_first_run(tmp_path):
-    """Run All a second time, as a reader does: the second campaign is one of its own
-    (the first time's campaign id met its own finished runs and the cell failed)."""
-    path = next(p for p in NOTEBOOKS if p.name.startswith("04"))
-    env = _plain_kernel_env(tmp_path)
-    for _ in range(2):
-        nb = nbformat.read(path, as_version=4)
-        _execute(nb, tmp_path, env)
-        _check_outputs(nb)
-    results = sorted(p.name for p in (tmp_path / "nb-data").glob("night-*.h5"))
-    assert len(results) == 2, results
