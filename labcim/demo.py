@@ -152,11 +152,12 @@ def run_demo(
     board = connect(chip)
     uids: set[str] = set()
     try:
-        for title, plan in demo_steps(board):
+        steps = demo_steps(board)
+        for title, plan in steps:
             if progress:
                 print(f"-- {title}", flush=True)  # a log that is watched shows it now
             uids.update(run_plan(RE, plan, {}, on_pause))
-            if stop_after_run(RE, on_pause):
+            if title != steps[-1][0] and stop_after_run(RE, on_pause):
                 raise PlanAbortedError(f"interrupted after the step '{title}'")
     finally:
         board.close()

@@ -39,10 +39,6 @@ HARDWARE_FAULTS: tuple[type[Exception], ...] = (BoardError, SMUError)
 StepStatus = Literal["success", "fail", "abort", "done"]
 
 
-INTERRUPTED_AFTER = "interrupted after"
-"""How the reason to stop begins when Ctrl-C came at a step's very end (the step is done)."""
-
-
 @dataclass(frozen=True)
 class StepOutcome:
     """What became of one step.
@@ -75,12 +71,13 @@ class CampaignResult:
     campaign: Campaign
     outcomes: list[StepOutcome] = field(default_factory=list)
     stopped: str = ""
+    interrupted: bool = False
+    """The operator stopped the campaign between two steps (`labcim.engine.stop_after_run`)."""
 
     @property
     def aborted(self) -> bool:
         """The operator aborted a paused step, or stopped the campaign between steps."""
-        by_operator = self.stopped.startswith(INTERRUPTED_AFTER)
-        return by_operator or any(o.status == "abort" for o in self.outcomes)
+        return self.interrupted or any(o.status == "abort" for o in self.outcomes)
 
     @property
     def complete(self) -> bool:
@@ -203,6 +200,10 @@ def _run_campaign(
             result.outcomes.append(outcome)
             bar.write(outcome.describe(len(campaign.steps)))
             bar.update()
+            last = step is todo[-1]
+            if not stop and not last and stop_after_run(RE, on_pause):  # Ctrl-C at its end
+                result.interrupted = True
+                stop = f"interrupted after {step.key}"
             if stop:
                 result.stopped = stop
                 break
@@ -228,10 +229,7 @@ def _run_step(
         error = "the plan opened no bluesky run; a campaign step must be one"
         outcome = StepOutcome(step, "fail", (), error, seconds)
         return outcome, _stop_reason(campaign, step, None)
-    outcome = StepOutcome(step, "success", tuple(uids), "", seconds)
-    if stop_after_run(RE, on_pause):  # Ctrl-C at the step's very end: done, then stop
-        return outcome, f"{INTERRUPTED_AFTER} {step.key}"
-    return outcome, ""
+    return StepOutcome(step, "success", tuple(uids), "", seconds), ""
 
 
 def _stop_reason(campaign: Campaign, step: Step, exc: BaseException | None) -> str:
