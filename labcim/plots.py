@@ -272,7 +272,8 @@ def mvm_scatter(run: Run, core: int | None = None, max_points: int = 20000) -> F
         ax.set_xlabel("ideal output (uA)")
     axes[0].set_ylabel("measured output (uA)")
     _note(axes[0], "ideal: on the conductances read back\nbefore the MVMs (mvm_error)")
-    fig.suptitle(f"{run.plan_name}: core {core} MVM, measured vs ideal")
+    gap = "\n" if len(panels) == 1 else " "  # one panel is too narrow for one line
+    fig.suptitle(f"{run.plan_name}: core {core}{gap}MVM, measured vs ideal")
     return fig
 
 
