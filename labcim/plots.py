@@ -181,7 +181,7 @@ def programming_error_histogram(run: Run, core: int) -> Figure:
     ax.hist(np.clip(err, -span, span), bins=np.linspace(-span, span, 121), color="tab:blue")
     beyond = int((np.abs(err) > span).sum())
     ax.set(
-        title=f"{run.plan_name}: core {core} programming error, std {err.std():.3f} uS",
+        title=f"{run.plan_name}: core {core} programming error\nstd {err.std():.3f} uS",
         xlabel="programmed - target at the verify read (uS)",
         ylabel="cell polarities",
     )

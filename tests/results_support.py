@@ -11,10 +11,12 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import h5py
 from bluesky import RunEngine
 from bluesky.plans import count
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from ophyd.sim import det
 
 from labcim.hdf5 import HDF5Writer
@@ -167,3 +169,19 @@ def killed_run(location: Path) -> Path:
     subprocess.run([sys.executable, "-c", _KILLED_WRITER, str(location)], check=True, timeout=60)
     (path,) = set(location.glob("run_*.h5")) - before
     return path
+
+
+def titles_inside(fig: Any) -> bool:
+    """Whether every title of ``fig`` (and its axes) is drawn within the figure."""
+    canvas = FigureCanvasAgg(fig)  # as the PNG is drawn
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    box = fig.bbox
+    texts = [fig._suptitle] + [t for ax in fig.axes for t in (ax.title, ax._left_title)]
+    for text in texts:
+        if text is None or not text.get_text():
+            continue
+        extent = text.get_window_extent(renderer)
+        if extent.x0 < box.x0 - 1 or extent.x1 > box.x1 + 1:
+            return False
+    return True

@@ -17,6 +17,7 @@ import time
 import numpy as np
 import pytest
 from pty_support import CTRL_C, Terminal
+from results_support import titles_inside
 
 import labcim
 from labcim import open_runs, plots
@@ -98,6 +99,20 @@ def test_the_figures_state_the_numbers_that_are_printed(demo):
     for mode in ("4phase", "1phase"):
         error = mvm.summary[f"core1_{mode}_d8_a8_mvm_error"]
         assert any(f"MVM error {error:.2f} %" in t for t in titles), titles
+
+
+def test_every_figure_of_every_demo_run_has_its_titles_in_the_picture(demo):
+    """The programming-error histogram of the mvm_characterization run ran past its right
+    edge (the plan's name is long): every figure the plans make is drawn and checked."""
+    out, _ = demo
+    drawn = 0
+    for run in open_runs(out / "demo.h5"):
+        for name, make in plots.PLOTS[run.plan_name].items():
+            made = make(run)
+            for fig in made.values() if isinstance(made, dict) else [made]:
+                assert titles_inside(fig), (run.plan_name, name)
+                drawn += 1
+    assert drawn >= 10
 
 
 def test_calibrate_on_the_demo_file_writes_a_model_sim_accepts(demo, tmp_path):

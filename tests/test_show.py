@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from bluesky.utils import RunEngineInterrupted
 from hdf5_plans import one_stream
-from matplotlib.backends.backend_agg import FigureCanvasAgg
 from pause_support import Interrupt, pause_now
 from plans_support import formed_and_swept
+from results_support import titles_inside
 
 import labcim
 from labcim import plots
@@ -202,22 +202,6 @@ def test_follow_refuses_at_once_a_path_where_no_run_can_appear(tmp_path):
         )
 
 
-def _inside(fig) -> bool:
-    """Whether every title of ``fig`` (and its axes) is drawn within the figure."""
-    canvas = FigureCanvasAgg(fig)  # as the PNG is drawn
-    canvas.draw()
-    renderer = canvas.get_renderer()
-    box = fig.bbox
-    texts = [fig._suptitle] + [t for ax in fig.axes for t in (ax.title, ax._left_title)]
-    for text in texts:
-        if text is None or not text.get_text():
-            continue
-        extent = text.get_window_extent(renderer)
-        if extent.x0 < box.x0 - 1 or extent.x1 > box.x1 + 1:
-            return False
-    return True
-
-
 def test_the_mvm_figure_of_one_read_mode_has_its_whole_title_in_the_picture(tmp_path):
     """A campaign step of one read mode gives a one-panel figure: its title was cut off
     at both sides ("vm_characterization: core 2 MVM, measured vs id")."""
@@ -229,4 +213,4 @@ def test_the_mvm_figure_of_one_read_mode_has_its_whole_title_in_the_picture(tmp_
         board.close()
     (run,) = labcim.open_runs(tmp_path / "m.h5")
     fig = plots.mvm_scatter(run, 0)
-    assert len(fig.axes) == 1 and _inside(fig)
+    assert len(fig.axes) == 1 and titles_inside(fig)
