@@ -107,7 +107,7 @@ def _raw_loop(path: Path, frames: list[np.ndarray], writer: HDF5Writer, **filter
 
 def run(quick: bool = False) -> list[Record]:
     """Throughput ratios writer / raw h5py loop: default (fsync), gzip-1+shuffle, no fsync."""
-    n = 50 if quick else 300
+    n = 20 if quick else 300
     docs = _documents(n)
     frames = [doc["data"]["img"] for name, doc in docs if name == "event"]
     records = []

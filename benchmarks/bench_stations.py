@@ -74,7 +74,7 @@ def run(quick: bool = False) -> list[Record]:
     from labcim.stations.process import free_port
     from labcim.stations.registry import Station
 
-    n, repeats = (5, 2) if quick else (20, 3)
+    n, repeats = (3, 2) if quick else (20, 3)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         env = {**os.environ, "LABCIM_STATIONS_DIR": str(root / "stations")}

@@ -31,7 +31,7 @@ STARTS = {"2450": ":INIT", "b2900": ":INIT (@1)", "b1500a": "DV 1,0,"}
 OFF = {"2450": ":OUTP OFF", "b2900": ":OUTP OFF", "b1500a": "CL 1"}
 
 
-def interrupted_sweep(model: str, tmp_path, answer: bytes):
+def interrupted_sweep(model: str, tmp_path, answer: bytes, delay: float = DELAY):
     """Run iv_sweep on a pty, Ctrl-C twice once the first sweep runs, then ``answer``;
     returns (exit status, output, seconds from Ctrl-C to the prompt, lines received)."""
     started = threading.Event()
@@ -48,7 +48,7 @@ def interrupted_sweep(model: str, tmp_path, answer: bytes):
         term = Terminal(
             "run", "iv_sweep", "--chip", smu.resource, "--smu-model", model,
             "--out", str(tmp_path / "out"), "-p", "v_set=1.5", "-p", "v_reset=-1.5",
-            "-p", f"points={POINTS}", "-p", f"delay={DELAY}", cwd=tmp_path,
+            "-p", f"points={POINTS}", "-p", f"delay={delay}", cwd=tmp_path,
         )  # fmt: skip
         try:
             assert started.wait(60), "the first sweep never started"
@@ -83,9 +83,10 @@ def test_a_second_ctrl_c_aborts_the_running_sweep_and_leaves_the_output_off(mode
 
 
 def test_resuming_runs_the_interrupted_sweep_again(tmp_path):
-    status, text, waited, _ = interrupted_sweep("2450", tmp_path, b"r")
+    # 0.3 s a point (6.3 s a branch): both branches run after the resume
+    status, text, waited, _ = interrupted_sweep("2450", tmp_path, b"r", delay=0.3)
     assert status == 0, text
-    assert waited < 4.0
+    assert waited < 4.0  # of the 5.8 s the sweep had left
     (run,) = open_runs(tmp_path / "out")
     assert run.exit_status == "success"
     primary = run.streams["primary"]
