@@ -153,11 +153,11 @@ def run_demo(
     uids: set[str] = set()
     try:
         steps = demo_steps(board)
-        for title, plan in steps:
+        for i, (title, plan) in enumerate(steps, 1):
             if progress:
                 print(f"-- {title}", flush=True)  # a log that is watched shows it now
             uids.update(run_plan(RE, plan, {}, on_pause))
-            if title != steps[-1][0] and stop_after_run(RE, on_pause):
+            if i < len(steps) and stop_after_run(RE, on_pause):  # none after the last
                 raise PlanAbortedError(f"interrupted after the step '{title}'")
     finally:
         board.close()

@@ -172,14 +172,14 @@ def killed_run(location: Path) -> Path:
 
 
 def titles_inside(fig: Any) -> bool:
-    """Whether every title of ``fig`` (and its axes) is drawn within the figure."""
+    """Whether every title of ``fig`` (its suptitle, a figure text, and each axes' title)
+    is drawn within the figure."""
     canvas = FigureCanvasAgg(fig)  # as the PNG is drawn
     canvas.draw()
     renderer = canvas.get_renderer()
     box = fig.bbox
-    texts = [fig._suptitle] + [t for ax in fig.axes for t in (ax.title, ax._left_title)]
-    for text in texts:
-        if text is None or not text.get_text():
+    for text in [*fig.texts, *(ax.title for ax in fig.axes)]:
+        if not text.get_text():
             continue
         extent = text.get_window_extent(renderer)
         if extent.x0 < box.x0 - 1 or extent.x1 > box.x1 + 1:
