@@ -9,8 +9,8 @@ import yaml
 from campaign_helpers import plugin_fixture  # noqa: F401  (the fixture "plugin")
 from results_support import cli, resource_usage
 
+from labcim.bounded_yaml import Limits, YAMLLimitError, load_bounded
 from labcim.campaign import CampaignError, load_campaign
-from labcim.campaign.bounded_yaml import Limits, YAMLLimitError, load_bounded
 from labcim.campaign.schema import LIMITS, MAX_STEPS
 
 HEAD = "chip: none\nout: results\n"

@@ -148,11 +148,11 @@ def test_the_twin_and_the_standard_library_are_allowed(tmp_path):
     assert violations(tmp_path) == []
 
 
-def _loaded(code: str) -> list[str]:
-    """The mock_hw modules loaded by ``code`` in a fresh interpreter."""
+def _loaded(code: str, tops: tuple[str, ...] = ("mock_hw",)) -> list[str]:
+    """The modules of the packages ``tops`` loaded by ``code`` in a fresh interpreter."""
     probe = (
         f"{code}\nimport json, sys\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] == 'mock_hw')))"
+        f"print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in {tops!r})))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.splitlines()[-1])
@@ -174,6 +174,32 @@ def test_the_simulator_is_loaded_when_a_sim_url_is_opened_and_not_for_another():
     assert _loaded(real) == []
     sim = "import labcim\nlabcim.connect('sim://pcm-small?cores=1').close()"
     assert "mock_hw.chip" in _loaded(sim)
+
+
+HEAVY = ("bluesky", "ophyd", "h5py", "pyvisa")
+
+
+@pytest.mark.slow  # a second or more: kept out of the fast tier
+def test_import_labcim_loads_its_names_on_first_use():
+    """``import labcim`` loads none of the heavy libraries (PEP 562): ``labcim --help``
+    and a simulated board's server start in a tenth of the 0.6-0.9 s they took."""
+    assert _loaded("import labcim", HEAVY) == []
+    touched = "import labcim\nassert labcim.ChipTestBoard.__name__ == 'ChipTestBoard'"
+    assert "ophyd" in {m.split(".")[0] for m in _loaded(touched, HEAVY)}
+    import labcim
+
+    assert set(labcim.__all__) <= set(dir(labcim))
+    assert labcim.open_runs is __import__("labcim.hdf5").hdf5.open_runs
+    with pytest.raises(AttributeError, match="no attribute 'conect'"):
+        labcim.conect  # noqa: B018 (the attribute access is the test)
+
+
+@pytest.mark.slow  # a second or more: kept out of the fast tier
+def test_the_simulated_board_s_server_loads_no_device_or_run_engine_library():
+    """``labcim sim serve`` and ``labcim sim smu`` speak the wire protocol; what they
+    import is the simulator and the codec, not ophyd, bluesky or pyvisa."""
+    code = "import labcim.twin.serve\nlabcim.twin.serve.board_server"
+    assert [m for m in _loaded(code, HEAVY) if m.split(".")[0] != "h5py"] == []
 
 
 def test_no_code_or_test_reads_a_board_s_simulator_object():

@@ -19,7 +19,7 @@ from typing import Any, Literal
 import numpy as np
 import yaml
 
-from labcim.campaign.bounded_yaml import (
+from labcim.bounded_yaml import (
     Limits,
     YAMLLimitError,
     load_bounded,

@@ -155,7 +155,7 @@ def _removed_unless_used(out: str | Path) -> Iterator[None]:
 
 def assignments(items: Sequence[str], option: str) -> dict[str, Any]:
     """``["key=value", ...]`` as a dict, each value read as YAML (safe, bounded loading:
-    the limits of campaign files, `labcim.campaign.bounded_yaml`).
+    the limits of campaign files, `labcim.bounded_yaml`).
 
     Raises
     ------
@@ -164,7 +164,7 @@ def assignments(items: Sequence[str], option: str) -> dict[str, Any]:
     """
     import yaml
 
-    from labcim.campaign.bounded_yaml import YAMLLimitError, load_bounded
+    from labcim.bounded_yaml import YAMLLimitError, load_bounded
     from labcim.plan_args import ArgumentError
 
     values, errors = {}, []

@@ -28,7 +28,7 @@ def read_option(text: str | None, chip: str) -> dict[str, dict[str, float]]:
         return {}
     import yaml
 
-    from labcim.campaign.bounded_yaml import YAMLLimitError, load_bounded, one_line
+    from labcim.bounded_yaml import YAMLLimitError, load_bounded, one_line
     from labcim.plan_args import ArgumentError
     from labcim.suspenders import check_board, suspend_section
 

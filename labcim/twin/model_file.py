@@ -14,7 +14,7 @@ Written by ``labcim calibrate`` (`labcim.twin.calibrate`), read by `load_model` 
 ``model_params`` are fields of ``mock_hw.pcm.PCMParams`` / ``mock_hw.rram.RRAMParams``
 and ``periphery`` fields of ``mock_hw.core.Periphery``; unknown keys are errors that name
 them, so a typo never passes silently.  Loaded with
-`labcim.campaign.bounded_yaml.load_bounded` within the limits of a campaign file
+`labcim.bounded_yaml.load_bounded` within the limits of a campaign file
 (size, nesting, alias expansion), so no model file can make loading slow or large.
 """
 
@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from labcim.campaign.bounded_yaml import (
+from labcim.bounded_yaml import (
     Limits,
     YAMLLimitError,
     load_bounded,

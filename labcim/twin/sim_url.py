@@ -18,18 +18,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from os import PathLike
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl
 
 from drivers import protocol
 from drivers.board import BoardClient, InProcessTransport, Transport
 from drivers.urlhandler import protocol_serial
-from labcim.connection import board_device
-from labcim.devices.board import ChipTestBoard
 from labcim.output_files import npz_holding, write_file
 from labcim.twin.model_file import load_model
 from mock_hw.board_server import BoardHandler
 from mock_hw.chip import PRESETS, Chip
+
+if TYPE_CHECKING:
+    from labcim.devices.board import ChipTestBoard
 
 SIM_SCHEME = "sim://"
 
@@ -143,6 +144,10 @@ def connect_chip(
     For a chip built in Python rather than named by a URL, e.g. the chip a replay
     rebuilds from a run's record.  ``options`` go to the board client.
     """
+    # Imported here, not above: ``labcim sim serve`` parses sim:// URLs with this module
+    # and needs none of ophyd, which the board's device class loads.
+    from labcim.connection import board_device
+
     client = BoardClient(open_chip(chip), **options)
     return board_device(client, name=name, status_timeout=status_timeout)
 
